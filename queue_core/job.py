@@ -1,0 +1,86 @@
+"""Jobs and the registry of job types.
+
+Subclassing :class:`Job` registers the class under ``module.QualName`` (or its
+``job_name`` attribute). A worker only ever instantiates registered classes, so a
+payload can name a job type but never make the worker import or call anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+logger = logging.getLogger(__name__)
+
+_registry: dict[str, type[Job]] = {}
+
+
+class Job(ABC):
+    """A unit of work. Its instance attributes are the payload; ``execute`` does the work.
+
+    Class attributes that tune the queue's handling of this job type:
+
+    - ``job_name``: the name the payload carries (default ``module.QualName``); set it to
+      keep old payloads working after moving or renaming the class.
+    - ``backoff``: the delay before a retry (a number, a :class:`~queue_core.Backoff`, a
+      settings dict or a callable), replacing the queue's ``backoff``.
+    """
+
+    job_name: ClassVar[str]
+    backoff: ClassVar[Any] = None
+    _abstract_job: ClassVar[bool] = True
+
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._abstract_job = abstract
+        if abstract:
+            return
+        if "job_name" not in cls.__dict__:
+            cls.job_name = f"{cls.__module__}.{cls.__qualname__}"
+        register(cls)
+
+    @abstractmethod
+    def execute(self, queue: Queue) -> Any:
+        """Do the work. Raising fails the attempt; the return value reaches ``after_exec``."""
+
+
+class RetryableJob(Job, abstract=True):
+    """A job that decides its own time limit and whether a failed attempt is retried.
+
+    ``get_ttr`` replaces the queue's ``ttr``; ``can_retry`` replaces the queue's
+    ``attempts`` and ``age_limit``. Returning None from either keeps the queue's setting.
+    """
+
+    def get_ttr(self) -> float | None:
+        return None
+
+    def can_retry(self, attempt: int, error: BaseException) -> bool | None:
+        return None
+
+
+def register(cls: type[Job], name: str | None = None) -> type[Job]:
+    """Register a job class (subclassing Job does this); returns the class."""
+    if not isinstance(cls, type) or not issubclass(cls, Job):
+        raise ConfigError(f"{cls!r} is not a Job subclass and cannot be registered")
+    name = name or cls.job_name
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"job class {cls.__qualname__} has an empty job_name")
+    previous = _registry.get(name)
+    if previous is not None and previous is not cls:
+        logger.debug("job type %s now refers to %r (was %r)", name, cls, previous)
+    _registry[name] = cls
+    return cls
+
+
+def lookup(name: str) -> type[Job] | None:
+    return _registry.get(name)
+
+
+def registered_names() -> list[str]:
+    return sorted(_registry)

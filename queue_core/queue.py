@@ -1,0 +1,528 @@
+"""The Queue component: push pipeline, ttr and retry policy, events, admin calls.
+
+Every decision lives here; drivers are told what to do. Precedence, lowest to highest:
+
+=============== ============== ============= ============== ======================
+what            queue setting  job           push argument  event (last word)
+=============== ============== ============= ============== ======================
+ttr             ``ttr``        get_ttr()     push(ttr=)     before_push event.ttr
+retry or not    attempts,      can_retry()   push(attempts=) after_error event.retry
+                age_limit                    (for attempts)
+retry delay     ``backoff``    ``backoff``   push(backoff=) after_error event.delay
+=============== ============== ============= ============== ======================
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import events
+from .driver import Capabilities, Driver, ErrorInfo, JobInfo, JobStatus, Message, PushRequest
+from .errors import (
+    ConfigError,
+    DriverError,
+    InvalidArgumentError,
+    JobNotFoundError,
+    NotSupportedError,
+    SerializationError,
+    WorkerLostError,
+)
+from .events import EventHub, ExecEvent, PushEvent, RetryEvent
+from .job import Job, RetryableJob
+from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
+from .serializers import JsonSerializer, PickleSerializer, Serializer
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+logger = logging.getLogger(__name__)
+
+_UNSET: Any = object()
+
+
+def _positive(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}", key=key)
+    if value <= 0:
+        raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}", key=key)
+    return float(value)
+
+
+def _attempts(value: Any, key: str = "attempts") -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a whole number >= 1 (or None for no limit), "
+                          f"got {value!r}", key=key)
+    return value
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else (
+        f"{kind.__module__}.{kind.__qualname__}")
+    text = "".join(traceback.format_exception(kind, error, error.__traceback__))
+    return ErrorInfo(name, str(error), text)
+
+
+def _resolve_serializer(value: Any) -> Serializer:
+    if value is None or value == "json":
+        return JsonSerializer()
+    if value == "pickle":
+        return PickleSerializer()
+    if isinstance(value, type) and issubclass(value, Serializer):
+        return value()
+    if isinstance(value, Serializer):
+        return value
+    raise ConfigError(f"serializer must be 'json', 'pickle' or a Serializer, got {value!r}",
+                      key="serializer")
+
+
+class Queue:
+    """A queue over one driver. See the module docstring for who decides what."""
+
+    EVENT_BEFORE_PUSH = events.BEFORE_PUSH
+    EVENT_AFTER_PUSH = events.AFTER_PUSH
+    EVENT_BEFORE_EXEC = events.BEFORE_EXEC
+    EVENT_AFTER_EXEC = events.AFTER_EXEC
+    EVENT_AFTER_ERROR = events.AFTER_ERROR
+    EVENT_AFTER_FAIL = events.AFTER_FAIL
+    EVENT_AFTER_RETRY = events.AFTER_RETRY
+    EVENT_WORKER_START = events.WORKER_START
+    EVENT_WORKER_LOOP = events.WORKER_LOOP
+    EVENT_WORKER_STOP = events.WORKER_STOP
+
+    def __init__(self, driver: Driver | str, ttr: float = 300, attempts: int | None = 1,
+                 backoff: Any = None, age_limit: float | None = None,
+                 serializer: Serializer | str | None = None, keep_completed: bool = False,
+                 keep_failed: bool = True, *, imports: Iterable[str] = ()) -> None:
+        if isinstance(driver, str):
+            from .settings import driver_from_url
+            driver = driver_from_url(driver)
+        if not isinstance(driver, Driver):
+            raise ConfigError(f"driver must be a Driver or a URL, got {driver!r}", key="driver")
+        self.driver = driver
+        self.ttr = _positive(ttr, "ttr")
+        self.attempts = _attempts(attempts)
+        self.age_limit = None if age_limit is None else _positive(age_limit, "age_limit")
+        self.backoff: BackoffFn | None = Backoff.parse(backoff)
+        self.serializer = _resolve_serializer(serializer)
+        for key, value in (("keep_completed", keep_completed), ("keep_failed", keep_failed)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false, got {value!r}", key=key)
+        self.keep_completed = keep_completed
+        self.keep_failed = keep_failed
+        if isinstance(imports, str):
+            imports = [imports]
+        self.imports = list(imports)
+        self._limits = RetryLimits(self.attempts, self.age_limit)
+        self._events = EventHub()
+        self._job_backoffs: dict[type, BackoffFn | None] = {}
+        self._sync_worker: Worker | None = None
+        self._check_settings()
+
+    # -- capabilities ----------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.driver.capabilities
+
+    def _require(self, flag: str, feature: str) -> None:
+        if not getattr(self.driver.capabilities, flag):
+            raise NotSupportedError(f"the {self.driver.name} driver does not support {feature}")
+
+    def _check_settings(self) -> None:
+        caps = self.driver.capabilities
+        if not caps.retry and (self.attempts != 1 or self.age_limit is not None):
+            raise NotSupportedError(
+                f"the {self.driver.name} driver does not support retries "
+                f"(attempts={self.attempts}, age_limit={self.age_limit}): "
+                "set attempts=1 and no age_limit")
+        if self.keep_completed:
+            self._require("keep_completed", "keeping completed jobs (keep_completed=True)")
+        if self.keep_failed:
+            self._require("failed_store", "keeping failed jobs (keep_failed=True)")
+
+    # -- events ----------------------------------------------------------------------
+
+    def on(self, name: str, handler: events.Handler) -> None:
+        self._events.on(name, handler)
+
+    def off(self, name: str, handler: events.Handler | None = None) -> bool:
+        return self._events.off(name, handler)
+
+    def trigger(self, name: str, event: Any) -> Any:
+        return self._events.trigger(name, event)
+
+    def has_handlers(self, name: str) -> bool:
+        return self._events.has(name)
+
+    # -- push ------------------------------------------------------------------------
+
+    def push(self, job: Job, delay: float = 0, priority: int | None = None,
+             ttr: float | None = None, *, attempts: int | None = _UNSET,
+             backoff: Any = None) -> str | None:
+        """Queue a job; returns its id, or None when a before_push handler cancelled it."""
+        prepared = self._prepare(job, delay, priority, ttr, attempts, backoff)
+        if prepared is None:
+            return None
+        request, event = prepared
+        job_id = self.driver.push(request.payload, ttr=request.ttr, delay=request.delay,
+                                  priority=request.priority)
+        self._after_push(event, job_id)
+        if self.driver.capabilities.runs_at_push:
+            self._run_at_push()
+        return job_id
+
+    def push_many(self, jobs: Iterable[Job], delay: float = 0, priority: int | None = None,
+                  ttr: float | None = None, *, attempts: int | None = _UNSET,
+                  backoff: Any = None) -> list[str | None]:
+        """Queue several jobs, in one round trip where the driver allows. Every job is
+        encoded before anything is written. A cancelled job's place holds None."""
+        prepared = [self._prepare(job, delay, priority, ttr, attempts, backoff) for job in jobs]
+        wanted = [p for p in prepared if p is not None]
+        ids = iter(self.driver.push_many([request for request, _ in wanted]) if wanted else [])
+        result: list[str | None] = []
+        for item in prepared:
+            if item is None:
+                result.append(None)
+                continue
+            job_id = next(ids)
+            self._after_push(item[1], job_id)
+            result.append(job_id)
+        if wanted and self.driver.capabilities.runs_at_push:
+            self._run_at_push()
+        return result
+
+    def _prepare(self, job: Job, delay: float, priority: int | None, ttr: float | None,
+                 attempts: int | None, backoff: Any) -> tuple[PushRequest, PushEvent | None] | None:
+        if not isinstance(job, Job):
+            raise InvalidArgumentError(
+                f"push() takes a Job instance, got {type(job).__qualname__}")
+        resolved_ttr = self.ttr
+        if isinstance(job, RetryableJob):
+            job_ttr = job.get_ttr()
+            if job_ttr is not None:
+                resolved_ttr = self._check_ttr(job_ttr, f"{type(job).__qualname__}.get_ttr()")
+        if ttr is not None:
+            resolved_ttr = self._check_ttr(ttr, "ttr")
+        event: PushEvent | None = None
+        if self._events.has(events.BEFORE_PUSH) or self._events.has(events.AFTER_PUSH):
+            event = PushEvent(job, resolved_ttr, delay, priority, queue=self)
+            self._events.trigger(events.BEFORE_PUSH, event)
+            if event.handled:
+                logger.debug("push of %s cancelled by a before_push handler",
+                             type(job).__qualname__)
+                return None
+            resolved_ttr = self._check_ttr(event.ttr, "before_push event.ttr")
+            delay, priority = event.delay, event.priority
+        delay = self._check_delay(delay)
+        priority = self._check_priority(priority)
+        meta: dict[str, Any] = {}
+        if attempts is not _UNSET:
+            if not self.driver.capabilities.retry and attempts != 1:
+                raise NotSupportedError(f"the {self.driver.name} driver does not support "
+                                        f"retries (push(attempts={attempts!r}))")
+            meta["attempts"] = _attempts(attempts, "push(attempts=)")
+        if backoff is not None:
+            try:
+                meta["backoff"] = backoff_to_meta(backoff)
+            except ConfigError as exc:
+                raise InvalidArgumentError(str(exc)) from None
+        payload = self.serializer.dumps(job, meta)
+        return PushRequest(payload, resolved_ttr, delay, priority), event
+
+    def _after_push(self, event: PushEvent | None, job_id: str) -> None:
+        if event is not None:
+            event.id = job_id
+            self._events.trigger(events.AFTER_PUSH, event)
+
+    @staticmethod
+    def _check_ttr(value: Any, what: str) -> float:
+        try:
+            return _positive(value, "ttr")
+        except ConfigError:
+            raise InvalidArgumentError(
+                f"{what} must be a positive number of seconds, got {value!r}") from None
+
+    def _check_delay(self, delay: Any) -> float:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(
+                delay) or delay < 0:
+            raise InvalidArgumentError(f"delay must be a number of seconds >= 0, got {delay!r}")
+        if delay > 0:
+            caps = self.driver.capabilities
+            if not caps.delay:
+                raise NotSupportedError(
+                    f"the {self.driver.name} driver does not support delayed jobs (delay={delay})")
+            if caps.max_delay is not None and delay > caps.max_delay:
+                raise InvalidArgumentError(f"delay {delay} is above the {self.driver.name} "
+                                           f"driver's maximum of {caps.max_delay:g} seconds")
+        return float(delay)
+
+    def _check_priority(self, priority: Any) -> int | None:
+        if priority is None:
+            return None
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidArgumentError(f"priority must be a whole number, got {priority!r}")
+        caps = self.driver.capabilities
+        if not caps.priority:
+            raise NotSupportedError(
+                f"the {self.driver.name} driver does not support priorities (priority={priority})")
+        low, high = caps.priority_range
+        if not low <= priority <= high:
+            raise InvalidArgumentError(f"priority {priority} is out of range for the "
+                                       f"{self.driver.name} driver: {low} to {high}, lower first")
+        return priority
+
+    # -- the decisions a worker asks for ---------------------------------------------
+
+    def limits_for(self, meta: dict[str, Any]) -> RetryLimits:
+        if "attempts" in meta:
+            return RetryLimits(meta["attempts"], self.age_limit)
+        return self._limits
+
+    def can_retry(self, job: Job | None, meta: dict[str, Any], attempt: int,
+                  error: BaseException, pushed_at: float | None) -> bool:
+        """attempts/age_limit, then the job's can_retry (which replaces them)."""
+        if not self.driver.capabilities.retry:
+            return False
+        age = None if pushed_at is None else time.time() - pushed_at
+        decision = self.limits_for(meta).allows_retry(attempt, age)
+        if isinstance(job, RetryableJob):
+            try:
+                answer = job.can_retry(attempt, error)
+            except Exception:
+                logger.exception("%s.can_retry raised; using the queue's limits",
+                                 type(job).__qualname__)
+                answer = None
+            if answer is not None:
+                decision = bool(answer)
+        return decision
+
+    def backoff_for(self, job: Job | None, meta: dict[str, Any]) -> BackoffFn | None:
+        """push(backoff=), else the job class's ``backoff``, else the queue's."""
+        if meta.get("backoff") is not None:
+            return Backoff.parse(meta["backoff"], "payload meta.backoff")
+        if job is not None:
+            kind = type(job)
+            if kind not in self._job_backoffs:
+                self._job_backoffs[kind] = Backoff.parse(
+                    kind.backoff, f"{kind.__qualname__}.backoff")
+            found = self._job_backoffs[kind]
+            if found is not None:
+                return found
+        return self.backoff
+
+    def handle_error(self, message: Message, job: Job | None, meta: dict[str, Any],
+                     error: BaseException, attempt: int | None = None,
+                     lost: bool = False) -> bool:
+        """Decide and carry out what follows a failed attempt. Returns True if retried.
+
+        For a lost run (``lost=True``) nothing is moved when the answer is retry: the caller
+        runs the job at once, because its lease already made it wait."""
+        attempt = message.attempt if attempt is None else attempt
+        retry = self.can_retry(job, meta, attempt, error, message.pushed_at)
+        delay = 0.0
+        note = ""
+        if retry and not lost:
+            try:
+                found = evaluate_backoff(self.backoff_for(job, meta), attempt, error, job)
+            except Exception as exc:
+                logger.error("job %s: %s; failing it", message.id, exc)
+                found, note = None, f" (backoff failed: {exc})"
+            if found is None:
+                retry = False
+            else:
+                delay = found
+        if self._events.has(events.AFTER_ERROR):
+            event = ExecEvent(message.id, job, message.ttr, attempt, error=error, retry=retry,
+                              delay=delay, queue=self)
+            self._events.trigger(events.AFTER_ERROR, event)
+            retry = bool(event.retry)
+            if retry and not lost:
+                delay = self._handler_delay(event.delay, delay)
+                if delay < 0:
+                    retry, delay = False, 0.0
+        if retry and not self.driver.capabilities.retry:
+            logger.warning("job %s: the %s driver cannot retry; failing it", message.id,
+                           self.driver.name)
+            retry = False
+        info = error_info(error)
+        if note:
+            info = ErrorInfo(info.type, info.message + note, info.traceback)
+        if retry:
+            if not lost:
+                logger.info("job %s attempt %d failed (%s); retry in %.3gs", message.id,
+                            attempt, info, delay)
+                self.report(self.driver.release, message, delay=delay, error=info)
+            return True
+        logger.warning("job %s failed for good after attempt %d: %s", message.id, attempt, info)
+        self.report(self.driver.fail, message, error=info, keep=self.keep_failed)
+        self._after_fail(message, job, error, attempt)
+        return False
+
+    def report(self, call: Callable[..., None], message: Message, **kwargs: Any) -> None:
+        """Carry out a driver move for a finished run, retrying a back end that is down
+        until the job's lease would have ended anyway."""
+        deadline = time.monotonic() + self.driver.lease_seconds(message.ttr)
+        pause = 0.1
+        while True:
+            try:
+                call(message, **kwargs)
+                return
+            except DriverError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                logger.warning("job %s: %s failed (%s); retrying in %.1fs", message.id,
+                               getattr(call, "__name__", "report"), exc, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    @staticmethod
+    def _handler_delay(value: Any, fallback: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            logger.error("after_error handler set delay to %r; keeping %.3gs", value, fallback)
+            return fallback
+        return float(value)
+
+    def handle_lost(self, message: Message, job: Job | None, meta: dict[str, Any]) -> bool:
+        """The previous run of ``message`` lost its worker. True: run it now."""
+        lost_attempt = max(1, message.attempt - 1)
+        error = WorkerLostError(
+            f"the worker running attempt {lost_attempt} of job {message.id} vanished "
+            "(killed, crashed or past its lease) before reporting a result")
+        return self.handle_error(message, job, meta, error, attempt=lost_attempt, lost=True)
+
+    def handle_undecodable(self, message: Message, error: SerializationError) -> None:
+        """A payload that cannot become a job is never retried: straight to FAILED."""
+        logger.error("job %s cannot be decoded and is failed without retry: %s",
+                     message.id, error)
+        self.report(self.driver.fail, message, error=error_info(error), keep=self.keep_failed)
+        self._after_fail(message, None, error, message.attempt)
+
+    def _after_fail(self, message: Message, job: Job | None, error: BaseException,
+                    attempt: int) -> None:
+        if self._events.has(events.AFTER_FAIL):
+            self._events.trigger(events.AFTER_FAIL, ExecEvent(
+                message.id, job, message.ttr, attempt, error=error, queue=self))
+
+    def handle_success(self, message: Message, job: Job, result: Any,
+                       event: ExecEvent | None) -> None:
+        data = self.serializer.dumps_result(result) if self.keep_completed else None
+        self.report(self.driver.ack, message, result=data, keep=self.keep_completed)
+        if self._events.has(events.AFTER_EXEC):
+            if event is None:
+                event = ExecEvent(message.id, job, message.ttr, message.attempt, queue=self)
+            event.result = result
+            self._events.trigger(events.AFTER_EXEC, event)
+
+    # -- the worker ------------------------------------------------------------------
+
+    def import_job_modules(self) -> None:
+        for name in self.imports:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                raise ConfigError(f"imports: cannot import {name!r}: "
+                                  f"{type(exc).__name__}: {exc}", key="imports") from exc
+
+    def worker(self, **options: Any) -> Worker:
+        from .worker import Worker
+        return Worker(self, **options)
+
+    def run(self, **options: Any) -> int:
+        """Process every job that is ready now, then return how many were processed."""
+        return self.worker(**options).run()
+
+    def listen(self, timeout: float = 3, **options: Any) -> int:
+        """Process jobs until a signal or an ``exit_code`` stops the worker."""
+        return self.worker(timeout=timeout, **options).listen()
+
+    def _run_at_push(self) -> None:
+        if self._sync_worker is None:
+            from .worker import Worker
+            self._sync_worker = Worker(self, handle_signals=False, enforce_ttr=False,
+                                       emit_events=False)
+        self._sync_worker.run()
+
+    # -- queries and admin -----------------------------------------------------------
+
+    def status(self, job_id: str) -> JobStatus:
+        """The job's state; a finished job that is no longer kept reads DONE."""
+        self._require("status", "job status")
+        found = self.driver.status(str(job_id))
+        return JobStatus.DONE if found is None else found
+
+    def get(self, job_id: str) -> JobInfo:
+        self._require("status", "job lookup")
+        info = self.driver.get(str(job_id))
+        if info is None:
+            raise JobNotFoundError(f"no job {job_id!r} in {self.driver.describe()}")
+        return self._decoded(info)
+
+    def _decoded(self, info: JobInfo) -> JobInfo:
+        if info.job_name is None and info.payload:
+            info.job_name = self.serializer.peek_name(info.payload)
+        if isinstance(info.result, bytes):
+            info.result = self.serializer.loads_result(info.result)
+        return info
+
+    def jobs(self, status: JobStatus | str, limit: int = 100) -> list[JobInfo]:
+        self._require("listing", "listing jobs")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidArgumentError(f"limit must be a whole number >= 1, got {limit!r}")
+        return [self._decoded(i) for i in self.driver.jobs(JobStatus.parse(status), limit)]
+
+    def failed(self, limit: int = 100) -> list[JobInfo]:
+        return self.jobs(JobStatus.FAILED, limit)
+
+    def retry(self, job_id: str, state: JobStatus | str = JobStatus.FAILED,
+              reset_attempts: bool = False) -> None:
+        """Send a FAILED (or, with ``state=DONE``, a completed) job back to WAITING (BullMQ
+        ``Job.retry``). Raises JobNotFoundError (code -1) or JobNotInStateError (code -3)."""
+        self._require("manual_retry", "retrying finished jobs")
+        wanted = JobStatus.parse(state)
+        if wanted not in (JobStatus.FAILED, JobStatus.DONE):
+            raise InvalidArgumentError(f"retry(state=) must be failed or done, got {state!r}")
+        if wanted is JobStatus.DONE:
+            self._require("keep_completed", "retrying completed jobs (they are not kept)")
+        self.driver.retry(str(job_id), state=wanted, reset_attempts=bool(reset_attempts))
+        logger.info("job %s sent back to waiting from %s", job_id, wanted)
+        if self._events.has(events.AFTER_RETRY):
+            self._events.trigger(events.AFTER_RETRY,
+                                 RetryEvent(str(job_id), wanted, bool(reset_attempts), self))
+        if self.driver.capabilities.runs_at_push:
+            self._run_at_push()
+
+    def remove(self, job_id: str) -> bool:
+        self._require("remove", "removing jobs")
+        return self.driver.remove(str(job_id))
+
+    def clear(self) -> None:
+        self._require("clear", "clearing the queue")
+        self.driver.clear()
+
+    def info(self) -> dict[JobStatus, int]:
+        self._require("info", "counting jobs")
+        counts = {status: 0 for status in JobStatus}
+        counts.update(self.driver.info())
+        return counts
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.driver.describe()} ttr={self.ttr:g} attempts={self.attempts}>"
+

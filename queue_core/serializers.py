@@ -1,0 +1,187 @@
+"""Payload encodings. JSON is the default; pickle is an explicit opt-in.
+
+A JSON payload is ``{"job": "<registered name>", "args": {<instance attributes>}}`` plus
+an optional ``"meta"`` object with per-push settings (``attempts``, ``backoff``).
+Decoding only ever instantiates a class found in the job registry, without calling its
+``__init__``: the attributes are restored as they were pushed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from abc import ABC, abstractmethod
+from typing import Any
+
+from .errors import SerializationError
+from .job import Job, lookup
+
+logger = logging.getLogger(__name__)
+
+Meta = dict[str, Any]
+
+
+def job_state(job: Job) -> dict[str, Any]:
+    """The attributes that make up a job's payload."""
+    state: dict[str, Any] = dict(getattr(job, "__dict__", {}))
+    for klass in type(job).__mro__:
+        for slot in getattr(klass, "__slots__", ()):
+            if slot not in ("__dict__", "__weakref__") and hasattr(job, slot):
+                state[slot] = getattr(job, slot)
+    return state
+
+
+def restore_job(cls: type[Job], state: dict[str, Any]) -> Job:
+    job = cls.__new__(cls)
+    for key, value in state.items():
+        # object.__setattr__ so that frozen dataclasses come back too.
+        object.__setattr__(job, key, value)
+    return job
+
+
+class Serializer(ABC):
+    name: str = "serializer"
+
+    @abstractmethod
+    def dumps(self, job: Job, meta: Meta | None = None) -> bytes:
+        """Encode a job; raise SerializationError naming the problem."""
+
+    @abstractmethod
+    def loads(self, data: bytes) -> tuple[Job, Meta]:
+        """Decode a payload into a registered job; raise SerializationError otherwise."""
+
+    @abstractmethod
+    def peek_name(self, data: bytes) -> str | None:
+        """The job type a payload names, without building the job (None if unreadable)."""
+
+    def dumps_result(self, value: Any) -> bytes:
+        try:
+            return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError):
+            logger.debug("result %r is not JSON; keeping its repr", type(value))
+            return json.dumps(repr(value)).encode()
+
+    def loads_result(self, data: bytes | None) -> Any:
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data.decode("utf-8", "replace")
+
+
+def _registered_name(job: Job) -> str:
+    if not isinstance(job, Job):
+        raise SerializationError(
+            f"{type(job).__qualname__} is not a Job: subclass queue_core.Job or RetryableJob")
+    name = type(job).job_name if not type(job)._abstract_job else None
+    if name is None or lookup(name) is not type(job):
+        raise SerializationError(
+            f"{type(job).__qualname__} is not a registered job type (it is declared abstract "
+            "or another class took its job_name)")
+    return name
+
+
+class JsonSerializer(Serializer):
+    name = "json"
+
+    def dumps(self, job: Job, meta: Meta | None = None) -> bytes:
+        name = _registered_name(job)
+        state = job_state(job)
+        envelope: dict[str, Any] = {"job": name, "args": state}
+        if meta:
+            envelope["meta"] = meta
+        try:
+            return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(self._explain(name, state, meta, exc)) from exc
+
+    @staticmethod
+    def _explain(name: str, state: dict[str, Any], meta: Meta | None,
+                 exc: Exception) -> str:
+        for key, value in {**state, **(meta or {})}.items():
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as field_exc:
+                return (f"cannot serialize job {name} as JSON: field {key!r}: {field_exc} "
+                        "(use JSON types, or opt in to PickleSerializer)")
+        return f"cannot serialize job {name} as JSON: {exc}"
+
+    def loads(self, data: bytes) -> tuple[Job, Meta]:
+        try:
+            envelope = json.loads(data)
+        except (ValueError, TypeError) as exc:
+            raise SerializationError(f"payload is not valid JSON: {exc}") from None
+        if (not isinstance(envelope, dict) or not isinstance(envelope.get("job"), str)
+                or not isinstance(envelope.get("args"), dict)):
+            raise SerializationError(
+                "payload is not a queue-core job: expected an object with 'job' and 'args'")
+        name = envelope["job"]
+        cls = lookup(name)
+        if cls is None:
+            raise SerializationError(
+                f"unknown job type {name!r}: no registered Job class has this name "
+                "(is its module listed in the queue's 'imports'?)")
+        meta = envelope.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise SerializationError("payload 'meta' is not an object")
+        try:
+            return restore_job(cls, envelope["args"]), meta
+        except Exception as exc:
+            raise SerializationError(f"cannot restore job {name}: {exc}") from None
+
+    def peek_name(self, data: bytes) -> str | None:
+        try:
+            envelope = json.loads(data)
+        except (ValueError, TypeError):
+            return None
+        name = envelope.get("job") if isinstance(envelope, dict) else None
+        return name if isinstance(name, str) else None
+
+
+class PickleSerializer(Serializer):
+    """Opt-in: any picklable job. Decoding a pickle can run arbitrary code, so use it
+    only when every producer of the queue is trusted."""
+
+    name = "pickle"
+
+    def dumps(self, job: Job, meta: Meta | None = None) -> bytes:
+        name = _registered_name(job)
+        try:
+            return pickle.dumps((name, job, meta or {}), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(f"cannot pickle job {name}: {exc}") from exc
+
+    def loads(self, data: bytes) -> tuple[Job, Meta]:
+        try:
+            name, job, meta = pickle.loads(data)
+        except Exception as exc:
+            raise SerializationError(f"payload is not a pickled queue-core job: {exc}") from None
+        if not isinstance(job, Job) or lookup(name) is not type(job):
+            raise SerializationError(f"pickled payload holds {type(job).__qualname__}, "
+                                     "not a registered job type")
+        return job, meta
+
+    def peek_name(self, data: bytes) -> str | None:
+        # Reading the name means unpickling; only the trusted-producer opt-in gets here.
+        try:
+            name = pickle.loads(data)[0]
+        except Exception:
+            return None
+        return name if isinstance(name, str) else None
+
+    def dumps_result(self, value: Any) -> bytes:
+        try:
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return pickle.dumps(repr(value))
+
+    def loads_result(self, data: bytes | None) -> Any:
+        if data is None:
+            return None
+        try:
+            return pickle.loads(data)
+        except Exception:
+            return None

@@ -1,0 +1,272 @@
+"""The worker loop: ``run`` (what is ready, then return) and ``listen`` (until stopped).
+
+ttr is a real time limit: in the main thread a SIGALRM timer raises JobTimeoutError inside
+the job, and keeps raising every second if the job swallows it. SIGTERM, SIGINT, SIGQUIT
+and SIGHUP let the current job finish, then the worker stops; an idle worker stops within
+half a second. A back end that fails while the worker waits is retried with capped
+backoff, logged once per outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from . import events
+from .driver import Message
+from .errors import DriverError, InvalidArgumentError, JobTimeoutError, SerializationError
+from .events import ExecEvent, WorkerEvent
+from .job import Job
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
+                     if hasattr(signal, name))
+WAIT_SLICE = 0.5
+"""Longest single wait on the back end, so that an idle worker notices a stop at once."""
+OUTAGE_BACKOFF_MAX = 10.0
+
+
+class Worker:
+    def __init__(self, queue: Queue, *, timeout: float = 3.0, handle_signals: bool = True,
+                 enforce_ttr: bool = True, max_jobs: int | None = None,
+                 emit_events: bool = True) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InvalidArgumentError(f"timeout must be seconds >= 0, got {timeout!r}")
+        if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
+                                     or max_jobs < 1):
+            raise InvalidArgumentError(f"max_jobs must be a whole number >= 1, got {max_jobs!r}")
+        self.queue = queue
+        self.timeout = float(timeout)
+        self.handle_signals = handle_signals
+        self.enforce_ttr = enforce_ttr
+        self.max_jobs = max_jobs
+        self.emit_events = emit_events
+        self.exit_code: int | None = None
+        self.processed = 0
+        self.stopping = False
+        self._in_job = False
+        self._timed_out = False
+        self._current: Message | None = None
+        self._current_ttr = 0.0
+        self._use_timer = False
+        self._outage_since: float | None = None
+        self._outage_delay = 0.0
+        self._active = 0
+
+    # -- control ---------------------------------------------------------------------
+
+    def stop(self, exit_code: int = 0) -> None:
+        """Stop after the current job (safe from a signal handler or another thread)."""
+        if self.exit_code is None:
+            self.exit_code = exit_code
+        self.stopping = True
+
+    def _should_stop(self) -> bool:
+        if self.max_jobs is not None and self.processed >= self.max_jobs:
+            self.stop(0)
+        return self.stopping
+
+    # -- the loops -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Process every job that is ready now; return how many were processed."""
+        before = self.processed
+        with self._session():
+            while not self._should_stop():
+                message = self.queue.driver.reserve(0)
+                if message is None:
+                    break
+                self.process(message)
+                self._loop_event()
+        return self.processed - before
+
+    def listen(self) -> int:
+        """Process jobs until a signal, ``stop()`` or an event's ``exit_code``; return the
+        exit code."""
+        wait = max(0.05, min(self.timeout, WAIT_SLICE))
+        with self._session():
+            while not self._should_stop():
+                message = self._reserve(wait)
+                if message is not None:
+                    self.process(message)
+                self._loop_event()
+        return self.exit_code or 0
+
+    def _reserve(self, wait: float) -> Message | None:
+        try:
+            message = self.queue.driver.reserve(wait)
+        except Exception as exc:
+            self._outage(exc)
+            return None
+        if self._outage_since is not None:
+            logger.warning("%s is reachable again after %.1fs", self.queue.driver.describe(),
+                           time.monotonic() - self._outage_since)
+            self._outage_since = None
+        return message
+
+    def _outage(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            self._outage_delay = 0.1
+            if isinstance(exc, DriverError):
+                logger.error("cannot reach %s: %s; retrying with backoff",
+                             self.queue.driver.describe(), exc)
+            else:
+                logger.exception("reserve on %s failed; retrying with backoff",
+                                 self.queue.driver.describe())
+        else:
+            self._outage_delay = min(self._outage_delay * 2, OUTAGE_BACKOFF_MAX)
+        self._sleep(self._outage_delay)
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.1))
+
+    def _loop_event(self) -> None:
+        if self.emit_events and self.queue.has_handlers(events.WORKER_LOOP):
+            event = self.queue.trigger(events.WORKER_LOOP, WorkerEvent(self))
+            if event.exit_code is not None:
+                self.stop(event.exit_code)
+
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        # Re-entrant: the sync driver runs jobs inside push, possibly from inside a job.
+        self._active += 1
+        if self._active > 1:
+            try:
+                yield
+            finally:
+                self._active -= 1
+            return
+        self.stopping = False
+        self.exit_code = None
+        main = threading.current_thread() is threading.main_thread()
+        previous: dict[int, Any] = {}
+        try:
+            self.queue.import_job_modules()
+            if main and self.handle_signals:
+                for signum in STOP_SIGNALS:
+                    previous[signum] = signal.signal(signum, self._on_stop_signal)
+            self._use_timer = bool(self.enforce_ttr and main and hasattr(signal, "setitimer"))
+            if self._use_timer:
+                previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+            elif self.enforce_ttr:
+                logger.warning("ttr is not enforced: the worker is not in the main thread")
+            if self.emit_events and self.queue.has_handlers(events.WORKER_START):
+                event = self.queue.trigger(events.WORKER_START, WorkerEvent(self))
+                if event.exit_code is not None:
+                    self.stop(event.exit_code)
+            yield
+        finally:
+            self._active -= 1
+            if self._use_timer:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if self.emit_events and self.queue.has_handlers(events.WORKER_STOP):
+                self.queue.trigger(events.WORKER_STOP, WorkerEvent(self, self.exit_code))
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if not self.stopping:
+            if self._in_job and self._current is not None:
+                logger.info("%s: stopping after job %s finishes", name, self._current.id)
+            else:
+                logger.info("%s: stopping", name)
+        self.stop(0)
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        self._timed_out = True
+        if self._in_job:
+            raise self._timeout_error()
+
+    def _timeout_error(self) -> JobTimeoutError:
+        job_id = self._current.id if self._current is not None else "?"
+        return JobTimeoutError(f"job {job_id} exceeded its ttr of {self._current_ttr:g}s")
+
+    # -- one job ---------------------------------------------------------------------
+
+    def process(self, message: Message) -> None:
+        """Run one reserved job and report its outcome. Never raises for a job's fault."""
+        self._current = message
+        try:
+            self._process(message)
+        except KeyboardInterrupt:
+            raise
+        except DriverError as exc:
+            logger.error("job %s: cannot report its outcome to %s (%s); its lease will bring "
+                         "it back", message.id, self.queue.driver.describe(), exc)
+        except Exception:
+            logger.exception("job %s: internal error while handling it; its lease will bring "
+                             "it back", message.id)
+        finally:
+            self._current = None
+            self.processed += 1
+
+    def _process(self, message: Message) -> None:
+        queue = self.queue
+        try:
+            job, meta = queue.serializer.loads(message.payload)
+        except SerializationError as exc:
+            queue.handle_undecodable(message, exc)
+            return
+        if message.redelivered and not queue.handle_lost(message, job, meta):
+            return
+        ttr = message.ttr
+        event: ExecEvent | None = None
+        if queue.has_handlers(events.BEFORE_EXEC):
+            event = queue.trigger(events.BEFORE_EXEC, ExecEvent(
+                message.id, job, ttr, message.attempt, queue=queue))
+            if event.handled:
+                logger.debug("job %s skipped by a before_exec handler", message.id)
+                queue.report(queue.driver.ack, message, keep=queue.keep_completed)
+                return
+        try:
+            result = self._execute(job, ttr)
+        except KeyboardInterrupt:
+            # Ctrl-C outside a signal-handling worker: give the job back, then stop.
+            if queue.capabilities.retry:
+                queue.report(queue.driver.release, message, delay=0.0, error=None)
+            raise
+        except (Exception, SystemExit) as error:
+            queue.handle_error(message, job, meta, error)
+            return
+        queue.handle_success(message, job, result, event)
+
+    def _execute(self, job: Job, ttr: float) -> Any:
+        if not self._use_timer:
+            return job.execute(self.queue)
+        self._timed_out = False
+        self._current_ttr = ttr
+        self._in_job = True
+        signal.setitimer(signal.ITIMER_REAL, ttr, 1.0)
+        try:
+            result = job.execute(self.queue)
+        except JobTimeoutError:
+            raise
+        except (Exception, SystemExit) as error:
+            if self._timed_out:
+                raise self._timeout_error() from error
+            raise
+        finally:
+            self._in_job = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if self._timed_out:
+            # The job caught the interrupt and went on: it still ran past its ttr.
+            raise self._timeout_error()
+        return result
