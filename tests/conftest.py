@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tests.support.jobs  # noqa: F401  (registers the job types)
+from queue_core import Queue, create_queue
+from tests.support.drivers import DriverSpec, selected_specs
+
+REQUIRE_ALL = os.environ.get("QUEUE_TEST_REQUIRE_ALL") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs(*flags): run only on drivers that declare these capabilities "
+        "('!flag': that lack it)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "driver_spec" not in metafunc.fixturenames:
+        return
+    needs: set[str] = set()
+    for marker in metafunc.definition.iter_markers("needs"):
+        needs.update(marker.args)
+    specs = [s for s in selected_specs() if all(_declares(s, flag) for flag in needs)]
+    if "lacking" in metafunc.fixturenames:
+        pairs = [(s, flag) for s in specs for flag in REFUSALS if not getattr(s.capabilities, flag)]
+        metafunc.parametrize(("driver_spec", "lacking"), pairs,
+                             ids=[f"{s.name}-{flag}" for s, flag in pairs],
+                             indirect=["driver_spec"])
+        return
+    metafunc.parametrize("driver_spec", specs, ids=[s.name for s in specs], indirect=True)
+
+
+REFUSALS = ("delay", "priority", "retry", "keep_completed", "status", "manual_retry", "remove",
+            "clear", "info", "listing")
+"""Capabilities whose absence the core must refuse with NotSupportedError."""
+
+
+def _declares(spec: DriverSpec, flag: str) -> bool:
+    if flag.startswith("!"):
+        return not getattr(spec.capabilities, flag[1:])
+    return bool(getattr(spec.capabilities, flag))
+
+
+@pytest.fixture
+def driver_spec(request: pytest.FixtureRequest) -> DriverSpec:
+    spec: DriverSpec = request.param
+    reason = spec.available()
+    if reason:
+        message = f"{spec.name} driver unavailable: {reason}"
+        if REQUIRE_ALL:
+            pytest.fail(message + " (QUEUE_TEST_REQUIRE_ALL=1)")
+        pytest.skip(message)
+    return spec
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> str:
+    return str(tmp_path / "journal.txt")
+
+
+@pytest.fixture
+def queue_settings(driver_spec: DriverSpec, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    """Settings for a queue on a fresh channel of the driver under test."""
+    channel = f"t{uuid.uuid4().hex[:12]}"
+
+    def build(**extra: Any) -> dict[str, Any]:
+        settings = driver_spec.settings(tmp_path, channel)
+        settings["imports"] = ["tests.support.jobs"]
+        settings.update(extra)
+        return settings
+    return build
+
+
+@pytest.fixture
+def make_queue(queue_settings: Callable[..., dict[str, Any]]) -> Iterator[Callable[..., Queue]]:
+    made: list[Queue] = []
+
+    def build(**extra: Any) -> Queue:
+        queue = create_queue(queue_settings(**extra))
+        made.append(queue)
+        return queue
+    yield build
+    for queue in made:
+        try:
+            if queue.capabilities.clear:
+                queue.clear()
+        finally:
+            queue.close()
+
+
+@pytest.fixture
+def queue(make_queue: Callable[..., Queue]) -> Queue:
+    return make_queue()

@@ -1,0 +1,40 @@
+"""What a driver does not declare, the core refuses with a sentence naming both."""
+
+from __future__ import annotations
+
+import pytest
+
+from queue_core import NotSupportedError, Queue, create_queue
+from tests.support.jobs import Record
+
+
+def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec,
+                                         journal: str, lacking: str) -> None:
+    name = driver_spec.cls.name
+    match = f"the {name} driver does not support"
+    queue: Queue
+    if lacking == "retry":
+        with pytest.raises(NotSupportedError, match=match):
+            create_queue(queue_settings(attempts=3))
+        with pytest.raises(NotSupportedError, match=match):
+            create_queue(queue_settings(age_limit=60))
+        with pytest.raises(NotSupportedError, match=match):
+            make_queue().push(Record(journal, "x"), attempts=2)
+        return
+    if lacking == "keep_completed":
+        with pytest.raises(NotSupportedError, match=match + " keeping completed"):
+            create_queue(queue_settings(keep_completed=True))
+        return
+    queue = make_queue()
+    calls = {
+        "delay": lambda: queue.push(Record(journal, "x"), delay=5),
+        "priority": lambda: queue.push(Record(journal, "x"), priority=1),
+        "status": lambda: queue.status("1"),
+        "manual_retry": lambda: queue.retry("1"),
+        "remove": lambda: queue.remove("1"),
+        "clear": lambda: queue.clear(),
+        "info": lambda: queue.info(),
+        "listing": lambda: queue.failed(),
+    }
+    with pytest.raises(NotSupportedError, match=match):
+        calls[lacking]()

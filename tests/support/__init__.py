@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: job types, driver specs, worker processes."""

@@ -1,0 +1,24 @@
+"""The --app target of worker subprocesses: settings come from $QUEUE_TEST_SETTINGS."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from queue_core import Queue, WorkerEvent, create_queue
+
+from .jobs import append
+
+
+def mark_ready(event: WorkerEvent) -> None:
+    path = os.environ.get("QUEUE_TEST_READY")
+    if path:
+        append(path, str(os.getpid()))
+
+
+def queue() -> Queue:
+    settings: dict[str, Any] = json.loads(os.environ["QUEUE_TEST_SETTINGS"])
+    built = create_queue(settings)
+    built.on(Queue.EVENT_WORKER_START, mark_ready)
+    return built

@@ -1,0 +1,174 @@
+"""Job types the tests push. Worker subprocesses import this module (settings 'imports').
+
+Jobs leave their trace in a journal file, one line per event, appended with O_APPEND so
+lines from several processes never interleave.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from queue_core import Backoff, Job, RetryableJob
+
+
+def append(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_lines(path: str) -> list[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def count(path: str, line: str) -> int:
+    return read_lines(path).count(line)
+
+
+@dataclass
+class Record(Job):
+    """Appends its tag to the journal and returns it."""
+
+    journal: str
+    tag: str
+    data: Any = None
+
+    def execute(self, queue: Any) -> Any:
+        append(self.journal, self.tag)
+        return self.tag
+
+
+@dataclass
+class Noop(Job):
+    def execute(self, queue: Any) -> None:
+        return None
+
+
+@dataclass
+class Fail(Job):
+    """Fails its first ``times`` runs (every run when None), then succeeds."""
+
+    journal: str
+    tag: str
+    times: int | None = None
+
+    def execute(self, queue: Any) -> str:
+        runs = count(self.journal, self.tag)
+        append(self.journal, self.tag)
+        if self.times is None or runs < self.times:
+            raise RuntimeError(f"{self.tag} failed on run {runs + 1}")
+        return "ok"
+
+
+@dataclass
+class FailWithBackoff(Fail):
+    backoff = Backoff.fixed(0.4)
+
+
+@dataclass
+class Retryable(RetryableJob):
+    """can_retry and get_ttr come from its fields."""
+
+    journal: str
+    tag: str
+    retry_until: int = 0
+    ttr: float | None = None
+
+    def execute(self, queue: Any) -> None:
+        append(self.journal, self.tag)
+        raise ValueError(f"{self.tag} always fails")
+
+    def get_ttr(self) -> float | None:
+        return self.ttr
+
+    def can_retry(self, attempt: int, error: BaseException) -> bool | None:
+        return attempt < self.retry_until
+
+
+@dataclass
+class Sleep(Job):
+    """Writes 'start <tag>', sleeps, writes 'end <tag>'."""
+
+    journal: str
+    tag: str
+    seconds: float
+
+    def execute(self, queue: Any) -> str:
+        append(self.journal, f"start {self.tag}")
+        time.sleep(self.seconds)
+        append(self.journal, f"end {self.tag}")
+        return self.tag
+
+
+@dataclass
+class SleepOnce(Job):
+    """Sleeps on its first run only (a run a test kills), then finishes at once."""
+
+    journal: str
+    tag: str
+    seconds: float
+
+    def execute(self, queue: Any) -> str:
+        first = count(self.journal, f"start {self.tag}") == 0
+        append(self.journal, f"start {self.tag}")
+        if first:
+            time.sleep(self.seconds)
+        append(self.journal, f"end {self.tag}")
+        return self.tag
+
+
+@dataclass
+class Stubborn(Job):
+    """Swallows every exception, the ttr interrupt included, for ``seconds``."""
+
+    journal: str
+    seconds: float
+
+    def execute(self, queue: Any) -> None:
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            try:
+                time.sleep(0.05)
+            except Exception as exc:
+                append(self.journal, f"swallowed {type(exc).__name__}")
+        append(self.journal, "returned")
+
+
+@dataclass
+class KillWorker(Job):
+    """Kills the process running it, every time."""
+
+    journal: str
+    tag: str
+
+    def execute(self, queue: Any) -> None:
+        append(self.journal, f"start {self.tag}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class Exit(Job):
+    """Calls sys.exit inside the job."""
+
+    def execute(self, queue: Any) -> None:
+        raise SystemExit(3)
+
+
+@dataclass
+class Payload(Job):
+    """Carries values of every JSON type and returns them."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def execute(self, queue: Any) -> dict[str, Any]:
+        return self.values

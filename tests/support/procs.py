@@ -1,0 +1,73 @@
+"""Real worker processes for the reliability tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_env(settings: dict[str, Any], ready: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["QUEUE_TEST_SETTINGS"] = json.dumps(settings)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if ready is not None:
+        env["QUEUE_TEST_READY"] = str(ready)
+    return env
+
+
+def queue_core(settings: dict[str, Any], *args: str, ready: Path | None = None,
+               **popen: Any) -> subprocess.Popen[str]:
+    """Start ``queue-core --app tests.support.app:queue ARGS`` in its own process group."""
+    command = [sys.executable, "-m", "queue_core", "--app", "tests.support.app:queue", *args]
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(command, env=worker_env(settings, ready), cwd=ROOT, text=True,
+                            start_new_session=True, **popen)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
+             every: float = 0.02) -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM,
+         timeout: float = 10) -> tuple[int, str, str]:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"worker did not stop within {timeout}s after {sig}:\n{err}")
+    return process.returncode, out, err
+
+
+@contextmanager
+def workers(settings: dict[str, Any], count: int, *args: str,
+            ready: Path | None = None) -> Iterator[list[subprocess.Popen[str]]]:
+    procs = [queue_core(settings, *args, ready=ready) for _ in range(count)]
+    try:
+        yield procs
+    finally:
+        for process in procs:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
