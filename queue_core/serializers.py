@@ -124,7 +124,7 @@ class JsonSerializer(Serializer):
             raise SerializationError(
                 f"unknown job type {name!r}: no registered Job class has this name "
                 "(is its module listed in the queue's 'imports'?)")
-        meta = envelope.get("meta") or {}
+        meta = envelope.get("meta", {})
         if not isinstance(meta, dict):
             raise SerializationError("payload 'meta' is not an object")
         try:

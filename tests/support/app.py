@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-from queue_core import Queue, WorkerEvent, create_queue
+from queue_core import ExecEvent, Queue, WorkerEvent, create_queue
 
 from .jobs import append
 
@@ -17,8 +17,16 @@ def mark_ready(event: WorkerEvent) -> None:
         append(path, str(os.getpid()))
 
 
+def log_exec(event: ExecEvent) -> None:
+    """'<pid> <job id> <attempt>' per run, so tests see attempts on any driver."""
+    path = os.environ.get("QUEUE_TEST_EXEC_LOG")
+    if path:
+        append(path, f"{os.getpid()} {event.id} {event.attempt}")
+
+
 def queue() -> Queue:
     settings: dict[str, Any] = json.loads(os.environ["QUEUE_TEST_SETTINGS"])
     built = create_queue(settings)
     built.on(Queue.EVENT_WORKER_START, mark_ready)
+    built.on(Queue.EVENT_BEFORE_EXEC, log_exec)
     return built

@@ -16,23 +16,26 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker_env(settings: dict[str, Any], ready: Path | None = None) -> dict[str, str]:
+def worker_env(settings: dict[str, Any], ready: Path | None = None,
+               exec_log: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["QUEUE_TEST_SETTINGS"] = json.dumps(settings)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if ready is not None:
         env["QUEUE_TEST_READY"] = str(ready)
+    if exec_log is not None:
+        env["QUEUE_TEST_EXEC_LOG"] = str(exec_log)
     return env
 
 
 def queue_core(settings: dict[str, Any], *args: str, ready: Path | None = None,
-               **popen: Any) -> subprocess.Popen[str]:
+               exec_log: Path | None = None, **popen: Any) -> subprocess.Popen[str]:
     """Start ``queue-core --app tests.support.app:queue ARGS`` in its own process group."""
     command = [sys.executable, "-m", "queue_core", "--app", "tests.support.app:queue", *args]
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen(command, env=worker_env(settings, ready), cwd=ROOT, text=True,
-                            start_new_session=True, **popen)
+    return subprocess.Popen(command, env=worker_env(settings, ready, exec_log), cwd=ROOT,
+                            text=True, start_new_session=True, **popen)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
@@ -45,6 +48,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL the worker and anything it started, as an OOM killer or a crash would."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM,
@@ -61,9 +73,10 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM,
 
 
 @contextmanager
-def workers(settings: dict[str, Any], count: int, *args: str,
-            ready: Path | None = None) -> Iterator[list[subprocess.Popen[str]]]:
-    procs = [queue_core(settings, *args, ready=ready) for _ in range(count)]
+def workers(settings: dict[str, Any], count: int, *args: str, ready: Path | None = None,
+            exec_log: Path | None = None) -> Iterator[list[subprocess.Popen[str]]]:
+    procs = [queue_core(settings, *args, ready=ready, exec_log=exec_log,
+                        stdout=subprocess.DEVNULL) for _ in range(count)]
     try:
         yield procs
     finally:

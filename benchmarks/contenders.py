@@ -1,0 +1,114 @@
+"""What a benchmark contender is, and queue-core's own contender.
+
+A contender pushes no-op jobs numbered 0..n-1 and starts one real worker process with
+concurrency 1. Processing time comes from the jobs' own marks (see marks.py), the same way
+for every library, so the figures compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 1000
+
+
+def python_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a worker. Its output goes to a file: a pipe nobody reads would fill up with a
+    chatty worker's logs and stall it, which is not what we want to measure."""
+    log = tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log,
+                               start_new_session=True)
+    process.log_path = log.name  # type: ignore[attr-defined]
+    log.close()
+    return process
+
+
+def worker_log(process: subprocess.Popen[bytes]) -> str:
+    path = getattr(process, "log_path", None)
+    if not path:
+        return ""
+    with open(path, errors="replace") as handle:
+        return handle.read()[-3000:]
+
+
+class Contender:
+    name = "contender"
+
+    def available(self) -> str | None:
+        """None when it can run here, else the reason it cannot."""
+        return None
+
+    def prepare(self) -> None:
+        """Empty the queue."""
+
+    def push(self, count: int, marks: str, last: int) -> float:
+        """Push jobs 0..count-1 one at a time; return the seconds it took."""
+        raise NotImplementedError
+
+    def push_many(self, count: int, marks: str, last: int) -> float | None:
+        """Push in batches if the library offers it; None if it does not."""
+        return None
+
+    def worker(self, marks: str) -> subprocess.Popen[bytes]:
+        """Start one worker process, concurrency 1."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class QueueCore(Contender):
+    """queue-core on one driver, its worker being ``queue-core listen``."""
+
+    def __init__(self, settings: dict[str, Any], label: str = "queue-core",
+                 worker_args: tuple[str, ...] = ()) -> None:
+        from queue_core import create_queue
+        from benchmarks.app import BenchJob
+
+        self.name = label
+        self.settings = settings
+        self.worker_args = worker_args
+        self.queue = create_queue(settings)
+        self.job = BenchJob
+
+    def prepare(self) -> None:
+        self.queue.clear()
+
+    def push(self, count: int, marks: str, last: int) -> float:
+        push, job = self.queue.push, self.job
+        start = time.perf_counter()
+        for index in range(count):
+            push(job(index, last, marks))
+        return time.perf_counter() - start
+
+    def push_many(self, count: int, marks: str, last: int) -> float:
+        push_many, job = self.queue.push_many, self.job
+        start = time.perf_counter()
+        for first in range(0, count, BATCH):
+            push_many([job(i, last, marks) for i in range(first, min(first + BATCH, count))])
+        return time.perf_counter() - start
+
+    def worker(self, marks: str, *extra: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "queue_core", "--app", "benchmarks.app:queue",
+                   "listen", "--timeout", "1", *self.worker_args, *extra]
+        return spawn(command, python_env(BENCH_SETTINGS=json.dumps(self.settings),
+                                         BENCH_MARKS=marks))
+
+    def close(self) -> None:
+        self.queue.clear()
+        self.queue.close()

@@ -1,0 +1,202 @@
+"""Throughput of queue-core per driver, side by side with the peer libraries.
+
+    python benchmarks/throughput.py --driver file -n 10000
+
+For each contender: push one at a time, push_many (where offered) and processing by one
+real worker process (concurrency 1), each repeated ``--repeat`` times; the median is
+printed with every run. Ratios are taken between figures of the same run, which is what
+survives a noisy machine. For drivers that keep a backlog, the per-job cost of processing
+a backlog of 10,000 and of 100,000 jobs is compared as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import marks
+from benchmarks.contenders import Contender, QueueCore, worker_log
+
+
+def file_settings(workdir: str) -> dict[str, Any]:
+    return {"driver": f"file://{workdir}/queue-core", "channel": "bench"}
+
+
+DRIVERS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "file": file_settings,
+}
+"""queue-core settings per --driver, given a scratch directory."""
+
+
+def file_peers(workdir: str) -> list[Contender]:
+    from benchmarks.peers.huey_peer import Huey
+    return [Huey("sqlite", workdir), Huey("file", workdir)]
+
+
+PEERS: dict[str, Callable[[str], list[Contender]]] = {
+    "file": file_peers,
+}
+"""The libraries a user of each back end would otherwise pick."""
+
+BACKLOG_DRIVERS = {"file"}
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    log = getattr(process, "log_path", None)
+    if log and os.path.exists(log):
+        os.unlink(log)
+
+
+def process_rate(contender: Contender, count: int, mark_dir: str, timeout: float) -> float:
+    contender.prepare()
+    contender.push(count, mark_dir, count - 1)
+    marks.reset(mark_dir)
+    worker = contender.worker(mark_dir)
+    try:
+        deadline = time.monotonic() + timeout
+        while marks.read(mark_dir, "end") is None:
+            if worker.poll() is not None:
+                raise RuntimeError(f"{contender.name} worker exited early:\n"
+                                   f"{worker_log(worker)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{contender.name} did not finish {count} jobs in "
+                                   f"{timeout:.0f}s:\n{worker_log(worker)}")
+            time.sleep(0.01)
+    finally:
+        stop_worker(worker)
+    start, end = marks.read(mark_dir, "start"), marks.read(mark_dir, "end")
+    assert start is not None and end is not None
+    return count / max(end - start, 1e-9)
+
+
+def backlog_cost(contender: QueueCore, backlog: int, mark_dir: str, timeout: float) -> float:
+    """Microseconds per job to drain a backlog, from the worker's start (before its first
+    reserve, so every scan of the backlog counts) to the end of the last job."""
+    contender.prepare()
+    contender.push_many(backlog, mark_dir, backlog - 1)
+    marks.reset(mark_dir)
+    worker = contender.worker(mark_dir)
+    try:
+        deadline = time.monotonic() + timeout
+        while marks.read(mark_dir, "end") is None:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"backlog of {backlog} did not drain")
+            time.sleep(0.02)
+    finally:
+        stop_worker(worker)
+    started = marks.read(mark_dir, "worker")
+    end = marks.read(mark_dir, "end")
+    assert started is not None and end is not None
+    return (end - started) / backlog * 1e6
+
+
+def median_line(label: str, values: list[float], unit: str = "jobs/s") -> str:
+    runs = ", ".join(f"{v:,.0f}" for v in values)
+    return f"  {label:<28} {statistics.median(values):>12,.0f} {unit}   (runs: {runs})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--driver", required=True, choices=sorted(DRIVERS))
+    parser.add_argument("-n", type=int, default=10000, help="jobs per measurement")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-peers", action="store_true", help="measure queue-core only")
+    parser.add_argument("--backlog", default="10000,100000",
+                        help="backlog sizes to compare (comma-separated; '' to skip)")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    workdir = tempfile.mkdtemp(prefix=f"bench-{args.driver}-")
+    mark_dir = os.path.join(workdir, "marks")
+    ours = QueueCore(DRIVERS[args.driver](workdir))
+    contenders: list[Contender] = [ours]
+    if not args.no_peers:
+        for peer in PEERS.get(args.driver, lambda _: [])(workdir):
+            reason = peer.available()
+            if reason:
+                print(f"  (skipping {peer.name}: {reason})")
+            else:
+                contenders.append(peer)
+
+    print(f"driver={args.driver} n={args.n} repeat={args.repeat} python={sys.version.split()[0]}"
+          f" cpus={os.cpu_count()}")
+    figures: dict[str, dict[str, float]] = {}
+    for contender in contenders:
+        print(f"{contender.name}:")
+        result: dict[str, float] = {}
+        pushes = []
+        for _ in range(args.repeat):
+            contender.prepare()
+            pushes.append(args.n / contender.push(args.n, mark_dir, args.n - 1))
+        print(median_line("push (one at a time)", pushes))
+        result["push"] = statistics.median(pushes)
+        contender.prepare()
+        if contender.push_many(1, mark_dir, 0) is not None:
+            many = []
+            for _ in range(args.repeat):
+                contender.prepare()
+                took = contender.push_many(args.n, mark_dir, args.n - 1)
+                assert took is not None
+                many.append(args.n / took)
+            print(median_line("push_many", many))
+            result["push_many"] = statistics.median(many)
+        rates = [process_rate(contender, args.n, mark_dir, args.timeout)
+                 for _ in range(args.repeat)]
+        print(median_line("process (1 worker process)", rates))
+        result["process"] = statistics.median(rates)
+        figures[contender.name] = result
+        if contender is not ours:
+            contender.close()
+
+    if len(figures) > 1:
+        print("ratios (queue-core / peer, same run):")
+        for name, result in figures.items():
+            if name == ours.name:
+                continue
+            for metric in ("push", "process"):
+                if metric in result:
+                    ratio = figures[ours.name][metric] / result[metric]
+                    print(f"  {metric:<8} vs {name:<22} {ratio:6.2f}x")
+
+    sizes = [int(s) for s in args.backlog.split(",") if s.strip()]
+    if args.driver in BACKLOG_DRIVERS and sizes:
+        print("backlog (queue-core, microseconds per job while draining it):")
+        costs: dict[int, float] = {}
+        for size in sizes:
+            runs = [backlog_cost(ours, size, mark_dir, args.timeout) for _ in range(args.repeat)]
+            costs[size] = statistics.median(runs)
+            print(median_line(f"{size:,} waiting", runs, unit="us/job"))
+        if len(costs) > 1:
+            small, large = costs[min(costs)], costs[max(costs)]
+            print(f"  ratio {max(costs):,} / {min(costs):,} waiting: {large / small:.2f}x")
+        figures["backlog_us_per_job"] = {str(k): v for k, v in costs.items()}
+    ours.close()
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

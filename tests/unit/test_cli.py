@@ -1,0 +1,112 @@
+"""The real queue-core command: output and exit codes, bad arguments included."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import ROOT, worker_env
+
+
+def cli(*args: str, settings: dict | None = None, app: str | None = "tests.support.app:queue",
+        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "queue_core"]
+    if app:
+        command += ["--app", app]
+    env = worker_env(settings or {"driver": "sync://"})
+    return subprocess.run([*command, *args], env=env, cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.fixture
+def file_settings(tmp_path: Path) -> dict:
+    return {"driver": f"file://{tmp_path}/q", "imports": ["tests.support.jobs"],
+            "keep_completed": True}
+
+
+def push(settings: dict, *jobs) -> list[str]:  # type: ignore[no-untyped-def]
+    from queue_core import create_queue
+    queue = create_queue(settings)
+    return [queue.push(job) for job in jobs]
+
+
+def test_info_prints_counts_and_capabilities(file_settings: dict, tmp_path: Path) -> None:
+    from tests.support.jobs import Record
+    push(file_settings, Record(str(tmp_path / "j"), "a"), Record(str(tmp_path / "j"), "b"))
+    result = cli("info", settings=file_settings)
+    assert result.returncode == 0, result.stderr
+    assert "waiting   2" in result.stdout and "failed    0" in result.stdout
+    assert "supports:" in result.stdout and "delay" in result.stdout
+    result = cli("info", "--json", settings=file_settings)
+    data = json.loads(result.stdout)
+    assert data["counts"]["waiting"] == 2 and data["capabilities"]["priority"] is True
+
+
+def test_run_processes_what_is_ready(file_settings: dict, tmp_path: Path) -> None:
+    from tests.support.jobs import Record, read_lines
+    journal = str(tmp_path / "j")
+    push(file_settings, *[Record(journal, f"r{i}") for i in range(3)])
+    result = cli("run", settings=file_settings)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "processed 3 jobs"
+    assert read_lines(journal) == ["r0", "r1", "r2"]
+
+
+def test_listen_with_max_jobs_exits_zero(file_settings: dict, tmp_path: Path) -> None:
+    from tests.support.jobs import Record, read_lines
+    journal = str(tmp_path / "j")
+    push(file_settings, *[Record(journal, f"r{i}") for i in range(4)])
+    result = cli("listen", "--timeout", "0.2", "--max-jobs", "2", settings=file_settings)
+    assert result.returncode == 0, result.stderr
+    assert read_lines(journal) == ["r0", "r1"]
+
+
+def test_app_from_the_environment(file_settings: dict) -> None:
+    env = worker_env(file_settings)
+    env["QUEUE_APP"] = "tests.support.app:queue"
+    result = subprocess.run([sys.executable, "-m", "queue_core", "info"], env=env, cwd=ROOT,
+                            text=True, capture_output=True, timeout=30)
+    assert result.returncode == 0 and "waiting" in result.stdout
+
+
+@pytest.mark.parametrize("args, app, message", [
+    ((), "tests.support.app:queue", "no command given"),
+    (("info",), None, "no queue given: pass --app module:attr or set QUEUE_APP"),
+    (("info",), "tests.support.app", "must look like package.module:attribute"),
+    (("info",), "no_such_module:queue", "cannot import module 'no_such_module'"),
+    (("info",), "tests.support.app:nothing", "has no attribute 'nothing'"),
+    (("frobnicate",), "tests.support.app:queue", "invalid choice: 'frobnicate'"),
+    (("listen", "--timeout", "-1"), "tests.support.app:queue", "'-1' must be >= 0"),
+    (("listen", "--max-jobs", "zero"), "tests.support.app:queue", "is not a whole number"),
+    (("run", "--bogus"), "tests.support.app:queue", "unrecognized arguments: --bogus"),
+])
+def test_bad_arguments_exit_2_with_one_sentence(args, app, message) -> None:  # type: ignore[no-untyped-def]
+    result = cli(*args, app=app)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"driver": "sync://", "ttr": -5}, "ttr must be a positive number"),
+    ({"driver": "nosuch://x"}, "unknown scheme 'nosuch'"),
+    ({"driver": "sync://", "attempts": 3}, "the sync driver does not support retries"),
+    ({"driver": "sync://", "colour": "blue"}, "unknown setting 'colour'"),
+])
+def test_bad_settings_exit_2_with_one_sentence(settings: dict, message: str) -> None:
+    result = cli("info", settings=settings)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_help_lists_the_commands() -> None:
+    result = cli("--help", app=None)
+    assert result.returncode == 0
+    for command in ("listen", "run", "info"):
+        assert command in result.stdout
