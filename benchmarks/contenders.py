@@ -77,8 +77,8 @@ class QueueCore(Contender):
 
     def __init__(self, settings: dict[str, Any], label: str = "queue-core",
                  worker_args: tuple[str, ...] = ()) -> None:
-        from queue_core import create_queue
         from benchmarks.app import BenchJob
+        from queue_core import create_queue
 
         self.name = label
         self.settings = settings

@@ -12,17 +12,18 @@ a backlog of 10,000 and of 100,000 jobs is compared as well.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import pkgutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,27 +32,11 @@ from benchmarks import marks
 from benchmarks.contenders import Contender, QueueCore, worker_log
 
 
-def file_settings(workdir: str) -> dict[str, Any]:
-    return {"driver": f"file://{workdir}/queue-core", "channel": "bench"}
-
-
-DRIVERS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "file": file_settings,
-}
-"""queue-core settings per --driver, given a scratch directory."""
-
-
-def file_peers(workdir: str) -> list[Contender]:
-    from benchmarks.peers.huey_peer import Huey
-    return [Huey("sqlite", workdir), Huey("file", workdir)]
-
-
-PEERS: dict[str, Callable[[str], list[Contender]]] = {
-    "file": file_peers,
-}
-"""The libraries a user of each back end would otherwise pick."""
-
-BACKLOG_DRIVERS = {"file"}
+def targets() -> dict[str, ModuleType]:
+    """--driver choices: the modules of benchmarks/targets/."""
+    from benchmarks import targets as package
+    return {info.name: importlib.import_module(f"{package.__name__}.{info.name}")
+            for info in pkgutil.iter_modules(package.__path__)}
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
@@ -118,7 +103,8 @@ def median_line(label: str, values: list[float], unit: str = "jobs/s") -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--driver", required=True, choices=sorted(DRIVERS))
+    found = targets()
+    parser.add_argument("--driver", required=True, choices=sorted(found))
     parser.add_argument("-n", type=int, default=10000, help="jobs per measurement")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-peers", action="store_true", help="measure queue-core only")
@@ -127,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
+    target = found[args.driver]
 
     workdir = tempfile.mkdtemp(prefix=f"bench-{args.driver}-")
     mark_dir = os.path.join(workdir, "marks")
-    ours = QueueCore(DRIVERS[args.driver](workdir))
+    ours = QueueCore(target.settings(workdir))
     contenders: list[Contender] = [ours]
     if not args.no_peers:
-        for peer in PEERS.get(args.driver, lambda _: [])(workdir):
+        for peer in target.peers(workdir):
             reason = peer.available()
             if reason:
                 print(f"  (skipping {peer.name}: {reason})")
@@ -181,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {metric:<8} vs {name:<22} {ratio:6.2f}x")
 
     sizes = [int(s) for s in args.backlog.split(",") if s.strip()]
-    if args.driver in BACKLOG_DRIVERS and sizes:
+    if getattr(target, "BACKLOG", False) and sizes:
         print("backlog (queue-core, microseconds per job while draining it):")
         costs: dict[int, float] = {}
         for size in sizes:
@@ -192,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             small, large = costs[min(costs)], costs[max(costs)]
             print(f"  ratio {max(costs):,} / {min(costs):,} waiting: {large / small:.2f}x")
         figures["backlog_us_per_job"] = {str(k): v for k, v in costs.items()}
+    if hasattr(target, "extra"):
+        target.extra(args, ours, figures)
     ours.close()
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -15,6 +15,17 @@ from tests.support.drivers import DriverSpec, selected_specs
 REQUIRE_ALL = os.environ.get("QUEUE_TEST_REQUIRE_ALL") == "1"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """In CI (QUEUE_TEST_REQUIRE_ALL=1) nothing may be skipped, for any reason."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped under QUEUE_TEST_REQUIRE_ALL=1: {reason}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "needs(*flags): run only on drivers that declare these capabilities "

@@ -1,8 +1,9 @@
 """The drivers the suites run on. A driver joins every suite by adding one DriverSpec.
 
 A spec builds the settings of a queue on a fresh channel and says whether its server is
-reachable. Unreachable: skipped with the reason, or a failure when
-QUEUE_TEST_REQUIRE_ALL=1 (CI). QUEUE_TEST_DRIVERS=file,redis narrows the run.
+reachable. Specs live in tests/support/specs/, one module per driver. Unreachable: skipped
+with the reason, or a failure when QUEUE_TEST_REQUIRE_ALL=1 (CI).
+QUEUE_TEST_DRIVERS=file,redis narrows the run.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ class DriverSpec:
     driver_class: str
     settings: Callable[[Path, str], dict[str, Any]]
     available: Callable[[], str | None] = lambda: None
-    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cls(self) -> type[Driver]:
@@ -42,24 +42,23 @@ class DriverSpec:
         return self.name
 
 
-def _file_settings(tmp: Path, channel: str) -> dict[str, Any]:
-    return {"driver": {"url": f"file://{tmp}/queue", "lease_grace": LEASE_GRACE},
-            "channel": channel}
+def all_specs() -> list[DriverSpec]:
+    import pkgutil
 
-
-SPECS: list[DriverSpec] = [
-    DriverSpec("sync", "drivers.sync:SyncDriver", lambda tmp, channel: {
-        "driver": "sync://", "channel": channel}),
-    DriverSpec("file", "drivers.file:FileDriver", _file_settings),
-]
+    from tests.support import specs as package
+    modules = [importlib.import_module(f"{package.__name__}.{info.name}")
+               for info in pkgutil.iter_modules(package.__path__)]
+    modules.sort(key=lambda module: (getattr(module, "ORDER", 100), module.__name__))
+    return [spec for module in modules for spec in module.SPECS]
 
 
 def selected_specs() -> list[DriverSpec]:
+    specs = all_specs()
     wanted = os.environ.get("QUEUE_TEST_DRIVERS")
     if not wanted:
-        return SPECS
+        return specs
     names = {name.strip() for name in wanted.split(",") if name.strip()}
-    unknown = names - {spec.name for spec in SPECS}
+    unknown = names - {spec.name for spec in specs}
     if unknown:
         raise ValueError(f"QUEUE_TEST_DRIVERS names unknown drivers: {sorted(unknown)}")
-    return [spec for spec in SPECS if spec.name in names]
+    return [spec for spec in specs if spec.name in names]

@@ -145,7 +145,8 @@ def test_a_payload_cannot_make_the_worker_import_anything() -> None:
 
 def test_peek_name() -> None:
     serializer = JsonSerializer()
-    assert serializer.peek_name(serializer.dumps(Point(1, 2))) == "tests.unit.test_serializers.Point"
+    name = serializer.peek_name(serializer.dumps(Point(1, 2)))
+    assert name == "tests.unit.test_serializers.Point"
     assert serializer.peek_name(b"junk") is None
 
 
