@@ -227,6 +227,10 @@ class Driver(ABC):
         in ``state``."""
         raise NotSupportedError(f"the {self.name} driver cannot retry finished jobs")
 
+    def flush(self) -> None:  # noqa: B027 - only drivers that defer work override it
+        """Carry out anything deferred, such as an ack a driver folds into its next reserve
+        to save a round trip. The worker calls this when its loop ends; ``close`` too."""
+
     def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections and files. Safe to call twice."""
 

@@ -515,7 +515,10 @@ class Queue:
         return counts
 
     def close(self) -> None:
-        self.driver.close()
+        try:
+            self.driver.flush()
+        finally:
+            self.driver.close()
 
     def __enter__(self) -> Queue:
         return self

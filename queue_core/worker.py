@@ -174,6 +174,11 @@ class Worker:
             yield
         finally:
             self._active -= 1
+            try:
+                self.queue.driver.flush()
+            except Exception:
+                logger.exception("could not flush %s; unreported outcomes come back with "
+                                 "their lease", self.queue.driver.describe())
             if self._use_timer:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             for signum, handler in previous.items():
