@@ -1,30 +1,38 @@
-"""The file driver: a directory per channel, one file per job, the state is the directory.
+"""The file driver: a directory per channel; a job's state is the directory its marker
+is in, and every state change is one atomic ``rename``.
 
 ::
 
     <path>/<channel>/
         new/        ready jobs nobody has looked at yet (pushes, retries, due delays)
         waiting/    ready jobs a worker moved out of new/ in bulk
-        delayed/    not ready yet; the file's mtime is when it becomes ready
+        delayed/    not ready yet
         reserved/   running; named <id>~<reserve time in ns>
         done/       kept completed jobs (keep_completed)
         failed/     failed jobs with their error (keep_failed)
-        tmp/        files being written; renamed into place when complete
+        segments/   append-only files of job records, one writer process each
+        records/    single-record files for jobs whose record was rewritten (an error,
+                    a result, a manual retry)
+        tmp/        markers being prepared; renamed into place when complete
 
-Every state change is an atomic ``rename``: two workers racing for a job both try to
-rename it into ``reserved/`` and exactly one succeeds. A job id is its sort key
-(``priority``, push sequence, random) in fixed-width hex, so lower priority, then older,
-sorts first by name alone, and a job is found by id without an index.
+A marker is a symbolic link whose target says where the job's record is
+(``<segment>:<offset>:<length>``, or ``@`` for ``records/<id>``) and, for a delayed job,
+when it becomes ready (``|<ns>``). A target that short lives inside the inode, so making,
+moving and deleting markers never allocates or frees a data block: the per-job cost does
+not grow when a large backlog has been written back to disk. Two workers racing for a job
+both rename its marker into ``reserved/``; exactly one succeeds.
 
-A job file starts with a fixed-width header (attempt, running flag, start time), then one
-JSON line of metadata, then the payload. ``reserve`` bumps the attempt and sets the running
-flag in place; a file that comes back from an expired lease with the flag still set is
-a run whose worker was lost.
+A job id is its sort key (priority, push sequence, random) in fixed-width hex, so lower
+priority, then older, sorts first by name alone, and a job is found by id without an
+index. A record starts with a fixed-width header (length, attempt, running flag, start
+time, dead flag), then one JSON line of metadata, then the payload. ``reserve`` bumps the
+attempt and sets the running flag in place; a job that comes back from an expired lease
+with the flag still set is a run whose worker was lost. A finished job's record is marked
+dead; a segment whose records are all dead is deleted.
 
 Workers keep the names they have seen in memory (a heap of ready ids, a heap of delayed
-ones) and only rescan a directory when its mtime says it changed, so the per-job cost
-does not grow with the backlog. Safe for several worker processes on one host; not for
-network file systems whose rename is not atomic.
+ones) and only rescan a directory when its mtime says it changed. Safe for several worker
+processes on one host; not for network file systems whose rename is not atomic.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import os
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +69,13 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
-_HEADER = "QCF1 {attempt:010d} {running:d} {started:019d}\n"
-_HEADER_LEN = len(_HEADER.format(attempt=0, running=0, started=0))
+_HEADER = "QCF2 {length:010d} {attempt:010d} {running:d} {started:019d} {dead:d}\n"
+_HEADER_LEN = len(_HEADER.format(length=0, attempt=0, running=0, started=0, dead=0))
+_ATTEMPT_AT = 16
+_DEAD_AT = _HEADER_LEN - 2
+_SEALED = b"QCF2 END\n"
 _NS = 1_000_000_000
+_IN_RECORDS = "@"
 
 _STATES = ("new", "waiting", "delayed", "reserved", "done", "failed")
 _STATUS_OF_DIR = {"new": JobStatus.WAITING, "waiting": JobStatus.WAITING,
@@ -78,13 +91,26 @@ than rescanning new/ on every reserve."""
 LEASE_SCAN_EVERY = 1.0
 WAITING_RESCAN_EVERY = 5.0
 DELAYED_RESCAN_EVERY = 30.0
+SEGMENT_GC_EVERY = 10.0
 SCAN_COST_FACTOR = 20
 """A periodic rescan waits at least this many times its own last duration."""
-TMP_ORPHAN_AGE = 3600.0
+SEGMENT_BYTES = 4 << 20
+SEGMENT_SECONDS = 30.0
+"""A writer starts a new segment after this many bytes or seconds, sealing the old one."""
+ABANDONED_AGE = 3600.0
+"""A segment untouched this long counts as sealed (its writer died), and a live record in
+it without a marker is an orphan of a push that crashed before making its marker."""
+OPEN_SEGMENTS = 32
 
 
-def _header(attempt: int, running: bool, started_ns: int) -> bytes:
-    return _HEADER.format(attempt=attempt, running=int(running), started=started_ns).encode()
+def _header(length: int, attempt: int, running: bool, started_ns: int, dead: bool = False) -> bytes:
+    return _HEADER.format(length=length, attempt=attempt, running=int(running),
+                          started=started_ns, dead=int(dead)).encode()
+
+
+def _mutable(attempt: int, running: bool, started_ns: int) -> bytes:
+    """The part of a header that changes after the push, as written at ``_ATTEMPT_AT``."""
+    return f"{attempt:010d} {int(running):d} {started_ns:019d}".encode()
 
 
 def _os_errors(func: Callable[..., _T]) -> Callable[..., _T]:
@@ -131,15 +157,7 @@ class _DirWatch:
 
 
 @dataclass
-class _Handle:
-    path: str
-    meta: dict[str, Any]
-    attempt: int
-    started_ns: int
-
-
-@dataclass
-class _Parsed:
+class _Record:
     attempt: int
     running: bool
     started_ns: int
@@ -147,29 +165,56 @@ class _Parsed:
     payload: bytes
 
 
-def _parse(data: bytes) -> _Parsed:
-    if len(data) < _HEADER_LEN or not data.startswith(b"QCF1 "):
-        raise ValueError("not a queue-core job file")
-    attempt = int(data[5:15])
-    running = data[16:17] == b"1"
-    started = int(data[18:37])
+def _parse(data: bytes) -> _Record:
+    if len(data) < _HEADER_LEN or not data.startswith(b"QCF2 "):
+        raise ValueError("not a queue-core job record")
+    attempt = int(data[_ATTEMPT_AT:_ATTEMPT_AT + 10])
+    running = data[27:28] == b"1"
+    started = int(data[29:48])
     end = data.index(b"\n", _HEADER_LEN)
     meta = json.loads(data[_HEADER_LEN:end])
     if not isinstance(meta, dict):
         raise ValueError("job metadata is not an object")
-    return _Parsed(attempt, running, started, meta, data[end + 1:])
+    return _Record(attempt, running, started, meta, data[end + 1:])
 
 
-def _read_fd(fd: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        if len(chunk) < 1 << 16:
-            break
-    return b"".join(chunks)
+def _record(meta: dict[str, Any], payload: bytes, attempt: int = 0, running: bool = False,
+            started_ns: int = 0) -> bytes:
+    body = json.dumps(meta, separators=(",", ":")).encode() + b"\n" + payload
+    return _header(_HEADER_LEN + len(body), attempt, running, started_ns) + body
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a marker says the record is, and when a delayed job becomes ready."""
+
+    segment: str
+    offset: int = 0
+    length: int = 0
+    ready_ns: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> _Target:
+        location, _, ready = text.partition("|")
+        ready_ns = int(ready, 16) if ready else 0
+        if location == _IN_RECORDS:
+            return cls(_IN_RECORDS, ready_ns=ready_ns)
+        segment, offset, length = location.split(":")
+        return cls(segment, int(offset, 16), int(length, 16), ready_ns)
+
+    def text(self, ready_ns: int = 0) -> str:
+        location = (_IN_RECORDS if self.segment == _IN_RECORDS
+                    else f"{self.segment}:{self.offset:x}:{self.length:x}")
+        return f"{location}|{ready_ns:x}" if ready_ns else location
+
+
+@dataclass
+class _Handle:
+    path: str
+    target: _Target
+    meta: dict[str, Any]
+    attempt: int
+    started_ns: int
 
 
 class FileDriver(Driver):
@@ -177,7 +222,7 @@ class FileDriver(Driver):
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(0, 2**32 - 1), ttr_lease=True, retry=True,
         attempt_count=True, status=True, failed_store=True, keep_completed=True,
-        manual_retry=True, remove=True, clear=True, info=True, listing=True)
+        manual_retry=True, remove=True, clear=True, info=True, listing=True, bulk_push=True)
 
     def __init__(self, path: str | os.PathLike[str], *, channel: str = "queue",
                  fsync: bool = False, poll_interval: float = 0.1,
@@ -191,12 +236,13 @@ class FileDriver(Driver):
         self.fsync = bool(fsync)
         self.poll_interval = float(poll_interval)
         self.lease_grace = float(lease_grace)
+        dirs = (*_STATES, "segments", "records", "tmp")
         try:
-            for state in (*_STATES, "tmp"):
+            for state in dirs:
                 (self.root / state).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DriverError(f"cannot create the file queue at {self.root}: {exc}") from exc
-        self._dirs = {state: str(self.root / state) for state in (*_STATES, "tmp")}
+        self._dirs = {state: str(self.root / state) for state in dirs}
         self._ready: list[str] = []
         self._delayed: list[tuple[int, str]] = []
         self._watch = {state: _DirWatch(self._dirs[state])
@@ -208,7 +254,10 @@ class FileDriver(Driver):
         self._next_delayed_rescan = 0
         self._delayed_scanned = 0
         self._delayed_gap = 0
-        self._tmp_swept = False
+        self._next_gc = 0
+        self._writer: tuple[int, str, int, int, float] | None = None
+        """(pid, segment, fd, size, opened at) of the segment this process appends to."""
+        self._open: OrderedDict[str, int] = OrderedDict()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> FileDriver:
@@ -235,27 +284,8 @@ class FileDriver(Driver):
     def describe(self) -> str:
         return f"file:{self.root}"
 
-    # -- writing files ---------------------------------------------------------------
-
-    def _new_id(self, priority: int) -> str:
-        seq = max(time.time_ns(), self._last_seq + 1)
-        self._last_seq = seq
-        return f"{priority:08x}{seq:016x}{secrets.randbits(32):08x}"
-
-    def _write_tmp(self, content: bytes, mtime_ns: int | None = None) -> str:
-        path = os.path.join(self._dirs["tmp"], f"{os.getpid()}.{next(self._tmp_names)}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view):]
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        if mtime_ns is not None:
-            os.utime(path, ns=(mtime_ns, mtime_ns))
-        return path
+    def _path(self, state: str, name: str) -> str:
+        return os.path.join(self._dirs[state], name)
 
     def _sync_dir(self, state: str) -> None:
         if self.fsync:
@@ -265,29 +295,145 @@ class FileDriver(Driver):
             finally:
                 os.close(fd)
 
-    def _path(self, state: str, name: str) -> str:
-        return os.path.join(self._dirs[state], name)
+    # -- records -----------------------------------------------------------------------
+
+    def _append(self, data: bytes) -> tuple[str, int]:
+        """Append to this process's segment; returns (segment, offset of the data)."""
+        pid = os.getpid()
+        writer = self._writer
+        if writer is not None and (writer[0] != pid or writer[3] >= SEGMENT_BYTES
+                                   or time.monotonic() - writer[4] > SEGMENT_SECONDS):
+            self._seal()
+            writer = None
+        if writer is None:
+            segment = secrets.token_hex(8)
+            fd = os.open(self._path("segments", segment),
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            writer = (pid, segment, fd, 0, time.monotonic())
+        _, segment, fd, size, opened = writer
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if self.fsync:
+            os.fsync(fd)
+        self._writer = (pid, segment, fd, size + len(data), opened)
+        return segment, size
+
+    def _seal(self) -> None:
+        """Mark our segment complete: once its records are all dead it may be deleted."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        pid, _, fd, _, _ = writer
+        if pid != os.getpid():
+            return  # a forked child inherited the descriptor; the parent seals it
+        try:
+            os.write(fd, _SEALED)
+        finally:
+            os.close(fd)
+
+    def _segment_fd(self, segment: str) -> int:
+        fd = self._open.get(segment)
+        if fd is not None:
+            self._open.move_to_end(segment)
+            return fd
+        fd = os.open(self._path("segments", segment), os.O_RDWR)
+        self._open[segment] = fd
+        if len(self._open) > OPEN_SEGMENTS:
+            _, old = self._open.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def _forget_segment(self, segment: str) -> None:
+        fd = self._open.pop(segment, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _read(self, job_id: str, target: _Target) -> bytes:
+        if target.segment == _IN_RECORDS:
+            with open(self._path("records", job_id), "rb") as handle:
+                return handle.read()
+        return os.pread(self._segment_fd(target.segment), target.length, target.offset)
+
+    def _update_header(self, job_id: str, target: _Target, data: bytes) -> None:
+        """Rewrite attempt, running flag and start time of a record in place."""
+        if target.segment == _IN_RECORDS:
+            fd = os.open(self._path("records", job_id), os.O_WRONLY)
+            try:
+                os.pwrite(fd, data, _ATTEMPT_AT)
+            finally:
+                os.close(fd)
+        else:
+            os.pwrite(self._segment_fd(target.segment), data, target.offset + _ATTEMPT_AT)
+
+    def _bury_record(self, job_id: str, target: _Target) -> None:
+        """The job is gone: free its record (a segment goes when all its records have)."""
+        try:
+            if target.segment == _IN_RECORDS:
+                os.unlink(self._path("records", job_id))
+            else:
+                os.pwrite(self._segment_fd(target.segment), b"1",
+                          target.offset + _DEAD_AT)
+        except FileNotFoundError:
+            pass
+
+    def _write_record_file(self, job_id: str, data: bytes) -> None:
+        tmp = self._path("tmp", f"r{os.getpid()}.{next(self._tmp_names)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._path("records", job_id))
+
+    def _new_marker(self, text: str) -> str:
+        tmp = self._path("tmp", f"m{os.getpid()}.{next(self._tmp_names)}")
+        os.symlink(text, tmp)
+        return tmp
 
     # -- push ------------------------------------------------------------------------
+
+    def _new_id(self, priority: int) -> str:
+        seq = max(time.time_ns(), self._last_seq + 1)
+        self._last_seq = seq
+        return f"{priority:08x}{seq:016x}{secrets.randbits(32):08x}"
 
     @_os_errors
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
-        job_id = self._new_id(DEFAULT_PRIORITY if priority is None else priority)
+        return self._push_all([(payload, ttr, delay, priority)])[0]
+
+    @_os_errors
+    def push_many(self, requests: Any) -> list[str]:
+        return self._push_all([(r.payload, r.ttr, r.delay, r.priority) for r in requests])
+
+    def _push_all(self, items: list[tuple[bytes, float, float, int | None]]) -> list[str]:
         now = time.time()
-        meta = {"ttr": ttr, "pushed_at": now}
-        content = _header(0, False, 0) + json.dumps(meta).encode() + b"\n" + payload
-        if delay > 0:
-            ready_ns = int((now + delay) * _NS)
-            tmp = self._write_tmp(content, ready_ns)
-            os.rename(tmp, self._path("delayed", job_id))
-            heapq.heappush(self._delayed, (ready_ns, job_id))
-            self._sync_dir("delayed")
-        else:
-            tmp = self._write_tmp(content)
-            os.rename(tmp, self._path("new", job_id))
-            self._sync_dir("new")
-        return job_id
+        ids, records = [], []
+        for payload, ttr, _, priority in items:
+            job_id = self._new_id(DEFAULT_PRIORITY if priority is None else priority)
+            ids.append(job_id)
+            records.append(_record({"id": job_id, "ttr": ttr, "pushed_at": now}, payload))
+        # One write for the whole batch; a crash before the markers exist leaves records no
+        # marker points to, which the segment collector reclaims.
+        segment, offset = self._append(b"".join(records))
+        delayed = False
+        for job_id, record, (_, _, delay, _) in zip(ids, records, items, strict=True):
+            target = _Target(segment, offset, len(record))
+            offset += len(record)
+            if delay > 0:
+                ready_ns = int((now + delay) * _NS)
+                os.symlink(target.text(ready_ns), self._path("delayed", job_id))
+                heapq.heappush(self._delayed, (ready_ns, job_id))
+                delayed = True
+            else:
+                os.symlink(target.text(), self._path("new", job_id))
+        self._sync_dir("delayed" if delayed else "new")
+        return ids
 
     # -- reserve ---------------------------------------------------------------------
 
@@ -355,39 +501,33 @@ class FileDriver(Driver):
             os.rename(self._path(state, job_id), path)
         except FileNotFoundError:
             return None
-        fd = os.open(path, os.O_RDWR)
         try:
-            data = _read_fd(fd)
-            try:
-                parsed = _parse(data)
-            except ValueError as exc:
-                self._quarantine(path, job_id, exc)
-                return None
-            attempt = parsed.attempt + 1
-            os.pwrite(fd, _header(attempt, True, now_ns), 0)
-        finally:
-            os.close(fd)
-        meta = parsed.meta
-        return Message(job_id, parsed.payload, attempt, float(meta.get("ttr", 300)),
+            target = _Target.parse(os.readlink(path))
+            record = _parse(self._read(job_id, target))
+        except (OSError, ValueError) as exc:
+            self._quarantine(path, job_id, exc)
+            return None
+        attempt = record.attempt + 1
+        self._update_header(job_id, target, _mutable(attempt, True, now_ns))
+        meta = record.meta
+        return Message(job_id, record.payload, attempt, float(meta.get("ttr", 300)),
                        priority=int(job_id[:8], 16), pushed_at=meta.get("pushed_at"),
-                       redelivered=parsed.running,
-                       handle=_Handle(path, meta, attempt, now_ns))
+                       redelivered=record.running,
+                       handle=_Handle(path, target, meta, attempt, now_ns))
 
     def _quarantine(self, path: str, job_id: str, exc: Exception) -> None:
-        logger.error("job file %s is damaged (%s); moved to failed/", path, exc)
+        """A marker whose record cannot be read: keep it where an operator will see it."""
+        logger.error("job %s cannot be read (%s); moved to failed/", job_id, exc)
         try:
             os.rename(path, self._path("failed", job_id))
         except FileNotFoundError:
             pass
-
     # -- background chores, done by whichever worker reserves ------------------------
 
     def _maintain(self, now_ns: int) -> None:
         if now_ns >= self._next_lease_scan:
             self._next_lease_scan = now_ns + int(LEASE_SCAN_EVERY * _NS)
             self._recover_leases(now_ns)
-            if not self._tmp_swept:
-                self._sweep_tmp(now_ns)
         if now_ns >= self._next_delayed_rescan or (
                 now_ns >= self._delayed_scanned + self._delayed_gap
                 and self._watch["delayed"].changed()):
@@ -398,19 +538,25 @@ class FileDriver(Driver):
             cost = time.monotonic() - started
             self._next_waiting_rescan = now_ns + int(
                 max(WAITING_RESCAN_EVERY, SCAN_COST_FACTOR * cost) * _NS)
+        if now_ns >= self._next_gc:
+            started = time.monotonic()
+            self._collect(now_ns)
+            cost = time.monotonic() - started
+            self._next_gc = now_ns + int(max(SEGMENT_GC_EVERY, SCAN_COST_FACTOR * cost) * _NS)
 
     def _rescan_delayed(self, now_ns: int) -> None:
         started = time.monotonic()
         watch = self._watch["delayed"]
         token = watch.begin()
         found = []
-        with os.scandir(self._dirs["delayed"]) as entries:
-            for entry in entries:
-                if _ID_RE.match(entry.name):
-                    try:
-                        found.append((entry.stat().st_mtime_ns, entry.name))
-                    except FileNotFoundError:
-                        continue
+        for name in os.listdir(self._dirs["delayed"]):
+            if not _ID_RE.match(name):
+                continue
+            try:
+                found.append((_Target.parse(os.readlink(self._path("delayed", name))).ready_ns,
+                              name))
+            except (OSError, ValueError):
+                continue
         watch.done(token)
         heapq.heapify(found)
         self._delayed = found
@@ -426,27 +572,24 @@ class FileDriver(Driver):
             path = self._path("delayed", job_id)
             try:
                 # Released again with a later time since we listed it: not due yet.
-                if os.stat(path).st_mtime_ns > now_ns:
+                if _Target.parse(os.readlink(path)).ready_ns > now_ns:
                     continue
                 os.rename(path, self._path("new", job_id))
-            except FileNotFoundError:
+            except (OSError, ValueError):
                 continue
 
     def _recover_leases(self, now_ns: int) -> None:
-        with os.scandir(self._dirs["reserved"]) as entries:
-            names = [entry.name for entry in entries]
-        for name in names:
+        for name in os.listdir(self._dirs["reserved"]):
             job_id, _, started = name.partition("~")
             if not _ID_RE.match(job_id) or not started.isdigit():
                 continue
             path = self._path("reserved", name)
             try:
-                with open(path, "rb") as handle:
-                    meta = _parse(handle.read(_HEADER_LEN + 4096)).meta
-                ttr = float(meta.get("ttr", 300))
+                target = _Target.parse(os.readlink(path))
+                ttr = float(_parse(self._read(job_id, target)).meta.get("ttr", 300))
             except FileNotFoundError:
                 continue
-            except ValueError:
+            except (OSError, ValueError):
                 ttr = 300.0
             if now_ns < int(started) + int(self.lease_seconds(ttr) * _NS):
                 continue
@@ -456,74 +599,135 @@ class FileDriver(Driver):
                 continue
             logger.warning("job %s: lease expired (worker lost); back to waiting", job_id)
 
-    def _sweep_tmp(self, now_ns: int) -> None:
-        # A file left in tmp/ is a push or rewrite that crashed before its rename; a push
-        # that never returned an id was never accepted.
-        self._tmp_swept = True
-        limit = now_ns - int(TMP_ORPHAN_AGE * _NS)
-        with os.scandir(self._dirs["tmp"]) as entries:
-            for entry in entries:
+    def _collect(self, now_ns: int) -> None:
+        """Delete sealed segments whose records are all dead, and temporary files left by
+        a crash. A segment untouched for ABANDONED_AGE counts as sealed, and its live
+        records that no marker points to (a push that died before its marker) as dead."""
+        current = self._writer[1] if self._writer is not None else None
+        abandoned = now_ns - int(ABANDONED_AGE * _NS)
+        for name in os.listdir(self._dirs["segments"]):
+            if name == current:
+                continue
+            path = self._path("segments", name)
+            try:
+                old = os.stat(path).st_mtime_ns < abandoned
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                continue
+            if not (data.endswith(_SEALED) or old):
+                continue
+            if all(dead for dead in self._liveness(name, data, old)):
+                self._forget_segment(name)
                 try:
-                    if entry.stat().st_mtime_ns < limit:
-                        os.unlink(entry.path)
+                    os.unlink(path)
                 except FileNotFoundError:
-                    continue
+                    pass
+        for name in os.listdir(self._dirs["tmp"]):
+            path = self._path("tmp", name)
+            try:
+                if os.lstat(path).st_mtime_ns < abandoned:
+                    os.unlink(path)
+            except FileNotFoundError:
+                continue
+
+    def _liveness(self, segment: str, data: bytes, old: bool) -> Iterator[bool]:
+        """For each record of a segment: True if it is dead (or an orphan in an old one)."""
+        offset = 0
+        while offset + _HEADER_LEN <= len(data) and data.startswith(b"QCF2 ", offset):
+            if data.startswith(_SEALED, offset):
+                return
+            try:
+                length = int(data[offset + 5:offset + 15])
+            except ValueError:
+                return
+            dead = data[offset + _DEAD_AT:offset + _DEAD_AT + 1] == b"1"
+            if not dead and old:
+                try:
+                    job_id = _parse(data[offset:offset + length]).meta.get("id", "")
+                except ValueError:
+                    job_id = ""
+                found = self._locate(job_id) if job_id else None
+                dead = found is None or _Target.parse(
+                    os.readlink(found[1])).segment != segment
+            yield dead
+            offset += length
 
     # -- outcomes --------------------------------------------------------------------
 
-    def _rewrite(self, message: Message, target: str, *, running: bool = False,
-                 mtime_ns: int | None = None, **changes: Any) -> None:
-        """Replace the reserved file's content, then move it to ``target`` in one rename."""
+    def _finish(self, message: Message, state: str, changes: dict[str, Any] | None = None, *,
+                running: bool = False, ready_ns: int = 0) -> None:
+        """Move a reserved job to ``state``. With ``changes`` (an error, a result) its
+        record is rewritten to records/<id> first and its old record freed."""
         handle: _Handle = message.handle
-        meta = {**handle.meta, **changes}
-        content = (_header(handle.attempt, running, handle.started_ns)
-                   + json.dumps(meta).encode() + b"\n" + message.payload)
-        if not os.path.exists(handle.path):
+        target = handle.target
+        if not os.path.lexists(handle.path):
             logger.warning("job %s: its lease ended before the outcome was saved; it will "
                            "run again", message.id)
             return
-        tmp = self._write_tmp(content, mtime_ns)
-        os.replace(tmp, handle.path)
+        if changes or ready_ns:
+            if changes:
+                meta = {**handle.meta, **changes}
+                self._write_record_file(message.id, _record(
+                    meta, message.payload, handle.attempt, running, handle.started_ns))
+                new_target = _Target(_IN_RECORDS)
+            else:
+                self._update_header(message.id, target,
+                                    _mutable(handle.attempt, running, handle.started_ns))
+                new_target = target
+            os.replace(self._new_marker(new_target.text(ready_ns)), handle.path)
+            if changes and target.segment != _IN_RECORDS:
+                self._bury_record(message.id, target)
+        else:
+            self._update_header(message.id, target,
+                                _mutable(handle.attempt, running, handle.started_ns))
         try:
-            os.rename(handle.path, self._path(target, message.id))
+            os.rename(handle.path, self._path(state, message.id))
         except FileNotFoundError:
             logger.warning("job %s: moved by another worker while saving its outcome",
                            message.id)
-        self._sync_dir(target)
+        self._sync_dir(state)
+
+    def _drop(self, message: Message) -> None:
+        handle: _Handle = message.handle
+        try:
+            os.unlink(handle.path)
+        except FileNotFoundError:
+            logger.warning("job %s: its lease ended before it finished; it may run again",
+                           message.id)
+            return
+        self._bury_record(message.id, handle.target)
 
     @_os_errors
     def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
         if not keep:
-            try:
-                os.unlink(message.handle.path)
-            except FileNotFoundError:
-                logger.warning("job %s: its lease ended before it finished; it may run again",
-                               message.id)
+            self._drop(message)
             return
         encoded = None if result is None else base64.b64encode(result).decode()
-        self._rewrite(message, "done", finished_at=time.time(), result=encoded, error=None)
+        self._finish(message, "done", {"finished_at": time.time(), "result": encoded,
+                                       "error": None})
 
     @_os_errors
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        stored = None if error is None else error.as_dict()
+        changes = None if error is None else {"error": error.as_dict()}
         if delay > 0:
             ready_ns = time.time_ns() + int(delay * _NS)
-            self._rewrite(message, "delayed", mtime_ns=ready_ns, error=stored)
+            self._finish(message, "delayed", changes, ready_ns=ready_ns)
             heapq.heappush(self._delayed, (ready_ns, message.id))
         else:
-            self._rewrite(message, "new", error=stored)
+            self._finish(message, "new", changes)
 
     @_os_errors
     def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
         if not keep:
-            self.ack(message, keep=False)
+            self._drop(message)
             return
-        self._rewrite(message, "failed", finished_at=time.time(), error=error.as_dict())
+        self._finish(message, "failed", {"finished_at": time.time(), "error": error.as_dict()})
 
     # -- lookups and admin -----------------------------------------------------------
 
     def _locate(self, job_id: str) -> tuple[str, str] | None:
-        """(state, path) of a job, or None. Looks twice: a job may move while we look."""
+        """(state, marker path) of a job, or None. Looks twice: a job may move meanwhile."""
         if not isinstance(job_id, str) or not _ID_RE.match(job_id):
             return None
         for _ in range(2):
@@ -535,7 +739,7 @@ class FileDriver(Driver):
                             return state, self._path(state, name)
                     continue
                 path = self._path(state, job_id)
-                if os.path.exists(path):
+                if os.path.lexists(path):
                     return state, path
         return None
 
@@ -545,30 +749,32 @@ class FileDriver(Driver):
         return None if found is None else _STATUS_OF_DIR[found[0]]
 
     def _info(self, job_id: str, state: str, path: str) -> JobInfo | None:
+        info = JobInfo(id=job_id, status=_STATUS_OF_DIR[state], priority=int(job_id[:8], 16))
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-            ready_ns = os.stat(path).st_mtime_ns if state == "delayed" else None
+            target = _Target.parse(os.readlink(path))
         except FileNotFoundError:
-            return None
-        info = JobInfo(id=job_id, status=_STATUS_OF_DIR[state],
-                       priority=int(job_id[:8], 16))
-        try:
-            parsed = _parse(data)
-        except ValueError as exc:
-            info.error = ErrorInfo("DamagedJobFile", str(exc))
+            return None  # moved while we looked; the caller looks again
+        except (OSError, ValueError) as exc:
+            info.error = ErrorInfo("DamagedJobRecord", str(exc))
             return info
-        meta = parsed.meta
-        info.attempt = parsed.attempt
+        try:
+            record = _parse(self._read(job_id, target))
+        except (OSError, ValueError) as exc:
+            if not os.path.lexists(path):
+                return None
+            info.error = ErrorInfo("DamagedJobRecord", str(exc))
+            return info
+        meta = record.meta
+        info.attempt = record.attempt
         info.ttr = meta.get("ttr")
         info.pushed_at = meta.get("pushed_at")
-        info.started_at = parsed.started_ns / _NS if parsed.started_ns else None
+        info.started_at = record.started_ns / _NS if record.started_ns else None
         info.finished_at = meta.get("finished_at")
-        info.ready_at = None if ready_ns is None else ready_ns / _NS
+        info.ready_at = target.ready_ns / _NS if state == "delayed" and target.ready_ns else None
         info.error = ErrorInfo.from_dict(meta.get("error"))
         if meta.get("result") is not None:
             info.result = base64.b64decode(meta["result"])
-        info.payload = parsed.payload
+        info.payload = record.payload
         return info
 
     @_os_errors
@@ -584,8 +790,7 @@ class FileDriver(Driver):
 
     def _names(self, state: str) -> Iterator[str]:
         for name in os.listdir(self._dirs[state]):
-            job_id = name.partition("~")[0]
-            if _ID_RE.match(job_id):
+            if _ID_RE.match(name.partition("~")[0]):
                 yield name
 
     @_os_errors
@@ -615,15 +820,21 @@ class FileDriver(Driver):
             if found is None:
                 return False
             try:
+                target = _Target.parse(os.readlink(found[1]))
                 os.unlink(found[1])
-                return True
             except FileNotFoundError:
                 continue
+            self._bury_record(job_id, target)
+            return True
         return False
 
     @_os_errors
     def clear(self) -> None:
-        for state in (*_STATES, "tmp"):
+        self._seal()
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
+        for state in (*_STATES, "segments", "records", "tmp"):
             for name in os.listdir(self._dirs[state]):
                 try:
                     os.unlink(self._path(state, name))
@@ -637,23 +848,34 @@ class FileDriver(Driver):
         source = "done" if state is JobStatus.DONE else "failed"
         path = self._path(source, job_id) if _ID_RE.match(str(job_id)) else ""
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except (FileNotFoundError, IsADirectoryError):
+            target = _Target.parse(os.readlink(path))
+            record = _parse(self._read(job_id, target))
+        except (FileNotFoundError, NotADirectoryError):
             found = self._locate(job_id)
             if found is None:
                 raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}") from None
             raise JobNotInStateError(
                 f"job {job_id} is {_STATUS_OF_DIR[found[0]]}, not {state}") from None
-        parsed = _parse(data)
-        meta = {key: value for key, value in parsed.meta.items()
+        except ValueError as exc:
+            raise DriverError(f"job {job_id} cannot be read: {exc}") from None
+        meta = {key: value for key, value in record.meta.items()
                 if key not in ("error", "result", "finished_at")}
-        attempt = 0 if reset_attempts else parsed.attempt
-        content = _header(attempt, False, 0) + json.dumps(meta).encode() + b"\n" + parsed.payload
-        tmp = self._write_tmp(content)
-        os.replace(tmp, path)
+        attempt = 0 if reset_attempts else record.attempt
+        self._write_record_file(job_id, _record(meta, record.payload, attempt))
+        if target.segment != _IN_RECORDS:
+            os.replace(self._new_marker(_Target(_IN_RECORDS).text()), path)
+            self._bury_record(job_id, target)
         try:
             os.rename(path, self._path("new", job_id))
         except FileNotFoundError:
             raise JobNotFoundError(f"job {job_id} was removed during the retry") from None
         self._sync_dir("new")
+
+    def close(self) -> None:
+        try:
+            self._seal()
+        except OSError as exc:
+            logger.warning("could not seal the segment of %s: %s", self.describe(), exc)
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
