@@ -871,6 +871,11 @@ class FileDriver(Driver):
             raise JobNotFoundError(f"job {job_id} was removed during the retry") from None
         self._sync_dir("new")
 
+    def after_fork(self) -> None:
+        # The parent keeps appending to its segment and owns the cached descriptors.
+        self._writer = None
+        self._open = OrderedDict()
+
     def close(self) -> None:
         try:
             self._seal()

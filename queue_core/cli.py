@@ -3,31 +3,54 @@
 ``queue-core --app myapp.settings:queue COMMAND`` (or ``QUEUE_APP=myapp.settings:queue``).
 The target may be a Queue, a settings dict, a driver URL or a factory returning one.
 
-Exit codes: 0 success; 1 the command ran but failed (back end unreachable, job not
-found); 2 bad arguments or settings (one sentence on stderr, no traceback).
+Exit codes:
+
+- 0: done (``listen`` and ``run`` also when stopped by a signal or a limit);
+- 1: the command ran but could not do what was asked (unknown job, job not in the
+  required state, back end unreachable, ``clear`` not confirmed);
+- 2: bad arguments or settings, reported in one sentence without a traceback;
+- 130: interrupted by Ctrl-C outside a worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from .driver import JobStatus
-from .errors import ConfigError, InvalidArgumentError, NotSupportedError, QueueError
+from .console import ProgressBar, VerboseReporter, is_terminal
+from .driver import JobInfo, JobStatus
+from .errors import (
+    ConfigError,
+    InvalidArgumentError,
+    JobNotFoundError,
+    JobNotInStateError,
+    NotSupportedError,
+    QueueError,
+    SerializationError,
+)
+from .isolation import MODES, encode_outcome, execute_and_report
+from .job import lookup, registered_names
 from .queue import Queue
 from .settings import queue_from_target
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
     """Bad arguments or settings: reported in one sentence, exit code 2."""
+
+
+class CommandFailed(Exception):
+    """The command could not do what was asked: reported in one sentence, exit code 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,75 +58,182 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
+def _number(minimum: float, integer: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            kind = "a whole number" if integer else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum:g}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="queue-core", description="Run and inspect a queue-core queue.")
+    parser = _Parser(prog="queue-core", description="Run and inspect a queue-core queue.",
+                     epilog="Exit codes: 0 done, 1 could not do it, 2 bad arguments or "
+                            "settings, 130 interrupted.")
     parser.add_argument("--app", help="module:attr naming the Queue, settings dict, URL or "
                         "factory (default: $QUEUE_APP)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log more (-v: each job, -vv: debug)")
+                        help="-v: a line per job; -vv: also info logs; -vvv: debug logs")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     listen = commands.add_parser("listen", help="process jobs until stopped by a signal")
-    listen.add_argument("--timeout", type=_non_negative, default=3.0,
+    listen.add_argument("--timeout", type=_number(0), default=3.0,
                         help="seconds each wait on the back end may block (default 3)")
-    listen.add_argument("--max-jobs", type=_positive_int, default=None,
-                        help="exit 0 after this many jobs")
+    listen.add_argument("--workers", type=_number(1, True), default=None,
+                        help="run N worker processes under a supervisor that replaces any "
+                             "that exits (without it: one worker, this process)")
+    _worker_options(listen)
     listen.set_defaults(handler=cmd_listen)
 
     run = commands.add_parser("run", help="process every job that is ready, then exit")
-    run.add_argument("--max-jobs", type=_positive_int, default=None)
+    _worker_options(run)
     run.set_defaults(handler=cmd_run)
 
     info = commands.add_parser("info", help="job counts per status and driver capabilities")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=cmd_info)
+
+    status = commands.add_parser("status", help="the status and details of one job")
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_status)
+
+    failed = commands.add_parser("failed", help="list failed jobs")
+    failed.add_argument("--limit", type=_number(1, True), default=20)
+    failed.add_argument("--json", action="store_true", help="print JSON")
+    failed.set_defaults(handler=cmd_failed)
+
+    retry = commands.add_parser("retry", help="send a failed (or done) job back to waiting")
+    retry.add_argument("id", nargs="?")
+    retry.add_argument("--all-failed", action="store_true", help="retry every failed job")
+    retry.add_argument("--state", choices=["failed", "done"], default="failed",
+                       help="the state the job must be in (default failed)")
+    retry.add_argument("--reset-attempts", action="store_true",
+                       help="count attempts from zero again")
+    retry.set_defaults(handler=cmd_retry)
+
+    remove = commands.add_parser("remove", help="delete one job")
+    remove.add_argument("id")
+    remove.set_defaults(handler=cmd_remove)
+
+    clear = commands.add_parser("clear", help="delete every job of the queue")
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    clear.set_defaults(handler=cmd_clear)
+
+    push = commands.add_parser("push", help="push a job by its registered name")
+    push.add_argument("job_name", metavar="JOB_NAME")
+    push.add_argument("--args", default="{}", help="the job's fields as a JSON object")
+    push.add_argument("--delay", type=_number(0), default=0.0)
+    push.add_argument("--priority", type=_number(float("-inf"), True), default=None)
+    push.add_argument("--ttr", type=_number(0), default=None)
+    push.set_defaults(handler=cmd_push)
+
+    execute = commands.add_parser("exec", help=argparse.SUPPRESS)
+    execute.add_argument("--report-fd", type=_number(0, True), required=True)
+    execute.set_defaults(handler=cmd_exec)
     return parser
 
 
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--isolate", nargs="?", const="fork", choices=MODES, default=None,
+                        help="run each job in a child process killed at its ttr "
+                             "(fork, the default, or exec)")
+    parser.add_argument("--max-jobs", type=_number(1, True), default=None,
+                        help="exit 0 after this many jobs")
+    parser.add_argument("--max-memory", type=_number(1), default=None, metavar="MB",
+                        help="exit 0 once the worker uses this much memory")
+    parser.add_argument("--max-time", type=_number(1), default=None, metavar="SECONDS",
+                        help="exit 0 after running this long")
+
+
 def _configure_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    level = logging.WARNING if verbose <= 1 else logging.INFO if verbose == 2 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def load_queue(app: str | None) -> Queue:
+def _app_target(app: str | None) -> str:
     target = app or os.environ.get("QUEUE_APP")
     if not target:
         raise UsageError("no queue given: pass --app module:attr or set QUEUE_APP")
     if ":" not in target:
         raise UsageError(f"--app {target!r} must look like package.module:attribute")
+    return target
+
+
+def load_queue(app: str | None) -> Queue:
+    target = _app_target(app)
     # Like celery and rq: the directory the command runs in is importable.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     return queue_from_target(target)
 
 
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+
+
+def _info_dict(info: JobInfo) -> dict[str, Any]:
+    return {"id": info.id, "status": info.status.value, "job": info.job_name,
+            "attempt": info.attempt, "priority": info.priority, "ttr": info.ttr,
+            "pushed_at": info.pushed_at, "started_at": info.started_at,
+            "finished_at": info.finished_at, "ready_at": info.ready_at,
+            "error": None if info.error is None else info.error.as_dict(),
+            "result": info.result if _jsonable(info.result) else repr(info.result)}
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+# -- commands ------------------------------------------------------------------------
+
+def _worker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"max_jobs": args.max_jobs, "max_memory": args.max_memory,
+            "max_time": args.max_time, "isolate": args.isolate,
+            "app": _app_target(args.app)}
+
+
 def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
-    return queue.listen(timeout=args.timeout, max_jobs=args.max_jobs)
+    if args.workers is not None:
+        from .supervisor import Supervisor
+        command = [sys.executable, "-m", "queue_core", "--app", _app_target(args.app)]
+        command += ["-" + "v" * args.verbose] if args.verbose else []
+        command += ["listen", "--timeout", str(args.timeout)]
+        for option in ("isolate", "max_jobs", "max_memory", "max_time"):
+            value = getattr(args, option)
+            if value is not None:
+                command += [f"--{option.replace('_', '-')}", str(value)]
+        queue.close()
+        return Supervisor(command, int(args.workers)).run()
+    if args.verbose:
+        VerboseReporter(queue)
+    return queue.listen(timeout=args.timeout, **_worker_kwargs(args))
 
 
 def cmd_run(queue: Queue, args: argparse.Namespace) -> int:
-    count = queue.run(max_jobs=args.max_jobs)
+    if args.verbose:
+        VerboseReporter(queue)
+    bar = None
+    if is_terminal(sys.stdout) and not args.verbose:
+        total = None
+        if queue.capabilities.info:
+            total = queue.info()[JobStatus.WAITING]
+        bar = ProgressBar(queue, total)
+    count = queue.run(**_worker_kwargs(args))
+    if bar is not None:
+        bar.finish()
     print(f"processed {count} job{'s' if count != 1 else ''}")
     return EXIT_OK
 
@@ -129,6 +259,142 @@ def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(queue: Queue, args: argparse.Namespace) -> int:
+    status = queue.status(args.id)
+    try:
+        info: JobInfo | None = queue.get(args.id)
+    except JobNotFoundError:
+        info = None
+    if args.json:
+        print(json.dumps(_info_dict(info) if info else {"id": args.id, "status": status.value,
+                                                         "stored": False}))
+        return EXIT_OK
+    if info is None:
+        print(f"{status.value} (job {args.id} is not stored: finished and not kept, "
+              "or never existed)")
+        return EXIT_OK
+    print(f"status:    {info.status.value}")
+    print(f"job:       {info.job_name or '?'}")
+    print(f"id:        {info.id}")
+    print(f"attempt:   {info.attempt}")
+    print(f"priority:  {info.priority}")
+    print(f"ttr:       {info.ttr}")
+    print(f"pushed:    {_when(info.pushed_at)}")
+    print(f"started:   {_when(info.started_at)}")
+    print(f"finished:  {_when(info.finished_at)}")
+    if info.ready_at:
+        print(f"ready at:  {_when(info.ready_at)}")
+    if info.error is not None:
+        print(f"error:     {info.error}")
+    if info.result is not None:
+        print(f"result:    {info.result!r}")
+    return EXIT_OK
+
+
+def cmd_failed(queue: Queue, args: argparse.Namespace) -> int:
+    listed = queue.failed(limit=int(args.limit))
+    if args.json:
+        print(json.dumps([_info_dict(info) for info in listed], indent=2))
+        return EXIT_OK
+    if not listed:
+        print("no failed jobs")
+        return EXIT_OK
+    print(f"{'id':<32}  {'job':<30}  {'attempts':>8}  {'failed at':<19}  error")
+    for info in listed:
+        error = str(info.error).splitlines()[0] if info.error else "-"
+        print(f"{info.id:<32}  {(info.job_name or '?')[:30]:<30}  {info.attempt:>8}  "
+              f"{_when(info.finished_at):<19}  {error[:100]}")
+    return EXIT_OK
+
+
+def cmd_retry(queue: Queue, args: argparse.Namespace) -> int:
+    if args.all_failed:
+        if args.id or args.state != "failed":
+            raise UsageError("retry --all-failed takes no job id and no --state")
+        seen: set[str] = set()
+        while True:
+            fresh = [i.id for i in queue.failed(limit=500) if i.id not in seen]
+            if not fresh:
+                break
+            for job_id in fresh:
+                seen.add(job_id)
+                try:
+                    queue.retry(job_id, reset_attempts=args.reset_attempts)
+                except (JobNotFoundError, JobNotInStateError):
+                    seen.discard(job_id)  # removed or moved meanwhile: not ours to count
+        print(f"{len(seen)} failed job{'s' if len(seen) != 1 else ''} sent back to waiting")
+        return EXIT_OK
+    if not args.id:
+        raise UsageError("retry needs a job id (or --all-failed)")
+    try:
+        queue.retry(args.id, state=args.state, reset_attempts=args.reset_attempts)
+    except JobNotFoundError:
+        raise CommandFailed(f"no job {args.id} (code -1)") from None
+    except JobNotInStateError as exc:
+        raise CommandFailed(f"{exc} (code -3)") from None
+    print(f"job {args.id} sent back to waiting")
+    return EXIT_OK
+
+
+def cmd_remove(queue: Queue, args: argparse.Namespace) -> int:
+    if not queue.remove(args.id):
+        raise CommandFailed(f"no job {args.id}")
+    print(f"job {args.id} removed")
+    return EXIT_OK
+
+
+def cmd_clear(queue: Queue, args: argparse.Namespace) -> int:
+    if not args.yes:
+        sys.stdout.write(f"Delete every job in {queue.driver.describe()}? [y/N] ")
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            raise CommandFailed("not confirmed; nothing deleted (use --yes to skip the question)")
+    queue.clear()
+    print(f"cleared {queue.driver.describe()}")
+    return EXIT_OK
+
+
+def cmd_push(queue: Queue, args: argparse.Namespace) -> int:
+    queue.import_job_modules()
+    cls = lookup(args.job_name)
+    if cls is None:
+        known = ", ".join(registered_names()[:20]) or "none"
+        raise UsageError(f"no job type named {args.job_name!r} (registered: {known})")
+    try:
+        fields = json.loads(args.args)
+    except ValueError as exc:
+        raise UsageError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(fields, dict):
+        raise UsageError("--args must be a JSON object of the job's fields")
+    try:
+        job = cls(**fields)
+    except TypeError as exc:
+        raise UsageError(f"cannot build {args.job_name} from --args: {exc}") from None
+    job_id = queue.push(job, delay=args.delay, priority=args.priority, ttr=args.ttr)
+    if job_id is None:
+        print("push cancelled by a before_push handler")
+        return EXIT_FAILED
+    print(job_id)
+    return EXIT_OK
+
+
+def cmd_exec(queue: Queue, args: argparse.Namespace) -> int:
+    """Internal: run one job for an isolated worker; the payload comes on stdin, the
+    outcome goes to the report file descriptor."""
+    queue.import_job_modules()
+    payload = sys.stdin.buffer.read()
+    try:
+        job, _ = queue.serializer.loads(payload)
+    except SerializationError as exc:
+        with os.fdopen(int(args.report_fd), "wb") as out:
+            out.write(encode_outcome(False, exc, str(exc)))
+        return EXIT_OK
+    with os.fdopen(int(args.report_fd), "wb") as out:
+        execute_and_report(queue, job, out)
+    return EXIT_OK
+
+
 Handler = Callable[[Queue, argparse.Namespace], int]
 
 
@@ -140,10 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("no command given; try 'queue-core --help'")
         _configure_logging(args.verbose)
         queue = load_queue(args.app)
-    except UsageError as exc:
-        print(f"queue-core: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ConfigError, NotSupportedError) as exc:
+    except (UsageError, ConfigError, NotSupportedError) as exc:
         print(f"queue-core: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except QueueError as exc:
@@ -152,14 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(queue, args)
-    except (ConfigError, InvalidArgumentError, NotSupportedError) as exc:
+    except (UsageError, ConfigError, InvalidArgumentError, NotSupportedError) as exc:
         print(f"queue-core: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except QueueError as exc:
+    except (CommandFailed, QueueError) as exc:
         print(f"queue-core: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         queue.close()
-

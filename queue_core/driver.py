@@ -227,6 +227,13 @@ class Driver(ABC):
         in ``state``."""
         raise NotSupportedError(f"the {self.name} driver cannot retry finished jobs")
 
+    def after_fork(self) -> None:  # noqa: B027 - only drivers holding connections override it
+        """Called in a child process forked by an isolated worker, before it runs a job.
+
+        Connections and files inherited from the parent belong to the parent: forget them
+        without closing them (closing could end the parent's session), and open new ones
+        if the job needs the queue."""
+
     def flush(self) -> None:  # noqa: B027 - only drivers that defer work override it
         """Carry out anything deferred, such as an ack a driver folds into its next reserve
         to save a round trip. The worker calls this when its loop ends; ``close`` too."""

@@ -34,6 +34,7 @@ from .errors import (
     WorkerLostError,
 )
 from .events import EventHub, ExecEvent, PushEvent, RetryEvent
+from .isolation import parse_mode
 from .job import Job, RetryableJob
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
 from .serializers import JsonSerializer, PickleSerializer, Serializer
@@ -101,7 +102,8 @@ class Queue:
     def __init__(self, driver: Driver | str, ttr: float = 300, attempts: int | None = 1,
                  backoff: Any = None, age_limit: float | None = None,
                  serializer: Serializer | str | None = None, keep_completed: bool = False,
-                 keep_failed: bool = True, *, imports: Iterable[str] = ()) -> None:
+                 keep_failed: bool = True, *, imports: Iterable[str] = (),
+                 isolate: bool | str = False) -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -118,6 +120,7 @@ class Queue:
                 raise ConfigError(f"{key} must be true or false, got {value!r}", key=key)
         self.keep_completed = keep_completed
         self.keep_failed = keep_failed
+        self.isolate = parse_mode(isolate)
         if isinstance(imports, str):
             imports = [imports]
         self.imports = list(imports)
@@ -321,11 +324,12 @@ class Queue:
 
     def handle_error(self, message: Message, job: Job | None, meta: dict[str, Any],
                      error: BaseException, attempt: int | None = None,
-                     lost: bool = False) -> bool:
+                     lost: bool = False, info: ErrorInfo | None = None) -> bool:
         """Decide and carry out what follows a failed attempt. Returns True if retried.
 
         For a lost run (``lost=True``) nothing is moved when the answer is retry: the caller
-        runs the job at once, because its lease already made it wait."""
+        runs the job at once, because its lease already made it wait. ``info`` is what to
+        store when the error was raised elsewhere (an isolated child's traceback)."""
         attempt = message.attempt if attempt is None else attempt
         retry = self.can_retry(job, meta, attempt, error, message.pushed_at)
         delay = 0.0
@@ -353,7 +357,7 @@ class Queue:
             logger.warning("job %s: the %s driver cannot retry; failing it", message.id,
                            self.driver.name)
             retry = False
-        info = error_info(error)
+        info = info or error_info(error)
         if note:
             info = ErrorInfo(info.type, info.message + note, info.traceback)
         if retry:
@@ -372,17 +376,24 @@ class Queue:
         until the job's lease would have ended anyway."""
         deadline = time.monotonic() + self.driver.lease_seconds(message.ttr)
         pause = 0.1
+        failing = False
         while True:
             try:
                 call(message, **kwargs)
-                return
             except DriverError as exc:
                 if time.monotonic() + pause > deadline:
                     raise
-                logger.warning("job %s: %s failed (%s); retrying in %.1fs", message.id,
-                               getattr(call, "__name__", "report"), exc, pause)
+                if not failing:
+                    logger.warning("job %s: cannot save its outcome (%s: %s); retrying until "
+                                   "its lease ends", message.id,
+                                   getattr(call, "__name__", "report"), exc)
+                    failing = True
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
+                continue
+            if failing:
+                logger.warning("job %s: outcome saved", message.id)
+            return
 
     @staticmethod
     def _handler_delay(value: Any, fallback: float) -> float:

@@ -38,7 +38,7 @@ SCHEMES: dict[str, str] = {
 }
 
 QUEUE_KEYS = ("ttr", "attempts", "backoff", "age_limit", "serializer", "keep_completed",
-              "keep_failed", "imports")
+              "keep_failed", "imports", "isolate")
 SETTING_KEYS = ("driver", "channel", "events", *QUEUE_KEYS)
 
 

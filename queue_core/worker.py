@@ -1,15 +1,19 @@
 """The worker loop: ``run`` (what is ready, then return) and ``listen`` (until stopped).
 
 ttr is a real time limit: in the main thread a SIGALRM timer raises JobTimeoutError inside
-the job, and keeps raising every second if the job swallows it. SIGTERM, SIGINT, SIGQUIT
-and SIGHUP let the current job finish, then the worker stops; an idle worker stops within
-half a second. A back end that fails while the worker waits is retried with capped
-backoff, logged once per outage.
+the job, and keeps raising every second if the job swallows it; in isolated mode the job
+runs in a child process that is killed at its ttr (see isolation.py). SIGTERM, SIGINT,
+SIGQUIT and SIGHUP let the current job finish, then the worker stops; an idle worker stops
+within half a second. ``max_jobs``, ``max_memory`` and ``max_time`` make it stop cleanly
+(exit code 0) so that a supervisor replaces it. A back end that fails while the worker
+waits is retried with capped backoff, logged once per outage.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import resource
 import signal
 import threading
 import time
@@ -20,8 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import events
 from .driver import Message
-from .errors import DriverError, InvalidArgumentError, JobTimeoutError, SerializationError
+from .errors import (
+    ConfigError,
+    DriverError,
+    InvalidArgumentError,
+    JobTimeoutError,
+    SerializationError,
+)
 from .events import ExecEvent, WorkerEvent
+from .isolation import Outcome, parse_mode, run_exec, run_forked
 from .job import Job
 
 if TYPE_CHECKING:
@@ -34,11 +45,32 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SI
 WAIT_SLICE = 0.5
 """Longest single wait on the back end, so that an idle worker notices a stop at once."""
 OUTAGE_BACKOFF_MAX = 10.0
+SUPERVISOR_ENV = "QUEUE_CORE_SUPERVISOR_PID"
+"""Set by ``listen --workers``: a worker whose supervisor is gone stops after its job."""
+
+
+def memory_mb() -> float:
+    """Resident memory of this process now (peak where /proc is missing), in MB."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def _positive_or_none(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
 
 
 class Worker:
     def __init__(self, queue: Queue, *, timeout: float = 3.0, handle_signals: bool = True,
                  enforce_ttr: bool = True, max_jobs: int | None = None,
+                 max_memory: float | None = None, max_time: float | None = None,
+                 isolate: bool | str | None = None, app: str | None = None,
                  emit_events: bool = True) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise InvalidArgumentError(f"timeout must be seconds >= 0, got {timeout!r}")
@@ -46,6 +78,14 @@ class Worker:
                                      or max_jobs < 1):
             raise InvalidArgumentError(f"max_jobs must be a whole number >= 1, got {max_jobs!r}")
         self.queue = queue
+        self.max_memory = _positive_or_none(max_memory, "max_memory")
+        self.max_time = _positive_or_none(max_time, "max_time")
+        self.isolate = queue.isolate if isolate is None else parse_mode(isolate)
+        self.app = app or os.environ.get("QUEUE_APP")
+        supervisor = os.environ.get(SUPERVISOR_ENV, "")
+        self.supervisor_pid = int(supervisor) if supervisor.isdigit() else None
+        self.started_at = time.monotonic()
+        self._processed_at_start = 0
         self.timeout = float(timeout)
         self.handle_signals = handle_signals
         self.enforce_ttr = enforce_ttr
@@ -72,7 +112,23 @@ class Worker:
         self.stopping = True
 
     def _should_stop(self) -> bool:
+        if self.stopping:
+            return True
         if self.max_jobs is not None and self.processed >= self.max_jobs:
+            logger.info("processed %d jobs (max_jobs): stopping", self.processed)
+            self.stop(0)
+        elif self.max_time is not None and time.monotonic() - self.started_at >= self.max_time:
+            logger.info("ran for %.0fs (max_time): stopping", self.max_time)
+            self.stop(0)
+        elif (self.max_memory is not None and self.processed > self._processed_at_start
+              and memory_mb() >= self.max_memory):
+            # Only after a job: a limit below the start-up size must not make a supervised
+            # worker exit and come back forever without doing any work.
+            logger.info("uses %.0f MB (max_memory %.0f MB): stopping", memory_mb(),
+                        self.max_memory)
+            self.stop(0)
+        elif self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
+            logger.warning("the supervisor (pid %d) is gone: stopping", self.supervisor_pid)
             self.stop(0)
         return self.stopping
 
@@ -155,17 +211,23 @@ class Worker:
             return
         self.stopping = False
         self.exit_code = None
+        self.started_at = time.monotonic()
+        self._processed_at_start = self.processed
         main = threading.current_thread() is threading.main_thread()
         previous: dict[int, Any] = {}
         try:
             self.queue.import_job_modules()
+            if self.isolate == "exec" and not self.app:
+                raise ConfigError("isolate='exec' needs the app target (--app or QUEUE_APP) "
+                                  "so that each child can load the queue", key="isolate")
             if main and self.handle_signals:
                 for signum in STOP_SIGNALS:
                     previous[signum] = signal.signal(signum, self._on_stop_signal)
-            self._use_timer = bool(self.enforce_ttr and main and hasattr(signal, "setitimer"))
+            self._use_timer = bool(self.enforce_ttr and main and not self.isolate
+                                   and hasattr(signal, "setitimer"))
             if self._use_timer:
                 previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
-            elif self.enforce_ttr:
+            elif self.enforce_ttr and not self.isolate:
                 logger.warning("ttr is not enforced: the worker is not in the main thread")
             if self.emit_events and self.queue.has_handlers(events.WORKER_START):
                 event = self.queue.trigger(events.WORKER_START, WorkerEvent(self))
@@ -241,6 +303,14 @@ class Worker:
                 logger.debug("job %s skipped by a before_exec handler", message.id)
                 queue.report(queue.driver.ack, message, keep=queue.keep_completed)
                 return
+        if self.isolate:
+            outcome = self._execute_isolated(message, job, ttr)
+            if outcome.ok:
+                queue.handle_success(message, job, outcome.result, event)
+            else:
+                assert outcome.error is not None
+                queue.handle_error(message, job, meta, outcome.error, info=outcome.info)
+            return
         try:
             result = self._execute(job, ttr)
         except KeyboardInterrupt:
@@ -252,6 +322,12 @@ class Worker:
             queue.handle_error(message, job, meta, error)
             return
         queue.handle_success(message, job, result, event)
+
+    def _execute_isolated(self, message: Message, job: Job, ttr: float) -> Outcome:
+        if self.isolate == "exec":
+            assert self.app is not None
+            return run_exec(self.app, message.payload, message.id, ttr)
+        return run_forked(self.queue, job, message.id, ttr)
 
     def _execute(self, job: Job, ttr: float) -> Any:
         if not self._use_timer:

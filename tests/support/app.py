@@ -24,9 +24,17 @@ def log_exec(event: ExecEvent) -> None:
         append(path, f"{os.getpid()} {event.id} {event.attempt}")
 
 
+def log_done(event: ExecEvent) -> None:
+    """'<pid> <job id>' per completed run."""
+    path = os.environ.get("QUEUE_TEST_DONE_LOG")
+    if path:
+        append(path, f"{os.getpid()} {event.id}")
+
+
 def queue() -> Queue:
     settings: dict[str, Any] = json.loads(os.environ["QUEUE_TEST_SETTINGS"])
     built = create_queue(settings)
     built.on(Queue.EVENT_WORKER_START, mark_ready)
     built.on(Queue.EVENT_BEFORE_EXEC, log_exec)
+    built.on(Queue.EVENT_AFTER_EXEC, log_done)
     return built

@@ -172,3 +172,50 @@ class Payload(Job):
 
     def execute(self, queue: Any) -> dict[str, Any]:
         return self.values
+
+
+@dataclass
+class Abort(Job):
+    """Crashes the process running it the hard way (SIGABRT, like a segfault)."""
+
+    journal: str
+    tag: str
+
+    def execute(self, queue: Any) -> None:
+        append(self.journal, f"start {self.tag}")
+        os.abort()
+
+
+class TemporaryError(Exception):
+    """A custom error class, to check that isolated children send it back as itself."""
+
+
+@dataclass
+class Temporary(RetryableJob):
+    """Fails with TemporaryError ``times`` times; retried only for that error type."""
+
+    journal: str
+    tag: str
+    times: int = 1
+
+    def execute(self, queue: Any) -> str:
+        runs = count(self.journal, self.tag)
+        append(self.journal, self.tag)
+        if runs < self.times:
+            raise TemporaryError(f"{self.tag} temporarily failed")
+        return f"{self.tag} pid {os.getpid()}"
+
+    def can_retry(self, attempt: int, error: BaseException) -> bool:
+        return isinstance(error, TemporaryError) and attempt < 5
+
+
+@dataclass
+class Pusher(Job):
+    """Pushes a Record job from inside a job."""
+
+    journal: str
+    tag: str
+
+    def execute(self, queue: Any) -> str | None:
+        append(self.journal, "pusher")
+        return queue.push(Record(self.journal, self.tag))  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_env(settings: dict[str, Any], ready: Path | None = None,
-               exec_log: Path | None = None) -> dict[str, str]:
+               exec_log: Path | None = None, done_log: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["QUEUE_TEST_SETTINGS"] = json.dumps(settings)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -25,17 +25,20 @@ def worker_env(settings: dict[str, Any], ready: Path | None = None,
         env["QUEUE_TEST_READY"] = str(ready)
     if exec_log is not None:
         env["QUEUE_TEST_EXEC_LOG"] = str(exec_log)
+    if done_log is not None:
+        env["QUEUE_TEST_DONE_LOG"] = str(done_log)
     return env
 
 
 def queue_core(settings: dict[str, Any], *args: str, ready: Path | None = None,
-               exec_log: Path | None = None, **popen: Any) -> subprocess.Popen[str]:
+               exec_log: Path | None = None, done_log: Path | None = None,
+               **popen: Any) -> subprocess.Popen[str]:
     """Start ``queue-core --app tests.support.app:queue ARGS`` in its own process group."""
     command = [sys.executable, "-m", "queue_core", "--app", "tests.support.app:queue", *args]
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen(command, env=worker_env(settings, ready, exec_log), cwd=ROOT,
-                            text=True, start_new_session=True, **popen)
+    return subprocess.Popen(command, env=worker_env(settings, ready, exec_log, done_log),
+                            cwd=ROOT, text=True, start_new_session=True, **popen)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
@@ -48,6 +51,26 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a process's direct children (Linux /proc)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+    except FileNotFoundError:
+        pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def kill_group(process: subprocess.Popen[str]) -> None:

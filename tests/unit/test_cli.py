@@ -13,12 +13,12 @@ from tests.support.procs import ROOT, worker_env
 
 
 def cli(*args: str, settings: dict | None = None, app: str | None = "tests.support.app:queue",
-        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        timeout: float = 30, stdin: str = "") -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "queue_core"]
     if app:
         command += ["--app", app]
     env = worker_env(settings or {"driver": "sync://"})
-    return subprocess.run([*command, *args], env=env, cwd=ROOT, text=True,
+    return subprocess.run([*command, *args], env=env, cwd=ROOT, text=True, input=stdin,
                           capture_output=True, timeout=timeout)
 
 

@@ -1,0 +1,99 @@
+"""Isolated mode with real worker processes: a child per job, killed at its ttr; a child
+that crashes is a failed attempt; the parent lives on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from queue_core import ExecEvent, JobStatus, Queue, create_queue
+from tests.support.jobs import Abort, Record, Sleep, Temporary, count, read_lines
+from tests.support.procs import kill_group, queue_core, stop, wait_for
+
+pytestmark = pytest.mark.needs("!runs_at_push")
+
+
+@pytest.mark.parametrize("mode", ["fork", "exec"])
+def test_an_isolated_job_is_killed_at_its_ttr_and_the_worker_goes_on(
+        queue_settings, journal: str, mode: str) -> None:
+    settings = queue_settings()
+    queue = create_queue(settings)
+    slow = queue.push(Sleep(journal, "slow", 60), ttr=1)
+    queue.push(Record(journal, "next"))
+    worker = queue_core(settings, "listen", "--timeout", "0.2", "--isolate", mode)
+    try:
+        started = time.monotonic()
+        wait_for(lambda: "next" in read_lines(journal), 30, "the next job")
+        took = time.monotonic() - started
+        assert worker.poll() is None
+        code, _, err = stop(worker)
+    finally:
+        kill_group(worker)
+    assert code == 0, err
+    assert took < 10, took
+    assert read_lines(journal) == ["start slow", "next"]
+    assert "exceeded its ttr of 1s; its child process was killed" in err
+    if queue.capabilities.status:
+        info = queue.get(slow)
+        assert info.status is JobStatus.FAILED
+        assert info.error.type == "queue_core.errors.JobTimeoutError"
+
+
+@pytest.mark.needs("retry")
+def test_a_child_that_aborts_is_a_failed_attempt(queue_settings, journal: str,
+                                                 tmp_path: Path) -> None:
+    settings = queue_settings(attempts=2)
+    queue = create_queue(settings)
+    crash = queue.push(Abort(journal, "abort"))
+    queue.push(Record(journal, "next"))
+    worker = queue_core(settings, "listen", "--timeout", "0.2", "--isolate")
+    try:
+        wait_for(lambda: "next" in read_lines(journal), 30, "the next job")
+        assert worker.poll() is None
+        code, _, err = stop(worker)
+    finally:
+        kill_group(worker)
+    assert code == 0, err
+    assert count(journal, "start abort") == 2  # attempts=2: run, retried, failed for good
+    assert "died with signal 6 (SIGABRT)" in err
+    if queue.capabilities.status:
+        info = queue.get(crash)
+        assert info.status is JobStatus.FAILED and info.attempt == 2
+        assert info.error.type == "queue_core.errors.WorkerLostError"
+
+
+@pytest.mark.needs("retry")
+def test_an_isolated_error_keeps_its_class_and_traceback(make_queue, journal: str) -> None:
+    queue = make_queue(isolate=True, attempts=5)
+    done: list[ExecEvent] = []
+    errors: list[ExecEvent] = []
+    queue.on(Queue.EVENT_AFTER_EXEC, done.append)
+    queue.on(Queue.EVENT_AFTER_ERROR, errors.append)
+    job_id = queue.push(Temporary(journal, "t", times=2))
+    deadline = time.monotonic() + 20
+    while not done:
+        assert time.monotonic() < deadline
+        if not queue.run():
+            time.sleep(0.05)
+    # can_retry saw the child's TemporaryError as itself, so it allowed the retries.
+    assert [type(e.error).__name__ for e in errors] == ["TemporaryError", "TemporaryError"]
+    assert done[0].attempt == 3
+    import os
+    assert done[0].result.startswith("t pid ") and done[0].result != f"t pid {os.getpid()}"
+    if queue.capabilities.status:
+        assert queue.status(job_id) is JobStatus.DONE
+
+
+def test_isolated_jobs_can_push_jobs(make_queue, journal: str) -> None:
+    """A forked child pushes through its own connection, not the parent's."""
+    from tests.support.jobs import Pusher
+    queue = make_queue(isolate=True)
+    queue.push(Pusher(journal, "child-pushed"))
+    deadline = time.monotonic() + 20
+    while "child-pushed" not in read_lines(journal):
+        assert time.monotonic() < deadline, read_lines(journal)
+        if not queue.run():
+            time.sleep(0.05)
+    assert read_lines(journal) == ["pusher", "child-pushed"]
