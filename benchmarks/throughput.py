@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="backlog sizes to compare (comma-separated; '' to skip)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--isolate", nargs="?", const="fork", choices=["fork", "exec"],
+                        help="also measure queue-core with each job in a child process")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="also measure queue-core (and the peers) with N worker processes")
     args = parser.parse_args(argv)
     target = found[args.driver]
 
@@ -119,8 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     mark_dir = os.path.join(workdir, "marks")
     ours = QueueCore(target.settings(workdir))
     contenders: list[Contender] = [ours]
-    if not args.no_peers:
-        for peer in target.peers(workdir):
+    variant: tuple[str, ...] = ()
+    if args.isolate:
+        variant += ("--isolate", args.isolate)
+    if args.workers:
+        variant += ("--workers", str(args.workers))
+    if variant:
+        label = "queue-core " + " ".join(variant)
+        contenders.append(QueueCore(target.settings(workdir), label, worker_args=variant))
+    if not args.no_peers and not args.isolate:
+        for peer in target.peers(workdir, **({"workers": args.workers} if args.workers else {})):
             reason = peer.available()
             if reason:
                 print(f"  (skipping {peer.name}: {reason})")
@@ -156,16 +168,24 @@ def main(argv: list[str] | None = None) -> int:
         figures[contender.name] = result
         if contender is not ours:
             contender.close()
+    if variant and args.isolate:
+        per_job = 1e6 / figures[contenders[1].name]["process"] - 1e6 / figures[ours.name]["process"]
+        print(f"isolation ({args.isolate}) adds {per_job:,.0f} us per job")
 
     if len(figures) > 1:
-        print("ratios (queue-core / peer, same run):")
+        print("ratios (same run):")
         for name, result in figures.items():
             if name == ours.name:
                 continue
+            if name.startswith("queue-core "):
+                ratio = result["process"] / figures[ours.name]["process"]
+                print(f"  process  {name} / queue-core      {ratio:6.2f}x")
+                continue
+            base = next((n for n in figures if n.startswith("queue-core ")), ours.name)
             for metric in ("push", "process"):
                 if metric in result:
-                    ratio = figures[ours.name][metric] / result[metric]
-                    print(f"  {metric:<8} vs {name:<22} {ratio:6.2f}x")
+                    mine = figures[base if metric == "process" else ours.name][metric]
+                    print(f"  {metric:<8} queue-core / {name:<22} {mine / result[metric]:6.2f}x")
 
     sizes = [int(s) for s in args.backlog.split(",") if s.strip()]
     if getattr(target, "BACKLOG", False) and sizes:

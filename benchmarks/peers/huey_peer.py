@@ -14,9 +14,10 @@ from benchmarks.contenders import Contender, python_env, spawn
 
 
 class Huey(Contender):
-    def __init__(self, kind: str, workdir: str) -> None:
+    def __init__(self, kind: str, workdir: str, workers: int = 1) -> None:
         self.kind = kind
-        self.name = f"huey-{kind}"
+        self.workers = workers
+        self.name = f"huey-{kind}" + (f" -w {workers}" if workers > 1 else "")
         self.workdir = workdir
         self.path = ""
         self._runs = 0
@@ -58,5 +59,6 @@ class Huey(Contender):
 
     def worker(self, marks: str) -> subprocess.Popen[bytes]:
         consumer = os.path.join(os.path.dirname(sys.executable), "huey_consumer")
-        return spawn([consumer, "benchmarks.peers.huey_app.huey", "-w", "1", "-k", "thread",
-                      "-q"], self._env())
+        kind = "process" if self.workers > 1 else "thread"
+        return spawn([consumer, "benchmarks.peers.huey_app.huey", "-w", str(self.workers), "-k",
+                      kind, "-q"], self._env())

@@ -13,6 +13,6 @@ def settings(workdir: str) -> dict[str, Any]:
     return {"driver": f"file://{workdir}/queue-core", "channel": "bench"}
 
 
-def peers(workdir: str) -> list[Contender]:
+def peers(workdir: str, workers: int = 1) -> list[Contender]:
     from benchmarks.peers.huey_peer import Huey
-    return [Huey("sqlite", workdir), Huey("file", workdir)]
+    return [Huey("sqlite", workdir, workers), Huey("file", workdir, workers)]
