@@ -48,6 +48,7 @@ def worker_log(process: subprocess.Popen[bytes]) -> str:
 
 class Contender:
     name = "contender"
+    workers = 1
 
     def available(self) -> str | None:
         """None when it can run here, else the reason it cannot."""
@@ -83,6 +84,8 @@ class QueueCore(Contender):
         self.name = label
         self.settings = settings
         self.worker_args = worker_args
+        if "--workers" in worker_args:
+            self.workers = int(worker_args[worker_args.index("--workers") + 1])
         self.queue = create_queue(settings)
         self.job = BenchJob
 

@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             result["push_many"] = statistics.median(many)
         rates = [process_rate(contender, args.n, mark_dir, args.timeout)
                  for _ in range(args.repeat)]
-        print(median_line("process (1 worker process)", rates))
+        label = ("process (1 worker process)" if contender.workers == 1
+                 else f"process ({contender.workers} worker processes)")
+        print(median_line(label, rates))
         result["process"] = statistics.median(rates)
         figures[contender.name] = result
         if contender is not ours:
