@@ -52,9 +52,8 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
         os.unlink(log)
 
 
-def process_rate(contender: Contender, count: int, mark_dir: str, timeout: float) -> float:
-    contender.prepare()
-    contender.push(count, mark_dir, count - 1)
+def drain(contender: Contender, count: int, mark_dir: str, timeout: float) -> None:
+    """Start one worker on the pushed jobs and wait for the last one to end."""
     marks.reset(mark_dir)
     worker = contender.worker(mark_dir)
     try:
@@ -69,6 +68,12 @@ def process_rate(contender: Contender, count: int, mark_dir: str, timeout: float
             time.sleep(0.01)
     finally:
         stop_worker(worker)
+
+
+def process_rate(contender: Contender, count: int, mark_dir: str, timeout: float) -> float:
+    contender.prepare()
+    contender.push(count, mark_dir, count - 1)
+    drain(contender, count, mark_dir, timeout)
     start, end = marks.read(mark_dir, "start"), marks.read(mark_dir, "end")
     assert start is not None and end is not None
     return count / max(end - start, 1e-9)
@@ -79,16 +84,7 @@ def backlog_cost(contender: QueueCore, backlog: int, mark_dir: str, timeout: flo
     reserve, so every scan of the backlog counts) to the end of the last job."""
     contender.prepare()
     contender.push_many(backlog, mark_dir, backlog - 1)
-    marks.reset(mark_dir)
-    worker = contender.worker(mark_dir)
-    try:
-        deadline = time.monotonic() + timeout
-        while marks.read(mark_dir, "end") is None:
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"backlog of {backlog} did not drain")
-            time.sleep(0.02)
-    finally:
-        stop_worker(worker)
+    drain(contender, backlog, mark_dir, timeout)
     started = marks.read(mark_dir, "worker")
     end = marks.read(mark_dir, "end")
     assert started is not None and end is not None

@@ -1,5 +1,5 @@
-"""Isolated mode with real worker processes: a child per job, killed at its ttr; a child
-that crashes is a failed attempt; the parent lives on."""
+"""Isolated mode with real worker processes: a child that crashes is a failed attempt and
+the parent lives on (the ttr kill is in test_worker_processes.py, for every mode)."""
 
 from __future__ import annotations
 
@@ -9,36 +9,10 @@ from pathlib import Path
 import pytest
 
 from queue_core import ExecEvent, JobStatus, Queue, create_queue
-from tests.support.jobs import Abort, Record, Sleep, Temporary, count, read_lines
+from tests.support.jobs import Abort, Record, Temporary, count, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
 
 pytestmark = pytest.mark.needs("!runs_at_push")
-
-
-@pytest.mark.parametrize("mode", ["fork", "exec"])
-def test_an_isolated_job_is_killed_at_its_ttr_and_the_worker_goes_on(
-        queue_settings, journal: str, mode: str) -> None:
-    settings = queue_settings()
-    queue = create_queue(settings)
-    slow = queue.push(Sleep(journal, "slow", 60), ttr=1)
-    queue.push(Record(journal, "next"))
-    worker = queue_core(settings, "listen", "--timeout", "0.2", "--isolate", mode)
-    try:
-        started = time.monotonic()
-        wait_for(lambda: "next" in read_lines(journal), 30, "the next job")
-        took = time.monotonic() - started
-        assert worker.poll() is None
-        code, _, err = stop(worker)
-    finally:
-        kill_group(worker)
-    assert code == 0, err
-    assert took < 10, took
-    assert read_lines(journal) == ["start slow", "next"]
-    assert "exceeded its ttr of 1s; its child process was killed" in err
-    if queue.capabilities.status:
-        info = queue.get(slow)
-        assert info.status is JobStatus.FAILED
-        assert info.error.type == "queue_core.errors.JobTimeoutError"
 
 
 @pytest.mark.needs("retry")

@@ -109,24 +109,29 @@ def test_two_workers_run_500_jobs_exactly_once(queue_settings, journal: str,
         assert counts[JobStatus.WAITING] == counts[JobStatus.RESERVED] == 0
 
 
-def test_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal: str) -> None:
+@pytest.mark.parametrize("isolate", [None, "fork", "exec"])
+def test_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal: str,
+                                                       isolate: str | None) -> None:
     settings = queue_settings()
     queue = create_queue(settings)
     slow = queue.push(Sleep(journal, "slow", 60), ttr=1)
     queue.push(Record(journal, "next"))
-    worker = queue_core(settings, "listen", "--timeout", "0.2")
+    extra = ("--isolate", isolate) if isolate else ()
+    worker = queue_core(settings, "listen", "--timeout", "0.2", *extra)
     try:
         started = time.monotonic()
-        wait_for(lambda: "next" in read_lines(journal), 20, "the next job")
+        wait_for(lambda: "next" in read_lines(journal), 30, "the next job")
         took = time.monotonic() - started
         assert worker.poll() is None
         code, _, err = stop(worker)
     finally:
         kill_group(worker)
     assert code == 0
-    assert took < 8, took
+    assert took < 10, took
     assert read_lines(journal) == ["start slow", "next"]
     assert "exceeded its ttr of 1s" in err
+    if isolate:
+        assert "its child process was killed" in err
     if queue.capabilities.status:
         info = queue.get(slow)
         assert info.status is JobStatus.FAILED
