@@ -458,8 +458,9 @@ class Queue:
     def _run_at_push(self) -> None:
         if self._sync_worker is None:
             from .worker import Worker
+            # Inside the caller's push: no signal handlers, no timer, no child processes.
             self._sync_worker = Worker(self, handle_signals=False, enforce_ttr=False,
-                                       emit_events=False)
+                                       emit_events=False, isolate=False)
         self._sync_worker.run()
 
     # -- queries and admin -----------------------------------------------------------
