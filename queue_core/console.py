@@ -59,7 +59,7 @@ class VerboseReporter:
         self._line(event, f"done in {self._elapsed(event):.3f}s, memory {memory_mb():.1f} MB")
 
     def _on_error(self, event: ExecEvent) -> None:
-        fate = f"retry in {event.delay:g}s" if event.retry else "no retry"
+        fate = f"retry in {event.delay:.3g}s" if event.retry else "no retry"
         error = event.error
         what = f"{type(error).__name__}: {error}" if error is not None else "error"
         self._line(event, f"error in {self._elapsed(event):.3f}s, memory {memory_mb():.1f} MB: "
