@@ -1,0 +1,516 @@
+"""The Redis driver: every move one Lua script, priorities and delays in sorted sets,
+a blocking wait, and about one cheap message per job in the steady state.
+
+A worker fetches a few ready jobs at once (more when jobs are quick, one when they are
+slow) *without starting them*. When it starts a job it sends one script call that acks
+the job it just finished and marks the next one started, without waiting for the reply
+(the replies are read at the next blocking call). So Redis always knows which job is
+running: after a crash that one counts as a lost run; jobs that were fetched but not
+begun come back after a short lease, uncharged. See redis_scripts.py for the key layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from queue_core.driver import (
+    DEFAULT_PRIORITY,
+    Capabilities,
+    Driver,
+    ErrorInfo,
+    JobInfo,
+    JobStatus,
+    Message,
+    PushRequest,
+)
+from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.settings import redact_url
+
+from . import redis_scripts as lua
+
+logger = logging.getLogger(__name__)
+
+_STATUS = {"waiting": JobStatus.WAITING, "delayed": JobStatus.DELAYED,
+           "reserved": JobStatus.RESERVED, "done": JobStatus.DONE, "failed": JobStatus.FAILED}
+_OWN_OPTIONS = ("channel", "lease_grace", "prefetch", "prefetch_lease")
+_CLIENT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive",
+                   "health_check_interval", "client_name", "username", "password", "db",
+                   "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
+                   "retry_on_timeout")
+QUICK_JOB = 0.002
+"""Jobs faster than this (seconds, running average) are fetched several at a time."""
+BLOCK_MAX = 5.0
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    import redis
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            redis.exceptions.BusyLoadingError, OSError)
+
+
+@dataclass
+class _Script:
+    source: str
+    sha: str = ""
+    keys: tuple[str, ...] = ()
+
+
+@dataclass
+class _Buffered:
+    id: str
+    payload: bytes
+    ttr: float
+    priority: int
+    pushed_at: float
+    attempts_before: int
+    redelivered: bool
+    token: str
+    fetched: float
+
+
+@dataclass
+class _Pending:
+    """A command sent without waiting; resent after a reconnect until confirmed."""
+
+    script: str
+    args: list[Any]
+    on_reply: Callable[[Any], None] | None = None
+
+
+@dataclass
+class _Handle:
+    token: str
+    attempts_before: int
+
+
+class RedisDriver(Driver):
+    name = "redis"
+    capabilities = Capabilities(
+        delay=True, priority=True, priority_range=(0, 2**32 - 1), ttr_lease=True, retry=True,
+        attempt_count=True, status=True, failed_store=True, keep_completed=True,
+        manual_retry=True, remove=True, clear=True, info=True, listing=True, bulk_push=True)
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, channel: str = "queue",
+                 lease_grace: float = 1.0, prefetch: int = 32, prefetch_lease: float = 10.0,
+                 **client_options: Any) -> None:
+        super().__init__(channel=channel)
+        try:
+            import redis
+        except ImportError:
+            raise ConfigError("the redis driver needs redis-py: pip install 'queue-core[redis]'",
+                              key="driver") from None
+        for key in client_options:
+            if key not in _CLIENT_OPTIONS:
+                raise ConfigError(f"redis driver has no option {key!r}", key=f"driver.{key}")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ConfigError(f"prefetch must be a whole number >= 1, got {prefetch!r}",
+                              key="driver.prefetch")
+        if not isinstance(prefetch_lease, (int, float)) or prefetch_lease <= 1:
+            raise ConfigError(f"prefetch_lease must be seconds > 1, got {prefetch_lease!r}",
+                              key="driver.prefetch_lease")
+        self.url = url
+        self.lease_grace = float(lease_grace)
+        self.prefetch = prefetch
+        self.prefetch_lease = float(prefetch_lease)
+        client_options.setdefault("socket_timeout", BLOCK_MAX + 10)
+        client_options.setdefault("socket_connect_timeout", 5)
+        try:
+            self._client = redis.Redis.from_url(url, **client_options)
+        except ValueError as exc:
+            raise ConfigError(f"redis URL {redact_url(url)!r}: {exc}", key="driver") from None
+        self.prefix = f"qc:{{{channel}}}:"
+        p = self.prefix
+        self._keys = {name: p + name for name in ("id", "w", "d", "r", "done", "f", "n")}
+        k = self._keys
+        self._scripts = {
+            "push": _Script(lua.PUSH, keys=(k["id"], k["w"], k["d"], k["n"])),
+            "reserve": _Script(lua.RESERVE, keys=(k["w"], k["d"], k["r"])),
+            "finish_start": _Script(lua.FINISH_START, keys=(k["r"], k["done"])),
+            "release": _Script(lua.RELEASE, keys=(k["r"], k["w"], k["d"], k["n"])),
+            "fail": _Script(lua.FAIL, keys=(k["r"], k["f"])),
+            "remove": _Script(lua.REMOVE, keys=(k["w"], k["d"], k["r"], k["done"], k["f"])),
+            "clear": _Script(lua.CLEAR, keys=(k["w"], k["d"], k["r"], k["done"], k["f"], k["n"])),
+        }
+        for script in self._scripts.values():
+            script.sha = hashlib.sha1(script.source.encode()).hexdigest()
+        self._conn: Any = None
+        self._pending: deque[_Pending] = deque()
+        self._unconfirmed: list[_Pending] = []
+        self._buffer: deque[_Buffered] = deque()
+        self._finished: tuple[str, _Handle, bytes | None, bool] | None = None
+        self._tokens = f"{secrets.token_hex(6)}:{os.getpid()}"
+        self._batches = 0
+        self._job_time = 1.0
+        self._last_reserve = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisDriver:
+        base, _, query = url.partition("?")
+        kept = []
+        for key, value in parse_qsl(query):
+            if key in ("lease_grace", "prefetch_lease"):
+                options.setdefault(key, _number(key, value))
+            elif key == "prefetch":
+                options.setdefault(key, int(_number(key, value)))
+            else:
+                kept.append((key, value))  # redis-py's own (db, socket_timeout, ...)
+        return cls(f"{base}?{urlencode(kept)}" if kept else base, **options)
+
+    def describe(self) -> str:
+        return f"{redact_url(self.url)} channel {self.channel}"
+
+    # -- the worker's connection ---------------------------------------------------------
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            pool = self._client.connection_pool
+            try:
+                conn: Any = pool.get_connection()
+            except TypeError:  # redis-py before 5.3 wants a command name
+                conn = pool.get_connection("EVALSHA")
+            self._conn = conn
+            try:
+                for script in self._scripts.values():
+                    conn.send_command("SCRIPT", "LOAD", script.source)
+                for _ in self._scripts:
+                    conn.read_response()
+                # What was sent without an answer before the connection broke may not
+                # have happened: every such command checks tokens and counts, so sending
+                # it again is safe.
+                self._pending = deque()
+                for item in self._unconfirmed:
+                    self._write(item)
+                    self._pending.append(item)
+            except BaseException:
+                self._drop_connection()
+                raise
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self._pending = deque()
+        if conn is not None:
+            try:
+                conn.disconnect()
+            finally:
+                self._client.connection_pool.release(conn)
+
+    def _write(self, item: _Pending) -> None:
+        script = self._scripts[item.script]
+        self._conn.send_command("EVALSHA", script.sha, len(script.keys), *script.keys,
+                                *item.args)
+
+    def _send(self, name: str, args: list[Any]) -> _Pending:
+        """Send without waiting; the reply is read by the next round trip."""
+        item = _Pending(name, args)
+        self._unconfirmed.append(item)
+        if self._conn is None:
+            self._connection()  # a new connection sends every unconfirmed item, this one too
+        else:
+            self._write(item)
+            self._pending.append(item)
+        return item
+
+    def _drain(self) -> None:
+        while self._pending:
+            item = self._pending.popleft()
+            reply = self._conn.read_response()
+            self._unconfirmed.remove(item)
+            if item.on_reply is not None:
+                item.on_reply(reply)
+
+    def _call(self, name: str, args: list[Any]) -> Any:
+        """Send, then read every earlier reply and this one: one round trip."""
+        item = self._send(name, args)
+        replies: list[Any] = []
+        item.on_reply = replies.append
+        self._drain()
+        return replies[0]
+
+    def _io(self, what: Callable[[], Any]) -> Any:
+        """Run ``what``; a lost connection is dropped and becomes DriverError."""
+        try:
+            return what()
+        except _client_errors() as exc:
+            self._drop_connection()
+            raise DriverError(f"redis {self.describe()}: {exc}") from exc
+
+    # -- push ------------------------------------------------------------------------
+
+    def _push_args(self, requests: Sequence[PushRequest]) -> list[Any]:
+        args: list[Any] = [self.prefix]
+        for r in requests:
+            args += [r.payload, repr(float(r.ttr)),
+                     DEFAULT_PRIORITY if r.priority is None else r.priority,
+                     int(round(r.delay * 1000))]
+        return args
+
+    def _run_script(self, name: str, args: list[Any]) -> Any:
+        """A one-off script call on the shared pool (pushes and admin calls)."""
+        import redis
+        script = self._scripts[name]
+        try:
+            try:
+                return self._client.evalsha(script.sha, len(script.keys), *script.keys, *args)
+            except redis.exceptions.NoScriptError:
+                return self._client.eval(script.source, len(script.keys), *script.keys, *args)
+        except _client_errors() as exc:
+            raise DriverError(f"redis {self.describe()}: {exc}") from exc
+
+    def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
+             priority: int | None = None) -> str:
+        ids = self._run_script("push", self._push_args([PushRequest(payload, ttr, delay,
+                                                                    priority)]))
+        return str(ids[0].decode())
+
+    def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
+        ids: list[str] = []
+        for start in range(0, len(requests), 1000):
+            chunk = requests[start:start + 1000]
+            ids += [raw.decode() for raw in self._run_script("push", self._push_args(chunk))]
+        return ids
+
+    # -- reserve ---------------------------------------------------------------------
+
+    def _batch_size(self) -> int:
+        if self._job_time > QUICK_JOB:
+            return 1
+        return max(1, min(self.prefetch, int(QUICK_JOB / max(self._job_time, 1e-6))))
+
+    def reserve(self, timeout: float = 0.0) -> Message | None:
+        now = time.monotonic()
+        if self._last_reserve:
+            # How long the worker spent on the last job: fetch several at a time only when
+            # jobs are quick, so that slow jobs are never hoarded by one worker.
+            self._job_time = 0.8 * self._job_time + 0.2 * (now - self._last_reserve)
+        deadline = now + timeout
+        try:
+            while True:
+                message: Message | None = self._io(self._take_buffered)
+                if message is not None:
+                    return message
+                next_due = self._io(self._fetch)
+                if self._buffer:
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                wait = min(left, BLOCK_MAX)
+                if next_due > 0:
+                    wait = min(wait, next_due)
+                self._io(functools.partial(self._block, wait))
+        finally:
+            self._last_reserve = time.monotonic()
+
+    def _finish_args(self) -> list[Any]:
+        """FINISH_START's ack arguments for the job that finished last (if any)."""
+        finished, self._finished = self._finished, None
+        grace = int(self.lease_grace * 1000)
+        if finished is None:
+            return [self.prefix, grace, "", "", "0", ""]
+        job_id, handle, result, keep = finished
+        return [self.prefix, grace, job_id, handle.token, "1" if keep else "0",
+                b"" if result is None else result]
+
+    def _take_buffered(self) -> Message | None:
+        while self._buffer:
+            job = self._buffer.popleft()
+            args = [*self._finish_args(), job.id, job.token, job.attempts_before]
+            if time.monotonic() - job.fetched < self.prefetch_lease / 2:
+                try:
+                    self._send("finish_start", args)
+                except BaseException:
+                    # Not handed to the worker: resend the ack only, never the start.
+                    self._unconfirmed[-1].args[6:9] = ["", "", ""]
+                    raise
+                return self._message(job)
+            # It waited so long that its fetch lease may be over: start it only if it is
+            # still ours, which takes a round trip.
+            if int(self._call("finish_start", args)[1]) == 1:
+                return self._message(job)
+            logger.warning("job %s: its fetch lease ran out before it started; another "
+                           "worker has it", job.id)
+        return None
+
+    def _message(self, job: _Buffered) -> Message:
+        return Message(job.id, job.payload, job.attempts_before + 1, job.ttr,
+                       priority=job.priority, pushed_at=job.pushed_at,
+                       redelivered=job.redelivered,
+                       handle=_Handle(job.token, job.attempts_before))
+
+    def _fetch(self) -> float:
+        """One round trip: the ack still owed, then a batch of jobs. Returns seconds until
+        the next delayed job is due, or -1."""
+        finished = self._finish_args()
+        if finished[2]:
+            self._send("finish_start", [*finished, "", "", ""])
+        self._batches += 1
+        token = f"{self._tokens}:{self._batches}"
+        reply = self._call("reserve", [self.prefix, self._batch_size(), token,
+                                       int(self.prefetch_lease * 1000)])
+        server_now, jobs, next_due = int(reply[0]), reply[1], float(reply[2])
+        fetched = time.monotonic()
+        for job_id, payload, ttr, pri, pushed, att, run in jobs:
+            self._buffer.append(_Buffered(
+                job_id.decode(), payload, float(ttr), int(pri), int(pushed) / 1000,
+                int(att), run == b"1", token, fetched))
+        return -1.0 if next_due < 0 else (next_due - server_now) / 1000
+
+    def _block(self, seconds: float) -> None:
+        """Wait for a push (or a delayed job's time) on the notify list."""
+        conn = self._connection()
+        self._drain()
+        conn.send_command("BLPOP", self._keys["n"], max(0.01, seconds))
+        conn.read_response()
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        # Sent with the start of the next job (or by flush): no round trip of its own.
+        if self._finished is not None:
+            self.flush()
+        self._finished = (message.id, message.handle, result, keep)
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        handle: _Handle = message.handle
+        self._io(lambda: self._call("release", [
+            self.prefix, message.id, handle.token, int(round(delay * 1000)),
+            "" if error is None else json.dumps(error.as_dict()), "0"]))
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        handle: _Handle = message.handle
+        self._io(lambda: self._call("fail", [self.prefix, message.id, handle.token,
+                                             "1" if keep else "0",
+                                             json.dumps(error.as_dict())]))
+
+    def flush(self) -> None:
+        """Send the ack still owed and give back the jobs fetched but not started."""
+        def send() -> None:
+            finished = self._finish_args()
+            if finished[2]:
+                self._send("finish_start", [*finished, "", "", ""])
+            while self._buffer:
+                job = self._buffer.popleft()
+                self._send("release", [self.prefix, job.id, job.token, 0, "", "1"])
+            if self._unconfirmed:
+                self._connection()
+                self._drain()
+        self._io(send)
+
+    # -- lookups and admin -----------------------------------------------------------
+
+    def _admin(self, call: Callable[[Any], Any]) -> Any:
+        try:
+            return call(self._client)
+        except _client_errors() as exc:
+            raise DriverError(f"redis {self.describe()}: {exc}") from exc
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.prefix}j:{job_id}"
+
+    def status(self, job_id: str) -> JobStatus | None:
+        state = self._admin(lambda r: r.hget(self._key(job_id), "s"))
+        return None if state is None else _STATUS[state.decode()]
+
+    def get(self, job_id: str) -> JobInfo | None:
+        fields = self._admin(lambda r: r.hgetall(self._key(job_id)))
+        return _info(job_id, fields) if fields else None
+
+    def info(self) -> dict[JobStatus, int]:
+        def count(r: Any) -> list[int]:
+            pipe = r.pipeline(transaction=False)
+            for name in ("w", "d", "r", "done", "f"):
+                pipe.zcard(self._keys[name])
+            return pipe.execute()  # type: ignore[no-any-return]
+        waiting, delayed, reserved, done, failed = self._admin(count)
+        return {JobStatus.WAITING: waiting, JobStatus.DELAYED: delayed,
+                JobStatus.RESERVED: reserved, JobStatus.DONE: done, JobStatus.FAILED: failed}
+
+    def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
+        name = {JobStatus.WAITING: "w", JobStatus.DELAYED: "d", JobStatus.RESERVED: "r",
+                JobStatus.DONE: "done", JobStatus.FAILED: "f"}[status]
+
+        def listed(r: Any) -> list[JobInfo]:
+            ids = [raw.decode() for raw in r.zrange(self._keys[name], 0, limit - 1)]
+            pipe = r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(self._key(job_id))
+            return [_info(job_id, fields)
+                    for job_id, fields in zip(ids, pipe.execute(), strict=True) if fields]
+        return self._admin(listed)  # type: ignore[no-any-return]
+
+    def remove(self, job_id: str) -> bool:
+        return bool(self._run_script("remove", [self.prefix, job_id]))
+
+    def clear(self) -> None:
+        while int(self._run_script("clear", [self.prefix])) > 0:
+            pass
+        self._buffer.clear()
+        self._finished = None
+
+    def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
+        source = "done" if state is JobStatus.DONE else "f"
+        script = _Script(lua.RETRY, keys=(self._keys["w"], self._keys[source], self._keys["n"]))
+
+        def run(r: Any) -> Any:
+            return r.eval(script.source, len(script.keys), *script.keys, self.prefix, job_id,
+                          state.value, "1" if reset_attempts else "0")
+        reply = self._admin(run)
+        if reply == -1:
+            raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+        if isinstance(reply, bytes):
+            raise JobNotInStateError(f"job {job_id} is {reply.decode()}, not {state}")
+
+    def after_fork(self) -> None:
+        # The parent owns its connection and whatever it fetched.
+        self._conn = None
+        self._pending = deque()
+        self._unconfirmed = []
+        self._buffer = deque()
+        self._finished = None
+        self._client.connection_pool.reset()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except DriverError as exc:
+            logger.warning("could not give back fetched jobs to %s: %s", self.describe(), exc)
+        self._drop_connection()
+        self._client.close()
+
+
+def _number(key: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"redis URL option {key}={value!r} is not a number",
+                          key=f"driver.{key}") from None
+
+
+def _info(job_id: str, fields: dict[bytes, bytes]) -> JobInfo:
+    def text(name: str) -> str | None:
+        raw = fields.get(name.encode())
+        return None if raw is None else raw.decode()
+
+    def ms(name: str) -> float | None:
+        raw = text(name)
+        return None if raw in (None, "") else int(raw) / 1000
+
+    error = text("err")
+    return JobInfo(
+        id=job_id, status=_STATUS[text("s") or "waiting"], attempt=int(text("att") or 0),
+        priority=int(text("pri") or DEFAULT_PRIORITY), ttr=float(text("ttr") or 0),
+        pushed_at=ms("pushed"), started_at=ms("st"), finished_at=ms("fin"),
+        error=ErrorInfo.from_dict(json.loads(error)) if error else None,
+        result=fields.get(b"res"), payload=fields.get(b"p", b""))

@@ -1,0 +1,231 @@
+"""The Lua scripts of the Redis driver: every state change is one script, so no crash
+between two commands can lose or duplicate a job.
+
+Keys (``P`` = ``qc:{<channel>}:``, one hash tag per channel, so Redis Cluster keeps them on
+one slot):
+
+- ``P id``        counter for job ids
+- ``P j:<id>``    hash: p payload, ttr, pri, pushed, att (runs started), run (1 while a
+                  run is going on), st started, fin finished, err, res, s state, tok token
+                  of the reservation
+- ``P w``         sorted set of waiting ids, score = priority; ids are zero-padded, so equal
+                  priorities come out in push order
+- ``P d``         delayed ids, score = ready time (ms)
+- ``P r``         reserved ids, score = lease end (ms)
+- ``P done``, ``P f``   kept completed and failed ids, score = finish time (ms)
+- ``P n``         a list pushed on every push, so idle workers blocked on it wake up
+
+Times come from the server (``TIME``), so workers on several hosts agree.
+"""
+
+from __future__ import annotations
+
+_PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function notify(key, count)
+  if count > 0 then
+    local tokens = {}
+    for i = 1, math.min(count, 16) do tokens[i] = '1' end
+    redis.call('LPUSH', key, unpack(tokens))
+    redis.call('LTRIM', key, 0, 63)
+  end
+end
+"""
+
+# KEYS: id, w, d, n.  ARGV: prefix, then (payload, ttr, priority, delay_ms) per job.
+PUSH = _PRELUDE + """
+local now = now_ms()
+local prefix = ARGV[1]
+local ids = {}
+local woken = 0
+for i = 2, #ARGV, 4 do
+  local id = string.format('%012d', redis.call('INCR', KEYS[1]))
+  local key = prefix .. 'j:' .. id
+  local delay = tonumber(ARGV[i + 3])
+  if delay > 0 then
+    redis.call('HSET', key, 'p', ARGV[i], 'ttr', ARGV[i + 1], 'pri', ARGV[i + 2],
+               'pushed', now, 'att', 0, 'run', 0, 's', 'delayed')
+    redis.call('ZADD', KEYS[3], now + delay, id)
+  else
+    redis.call('HSET', key, 'p', ARGV[i], 'ttr', ARGV[i + 1], 'pri', ARGV[i + 2],
+               'pushed', now, 'att', 0, 'run', 0, 's', 'waiting')
+    redis.call('ZADD', KEYS[2], ARGV[i + 2], id)
+  end
+  woken = woken + 1
+  ids[#ids + 1] = id
+end
+notify(KEYS[4], woken)
+return ids
+"""
+
+# KEYS: w, d, r.  ARGV: prefix, max jobs, token, prefetch lease (ms).
+# Moves due delayed jobs and expired leases back to waiting (no separate sweeper, no lock),
+# then reserves up to ``max`` jobs WITHOUT starting them: a reserved job only counts as a
+# run once START marks it, so jobs a crashed worker had fetched but not begun come back
+# uncharged. Returns {now, jobs, next due time or -1}.
+RESERVE = _PRELUDE + """
+local now = now_ms()
+local prefix = ARGV[1]
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[2], id)
+  local key = prefix .. 'j:' .. id
+  local pri = redis.call('HGET', key, 'pri')
+  if pri then
+    redis.call('ZADD', KEYS[1], pri, id)
+    redis.call('HSET', key, 's', 'waiting')
+  end
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[3], id)
+  local key = prefix .. 'j:' .. id
+  local pri = redis.call('HGET', key, 'pri')
+  if pri then
+    -- 'run' stays as it was: 1 if a run was going on, which the next run reports.
+    redis.call('ZADD', KEYS[1], pri, id)
+    redis.call('HSET', key, 's', 'waiting')
+    redis.call('HDEL', key, 'tok')
+  end
+end
+local jobs = {}
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[2])
+local lease = now + tonumber(ARGV[4])
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local key = prefix .. 'j:' .. id
+  local f = redis.call('HMGET', key, 'p', 'ttr', 'pri', 'pushed', 'att', 'run')
+  if f[1] then
+    redis.call('HSET', key, 's', 'reserved', 'tok', ARGV[3])
+    redis.call('ZADD', KEYS[3], lease, id)
+    jobs[#jobs + 1] = {id, f[1], f[2], f[3], f[4], f[5], f[6]}
+  end
+end
+local next_due = -1
+if #jobs == 0 then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if first[2] then next_due = first[2] end
+end
+return {now, jobs, next_due}
+"""
+
+# KEYS: r, done.  ARGV: prefix, grace (ms),
+#   ack id ('' for none), ack token, keep ('1'/'0'), result,
+#   start id ('' for none), start token, attempts before this start.
+# The ack of the finished job and the start of the next one, in one call. Both check the
+# reservation token, and the start the attempt count, so a resend is harmless.
+FINISH_START = _PRELUDE + """
+local now = now_ms()
+local prefix = ARGV[1]
+local acked, started = 0, 0
+if ARGV[3] ~= '' then
+  local key = prefix .. 'j:' .. ARGV[3]
+  if redis.call('HGET', key, 'tok') == ARGV[4] and redis.call('ZREM', KEYS[1], ARGV[3]) == 1 then
+    if ARGV[5] == '1' then
+      redis.call('HSET', key, 's', 'done', 'fin', now, 'res', ARGV[6], 'run', 0)
+      redis.call('HDEL', key, 'tok', 'err')
+      redis.call('ZADD', KEYS[2], now, ARGV[3])
+    else
+      redis.call('DEL', key)
+    end
+    acked = 1
+  end
+end
+if ARGV[7] ~= '' then
+  local key = prefix .. 'j:' .. ARGV[7]
+  local f = redis.call('HMGET', key, 'tok', 'att', 'ttr')
+  if f[1] == ARGV[8] then
+    if f[2] == ARGV[9] then
+      redis.call('HSET', key, 'att', tonumber(f[2]) + 1, 'run', 1, 'st', now)
+      redis.call('ZADD', KEYS[1], now + math.floor(tonumber(f[3]) * 1000 + tonumber(ARGV[2])),
+                 ARGV[7])
+      started = 1
+    elseif tonumber(f[2]) == tonumber(ARGV[9]) + 1 then
+      started = 1
+    end
+  end
+end
+return {acked, started}
+"""
+
+# KEYS: r, w, d, n.  ARGV: prefix, id, token, delay (ms), error json ('' keeps),
+# '1' to leave 'run' as it is (a job given back before it started).
+RELEASE = _PRELUDE + """
+local now = now_ms()
+local key = ARGV[1] .. 'j:' .. ARGV[2]
+if redis.call('HGET', key, 'tok') ~= ARGV[3] or redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('HDEL', key, 'tok')
+if ARGV[6] ~= '1' then redis.call('HSET', key, 'run', 0) end
+if ARGV[5] ~= '' then redis.call('HSET', key, 'err', ARGV[5]) end
+local delay = tonumber(ARGV[4])
+if delay > 0 then
+  redis.call('ZADD', KEYS[3], now + delay, ARGV[2])
+  redis.call('HSET', key, 's', 'delayed')
+else
+  redis.call('ZADD', KEYS[2], redis.call('HGET', key, 'pri'), ARGV[2])
+  redis.call('HSET', key, 's', 'waiting')
+end
+notify(KEYS[4], 1)
+return 1
+"""
+
+# KEYS: r, f.  ARGV: prefix, id, token, keep ('1'/'0'), error json.
+FAIL = _PRELUDE + """
+local now = now_ms()
+local key = ARGV[1] .. 'j:' .. ARGV[2]
+if redis.call('HGET', key, 'tok') ~= ARGV[3] or redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then
+  return 0
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', key, 's', 'failed', 'err', ARGV[5], 'fin', now, 'run', 0)
+  redis.call('HDEL', key, 'tok')
+  redis.call('ZADD', KEYS[2], now, ARGV[2])
+else
+  redis.call('DEL', key)
+end
+return 1
+"""
+
+# KEYS: w, d, r, done, f.  ARGV: prefix, id.
+REMOVE = """
+local key = ARGV[1] .. 'j:' .. ARGV[2]
+local found = redis.call('DEL', key)
+for i = 1, 5 do found = found + redis.call('ZREM', KEYS[i], ARGV[2]) end
+return found > 0 and 1 or 0
+"""
+
+# KEYS: w, done or f (the state the job must be in), n.
+# ARGV: prefix, id, state name, '1' to reset attempts.  Returns 1, -1 (no such job) or
+# the job's state (not in the expected one).
+RETRY = _PRELUDE + """
+local key = ARGV[1] .. 'j:' .. ARGV[2]
+local state = redis.call('HGET', key, 's')
+if not state then return -1 end
+if state ~= ARGV[3] then return state end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('HDEL', key, 'err', 'res', 'fin', 'st', 'tok')
+redis.call('HSET', key, 's', 'waiting', 'run', 0)
+if ARGV[4] == '1' then redis.call('HSET', key, 'att', 0) end
+redis.call('ZADD', KEYS[1], redis.call('HGET', key, 'pri'), ARGV[2])
+notify(KEYS[3], 1)
+return 1
+"""
+
+# KEYS: w, d, r, done, f, n.  ARGV: prefix.  Deletes up to 1000 jobs per call; returns
+# how many are left, so the caller calls again until 0 (no long-running script).
+CLEAR = """
+local left = 0
+for i = 1, 5 do
+  local ids = redis.call('ZRANGE', KEYS[i], 0, 999)
+  for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. 'j:' .. id) end
+  if #ids > 0 then redis.call('ZREM', KEYS[i], unpack(ids)) end
+  left = left + redis.call('ZCARD', KEYS[i])
+end
+if left == 0 then redis.call('DEL', KEYS[6]) end
+return left
+"""
