@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -41,8 +42,9 @@ from . import redis_scripts as lua
 
 logger = logging.getLogger(__name__)
 
-_STATUS = {"waiting": JobStatus.WAITING, "delayed": JobStatus.DELAYED,
-           "reserved": JobStatus.RESERVED, "done": JobStatus.DONE, "failed": JobStatus.FAILED}
+_SETS = {JobStatus.WAITING: "w", JobStatus.DELAYED: "d", JobStatus.RESERVED: "r",
+         JobStatus.DONE: "done", JobStatus.FAILED: "f"}
+"""The sorted set that holds the jobs of each state."""
 _OWN_OPTIONS = ("channel", "lease_grace", "prefetch", "prefetch_lease")
 _CLIENT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive",
                    "health_check_interval", "client_name", "username", "password", "db",
@@ -51,6 +53,20 @@ _CLIENT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive
 QUICK_JOB = 0.002
 """Jobs faster than this (seconds, running average) are fetched several at a time."""
 BLOCK_MAX = 5.0
+
+
+def _bulk(args: Any) -> list[bytes]:
+    out = []
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return out
+
+
+def _pack(*args: Any) -> bytes:
+    """A command in RESP, for the calls made once per job (redis-py's general packer
+    costs several times more)."""
+    return b"".join([b"*%d\r\n" % len(args), *_bulk(args)])
 
 
 def _client_errors() -> tuple[type[BaseException], ...]:
@@ -64,6 +80,16 @@ class _Script:
     source: str
     sha: str = ""
     keys: tuple[str, ...] = ()
+    head: bytes = b""
+
+    def prepare(self) -> None:
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self.head = b"".join(_bulk(("EVALSHA", self.sha, len(self.keys), *self.keys)))
+
+    def call(self, args: Sequence[Any]) -> bytes:
+        """EVALSHA of this script with ``args``, packed."""
+        return b"".join([b"*%d\r\n" % (3 + len(self.keys) + len(args)), self.head,
+                         *_bulk(args)])
 
 
 @dataclass
@@ -141,9 +167,11 @@ class RedisDriver(Driver):
             "fail": _Script(lua.FAIL, keys=(k["r"], k["f"])),
             "remove": _Script(lua.REMOVE, keys=(k["w"], k["d"], k["r"], k["done"], k["f"])),
             "clear": _Script(lua.CLEAR, keys=(k["w"], k["d"], k["r"], k["done"], k["f"], k["n"])),
+            "retry": _Script(lua.RETRY, keys=(k["w"], k["d"], k["r"], k["done"], k["f"], k["n"])),
         }
         for script in self._scripts.values():
-            script.sha = hashlib.sha1(script.source.encode()).hexdigest()
+            script.prepare()
+        self._local = threading.local()
         self._conn: Any = None
         self._pending: deque[_Pending] = deque()
         self._unconfirmed: list[_Pending] = []
@@ -207,9 +235,8 @@ class RedisDriver(Driver):
                 self._client.connection_pool.release(conn)
 
     def _write(self, item: _Pending) -> None:
-        script = self._scripts[item.script]
-        self._conn.send_command("EVALSHA", script.sha, len(script.keys), *script.keys,
-                                *item.args)
+        self._conn.send_packed_command([self._scripts[item.script].call(item.args)],
+                                       check_health=False)
 
     def _send(self, name: str, args: list[Any]) -> _Pending:
         """Send without waiting; the reply is read by the next round trip."""
@@ -249,7 +276,13 @@ class RedisDriver(Driver):
     # -- push ------------------------------------------------------------------------
 
     def _push_args(self, requests: Sequence[PushRequest]) -> list[Any]:
-        args: list[Any] = [self.prefix]
+        first = requests[0]
+        shared = (first.ttr, first.priority, first.delay)
+        if all((r.ttr, r.priority, r.delay) == shared for r in requests):
+            return [self.prefix, "1", repr(float(first.ttr)),
+                    DEFAULT_PRIORITY if first.priority is None else first.priority,
+                    int(round(first.delay * 1000)), *(r.payload for r in requests)]
+        args: list[Any] = [self.prefix, "0"]
         for r in requests:
             args += [r.payload, repr(float(r.ttr)),
                      DEFAULT_PRIORITY if r.priority is None else r.priority,
@@ -257,28 +290,69 @@ class RedisDriver(Driver):
         return args
 
     def _run_script(self, name: str, args: list[Any]) -> Any:
-        """A one-off script call on the shared pool (pushes and admin calls)."""
+        return self._run_scripts(name, [args])[0]
+
+    def _run_scripts(self, name: str, calls: list[list[Any]]) -> list[Any]:
+        """Script calls on a pooled connection, all sent before the replies are read (a
+        driver may be shared by the threads of a web app, so not the worker's own)."""
         import redis
         script = self._scripts[name]
         try:
-            try:
-                return self._client.evalsha(script.sha, len(script.keys), *script.keys, *args)
-            except redis.exceptions.NoScriptError:
-                return self._client.eval(script.source, len(script.keys), *script.keys, *args)
+            conn = self._thread_connection()
+            for args in calls:
+                conn.send_packed_command([script.call(args)], check_health=False)
+            replies: list[Any] = []
+            missing: list[int] = []
+            for position in range(len(calls)):
+                try:
+                    replies.append(conn.read_response())
+                except redis.exceptions.NoScriptError:
+                    replies.append(None)
+                    missing.append(position)
+            for position in missing:  # the server lost its scripts (a restart): send them
+                conn.send_packed_command([_pack("EVAL", script.source, len(script.keys),
+                                                *script.keys, *calls[position])])
+                replies[position] = conn.read_response()
+            return replies
         except _client_errors() as exc:
+            self._drop_thread_connection()
             raise DriverError(f"redis {self.describe()}: {exc}") from exc
+
+    def _thread_connection(self) -> Any:
+        """This thread's connection for pushes and admin calls: one per thread, since a
+        driver may be shared by the threads of a web app."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            pool = self._client.connection_pool
+            try:
+                conn = pool.get_connection()
+            except TypeError:  # redis-py before 5.3 wants a command name
+                conn = pool.get_connection("EVALSHA")
+            self._local.conn = conn
+        return conn
+
+    def _drop_thread_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.disconnect()
+            self._client.connection_pool.release(conn)
 
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
-        ids = self._run_script("push", self._push_args([PushRequest(payload, ttr, delay,
-                                                                    priority)]))
-        return str(ids[0].decode())
+        last = self._run_script("push", self._push_args([PushRequest(payload, ttr, delay,
+                                                                     priority)]))
+        return f"{int(last):012d}"
 
     def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
+        """Chunks of 1,000 jobs, one script call each, all sent before any reply is read:
+        Redis runs one chunk while the next is being packed."""
+        chunks = [requests[start:start + 1000] for start in range(0, len(requests), 1000)]
+        lasts = self._run_scripts("push", [self._push_args(chunk) for chunk in chunks])
         ids: list[str] = []
-        for start in range(0, len(requests), 1000):
-            chunk = requests[start:start + 1000]
-            ids += [raw.decode() for raw in self._run_script("push", self._push_args(chunk))]
+        for chunk, last in zip(chunks, lasts, strict=True):
+            ids += [f"{number:012d}" for number in range(int(last) - len(chunk) + 1,
+                                                         int(last) + 1)]
         return ids
 
     # -- reserve ---------------------------------------------------------------------
@@ -371,7 +445,8 @@ class RedisDriver(Driver):
         """Wait for a push (or a delayed job's time) on the notify list."""
         conn = self._connection()
         self._drain()
-        conn.send_command("BLPOP", self._keys["n"], max(0.01, seconds))
+        conn.send_packed_command([_pack("BLPOP", self._keys["n"], f"{max(0.01, seconds):.3f}")],
+                                 check_health=False)
         conn.read_response()
 
     # -- outcomes --------------------------------------------------------------------
@@ -419,13 +494,26 @@ class RedisDriver(Driver):
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}j:{job_id}"
 
+    def _lookup(self, job_id: str, fields: bool) -> tuple[JobStatus | None, dict[bytes, bytes]]:
+        """A job's state (the sorted set it is in) and, if asked, its hash: one round trip."""
+        def run(r: Any) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for name in _SETS.values():
+                pipe.zscore(self._keys[name], job_id)
+            if fields:
+                pipe.hgetall(self._key(job_id))
+            return pipe.execute()  # type: ignore[no-any-return]
+        replies = self._admin(run)
+        state = next((status for status, score in zip(_SETS, replies, strict=False)
+                      if score is not None), None)
+        return state, (replies[-1] if fields else {})
+
     def status(self, job_id: str) -> JobStatus | None:
-        state = self._admin(lambda r: r.hget(self._key(job_id), "s"))
-        return None if state is None else _STATUS[state.decode()]
+        return self._lookup(job_id, fields=False)[0]
 
     def get(self, job_id: str) -> JobInfo | None:
-        fields = self._admin(lambda r: r.hgetall(self._key(job_id)))
-        return _info(job_id, fields) if fields else None
+        state, fields = self._lookup(job_id, fields=True)
+        return _info(job_id, state, fields) if state is not None and fields else None
 
     def info(self) -> dict[JobStatus, int]:
         def count(r: Any) -> list[int]:
@@ -438,15 +526,14 @@ class RedisDriver(Driver):
                 JobStatus.RESERVED: reserved, JobStatus.DONE: done, JobStatus.FAILED: failed}
 
     def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
-        name = {JobStatus.WAITING: "w", JobStatus.DELAYED: "d", JobStatus.RESERVED: "r",
-                JobStatus.DONE: "done", JobStatus.FAILED: "f"}[status]
+        name = _SETS[status]
 
         def listed(r: Any) -> list[JobInfo]:
             ids = [raw.decode() for raw in r.zrange(self._keys[name], 0, limit - 1)]
             pipe = r.pipeline(transaction=False)
             for job_id in ids:
                 pipe.hgetall(self._key(job_id))
-            return [_info(job_id, fields)
+            return [_info(job_id, status, fields)
                     for job_id, fields in zip(ids, pipe.execute(), strict=True) if fields]
         return self._admin(listed)  # type: ignore[no-any-return]
 
@@ -460,13 +547,8 @@ class RedisDriver(Driver):
         self._finished = None
 
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
-        source = "done" if state is JobStatus.DONE else "f"
-        script = _Script(lua.RETRY, keys=(self._keys["w"], self._keys[source], self._keys["n"]))
-
-        def run(r: Any) -> Any:
-            return r.eval(script.source, len(script.keys), *script.keys, self.prefix, job_id,
-                          state.value, "1" if reset_attempts else "0")
-        reply = self._admin(run)
+        reply = self._run_script("retry", [self.prefix, job_id, state.value,
+                                           "1" if reset_attempts else "0"])
         if reply == -1:
             raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
         if isinstance(reply, bytes):
@@ -479,6 +561,7 @@ class RedisDriver(Driver):
         self._unconfirmed = []
         self._buffer = deque()
         self._finished = None
+        self._local = threading.local()
         self._client.connection_pool.reset()
 
     def close(self) -> None:
@@ -487,6 +570,7 @@ class RedisDriver(Driver):
         except DriverError as exc:
             logger.warning("could not give back fetched jobs to %s: %s", self.describe(), exc)
         self._drop_connection()
+        self._drop_thread_connection()
         self._client.close()
 
 
@@ -498,7 +582,7 @@ def _number(key: str, value: str) -> float:
                           key=f"driver.{key}") from None
 
 
-def _info(job_id: str, fields: dict[bytes, bytes]) -> JobInfo:
+def _info(job_id: str, status: JobStatus, fields: dict[bytes, bytes]) -> JobInfo:
     def text(name: str) -> str | None:
         raw = fields.get(name.encode())
         return None if raw is None else raw.decode()
@@ -509,7 +593,7 @@ def _info(job_id: str, fields: dict[bytes, bytes]) -> JobInfo:
 
     error = text("err")
     return JobInfo(
-        id=job_id, status=_STATUS[text("s") or "waiting"], attempt=int(text("att") or 0),
+        id=job_id, status=status, attempt=int(text("att") or 0),
         priority=int(text("pri") or DEFAULT_PRIORITY), ttr=float(text("ttr") or 0),
         pushed_at=ms("pushed"), started_at=ms("st"), finished_at=ms("fin"),
         error=ErrorInfo.from_dict(json.loads(error)) if error else None,

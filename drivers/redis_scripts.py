@@ -5,9 +5,9 @@ Keys (``P`` = ``qc:{<channel>}:``, one hash tag per channel, so Redis Cluster ke
 one slot):
 
 - ``P id``        counter for job ids
-- ``P j:<id>``    hash: p payload, ttr, pri, pushed, att (runs started), run (1 while a
-                  run is going on), st started, fin finished, err, res, s state, tok token
-                  of the reservation
+- ``P j:<id>``    hash: p payload, ttr, pri, pushed, att (runs started; missing: 0), run
+                  (1 while a run is going on; missing: 0), st started, fin finished, err,
+                  res, tok token of the reservation; a job's state is the set it is in
 - ``P w``         sorted set of waiting ids, score = priority; ids are zero-padded, so equal
                   priorities come out in push order
 - ``P d``         delayed ids, score = ready time (ms)
@@ -35,30 +35,40 @@ local function notify(key, count)
 end
 """
 
-# KEYS: id, w, d, n.  ARGV: prefix, then (payload, ttr, priority, delay_ms) per job.
+# KEYS: id, w, d, n.  ARGV: prefix, then either '1', ttr, priority, delay_ms and one
+# payload per job (a batch whose jobs share those), or '0' and (payload, ttr, priority,
+# delay_ms) per job. Ids are consecutive: returns the last one.
 PUSH = _PRELUDE + """
 local now = now_ms()
 local prefix = ARGV[1]
-local ids = {}
-local woken = 0
-for i = 2, #ARGV, 4 do
-  local id = string.format('%012d', redis.call('INCR', KEYS[1]))
-  local key = prefix .. 'j:' .. id
-  local delay = tonumber(ARGV[i + 3])
+local same = ARGV[2] == '1'
+local first, step = 3, 4
+if same then first, step = 6, 1 end
+local count = math.floor((#ARGV - first + 1) / step)
+local last = redis.call('INCRBY', KEYS[1], count)
+local number = last - count
+local ready, later = {}, {}
+for i = first, #ARGV, step do
+  number = number + 1
+  local id = string.format('%012d', number)
+  local ttr, pri, delay = ARGV[3], ARGV[4], ARGV[5]
+  if not same then ttr, pri, delay = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] end
+  delay = tonumber(delay)
+  -- att and run are written by the first start; missing means 0. The state is the sorted
+  -- set the id is in.
+  redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[i], 'ttr', ttr, 'pri', pri, 'pushed', now)
   if delay > 0 then
-    redis.call('HSET', key, 'p', ARGV[i], 'ttr', ARGV[i + 1], 'pri', ARGV[i + 2],
-               'pushed', now, 'att', 0, 'run', 0, 's', 'delayed')
-    redis.call('ZADD', KEYS[3], now + delay, id)
+    later[#later + 1] = now + delay
+    later[#later + 1] = id
   else
-    redis.call('HSET', key, 'p', ARGV[i], 'ttr', ARGV[i + 1], 'pri', ARGV[i + 2],
-               'pushed', now, 'att', 0, 'run', 0, 's', 'waiting')
-    redis.call('ZADD', KEYS[2], ARGV[i + 2], id)
+    ready[#ready + 1] = pri
+    ready[#ready + 1] = id
   end
-  woken = woken + 1
-  ids[#ids + 1] = id
 end
-notify(KEYS[4], woken)
-return ids
+if #ready > 0 then redis.call('ZADD', KEYS[2], unpack(ready)) end
+if #later > 0 then redis.call('ZADD', KEYS[3], unpack(later)) end
+notify(KEYS[4], count)
+return last
 """
 
 # KEYS: w, d, r.  ARGV: prefix, max jobs, token, prefetch lease (ms).
@@ -74,10 +84,7 @@ for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
   local key = prefix .. 'j:' .. id
   local pri = redis.call('HGET', key, 'pri')
-  if pri then
-    redis.call('ZADD', KEYS[1], pri, id)
-    redis.call('HSET', key, 's', 'waiting')
-  end
+  if pri then redis.call('ZADD', KEYS[1], pri, id) end
 end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
@@ -87,7 +94,6 @@ for _, id in ipairs(expired) do
   if pri then
     -- 'run' stays as it was: 1 if a run was going on, which the next run reports.
     redis.call('ZADD', KEYS[1], pri, id)
-    redis.call('HSET', key, 's', 'waiting')
     redis.call('HDEL', key, 'tok')
   end
 end
@@ -99,9 +105,9 @@ for i = 1, #popped, 2 do
   local key = prefix .. 'j:' .. id
   local f = redis.call('HMGET', key, 'p', 'ttr', 'pri', 'pushed', 'att', 'run')
   if f[1] then
-    redis.call('HSET', key, 's', 'reserved', 'tok', ARGV[3])
+    redis.call('HSET', key, 'tok', ARGV[3])
     redis.call('ZADD', KEYS[3], lease, id)
-    jobs[#jobs + 1] = {id, f[1], f[2], f[3], f[4], f[5], f[6]}
+    jobs[#jobs + 1] = {id, f[1], f[2], f[3], f[4], f[5] or '0', f[6] or '0'}
   end
 end
 local next_due = -1
@@ -125,7 +131,7 @@ if ARGV[3] ~= '' then
   local key = prefix .. 'j:' .. ARGV[3]
   if redis.call('HGET', key, 'tok') == ARGV[4] and redis.call('ZREM', KEYS[1], ARGV[3]) == 1 then
     if ARGV[5] == '1' then
-      redis.call('HSET', key, 's', 'done', 'fin', now, 'res', ARGV[6], 'run', 0)
+      redis.call('HSET', key, 'fin', now, 'res', ARGV[6], 'run', 0)
       redis.call('HDEL', key, 'tok', 'err')
       redis.call('ZADD', KEYS[2], now, ARGV[3])
     else
@@ -137,13 +143,14 @@ end
 if ARGV[7] ~= '' then
   local key = prefix .. 'j:' .. ARGV[7]
   local f = redis.call('HMGET', key, 'tok', 'att', 'ttr')
+  local att = f[2] or '0'
   if f[1] == ARGV[8] then
-    if f[2] == ARGV[9] then
-      redis.call('HSET', key, 'att', tonumber(f[2]) + 1, 'run', 1, 'st', now)
+    if att == ARGV[9] then
+      redis.call('HSET', key, 'att', tonumber(att) + 1, 'run', 1, 'st', now)
       redis.call('ZADD', KEYS[1], now + math.floor(tonumber(f[3]) * 1000 + tonumber(ARGV[2])),
                  ARGV[7])
       started = 1
-    elseif tonumber(f[2]) == tonumber(ARGV[9]) + 1 then
+    elseif tonumber(att) == tonumber(ARGV[9]) + 1 then
       started = 1
     end
   end
@@ -165,10 +172,8 @@ if ARGV[5] ~= '' then redis.call('HSET', key, 'err', ARGV[5]) end
 local delay = tonumber(ARGV[4])
 if delay > 0 then
   redis.call('ZADD', KEYS[3], now + delay, ARGV[2])
-  redis.call('HSET', key, 's', 'delayed')
 else
   redis.call('ZADD', KEYS[2], redis.call('HGET', key, 'pri'), ARGV[2])
-  redis.call('HSET', key, 's', 'waiting')
 end
 notify(KEYS[4], 1)
 return 1
@@ -182,7 +187,7 @@ if redis.call('HGET', key, 'tok') ~= ARGV[3] or redis.call('ZREM', KEYS[1], ARGV
   return 0
 end
 if ARGV[4] == '1' then
-  redis.call('HSET', key, 's', 'failed', 'err', ARGV[5], 'fin', now, 'run', 0)
+  redis.call('HSET', key, 'err', ARGV[5], 'fin', now, 'run', 0)
   redis.call('HDEL', key, 'tok')
   redis.call('ZADD', KEYS[2], now, ARGV[2])
 else
@@ -199,20 +204,26 @@ for i = 1, 5 do found = found + redis.call('ZREM', KEYS[i], ARGV[2]) end
 return found > 0 and 1 or 0
 """
 
-# KEYS: w, done or f (the state the job must be in), n.
-# ARGV: prefix, id, state name, '1' to reset attempts.  Returns 1, -1 (no such job) or
-# the job's state (not in the expected one).
+# KEYS: w, d, r, done, f, n.  ARGV: prefix, id, expected state ('done' or 'failed'),
+# '1' to reset attempts.  Returns 1, -1 (no such job) or the state the job is in.
 RETRY = _PRELUDE + """
 local key = ARGV[1] .. 'j:' .. ARGV[2]
-local state = redis.call('HGET', key, 's')
-if not state then return -1 end
-if state ~= ARGV[3] then return state end
-redis.call('ZREM', KEYS[2], ARGV[2])
+if redis.call('EXISTS', key) == 0 then return -1 end
+local names = {'waiting', 'delayed', 'reserved', 'done', 'failed'}
+local source = 4
+if ARGV[3] == 'failed' then source = 5 end
+if not redis.call('ZSCORE', KEYS[source], ARGV[2]) then
+  for i = 1, 5 do
+    if redis.call('ZSCORE', KEYS[i], ARGV[2]) then return names[i] end
+  end
+  return 'unknown'
+end
+redis.call('ZREM', KEYS[source], ARGV[2])
 redis.call('HDEL', key, 'err', 'res', 'fin', 'st', 'tok')
-redis.call('HSET', key, 's', 'waiting', 'run', 0)
+redis.call('HSET', key, 'run', 0)
 if ARGV[4] == '1' then redis.call('HSET', key, 'att', 0) end
 redis.call('ZADD', KEYS[1], redis.call('HGET', key, 'pri'), ARGV[2])
-notify(KEYS[3], 1)
+notify(KEYS[6], 1)
 return 1
 """
 

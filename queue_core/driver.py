@@ -13,7 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .errors import ConfigError, NotSupportedError
 
@@ -115,8 +115,9 @@ class Message:
     """Driver-private: whatever it needs to ack, release or fail this reservation."""
 
 
-@dataclass(frozen=True)
-class PushRequest:
+class PushRequest(NamedTuple):
+    """One job for ``Driver.push_many`` (a tuple: one is built per pushed job)."""
+
     payload: bytes
     ttr: float
     delay: float = 0.0

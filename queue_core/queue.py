@@ -188,6 +188,8 @@ class Queue:
                   backoff: Any = None) -> list[str | None]:
         """Queue several jobs, in one round trip where the driver allows. Every job is
         encoded before anything is written. A cancelled job's place holds None."""
+        if not (self._events.has(events.BEFORE_PUSH) or self._events.has(events.AFTER_PUSH)):
+            return self._push_many_plain(jobs, delay, priority, ttr, attempts, backoff)
         prepared = [self._prepare(job, delay, priority, ttr, attempts, backoff) for job in jobs]
         wanted = [p for p in prepared if p is not None]
         ids = iter(self.driver.push_many([request for request, _ in wanted]) if wanted else [])
@@ -203,18 +205,56 @@ class Queue:
             self._run_at_push()
         return result
 
-    def _prepare(self, job: Job, delay: float, priority: int | None, ttr: float | None,
-                 attempts: int | None, backoff: Any) -> tuple[PushRequest, PushEvent | None] | None:
+    def _push_many_plain(self, jobs: Iterable[Job], delay: float, priority: int | None,
+                         ttr: float | None, attempts: int | None,
+                         backoff: Any) -> list[str | None]:
+        """push_many without push handlers: the arguments are the same for every job, so
+        they are checked once."""
+        delay = self._check_delay(delay)
+        priority = self._check_priority(priority)
+        fixed_ttr = None if ttr is None else self._check_ttr(ttr, "ttr")
+        meta = self._push_meta(attempts, backoff)
+        dumps = self.serializer.dumps
+        requests = [PushRequest(dumps(job, meta), self._job_ttr(job, fixed_ttr), delay, priority)
+                    for job in jobs]
+        if not requests:
+            return []
+        ids: list[str | None] = list(self.driver.push_many(requests))
+        if self.driver.capabilities.runs_at_push:
+            self._run_at_push()
+        return ids
+
+    def _job_ttr(self, job: Job, ttr: float | None) -> float:
+        """push(ttr=), else the job's get_ttr(), else the queue's ttr."""
         if not isinstance(job, Job):
             raise InvalidArgumentError(
                 f"push() takes a Job instance, got {type(job).__qualname__}")
-        resolved_ttr = self.ttr
+        if ttr is not None:
+            return ttr
         if isinstance(job, RetryableJob):
             job_ttr = job.get_ttr()
             if job_ttr is not None:
-                resolved_ttr = self._check_ttr(job_ttr, f"{type(job).__qualname__}.get_ttr()")
-        if ttr is not None:
-            resolved_ttr = self._check_ttr(ttr, "ttr")
+                return self._check_ttr(job_ttr, f"{type(job).__qualname__}.get_ttr()")
+        return self.ttr
+
+    def _push_meta(self, attempts: int | None, backoff: Any) -> dict[str, Any]:
+        """Per-push settings that travel inside the payload."""
+        meta: dict[str, Any] = {}
+        if attempts is not _UNSET:
+            if not self.driver.capabilities.retry and attempts != 1:
+                raise NotSupportedError(f"the {self.driver.name} driver does not support "
+                                        f"retries (push(attempts={attempts!r}))")
+            meta["attempts"] = _attempts(attempts, "push(attempts=)")
+        if backoff is not None:
+            try:
+                meta["backoff"] = backoff_to_meta(backoff)
+            except ConfigError as exc:
+                raise InvalidArgumentError(str(exc)) from None
+        return meta
+
+    def _prepare(self, job: Job, delay: float, priority: int | None, ttr: float | None,
+                 attempts: int | None, backoff: Any) -> tuple[PushRequest, PushEvent | None] | None:
+        resolved_ttr = self._job_ttr(job, None if ttr is None else self._check_ttr(ttr, "ttr"))
         event: PushEvent | None = None
         if self._events.has(events.BEFORE_PUSH) or self._events.has(events.AFTER_PUSH):
             event = PushEvent(job, resolved_ttr, delay, priority, queue=self)
@@ -227,18 +267,7 @@ class Queue:
             delay, priority = event.delay, event.priority
         delay = self._check_delay(delay)
         priority = self._check_priority(priority)
-        meta: dict[str, Any] = {}
-        if attempts is not _UNSET:
-            if not self.driver.capabilities.retry and attempts != 1:
-                raise NotSupportedError(f"the {self.driver.name} driver does not support "
-                                        f"retries (push(attempts={attempts!r}))")
-            meta["attempts"] = _attempts(attempts, "push(attempts=)")
-        if backoff is not None:
-            try:
-                meta["backoff"] = backoff_to_meta(backoff)
-            except ConfigError as exc:
-                raise InvalidArgumentError(str(exc)) from None
-        payload = self.serializer.dumps(job, meta)
+        payload = self.serializer.dumps(job, self._push_meta(attempts, backoff))
         return PushRequest(payload, resolved_ttr, delay, priority), event
 
     def _after_push(self, event: PushEvent | None, job_id: str) -> None:

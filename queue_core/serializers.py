@@ -22,13 +22,29 @@ logger = logging.getLogger(__name__)
 Meta = dict[str, Any]
 
 
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def _slots(kind: type) -> tuple[str, ...]:
+    found = _SLOTS.get(kind)
+    if found is None:
+        found = tuple(slot for klass in kind.__mro__
+                      for slot in getattr(klass, "__slots__", ())
+                      if slot not in ("__dict__", "__weakref__"))
+        _SLOTS[kind] = found
+    return found
+
+
 def job_state(job: Job) -> dict[str, Any]:
     """The attributes that make up a job's payload."""
-    state: dict[str, Any] = dict(getattr(job, "__dict__", {}))
-    for klass in type(job).__mro__:
-        for slot in getattr(klass, "__slots__", ()):
-            if slot not in ("__dict__", "__weakref__") and hasattr(job, slot):
-                state[slot] = getattr(job, slot)
+    slots = _slots(type(job))
+    state: dict[str, Any] = getattr(job, "__dict__", {})
+    if not slots:
+        return state
+    state = dict(state)
+    for slot in slots:
+        if hasattr(job, slot):
+            state[slot] = getattr(job, slot)
     return state
 
 
@@ -71,7 +87,14 @@ class Serializer(ABC):
             return data.decode("utf-8", "replace")
 
 
+_NAMES: dict[type, str] = {}
+
+
 def _registered_name(job: Job) -> str:
+    kind = type(job)
+    name = _NAMES.get(kind)
+    if name is not None and lookup(name) is kind:
+        return name
     if not isinstance(job, Job):
         raise SerializationError(
             f"{type(job).__qualname__} is not a Job: subclass queue_core.Job or RetryableJob")
@@ -80,7 +103,22 @@ def _registered_name(job: Job) -> str:
         raise SerializationError(
             f"{type(job).__qualname__} is not a registered job type (it is declared abstract "
             "or another class took its job_name)")
+    _NAMES[kind] = name
     return name
+
+
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+_NAME_JSON: dict[str, str] = {}
+
+
+def _name_json(name: str) -> str:
+    found = _NAME_JSON.get(name)
+    if found is None:
+        found = _NAME_JSON[name] = _ENCODER.encode(name)
+    return found
 
 
 class JsonSerializer(Serializer):
@@ -89,12 +127,13 @@ class JsonSerializer(Serializer):
     def dumps(self, job: Job, meta: Meta | None = None) -> bytes:
         name = _registered_name(job)
         state = job_state(job)
-        envelope: dict[str, Any] = {"job": name, "args": state}
-        if meta:
-            envelope["meta"] = meta
         try:
-            return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode()
+            # The envelope {"job": ..., "args": ..., "meta": ...}, assembled by hand: this
+            # runs once per pushed job.
+            text = '{"job":' + _name_json(name) + ',"args":' + _ENCODER.encode(state)
+            if meta:
+                text += ',"meta":' + _ENCODER.encode(meta)
+            return (text + "}").encode()
         except (TypeError, ValueError) as exc:
             raise SerializationError(self._explain(name, state, meta, exc)) from exc
 
