@@ -221,7 +221,8 @@ class FileDriver(Driver):
     name = "file"
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(0, 2**32 - 1), ttr_lease=True, retry=True,
-        attempt_count=True, status=True, failed_store=True, keep_completed=True,
+        attempt_count=True, status=True, failed_store=True, last_error=True,
+        keep_completed=True,
         manual_retry=True, remove=True, clear=True, info=True, listing=True, bulk_push=True)
 
     def __init__(self, path: str | os.PathLike[str], *, channel: str = "queue",

@@ -124,7 +124,8 @@ class RedisDriver(Driver):
     name = "redis"
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(0, 2**32 - 1), ttr_lease=True, retry=True,
-        attempt_count=True, status=True, failed_store=True, keep_completed=True,
+        attempt_count=True, status=True, failed_store=True, last_error=True,
+        keep_completed=True,
         manual_retry=True, remove=True, clear=True, info=True, listing=True, bulk_push=True)
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, channel: str = "queue",

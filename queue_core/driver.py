@@ -54,11 +54,16 @@ class Capabilities:
     priority_range: tuple[int, int] = (0, 2**32 - 1)
     ttr_lease: bool = False
     """A job reserved by a worker that vanished comes back when its lease (ttr) runs out."""
+    lease_by_connection: bool = False
+    """The server also takes a job back as soon as its worker's connection closes
+    (beanstalkd, AMQP), instead of only when the lease runs out."""
     retry: bool = False
     """``release(delay)`` puts a job back for another attempt."""
     attempt_count: bool = False
     status: bool = False
     failed_store: bool = False
+    last_error: bool = False
+    """``get`` of a job waiting for a retry shows the error of its last attempt."""
     keep_completed: bool = False
     manual_retry: bool = False
     remove: bool = False

@@ -6,6 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The beanstalk tests start their own beanstalkd; on a machine where we are root with
+# apt, install the binary (Debian's package) rather than skip them.
+if ! command -v beanstalkd >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -q beanstalkd >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q beanstalkd >/dev/null 2>&1; } \
+    || echo "could not install beanstalkd; its tests will say so" >&2
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

@@ -68,7 +68,8 @@ def test_a_run_past_its_ttr_is_interrupted(queue: Queue, journal: str) -> None:
 def test_a_job_that_swallows_the_interrupt_still_times_out(queue: Queue, journal: str) -> None:
     failed: list[ExecEvent] = []
     queue.on(Queue.EVENT_AFTER_FAIL, failed.append)
-    queue.push(Stubborn(journal, 1.5), ttr=0.5)
+    # It swallows the interrupt and returns at 0.8 s: past its ttr, inside its lease.
+    queue.push(Stubborn(journal, 0.8), ttr=0.5)
     run_until(queue, lambda: failed, timeout=10)
     assert "swallowed JobTimeoutError" in read_lines(journal)
     assert type(failed[0].error).__name__ == "JobTimeoutError"

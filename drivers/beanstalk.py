@@ -1,0 +1,557 @@
+"""The beanstalk driver, on greenstalk: beanstalkd's own ttr lease, delays and priorities.
+
+- The tube is the channel. beanstalkd's ttr is the lease (whole seconds: ttr plus the
+  grace, rounded up); the worker enforces the real ttr, which travels in the job body.
+- Attempts are the job's ``reserves`` stat. A retry is ``release`` with the core's delay;
+  a final failure ``bury``s the job and writes the reason to the side tube
+  ``<channel>.failed``; ``retry`` ``kick``s it back.
+- A lost run (the worker's connection closed, or beanstalkd timed the reservation out) is
+  told apart from a normal end by the job's priority. Every reservation ends in a
+  release, a bury, or a loss (a timeout, or a closed connection, which beanstalkd does not
+  count), so ``reserves - 1 - releases - buries`` is the number of lost runs. beanstalkd's
+  32-bit priority carries ours in its upper 24 bits and, in the lower 8, that number as
+  of the job's last normal end; a job that comes back with a larger one was lost.
+- One round trip per job: the delete of the finished job, the next reserve, the stats of
+  the job peek-ready showed last time (the one that reserve usually returns) and a new
+  peek-ready go out together. Jobs are reserved by beanstalkd's own ``reserve``, never
+  ahead of time, so a crash never charges a job that had not started.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from queue_core.driver import (
+    DEFAULT_PRIORITY,
+    Capabilities,
+    Driver,
+    ErrorInfo,
+    JobInfo,
+    JobStatus,
+    Message,
+)
+from queue_core.errors import (
+    ConfigError,
+    DriverError,
+    InvalidArgumentError,
+    JobNotFoundError,
+    JobNotInStateError,
+    NotSupportedError,
+)
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_BITS = 24
+MAX_PRIORITY = 2**PRIORITY_BITS - 1
+_LOST_MASK = 0xFF
+_BODY = b"QCB1 "
+_STATE = {"ready": JobStatus.WAITING, "delayed": JobStatus.DELAYED,
+          "reserved": JobStatus.RESERVED, "buried": JobStatus.FAILED}
+
+
+def _greenstalk() -> Any:
+    try:
+        import greenstalk
+    except ImportError:
+        raise ConfigError("the beanstalk driver needs greenstalk: pip install "
+                          "'queue-core[beanstalk]'", key="driver") from None
+    return greenstalk
+
+
+def _body(payload: bytes, ttr: float, pushed_at: float) -> bytes:
+    return b"%s%r %r\n%s" % (_BODY, float(ttr), pushed_at, payload)
+
+
+def _unbody(body: bytes) -> tuple[float | None, float | None, bytes]:
+    """(ttr, pushed_at, payload); a body not written by us is all payload."""
+    if not body.startswith(_BODY):
+        return None, None, body
+    head, _, payload = body.partition(b"\n")
+    try:
+        ttr, pushed = head[len(_BODY):].split()
+        return float(ttr), float(pushed), payload
+    except ValueError:
+        return None, None, body
+
+
+def _stats(data: bytes) -> dict[str, str]:
+    """beanstalkd's stats document ('---' then 'key: value' lines)."""
+    found = {}
+    for line in data.splitlines():
+        key, sep, value = line.partition(b": ")
+        if sep:
+            found[key.decode()] = value.decode()
+    return found
+
+
+class _Client:
+    """greenstalk's client, plus two pipelined commands the worker needs per job: the
+    delete of the finished job with the next reserve, and stats-job read without a YAML
+    parser."""
+
+    def __init__(self, address: tuple[str, int], tube: str, timeout: float) -> None:
+        greenstalk = _greenstalk()
+        self.greenstalk = greenstalk
+        sock = socket.create_connection(address, timeout=timeout)
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self.client = greenstalk.Client(sock, encoding=None, use=tube, watch=tube)
+
+    def _line(self) -> bytes:
+        line: bytes = self.client._reader.readline()
+        if not line:
+            raise ConnectionError("beanstalkd closed the connection")
+        return line
+
+    def _check(self, line: bytes, expected: bytes) -> list[bytes]:
+        parse = self.greenstalk._parse_response
+        return parse(line, expected)  # type: ignore[no-any-return]
+
+    def cycle(self, finished: int | None, timeout: int,
+              hint: int | None) -> tuple[tuple[int, bytes] | None, dict[str, str] | None,
+                                         int | None]:
+        """One round trip: delete the finished job, reserve the next, and read the stats of
+        ``hint`` (the job peek-ready showed last time, which the reserve usually returns)
+        and peek-ready again. Returns (reserved job, its stats if the hint was right,
+        the next hint)."""
+        command = b"reserve-with-timeout %d\r\n" % timeout
+        if finished is not None:
+            command = b"delete %d\r\n" % finished + command
+        if hint is not None:
+            command += b"stats-job %d\r\n" % hint
+        self.client._sock.sendall(command + b"peek-ready\r\n")
+        if finished is not None:
+            line = self._line()
+            if not line.startswith(b"DELETED") and not line.startswith(b"NOT_FOUND"):
+                self._check(line, b"DELETED")
+        reserved = None
+        line = self._line()
+        if not (line.startswith(b"TIMED_OUT") or line.startswith(b"DEADLINE_SOON")):
+            job_id, size = (int(n) for n in self._check(line, b"RESERVED"))
+            reserved = job_id, self.client._read_chunk(size)
+        stats = None
+        if hint is not None:
+            stats = self._stats_reply()
+            if reserved is None or reserved[0] != hint:
+                stats = None
+        line = self._line()
+        next_hint = None
+        if line.startswith(b"FOUND"):
+            job_id, size = (int(n) for n in self._check(line, b"FOUND"))
+            self.client._read_chunk(size)
+            next_hint = job_id
+        return reserved, stats, next_hint
+
+    def _stats_reply(self) -> dict[str, str] | None:
+        line = self._line()
+        if line.startswith(b"NOT_FOUND"):
+            return None
+        (size,) = self._check(line, b"OK")
+        return _stats(self.client._read_chunk(int(size)))
+
+    def job_stats(self, job_id: int) -> dict[str, str] | None:
+        self.client._sock.sendall(b"stats-job %d\r\n" % job_id)
+        return self._stats_reply()
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except OSError:
+            pass
+
+
+@dataclass
+class _Handle:
+    job_id: int
+    priority: int
+    lost: int
+    """Lost runs so far, written into the priority at this run's normal end."""
+
+
+class BeanstalkDriver(Driver):
+    name = "beanstalk"
+    capabilities = Capabilities(
+        delay=True, priority=True, priority_range=(0, MAX_PRIORITY), ttr_lease=True,
+        retry=True, attempt_count=True, status=True, failed_store=True, keep_completed=False,
+        manual_retry=True, remove=True, clear=True, info=True, listing=True,
+        lease_by_connection=True)
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 11300, *, channel: str = "queue",
+                 lease_grace: float = 1.0, connect_timeout: float = 5.0) -> None:
+        super().__init__(channel=channel)
+        _greenstalk()
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError(f"beanstalk port must be 1-65535, got {port!r}", key="driver")
+        self.address = (host, port)
+        self.lease_grace = float(lease_grace)
+        self.connect_timeout = float(connect_timeout)
+        self.reasons_tube = f"{channel}.failed"
+        self._client: _Client | None = None
+        self._finished: int | None = None
+        self._hint: int | None = None
+        self._idle_pause = 0.02
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> BeanstalkDriver:
+        parts = urlsplit(url)
+        if parts.query:
+            raise ConfigError(f"beanstalk URL takes no options, got {parts.query!r}",
+                              key="driver")
+        try:
+            port = parts.port or 11300
+        except ValueError:
+            raise ConfigError(f"beanstalk URL {url!r} has a bad port", key="driver") from None
+        return cls(parts.hostname or "127.0.0.1", port, **options)
+
+    def describe(self) -> str:
+        return f"beanstalk://{self.address[0]}:{self.address[1]} tube {self.channel}"
+
+    # -- connection ------------------------------------------------------------------
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (OSError, ConnectionError, self._gs().UnknownResponseError)
+
+    @staticmethod
+    def _gs() -> Any:
+        return _greenstalk()
+
+    def _conn(self) -> _Client:
+        if self._client is None:
+            self._client = _Client(self.address, self.channel, self.connect_timeout)
+        return self._client
+
+    def _io(self, what: Any) -> Any:
+        """Run ``what(client)``; a broken connection is dropped and becomes DriverError."""
+        try:
+            return what(self._conn())
+        except self._errors() as exc:
+            self._drop()
+            raise DriverError(f"{self.describe()}: {exc}") from exc
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- push ------------------------------------------------------------------------
+
+    def _priority(self, priority: int | None, lost: int = 0) -> int:
+        ours = DEFAULT_PRIORITY if priority is None else priority
+        return (ours << 8) | (lost & _LOST_MASK)
+
+    def _lease(self, ttr: float) -> int:
+        return max(1, math.ceil(ttr + self.lease_grace))
+
+    def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
+             priority: int | None = None) -> str:
+        body = _body(payload, ttr, time.time())
+        gs = self._gs()
+        try:
+            job_id = self._io(lambda c: c.client.put(
+                body, priority=self._priority(priority), delay=math.ceil(delay),
+                ttr=self._lease(ttr)))
+        except gs.JobTooBigError:
+            raise InvalidArgumentError(
+                f"a job of {len(body)} bytes is larger than {self.describe()} accepts "
+                "(beanstalkd's max-job-size, -z, default 65535); nothing was queued") from None
+        return str(job_id)
+
+    # -- reserve ---------------------------------------------------------------------
+
+    def reserve(self, timeout: float = 0.0) -> Message | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            # beanstalkd waits in whole seconds: block for those, poll for the rest so a
+            # worker can still stop within half a second.
+            wait = int(left) if left >= 1 else 0
+            finished, self._finished = self._finished, None
+            try:
+                reserved, stats, self._hint = self._io(functools.partial(
+                    _Client.cycle, finished=finished, timeout=wait, hint=self._hint))
+            except DriverError:
+                self._finished = finished
+                self._hint = None
+                raise
+            if reserved is not None:
+                self._idle_pause = 0.02
+                message = self._message(reserved[0], reserved[1], stats)
+                if message is not None:
+                    return message
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(left, self._idle_pause))
+            self._idle_pause = min(self._idle_pause * 2, 0.1)
+
+    def _message(self, job_id: int, body: bytes,
+                 stats: dict[str, str] | None = None) -> Message | None:
+        if stats is None:  # the hint was wrong: one more round trip
+            stats = self._io(lambda c: c.job_stats(job_id))
+            if stats is None:
+                return None  # deleted meanwhile
+        ttr, pushed_at, payload = _unbody(body)
+        pri = int(stats.get("pri", 0))
+        reserves = int(stats.get("reserves", 1))
+        lost = reserves - 1 - int(stats.get("releases", 0)) - int(stats.get("buries", 0))
+        return Message(
+            str(job_id), payload, reserves,
+            ttr if ttr is not None else float(stats.get("ttr", 60)),
+            priority=pri >> 8, pushed_at=pushed_at,
+            redelivered=(lost & _LOST_MASK) != (pri & _LOST_MASK),
+            handle=_Handle(job_id, pri >> 8, lost))
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        # Sent with the next reserve (or by flush).
+        if self._finished is not None:
+            self.flush()
+        self._finished = message.handle.job_id
+
+    def _lost(self, message: Message, what: Any) -> None:
+        """Run ``what`` on a reserved job; NOT_FOUND means its lease ran out first."""
+        try:
+            self._io(what)
+        except self._gs().NotFoundError:
+            logger.warning("job %s: its lease ended before the outcome was saved; it will "
+                           "run again", message.id)
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        handle: _Handle = message.handle
+        job = self._gs().Job(handle.job_id, b"")
+        self._lost(message, lambda c: c.client.release(
+            job, priority=self._priority(handle.priority, handle.lost),
+            delay=math.ceil(delay)))
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        handle: _Handle = message.handle
+        if not keep:
+            self._lost(message, lambda c: c.client.delete(handle.job_id))
+            return
+        record = json.dumps({"id": handle.job_id, "error": error.as_dict(),
+                             "finished_at": time.time()}).encode()
+
+        def bury(c: _Client) -> None:
+            c.client.bury(self._gs().Job(handle.job_id, b""),
+                          priority=self._priority(handle.priority, handle.lost))
+            c.client.use(self.reasons_tube)
+            try:
+                c.client.put(record, priority=2**32 - 1, ttr=3600)
+            finally:
+                c.client.use(self.channel)
+        self._lost(message, bury)
+
+    def flush(self) -> None:
+        finished, self._finished = self._finished, None
+        if finished is not None:
+            gs = self._gs()
+
+            def delete(c: _Client) -> None:
+                try:
+                    c.client.delete(finished)
+                except gs.NotFoundError:
+                    pass
+            try:
+                self._io(delete)
+            except DriverError:
+                self._finished = finished
+                raise
+
+    # -- failure reasons -------------------------------------------------------------
+
+    def _reasons(self, c: _Client, limit: int | None = None,
+                 drop: set[int] | None = None) -> dict[int, dict[str, Any]]:
+        """The records of the side tube, read by reserving each and releasing it back
+        (beanstalkd cannot list ready jobs otherwise). Records of ``drop`` are deleted."""
+        gs = self._gs()
+        found: dict[int, dict[str, Any]] = {}
+        held = []
+        c.client.watch(self.reasons_tube)
+        c.client.ignore(self.channel)
+        try:
+            while limit is None or len(found) < limit:
+                try:
+                    record = c.client.reserve(0)
+                except gs.TimedOutError:
+                    break
+                try:
+                    data = json.loads(record.body)
+                except ValueError:
+                    c.client.delete(record)
+                    continue
+                if drop is not None and data.get("id") in drop:
+                    c.client.delete(record)
+                    continue
+                found[int(data["id"])] = data
+                held.append(record)
+        finally:
+            for record in held:
+                c.client.release(record, priority=2**32 - 1)
+            c.client.watch(self.channel)
+            c.client.ignore(self.reasons_tube)
+        return found
+
+    # -- lookups and admin -----------------------------------------------------------
+
+    def _job_id(self, job_id: str) -> int | None:
+        try:
+            number = int(job_id)
+        except (TypeError, ValueError):
+            return None
+        return number if number > 0 else None
+
+    def status(self, job_id: str) -> JobStatus | None:
+        number = self._job_id(job_id)
+        if number is None:
+            return None
+        stats = self._io(lambda c: c.job_stats(number))
+        return None if stats is None else _STATE.get(stats.get("state", ""))
+
+    def get(self, job_id: str) -> JobInfo | None:
+        number = self._job_id(job_id)
+        if number is None:
+            return None
+        gs = self._gs()
+
+        def look(c: _Client) -> JobInfo | None:
+            stats = c.job_stats(number)
+            if stats is None:
+                return None
+            try:
+                body = c.client.peek(number).body
+            except gs.NotFoundError:
+                return None
+            return self._info(number, stats, body, c)
+        return self._io(look)  # type: ignore[no-any-return]
+
+    def _info(self, number: int, stats: dict[str, str], body: bytes, c: _Client,
+              reason: dict[str, Any] | None = None) -> JobInfo:
+        ttr, pushed_at, payload = _unbody(body)
+        state = _STATE.get(stats.get("state", ""), JobStatus.WAITING)
+        if state is JobStatus.FAILED and reason is None:
+            reason = self._reasons(c).get(number)
+        now = time.time()
+        delay_left = int(stats.get("time-left", 0)) if state is JobStatus.DELAYED else 0
+        return JobInfo(
+            id=str(number), status=state, attempt=int(stats.get("reserves", 0)),
+            priority=int(stats.get("pri", 0)) >> 8,
+            ttr=ttr if ttr is not None else float(stats.get("ttr", 0)), pushed_at=pushed_at,
+            ready_at=now + delay_left if delay_left else None,
+            finished_at=None if reason is None else reason.get("finished_at"),
+            error=None if reason is None else ErrorInfo.from_dict(reason.get("error")),
+            payload=payload)
+
+    def info(self) -> dict[JobStatus, int]:
+        gs = self._gs()
+
+        def count(c: _Client) -> dict[JobStatus, int]:
+            try:
+                stats = c.client.stats_tube(self.channel)
+            except gs.NotFoundError:
+                stats = {}
+            return {JobStatus.WAITING: int(stats.get("current-jobs-ready", 0)),
+                    JobStatus.DELAYED: int(stats.get("current-jobs-delayed", 0)),
+                    JobStatus.RESERVED: int(stats.get("current-jobs-reserved", 0)),
+                    JobStatus.DONE: 0,
+                    JobStatus.FAILED: int(stats.get("current-jobs-buried", 0))}
+        return self._io(count)  # type: ignore[no-any-return]
+
+    def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
+        if status is not JobStatus.FAILED:
+            raise NotSupportedError("the beanstalk driver can only list failed jobs: "
+                                    "beanstalkd cannot list the others without taking them")
+        gs = self._gs()
+
+        def listed(c: _Client) -> list[JobInfo]:
+            found = []
+            for number, reason in sorted(self._reasons(c).items()):
+                stats = c.job_stats(number)
+                if stats is None or stats.get("state") != "buried":
+                    continue
+                try:
+                    body = c.client.peek(number).body
+                except gs.NotFoundError:
+                    continue
+                found.append(self._info(number, stats, body, c, reason))
+                if len(found) >= limit:
+                    break
+            return found
+        return self._io(listed)  # type: ignore[no-any-return]
+
+    def remove(self, job_id: str) -> bool:
+        number = self._job_id(job_id)
+        if number is None:
+            return False
+        gs = self._gs()
+
+        def delete(c: _Client) -> bool:
+            stats = c.job_stats(number)
+            try:
+                c.client.delete(number)
+            except gs.NotFoundError:
+                return False
+            if stats is not None and stats.get("state") == "buried":
+                self._reasons(c, drop={number})
+            return True
+        return self._io(delete)  # type: ignore[no-any-return]
+
+    def clear(self) -> None:
+        gs = self._gs()
+
+        def empty(c: _Client, tube: str) -> None:
+            c.client.use(tube)
+            for peek in (c.client.peek_ready, c.client.peek_delayed, c.client.peek_buried):
+                while True:
+                    try:
+                        c.client.delete(peek())
+                    except gs.NotFoundError:
+                        break
+            c.client.use(self.channel)
+
+        def run(c: _Client) -> None:
+            empty(c, self.channel)
+            empty(c, self.reasons_tube)
+        self._io(run)
+        self._finished = None
+
+    def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
+        if reset_attempts:
+            raise NotSupportedError("the beanstalk driver cannot reset attempts: beanstalkd's "
+                                    "reserve count of a job cannot be changed")
+        number = self._job_id(job_id)
+        if number is None:
+            raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+
+        def kick(c: _Client) -> None:
+            stats = c.job_stats(number)
+            if stats is None:
+                raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+            actual = _STATE.get(stats.get("state", ""))
+            if actual is not JobStatus.FAILED:
+                raise JobNotInStateError(f"job {job_id} is {actual}, not {state}")
+            c.client.kick_job(number)
+            self._reasons(c, drop={number})
+        self._io(kick)
+
+    def after_fork(self) -> None:
+        self._client = None  # the parent's socket stays the parent's
+        self._finished = None
+        self._hint = None
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except DriverError as exc:
+            logger.warning("could not delete the last finished job on %s: %s",
+                           self.describe(), exc)
+        self._drop()

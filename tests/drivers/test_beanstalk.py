@@ -1,0 +1,168 @@
+"""Beanstalk driver specifics: a server restart, the priority mapping, whole-second delays,
+job size, what beanstalkd cannot do, URLs."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.beanstalk import MAX_PRIORITY, BeanstalkDriver
+from queue_core import (
+    ConfigError,
+    InvalidArgumentError,
+    JobStatus,
+    NotSupportedError,
+    create_queue,
+)
+from tests.support.jobs import Fail, Record, Sleep, read_lines
+from tests.support.procs import kill_group, queue_core, stop, wait_for
+from tests.support.specs.beanstalk import available, port
+
+pytestmark = pytest.mark.skipif(bool(available()), reason=str(available()))
+
+
+def settings_for(url: str, **extra: Any) -> dict[str, Any]:
+    return {"driver": {"url": url, "lease_grace": 0.5}, "channel": f"t{uuid.uuid4().hex[:10]}",
+            "imports": ["tests.support.jobs"], **extra}
+
+
+@pytest.fixture
+def settings() -> Iterator[dict[str, Any]]:
+    made = settings_for(f"beanstalk://127.0.0.1:{port()}")
+    yield made
+    create_queue(made).clear()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A throwaway beanstalkd with a binlog, so its jobs survive a restart."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = _free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("beanstalkd")
+        assert binary is not None
+        self.process = subprocess.Popen([binary, "-l", "127.0.0.1", "-p", str(self.port),
+                                         "-b", str(self.directory)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._up, 10, "beanstalkd to start")
+
+    def _up(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    made = Server(tmp_path)
+    made.start()
+    yield made
+    made.kill()
+
+
+def test_a_worker_survives_a_restart_of_its_beanstalkd(server: Server, journal: str) -> None:
+    settings = settings_for(f"beanstalk://127.0.0.1:{server.port}", attempts=3)
+    queue = create_queue(settings)
+    for index in range(40):
+        queue.push(Sleep(journal, f"s{index}", 0.05))
+    worker = queue_core(settings, "listen", "--timeout", "0.2")
+    try:
+        wait_for(lambda: sum(line.startswith("end") for line in read_lines(journal)) >= 8,
+                 30, "8 jobs")
+        server.kill()
+        time.sleep(1.5)
+        assert worker.poll() is None
+        server.start()
+        wait_for(lambda: {line for line in read_lines(journal) if line.startswith("end")}
+                 == {f"end s{index}" for index in range(40)}, 60, "every job")
+        code, _, err = stop(worker)
+    finally:
+        kill_group(worker)
+    assert code == 0, err
+    assert err.count("cannot reach") == 1 and "reachable again" in err
+
+
+def test_priorities_map_onto_beanstalkd_and_out_of_range_is_refused(settings: dict[str, Any],
+                                                                    journal: str) -> None:
+    queue = create_queue(settings)
+    job_id = queue.push(Record(journal, "a"), priority=MAX_PRIORITY)
+    assert queue.get(job_id).priority == MAX_PRIORITY
+    with pytest.raises(InvalidArgumentError, match=f"0 to {MAX_PRIORITY}"):
+        queue.push(Record(journal, "b"), priority=MAX_PRIORITY + 1)
+
+
+def test_delays_are_rounded_up_to_whole_seconds(settings: dict[str, Any], journal: str) -> None:
+    queue = create_queue(settings)
+    pushed = time.monotonic()
+    job_id = queue.push(Record(journal, "late"), delay=0.2)
+    assert queue.status(job_id) is JobStatus.DELAYED
+    while "late" not in read_lines(journal):
+        assert time.monotonic() - pushed < 5
+        if not queue.run():
+            time.sleep(0.05)
+    assert time.monotonic() - pushed >= 0.9  # never earlier than asked; a second at most
+
+
+def test_a_job_too_big_for_the_server_is_refused_and_nothing_is_queued(
+        settings: dict[str, Any], journal: str) -> None:
+    queue = create_queue(settings)
+    with pytest.raises(InvalidArgumentError, match="max-job-size"):
+        queue.push(Record(journal, "big", data="x" * 2_000_000))
+    assert sum(queue.info().values()) == 0
+
+
+def test_what_beanstalkd_cannot_do_is_refused(settings: dict[str, Any], journal: str) -> None:
+    queue = create_queue(settings)
+    with pytest.raises(NotSupportedError, match="keeping completed jobs"):
+        create_queue({**settings, "keep_completed": True})
+    with pytest.raises(NotSupportedError, match="can only list failed jobs"):
+        queue.jobs("waiting")
+    job_id = queue.push(Fail(journal, "f"))
+    queue.run()
+    with pytest.raises(NotSupportedError, match="cannot reset attempts"):
+        queue.retry(job_id, reset_attempts=True)
+    with pytest.raises(NotSupportedError, match="retrying completed jobs"):
+        queue.retry(job_id, state="done")
+    queue.retry(job_id)
+    assert queue.status(job_id) is JobStatus.WAITING
+
+
+def test_url_forms() -> None:
+    driver = BeanstalkDriver.from_url("beanstalk://10.0.0.5:11301", channel="mail")
+    assert driver.address == ("10.0.0.5", 11301) and driver.channel == "mail"
+    assert BeanstalkDriver.from_url("beanstalk://").address == ("127.0.0.1", 11300)
+    with pytest.raises(ConfigError):
+        BeanstalkDriver.from_url("beanstalk://host:99999")
+    with pytest.raises(ConfigError):
+        BeanstalkDriver.from_url("beanstalk://host:11300?tube=x")
+
+
+def test_a_push_while_beanstalkd_is_down_raises(journal: str) -> None:
+    from queue_core import DriverError
+    queue = create_queue(settings_for(f"beanstalk://127.0.0.1:{_free_port()}"))
+    with pytest.raises(DriverError, match="beanstalk"):
+        queue.push(Record(journal, "x"))
