@@ -66,8 +66,10 @@ def test_three_workers_run_1000_jobs_once_and_survive_a_sigkill(
         infos = [queue.get(job_id) for job_id in ids]
         assert all(info.status is JobStatus.DONE for info in infos)
         assert sum(info.attempt for info in infos) <= 1001
+    # Drivers that carry an ack with the next reserve (DB, Redis) may run the job the kill
+    # hit between its after_exec and that reserve once more: still at most one job twice.
     completed = Counter(job_id for _, job_id in _done(done_log))
-    assert all(n == 1 for n in completed.values()), completed.most_common(3)
+    assert sum(n - 1 for n in completed.values()) <= 1, completed.most_common(3)
 
 
 def test_sigterm_to_the_supervisor_stops_every_worker_after_its_job(

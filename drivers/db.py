@@ -1,0 +1,600 @@
+"""The DB driver: one table on SQLAlchemy 2 (SQLite, PostgreSQL, MySQL/MariaDB).
+
+What Yii2-queue's DB driver is known for, and what this one does instead:
+- A global mutex around every reserve: here each reserve is one short transaction that
+  takes one row with ``FOR UPDATE SKIP LOCKED`` (SQLite: ``BEGIN IMMEDIATE``, which is one
+  writer at a time by nature, in WAL mode with a busy timeout), so workers never wait on
+  each other's jobs.
+- Deadlocks between lease recovery and deletes: expired leases are taken back by the
+  reserve itself (row by row, skipping locked rows), never by a sweep over the table.
+- Slow reserves with a large delayed backlog: delayed rows live under their own status, and
+  reserve reads two index ranges that hold only due or waiting rows.
+
+On PostgreSQL the ack of the finished job, the promotion of due rows and the reserve of the
+next job are one statement: one round trip and one commit per job. An idle worker LISTENs
+and wakes on the NOTIFY every push sends; other servers are polled at a short interval that
+grows while the queue stays empty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+from queue_core.driver import (
+    DEFAULT_PRIORITY,
+    Capabilities,
+    Driver,
+    ErrorInfo,
+    JobInfo,
+    JobStatus,
+    Message,
+    PushRequest,
+)
+from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.settings import redact_url
+
+from .db_sql import Sql, build_table, ddl
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_OWN_OPTIONS = ("table", "create_table", "lease_grace", "poll_interval", "max_poll_interval")
+_URL_OPTIONS = {"table": str, "create_table": lambda v: v.lower() in ("1", "true", "yes"),
+                "lease_grace": float, "poll_interval": float, "max_poll_interval": float}
+INSERT_CHUNK = 500
+"""Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
+_TABLE_NAME = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
+
+
+@dataclass
+class _Finished:
+    id: int
+    attempt: int
+    result: bytes | None
+    keep: bool
+
+
+class DbDriver(Driver):
+    name = "db"
+    capabilities = Capabilities(
+        delay=True, priority=True, priority_range=(-(2**31), 2**31 - 1), ttr_lease=True,
+        retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
+        keep_completed=True, manual_retry=True, remove=True, clear=True, info=True,
+        listing=True, bulk_push=True)
+
+    def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
+                 table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
+                 poll_interval: float = 0.05, max_poll_interval: float = 1.0,
+                 **engine_options: Any) -> None:
+        super().__init__(channel=channel)
+        try:
+            import sqlalchemy
+        except ImportError:
+            raise ConfigError("the db driver needs SQLAlchemy: pip install 'queue-core[db]'",
+                              key="driver") from None
+        if not isinstance(table, str) or not _TABLE_NAME.match(table):
+            raise ConfigError(f"table {table!r} is not valid: use 1 to 60 letters, digits or "
+                              "'_', not starting with a digit", key="driver.table")
+        for key, value in (("lease_grace", lease_grace), ("poll_interval", poll_interval),
+                           ("max_poll_interval", max_poll_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{key} must be a number of seconds > 0, got {value!r}",
+                                  key=f"driver.{key}")
+        self.table = table
+        self.lease_grace = float(lease_grace)
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)
+        if isinstance(url_or_engine, sqlalchemy.engine.Engine):
+            if engine_options:
+                raise ConfigError("engine options cannot be given with an engine",
+                                  key="driver")
+            self.engine = url_or_engine
+        elif isinstance(url_or_engine, str):
+            self.engine = _make_engine(url_or_engine, engine_options)
+        else:
+            raise ConfigError(f"the db driver takes a URL or an SQLAlchemy Engine, got "
+                              f"{type(url_or_engine).__name__}", key="driver")
+        self.dialect = self.engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql", "mysql", "mariadb"):
+            raise ConfigError(f"the db driver supports sqlite, postgresql and mysql/mariadb, "
+                              f"not {self.dialect}", key="driver")
+        dbapi = self.engine.dialect.dbapi
+        self._errors: tuple[type[BaseException], ...] = (dbapi.Error, OSError)
+        self.sql = Sql(self.dialect, table, dbapi.paramstyle)
+        self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
+            getattr(self.engine.dialect, "insert_returning", False))
+        self._create_table = bool(create_table)
+        self._table_ready = False
+        self._table_lock = threading.Lock()
+        self._conn: Any = None
+        self._listener: Any = None
+        self._finished: _Finished | None = None
+        self._idle = self.poll_interval
+        self._local = threading.local()
+        self.notify_channel = _notify_name(table, channel)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> DbDriver:
+        base, _, query = url.partition("?")
+        kept = []
+        for key, value in parse_qsl(query):
+            if key in _URL_OPTIONS:
+                try:
+                    options.setdefault(key, _URL_OPTIONS[key](value))
+                except ValueError:
+                    raise ConfigError(f"db URL option {key}={value!r} is not valid",
+                                      key=f"driver.{key}") from None
+            else:
+                kept.append((key, value))  # the database driver's own (sslmode, charset...)
+        return cls(f"{base}?{urlencode(kept)}" if kept else base, **options)
+
+    def describe(self) -> str:
+        return (f"{redact_url(self.engine.url.render_as_string(hide_password=False))} "
+                f"table {self.table} channel {self.channel}")
+
+    # -- schema ------------------------------------------------------------------------
+
+    def ddl(self) -> list[str]:
+        """The statements that create the table and its indexes on this database."""
+        return ddl(build_table(self.table), self.engine.dialect)
+
+    def create_table(self) -> None:
+        """Create the table and its indexes unless they exist (what ``db init`` does)."""
+        table = build_table(self.table)
+        try:
+            table.metadata.create_all(self.engine, checkfirst=True)
+        except self._sa_errors() as exc:
+            # Two processes creating it at the same moment: the loser finds it there.
+            from sqlalchemy import inspect
+            try:
+                if inspect(self.engine).has_table(self.table):
+                    return
+            except self._sa_errors():
+                pass
+            raise DriverError(f"cannot create table {self.table} in {self.describe()}: "
+                              f"{_first_line(exc)}") from exc
+
+    def _sa_errors(self) -> tuple[type[BaseException], ...]:
+        import sqlalchemy
+        return (sqlalchemy.exc.SQLAlchemyError, *self._errors)
+
+    def _ensure_table(self) -> None:
+        if self._table_ready or not self._create_table:
+            return
+        with self._table_lock:
+            if not self._table_ready:
+                self.create_table()
+                self._table_ready = True
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _checkout(self) -> Any:
+        self._ensure_table()
+        try:
+            return self.engine.raw_connection()
+        except self._sa_errors() as exc:
+            raise DriverError(f"db {self.describe()}: {_first_line(exc)}") from exc
+
+    @contextmanager
+    def _transaction(self, conn: Any | None = None) -> Iterator[Any]:
+        """A cursor in one transaction on ``conn`` (or a pooled connection): committed at
+        the end, rolled back on error; a broken connection is thrown away."""
+        own = conn is None
+        if own:
+            conn = self._checkout()
+        try:
+            cursor = conn.cursor()
+            try:
+                if self.dialect == "sqlite":
+                    # One writer at a time, taken now rather than at the first write, so
+                    # two reserves never both read then fight to upgrade (SQLITE_BUSY).
+                    cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+                conn.commit()
+            finally:
+                cursor.close()
+        except BaseException as exc:
+            broken = isinstance(exc, self._errors) and self._is_disconnect(exc, conn)
+            try:
+                conn.rollback()
+            except self._errors:
+                broken = True
+            if broken:
+                conn.invalidate()
+                if conn is self._conn:
+                    self._conn = None
+            if isinstance(exc, self._errors):
+                raise DriverError(f"db {self.describe()}: {_first_line(exc)}") from exc
+            raise
+        finally:
+            if own:
+                conn.close()
+
+    def _is_disconnect(self, exc: BaseException, conn: Any) -> bool:
+        if isinstance(exc, OSError):
+            return True
+        try:
+            return bool(self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, None))
+        except Exception:  # noqa: BLE001 - when in doubt, start afresh
+            return True
+
+    def _worker_connection(self) -> Any:
+        if self._conn is None:
+            conn = self._checkout()
+            if self.dialect == "postgresql":
+                try:
+                    with conn.cursor() as cursor:
+                        # The worker's own commits (reserve and ack) need not wait for the
+                        # disk: a crash of the server can forget the last of them, which
+                        # only runs a job again. Pushes keep the server's durable setting.
+                        cursor.execute("SET synchronous_commit TO off")
+                    conn.commit()
+                except self._errors as exc:
+                    conn.invalidate()
+                    conn.close()
+                    raise DriverError(f"db {self.describe()}: {_first_line(exc)}") from exc
+            self._conn = conn
+        return self._conn
+
+    # -- push ------------------------------------------------------------------------------
+
+    def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
+             priority: int | None = None) -> str:
+        return self.push_many([PushRequest(payload, ttr, delay, priority)])[0]
+
+    def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
+        ids: list[str] = []
+        if not requests:
+            return ids
+        with self._transaction() as cursor:
+            for start in range(0, len(requests), INSERT_CHUNK):
+                chunk = requests[start:start + INSERT_CHUNK]
+                params: dict[str, Any] = {"c": self.channel}
+                for i, r in enumerate(chunk):
+                    params[f"s{i}"] = "delayed" if r.delay > 0 else "waiting"
+                    params[f"p{i}"] = DEFAULT_PRIORITY if r.priority is None else r.priority
+                    params[f"d{i}"] = float(r.delay)
+                    params[f"ttr{i}"] = float(r.ttr)
+                    params[f"pl{i}"] = r.payload
+                cursor.execute(self.sql.insert(len(chunk), self._insert_returning), params)
+                if self._insert_returning:
+                    ids += [str(row[0]) for row in cursor.fetchall()]
+                else:
+                    # MySQL gives the first id of a multi-row insert; InnoDB hands one
+                    # statement consecutive ids.
+                    first = int(cursor.lastrowid)
+                    ids += [str(first + i) for i in range(len(chunk))]
+            self._notify(cursor)
+        return ids
+
+    def _notify(self, cursor: Any) -> None:
+        if self.dialect == "postgresql":
+            # Delivered at commit, to workers LISTENing on this table and channel.
+            cursor.execute("SELECT pg_notify(%(n)s, '')", {"n": self.notify_channel})
+
+    # -- reserve ---------------------------------------------------------------------------
+
+    def reserve(self, timeout: float = 0.0) -> Message | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            message, promoted = self._reserve_once()
+            if message is not None:
+                self._idle = self.poll_interval
+                return message
+            if promoted:
+                continue  # rows came due: they are waiting now
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            wait = min(left, self._seconds_to_next_due())
+            if self.dialect == "postgresql":
+                if self._wait_for_notify(max(0.0, wait)):
+                    continue
+            else:
+                time.sleep(max(0.0, min(wait, self._idle)))
+                self._idle = min(self._idle * 2, self.max_poll_interval)
+
+    def _reserve_once(self) -> tuple[Message | None, int]:
+        conn = self._worker_connection()
+        finished = self._finished
+        with self._transaction(conn) as cursor:
+            if self.dialect == "postgresql":
+                row, promoted = self._pg_cycle(cursor, finished)
+            else:
+                if finished is not None:
+                    self._ack_row(cursor, finished)
+                promoted = self._promote(cursor)
+                row = self._take(cursor)
+        self._finished = None
+        if row is None:
+            return None, promoted
+        job_id, payload, attempt, ttr, priority, pushed_at, running = row
+        return Message(str(job_id), bytes(payload), int(attempt), float(ttr),
+                       priority=int(priority), pushed_at=float(pushed_at),
+                       redelivered=int(running) > 1, handle=int(attempt)), promoted
+
+    def _pg_cycle(self, cursor: Any, finished: _Finished | None) -> tuple[Any, int]:
+        params: dict[str, Any] = {"c": self.channel, "grace": self.lease_grace, "aid": 0}
+        kind = None
+        if finished is not None:
+            kind = "keep" if finished.keep else "delete"
+            params.update(aid=finished.id, aatt=finished.attempt, ares=finished.result)
+        cursor.execute(self.sql.pg_cycle(kind), params)
+        row = cursor.fetchone()
+        return (None if row[0] is None else row[:7]), int(row[7])
+
+    def _ack_row(self, cursor: Any, finished: _Finished) -> None:
+        params = {"aid": finished.id, "aatt": finished.attempt}
+        if finished.keep:
+            cursor.execute(self.sql.ack_keep, {**params, "ares": finished.result})
+        else:
+            cursor.execute(self.sql.ack_delete, params)
+
+    def _promote(self, cursor: Any) -> int:
+        if self.dialect == "sqlite":
+            cursor.execute(self.sql.promote, {"c": self.channel})
+            return max(0, int(cursor.rowcount))
+        cursor.execute(self.sql.promote_select, {"c": self.channel})
+        ids = [row[0] for row in cursor.fetchall()]
+        if ids:
+            cursor.execute(self.sql.promote_ids(len(ids)),
+                           {f"i{i}": job_id for i, job_id in enumerate(ids)})
+        return len(ids)
+
+    def _take(self, cursor: Any) -> Any:
+        params = {"c": self.channel, "grace": self.lease_grace}
+        if self.dialect == "sqlite":
+            cursor.execute(self.sql.take_returning, params)
+            return cursor.fetchone()
+        cursor.execute(self.sql.pick, params)
+        picked = cursor.fetchone()
+        if picked is None:
+            return None
+        cursor.execute(self.sql.take, {**params, "id": picked[0]})
+        cursor.execute(self.sql.taken, {"id": picked[0]})
+        return cursor.fetchone()
+
+    def _seconds_to_next_due(self) -> float:
+        with self._transaction(self._worker_connection()) as cursor:
+            cursor.execute(self.sql.next_due, {"c": self.channel})
+            delayed, leased, now = cursor.fetchone()
+        dues = [float(due) - float(now) for due in (delayed, leased) if due is not None]
+        return max(0.0, min(dues)) if dues else float("inf")
+
+    def _wait_for_notify(self, seconds: float) -> bool:
+        """Wait on LISTEN for a push; True when one came. The first call only subscribes
+        (a push just before it would be missed), so the caller looks again at once."""
+        if self._listener is None:
+            self._listener = self._listen()
+            return True
+        driver_conn = self._listener.driver_connection
+        try:
+            ready, _, _ = select.select([driver_conn.fileno()], [], [], seconds)
+            if not ready:
+                return False
+            # Read what arrived (several pushes wake us once); a closed connection raises.
+            for _ in driver_conn.notifies(timeout=0, stop_after=64):
+                pass
+            return True
+        except (self._errors + (ValueError,)) as exc:
+            self._drop_listener()
+            raise DriverError(f"db {self.describe()}: listening: {_first_line(exc)}") from exc
+
+    def _listen(self) -> Any:
+        conn = self._checkout()
+        try:
+            conn.driver_connection.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f'LISTEN "{self.notify_channel}"')
+        except self._errors as exc:
+            conn.invalidate()
+            conn.close()
+            raise DriverError(f"db {self.describe()}: listening: {_first_line(exc)}") from exc
+        return conn
+
+    def _drop_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.invalidate()
+                listener.close()
+            except self._errors:
+                pass
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        # Carried by the next reserve's transaction (or by flush): no commit of its own.
+        if self._finished is not None:
+            self.flush()
+        self._finished = _Finished(int(message.id), int(message.handle), result, keep)
+
+    def _outcome(self, write: Callable[[Any], None], notify: bool = False) -> None:
+        with self._transaction(self._worker_connection()) as cursor:
+            if self._finished is not None:
+                self._ack_row(cursor, self._finished)
+            write(cursor)
+            if notify:
+                self._notify(cursor)
+        self._finished = None
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        params = {"aid": int(message.id), "aatt": int(message.handle),
+                  "status": "delayed" if delay > 0 else "waiting", "delay": float(delay),
+                  "error": None if error is None else json.dumps(error.as_dict())}
+        self._outcome(lambda cursor: cursor.execute(self.sql.release, params), notify=True)
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        params = {"aid": int(message.id), "aatt": int(message.handle)}
+        if keep:
+            statement = self.sql.fail
+            params["error"] = json.dumps(error.as_dict())
+        else:
+            statement = self.sql.ack_delete
+        self._outcome(lambda cursor: cursor.execute(statement, params))
+
+    def flush(self) -> None:
+        if self._finished is not None:
+            self._outcome(lambda cursor: None)
+
+    # -- lookups and admin -----------------------------------------------------------------
+
+    def _read(self, statement: str, params: dict[str, Any],
+              fetch: Callable[[Any], T]) -> T:
+        with self._transaction() as cursor:
+            cursor.execute(statement, params)
+            return fetch(cursor)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        number = _job_number(job_id)
+        if number is None:
+            return None
+        row = self._read(self.sql.status, {"id": number, "c": self.channel},
+                         lambda cursor: cursor.fetchone())
+        return None if row is None else JobStatus(row[0])
+
+    def get(self, job_id: str) -> JobInfo | None:
+        number = _job_number(job_id)
+        if number is None:
+            return None
+        row = self._read(self.sql.get, {"id": number, "c": self.channel},
+                         lambda cursor: cursor.fetchone())
+        return None if row is None else _info(row)
+
+    def info(self) -> dict[JobStatus, int]:
+        rows = self._read(self.sql.counts, {"c": self.channel}, lambda cursor: cursor.fetchall())
+        counts = dict.fromkeys(JobStatus, 0)
+        for status, count in rows:
+            counts[JobStatus(status)] = int(count)
+        return counts
+
+    def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
+        rows = self._read(self.sql.listing,
+                          {"c": self.channel, "status": status.value, "limit": int(limit)},
+                          lambda cursor: cursor.fetchall())
+        return [_info(row) for row in rows]
+
+    def remove(self, job_id: str) -> bool:
+        number = _job_number(job_id)
+        if number is None:
+            return False
+        return self._read(self.sql.remove, {"id": number, "c": self.channel},
+                          lambda cursor: cursor.rowcount > 0)
+
+    def clear(self) -> None:
+        self._read(self.sql.clear, {"c": self.channel}, lambda cursor: None)
+        self._finished = None
+
+    def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
+        number = _job_number(job_id)
+        if number is None:
+            raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+        with self._transaction() as cursor:
+            cursor.execute(self.sql.lock_one, {"id": number, "c": self.channel})
+            row = cursor.fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+            if row[0] != state.value:
+                raise JobNotInStateError(f"job {job_id} is {row[0]}, not {state}")
+            cursor.execute(self.sql.requeue, {"id": number, "reset": int(reset_attempts)})
+            self._notify(cursor)
+
+    def after_fork(self) -> None:
+        # The parent's connections are the parent's: forget them without closing.
+        self._conn = None
+        self._listener = None
+        self._finished = None
+        self.engine.dispose(close=False)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except DriverError as exc:
+            logger.warning("could not save the last outcome to %s: %s", self.describe(), exc)
+        self._drop_listener()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except self._errors:
+                pass
+        self.engine.dispose()
+
+
+def _make_engine(url: str, options: dict[str, Any]) -> Any:
+    import sqlalchemy
+    from sqlalchemy import event
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise ConfigError(f"db URL {redact_url(url)!r}: {exc}", key="driver") from None
+    backend = parsed.get_backend_name()
+    drivers = {"postgresql": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
+    if backend in drivers and "+" not in parsed.drivername:
+        # The DB-API modules the `db` extra installs, whatever SQLAlchemy's own default.
+        parsed = parsed.set(drivername=f"{backend}+{drivers[backend]}")
+    if backend == "postgres":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    options.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "sqlite":
+        options.setdefault("connect_args", {}).setdefault("timeout", 30.0)
+        options.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+    try:
+        engine = sqlalchemy.create_engine(parsed, **options)
+    except (sqlalchemy.exc.ArgumentError, TypeError, ImportError) as exc:
+        raise ConfigError(f"db URL {redact_url(url)!r}: {exc}", key="driver") from None
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
+            # We issue BEGIN IMMEDIATE ourselves; pysqlite's own BEGIN would be deferred.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+    return engine
+
+
+def _notify_name(table: str, channel: str) -> str:
+    name = f"qc_{table}_{channel}"
+    if len(name) > 63:  # PostgreSQL's identifier limit
+        name = f"qc_{zlib.crc32(name.encode()):08x}_{name[:40]}"
+    return name.replace('"', "")
+
+
+def _job_number(job_id: str) -> int | None:
+    try:
+        number = int(job_id)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _info(row: Any) -> JobInfo:
+    (job_id, status, attempt, priority, ttr, pushed_at, started_at, finished_at, ready_at,
+     error, result, payload) = row
+    state = JobStatus(status)
+    return JobInfo(
+        id=str(job_id), status=state, attempt=int(attempt), priority=int(priority),
+        ttr=float(ttr), pushed_at=float(pushed_at),
+        started_at=None if started_at is None else float(started_at),
+        finished_at=None if finished_at is None else float(finished_at),
+        ready_at=float(ready_at) if state is JobStatus.DELAYED else None,
+        error=ErrorInfo.from_dict(json.loads(error)) if error else None,
+        result=None if result is None else bytes(result),
+        payload=bytes(payload))
