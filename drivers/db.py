@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _OWN_OPTIONS = ("table", "create_table", "lease_grace", "poll_interval", "max_poll_interval")
-_URL_OPTIONS = {"table": str, "create_table": lambda v: v.lower() in ("1", "true", "yes"),
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {"table": str, "create_table": lambda v: v.lower() in ("1", "true", "yes"),
                 "lease_grace": float, "poll_interval": float, "max_poll_interval": float}
 INSERT_CHUNK = 500
 """Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
@@ -108,7 +108,7 @@ class DbDriver(Driver):
         if self.dialect not in ("sqlite", "postgresql", "mysql", "mariadb"):
             raise ConfigError(f"the db driver supports sqlite, postgresql and mysql/mariadb, "
                               f"not {self.dialect}", key="driver")
-        dbapi = self.engine.dialect.dbapi
+        dbapi: Any = self.engine.dialect.dbapi
         self._errors: tuple[type[BaseException], ...] = (dbapi.Error, OSError)
         self.sql = Sql(self.dialect, table, dbapi.paramstyle)
         self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
@@ -161,7 +161,7 @@ class DbDriver(Driver):
                     return
             except self._sa_errors():
                 pass
-            raise DriverError(f"cannot create table {self.table} in {self.describe()}: "
+            raise DriverError(f"db {self.describe()}: cannot create the table: "
                               f"{_first_line(exc)}") from exc
 
     def _sa_errors(self) -> tuple[type[BaseException], ...]:
@@ -190,7 +190,7 @@ class DbDriver(Driver):
         """A cursor in one transaction on ``conn`` (or a pooled connection): committed at
         the end, rolled back on error; a broken connection is thrown away."""
         own = conn is None
-        if own:
+        if conn is None:
             conn = self._checkout()
         try:
             cursor = conn.cursor()
@@ -220,7 +220,7 @@ class DbDriver(Driver):
             if own:
                 conn.close()
 
-    def _is_disconnect(self, exc: BaseException, conn: Any) -> bool:
+    def _is_disconnect(self, exc: Any, conn: Any) -> bool:
         if isinstance(exc, OSError):
             return True
         try:
@@ -435,7 +435,7 @@ class DbDriver(Driver):
         self._outcome(lambda cursor: cursor.execute(self.sql.release, params), notify=True)
 
     def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        params = {"aid": int(message.id), "aatt": int(message.handle)}
+        params: dict[str, Any] = {"aid": int(message.id), "aatt": int(message.handle)}
         if keep:
             statement = self.sql.fail
             params["error"] = json.dumps(error.as_dict())
@@ -489,7 +489,7 @@ class DbDriver(Driver):
         if number is None:
             return False
         return self._read(self.sql.remove, {"id": number, "c": self.channel},
-                          lambda cursor: cursor.rowcount > 0)
+                          lambda cursor: bool(cursor.rowcount > 0))
 
     def clear(self) -> None:
         self._read(self.sql.clear, {"c": self.channel}, lambda cursor: None)
@@ -539,6 +539,9 @@ def _make_engine(url: str, options: dict[str, Any]) -> Any:
     except sqlalchemy.exc.ArgumentError as exc:
         raise ConfigError(f"db URL {redact_url(url)!r}: {exc}", key="driver") from None
     backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "postgres", "mysql", "mariadb"):
+        raise ConfigError(f"the db driver supports sqlite, postgresql and mysql/mariadb, not "
+                          f"{backend}", key="driver")
     drivers = {"postgresql": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
     if backend in drivers and "+" not in parsed.drivername:
         # The DB-API modules the `db` extra installs, whatever SQLAlchemy's own default.

@@ -125,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     clear.set_defaults(handler=cmd_clear)
 
+    db = commands.add_parser("db", help="the DB driver's table")
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser,
+                                    required=True)
+    db_init = db_commands.add_parser("init", help="create the table and its indexes")
+    db_init.add_argument("--sql", action="store_true",
+                         help="print the SQL instead of running it (for a DBA to apply)")
+    db_init.set_defaults(handler=cmd_db_init)
+
     push = commands.add_parser("push", help="push a job by its registered name")
     push.add_argument("job_name", metavar="JOB_NAME")
     push.add_argument("--args", default="{}", help="the job's fields as a JSON object")
@@ -162,7 +170,8 @@ def _app_target(app: str | None) -> str:
     if not target:
         raise UsageError("no queue given: pass --app module:attr or set QUEUE_APP")
     if ":" not in target:
-        raise UsageError(f"--app {target!r} must look like package.module:attribute")
+        raise UsageError(f"--app {target!r} must look like package.module:attribute "
+                         "or be a driver URL")
     return target
 
 
@@ -352,6 +361,20 @@ def cmd_clear(queue: Queue, args: argparse.Namespace) -> int:
             raise CommandFailed("not confirmed; nothing deleted (use --yes to skip the question)")
     queue.clear()
     print(f"cleared {queue.driver.describe()}")
+    return EXIT_OK
+
+
+def cmd_db_init(queue: Queue, args: argparse.Namespace) -> int:
+    driver: Any = queue.driver
+    if not callable(getattr(driver, "ddl", None)):
+        raise NotSupportedError(f"the {driver.name} driver keeps no table; 'db init' is for "
+                                "the db driver")
+    if args.sql:
+        for statement in driver.ddl():
+            print(f"{statement};\n")
+        return EXIT_OK
+    driver.create_table()
+    print(f"table {driver.table} is ready in {driver.describe()}")
     return EXIT_OK
 
 

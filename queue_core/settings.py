@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .driver import Driver
-from .errors import ConfigError
+from .errors import ConfigError, QueueError
 from .events import EVENT_NAMES
 from .queue import Queue
 
@@ -204,9 +204,17 @@ def create_queue(settings: Mapping[str, Any] | str | None = None, **overrides: A
 def queue_from_target(target: Any, key: str = "--app") -> Queue:
     """What ``--app module:attr`` names: a Queue, a settings dict, a URL, or a factory
     returning one of those."""
+    if isinstance(target, str) and "://" in target:
+        return create_queue(target)
     value = import_object(target, key) if isinstance(target, str) and ":" in target else target
     if callable(value) and not isinstance(value, (Queue, type)):
-        value = value()
+        try:
+            value = value()
+        except QueueError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"{key} {target!r}: the factory raised {type(exc).__name__}: "
+                              f"{exc}", key=key) from exc
     if isinstance(value, Queue):
         return value
     if isinstance(value, (Mapping, str)):
