@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from typing import Any
 import time
 from pathlib import Path
 from types import ModuleType
@@ -91,6 +92,13 @@ def backlog_cost(contender: QueueCore, backlog: int, mark_dir: str, timeout: flo
     return (end - started) / backlog * 1e6
 
 
+def _then(first: Any, second: Any) -> Any:
+    def both() -> None:
+        first()
+        second()
+    return both
+
+
 def median_line(label: str, values: list[float], unit: str = "jobs/s") -> str:
     runs = ", ".join(f"{v:,.0f}" for v in values)
     return f"  {label:<28} {statistics.median(values):>12,.0f} {unit}   (runs: {runs})"
@@ -134,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  (skipping {peer.name}: {reason})")
             else:
                 contenders.append(peer)
+
+    hook = getattr(target, "after_prepare", None)
+    if hook is not None:
+        for contender in contenders:
+            contender.prepare = _then(contender.prepare, hook)  # type: ignore[method-assign]
 
     print(f"driver={args.driver} n={args.n} repeat={args.repeat} python={sys.version.split()[0]}"
           f" cpus={os.cpu_count()}")

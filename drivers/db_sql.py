@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import Any
 
 NOW = {
-    "postgresql": "extract(epoch from clock_timestamp())",
+    # now() (the transaction's start) rather than clock_timestamp(): a volatile function
+    # cannot bound an index scan, and every statement of ours is its own short transaction.
+    "postgresql": "extract(epoch from now())",
     "mysql": "unix_timestamp(now(6))",
     "mariadb": "unix_timestamp(now(6))",
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
@@ -88,7 +91,7 @@ def ddl(table: Any, dialect: Any) -> list[str]:
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 
-@dataclass
+@dataclass(eq=False)
 class Sql:
     """Every statement of one table on one dialect, in the DB-API's parameter style."""
 
@@ -116,6 +119,7 @@ class Sql:
 
     # -- statements ------------------------------------------------------------------
 
+    @cache  # noqa: B019 - a handful of statements per driver, kept for its life
     def insert(self, rows: int, returning: bool) -> str:
         values = ", ".join(
             f"(:c, :s{i}, :p{i}, {{now}} + :d{i}, :ttr{i}, 0, 0, {{now}}, :pl{i})"
@@ -124,24 +128,25 @@ class Sql:
         return self.q("INSERT INTO {t} (channel, status, priority, ready_at, ttr, attempt, "
                       f"running, pushed_at, payload) VALUES {values}{tail}")
 
-    @property
+    @cached_property
     def promote_select(self) -> str:
         return self.q(
             "SELECT id FROM {t} WHERE channel = :c AND status IN ('delayed', 'reserved') "
             f"AND ready_at <= {{now}} LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED")
 
-    @property
+    @cached_property
     def promote(self) -> str:
         """Due delayed rows and reserved rows whose lease ended become waiting again."""
         return self.q(
             "UPDATE {t} SET status = 'waiting' WHERE channel = :c "
             "AND status IN ('delayed', 'reserved') AND ready_at <= {now}")
 
+    @cache  # noqa: B019 - a handful of statements per driver, kept for its life
     def promote_ids(self, count: int) -> str:
         marks = ", ".join(f":i{i}" for i in range(count))
         return self.q(f"UPDATE {{t}} SET status = 'waiting' WHERE id IN ({marks})")
 
-    @property
+    @cached_property
     def pick(self) -> str:
         lock = "" if self.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
         return self.q("SELECT id FROM {t} WHERE channel = :c AND status = 'waiting' "
@@ -151,16 +156,16 @@ class Sql:
                  "started_at = {now}, ready_at = {now} + ttr + :grace")
     _TAKEN = "id, payload, attempt, ttr, priority, pushed_at, running"
 
-    @property
+    @cached_property
     def take(self) -> str:
         """Reserve the row picked (MySQL, which has no UPDATE ... RETURNING)."""
         return self.q(f"UPDATE {{t}} SET {self._TAKE_SET} WHERE id = :id")
 
-    @property
+    @cached_property
     def taken(self) -> str:
         return self.q(f"SELECT {self._TAKEN} FROM {{t}} WHERE id = :id")
 
-    @property
+    @cached_property
     def take_returning(self) -> str:
         """SQLite: pick and reserve in one statement, inside BEGIN IMMEDIATE."""
         return self.q(
@@ -168,6 +173,7 @@ class Sql:
             "SELECT id FROM {t} WHERE channel = :c AND status = 'waiting' "
             f"ORDER BY priority, id LIMIT 1) RETURNING {self._TAKEN}")
 
+    @cache  # noqa: B019 - a handful of statements per driver, kept for its life
     def pg_cycle(self, ack: str | None) -> str:
         """PostgreSQL: the ack of the finished job, the promotion of due rows and the reserve
         of the next job, in one statement and so one round trip and one commit. The
@@ -195,7 +201,7 @@ class Sql:
             "UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM due) "
             "WHERE NOT EXISTS (SELECT 1 FROM took)")
 
-    @property
+    @cached_property
     def next_due(self) -> str:
         """Seconds until the next delayed job or lease end (each an index lookup)."""
         return self.q(
@@ -203,24 +209,24 @@ class Sql:
             "(SELECT min(ready_at) FROM {t} WHERE channel = :c AND status = 'reserved'), "
             "{now}")
 
-    @property
+    @cached_property
     def ack_delete(self) -> str:
         return self.q("DELETE FROM {t} WHERE id = :aid AND status = 'reserved' "
                       "AND attempt = :aatt")
 
-    @property
+    @cached_property
     def ack_keep(self) -> str:
         return self.q("UPDATE {t} SET status = 'done', finished_at = {now}, result = :ares, "
                       "error = NULL, running = 0 WHERE id = :aid AND status = 'reserved' "
                       "AND attempt = :aatt")
 
-    @property
+    @cached_property
     def release(self) -> str:
         return self.q("UPDATE {t} SET status = :status, ready_at = {now} + :delay, "
                       "running = 0, error = coalesce(:error, error) WHERE id = :aid "
                       "AND status = 'reserved' AND attempt = :aatt")
 
-    @property
+    @cached_property
     def fail(self) -> str:
         return self.q("UPDATE {t} SET status = 'failed', finished_at = {now}, error = :error, "
                       "running = 0 WHERE id = :aid AND status = 'reserved' AND attempt = :aatt")
@@ -228,37 +234,37 @@ class Sql:
     _ROW = ("id, status, attempt, priority, ttr, pushed_at, started_at, finished_at, ready_at, "
             "error, result, payload")
 
-    @property
+    @cached_property
     def get(self) -> str:
         return self.q(f"SELECT {self._ROW} FROM {{t}} WHERE id = :id AND channel = :c")
 
-    @property
+    @cached_property
     def status(self) -> str:
         return self.q("SELECT status FROM {t} WHERE id = :id AND channel = :c")
 
-    @property
+    @cached_property
     def listing(self) -> str:
         return self.q(f"SELECT {self._ROW} FROM {{t}} WHERE channel = :c AND status = :status "
                       "ORDER BY id LIMIT :limit")
 
-    @property
+    @cached_property
     def counts(self) -> str:
         return self.q("SELECT status, count(*) FROM {t} WHERE channel = :c GROUP BY status")
 
-    @property
+    @cached_property
     def remove(self) -> str:
         return self.q("DELETE FROM {t} WHERE id = :id AND channel = :c")
 
-    @property
+    @cached_property
     def clear(self) -> str:
         return self.q("DELETE FROM {t} WHERE channel = :c")
 
-    @property
+    @cached_property
     def lock_one(self) -> str:
         lock = "" if self.dialect == "sqlite" else " FOR UPDATE"
         return self.q(f"SELECT status FROM {{t}} WHERE id = :id AND channel = :c{lock}")
 
-    @property
+    @cached_property
     def requeue(self) -> str:
         return self.q("UPDATE {t} SET status = 'waiting', ready_at = {now}, error = NULL, "
                       "result = NULL, started_at = NULL, finished_at = NULL, running = 0, "
