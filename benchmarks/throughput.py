@@ -21,10 +21,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from typing import Any
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import select
 import threading
 import time
@@ -48,12 +49,12 @@ from .db_sql import Sql, build_table, ddl
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_OWN_OPTIONS = ("table", "create_table", "lease_grace", "poll_interval", "max_poll_interval")
-_URL_OPTIONS: dict[str, Callable[[str], Any]] = {"table": str, "create_table": lambda v: v.lower() in ("1", "true", "yes"),
-                "lease_grace": float, "poll_interval": float, "max_poll_interval": float}
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "table": str, "create_table": lambda v: v.lower() in ("1", "true", "yes"),
+    "lease_grace": float, "poll_interval": float, "max_poll_interval": float}
 INSERT_CHUNK = 500
 """Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
-_TABLE_NAME = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
 
 
 @dataclass
