@@ -93,9 +93,13 @@ def test_two_workers_run_500_jobs_exactly_once(queue_settings, journal: str,
                                                tmp_path: Path) -> None:
     settings = queue_settings()
     queue = create_queue(settings)
-    queue.push_many([Record(journal, f"j{index}") for index in range(500)])
-    log = tmp_path / "exec.log"
-    with workers(settings, 2, "listen", "--timeout", "0.2", exec_log=log) as procs:
+    log, ready = tmp_path / "exec.log", tmp_path / "ready"
+    with workers(settings, 2, "listen", "--timeout", "0.2", exec_log=log,
+                 ready=ready) as procs:
+        # Push once both are up: a fast driver would drain 500 jobs before a second
+        # interpreter has started, and the test is about two workers sharing them.
+        wait_for(lambda: len(read_lines(str(ready))) == 2, 30, "two workers")
+        queue.push_many([Record(journal, f"j{index}") for index in range(500)])
         wait_for(lambda: len(read_lines(journal)) >= 500, 120, "500 jobs", every=0.1)
         time.sleep(0.5)  # a duplicate would show up now
         for process in procs:
