@@ -463,20 +463,20 @@ class DbDriver(Driver):
             cursor.execute(statement, params)
             return fetch(cursor)
 
-    def status(self, job_id: str) -> JobStatus | None:
+    def _row(self, statement: str, job_id: str) -> Any:
+        """One job's row by its id, or None (an id that is not ours is no job)."""
         number = _job_number(job_id)
         if number is None:
             return None
-        row = self._read(self.sql.status, {"id": number, "c": self.channel},
-                         lambda cursor: cursor.fetchone())
+        return self._read(statement, {"id": number, "c": self.channel},
+                          lambda cursor: cursor.fetchone())
+
+    def status(self, job_id: str) -> JobStatus | None:
+        row = self._row(self.sql.status, job_id)
         return None if row is None else JobStatus(row[0])
 
     def get(self, job_id: str) -> JobInfo | None:
-        number = _job_number(job_id)
-        if number is None:
-            return None
-        row = self._read(self.sql.get, {"id": number, "c": self.channel},
-                         lambda cursor: cursor.fetchone())
+        row = self._row(self.sql.get, job_id)
         return None if row is None else _info(row)
 
     def info(self) -> dict[JobStatus, int]:

@@ -77,8 +77,7 @@ def test_a_worker_survives_its_postgresql_connections_being_cut(proxy: TcpProxy,
 def test_an_idle_postgresql_worker_listens_instead_of_polling(journal: str) -> None:
     import sqlalchemy
     settings = pg_settings()
-    engine = sqlalchemy.create_engine(POSTGRESQL_URL.replace("postgresql+psycopg",
-                                                             "postgresql+psycopg"))
+    engine = sqlalchemy.create_engine(POSTGRESQL_URL)
 
     def commits() -> int:
         with engine.connect() as conn:
