@@ -245,6 +245,9 @@ class FileDriver(Driver):
             raise DriverError(f"cannot create the file queue at {self.root}: {exc}") from exc
         self._dirs = {state: str(self.root / state) for state in dirs}
         self._ready: list[str] = []
+        # Names from the last listing of new/ not yet claimed: new/ may not change again
+        # to say they are there, so they are kept until claimed or listed afresh.
+        self._fresh: list[str] = []
         self._delayed: list[tuple[int, str]] = []
         self._watch = {state: _DirWatch(self._dirs[state])
                        for state in ("new", "waiting", "delayed")}
@@ -459,7 +462,9 @@ class FileDriver(Driver):
         now_ns = time.time_ns()
         self._maintain(now_ns)
         self._promote_due(now_ns)
-        fresh = self._scan_new() if self._watch["new"].changed() else []
+        if self._watch["new"].changed():
+            self._fresh = self._scan_new()
+        fresh = self._fresh
         if not self._ready and self._watch["waiting"].changed():
             self._relist_waiting()
         position = 0
@@ -470,7 +475,9 @@ class FileDriver(Driver):
                 message = self._claim("new", fresh[position], now_ns)
                 position += 1
             if message is not None:
+                del fresh[:position]
                 return message
+        fresh.clear()
         return None
 
     def _scan_new(self) -> list[str]:

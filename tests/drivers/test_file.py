@@ -140,3 +140,19 @@ def test_a_path_that_cannot_be_a_directory_is_a_driver_error(tmp_path: Path) -> 
     blocker.write_text("not a directory")
     with pytest.raises(DriverError, match="cannot create the file queue"):
         FileDriver(blocker)
+
+
+def test_jobs_pushed_while_a_backlog_is_adopted_are_not_forgotten(tmp_path: Path) -> None:
+    # A worker adopts a big push into its in-memory heap; jobs pushed after that stay in
+    # new/. Its next listing of new/ finds them, but an older adopted job wins the claim:
+    # the listing must not be thrown away, since new/ will not change again to say so.
+    journal = str(tmp_path / "j")
+    pusher = create_queue({"driver": f"file://{tmp_path}/q"})
+    worker = create_queue({"driver": f"file://{tmp_path}/q"})
+    pusher.push_many([Record(journal, f"a{i}") for i in range(file_driver.BULK_ADOPT + 1)])
+    taken = [worker.driver.reserve(0)]
+    pusher.push_many([Record(journal, f"b{i}") for i in range(3)])
+    time.sleep(2 * file_driver._DirWatch.QUIET_NS / 1e9)  # new/ is quiet: a clean listing
+    while (message := worker.driver.reserve(0)) is not None:
+        taken.append(message)
+    assert len(taken) == file_driver.BULK_ADOPT + 4

@@ -89,25 +89,25 @@ def test_an_idle_worker_stops_within_a_second(queue_settings, tmp_path: Path) ->
     assert took < 1.0, took
 
 
-def test_two_workers_run_500_jobs_exactly_once(queue_settings, journal: str,
+def test_two_workers_run_1000_jobs_exactly_once(queue_settings, journal: str,
                                                tmp_path: Path) -> None:
     settings = queue_settings()
     queue = create_queue(settings)
     log, ready = tmp_path / "exec.log", tmp_path / "ready"
     with workers(settings, 2, "listen", "--timeout", "0.2", exec_log=log,
                  ready=ready) as procs:
-        # Push once both are up: a fast driver would drain 500 jobs before a second
+        # Push once both are up: a fast driver would drain the jobs before a second
         # interpreter has started, and the test is about two workers sharing them.
         wait_for(lambda: len(read_lines(str(ready))) == 2, 30, "two workers")
-        queue.push_many([Record(journal, f"j{index}") for index in range(500)])
-        wait_for(lambda: len(read_lines(journal)) >= 500, 120, "500 jobs", every=0.1)
+        queue.push_many([Record(journal, f"j{index}") for index in range(1000)])
+        wait_for(lambda: len(read_lines(journal)) >= 1000, 120, "1,000 jobs", every=0.1)
         time.sleep(0.5)  # a duplicate would show up now
         for process in procs:
             assert stop(process)[0] == 0
     lines = read_lines(journal)
-    assert Counter(lines) == Counter(f"j{index}" for index in range(500))
+    assert Counter(lines) == Counter(f"j{index}" for index in range(1000))
     runs = exec_log(log)
-    assert len(runs) == 500 and all(attempt == 1 for _, _, attempt in runs)
+    assert len(runs) == 1000 and all(attempt == 1 for _, _, attempt in runs)
     per_worker = Counter(pid for pid, _, _ in runs)
     assert len(per_worker) == 2, per_worker  # both took part
     if queue.capabilities.info:
