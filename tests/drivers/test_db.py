@@ -76,13 +76,19 @@ def test_a_worker_survives_its_postgresql_connections_being_cut(proxy: TcpProxy,
 @needs_pg
 def test_an_idle_postgresql_worker_listens_instead_of_polling(journal: str) -> None:
     import sqlalchemy
-    settings = pg_settings()
-    engine = sqlalchemy.create_engine(POSTGRESQL_URL)
+    # Commits are counted per database, so the worker gets a database of its own: other
+    # suites running against `test` at the same time would add theirs.
+    database = f"qc_idle_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(POSTGRESQL_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {database}")
+    settings = pg_settings(url=POSTGRESQL_URL.rsplit("/", 1)[0] + "/" + database)
 
     def commits() -> int:
-        with engine.connect() as conn:
+        with admin.connect() as conn:
             return int(conn.exec_driver_sql(
-                "SELECT xact_commit FROM pg_stat_database WHERE datname = 'test'").scalar_one())
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = %s",
+                (database,)).scalar_one())
 
     create_queue(settings).info()  # the table exists before the worker starts
     worker = queue_core(settings, "listen", "--timeout", "3", stdout=subprocess.DEVNULL)
@@ -102,8 +108,9 @@ def test_an_idle_postgresql_worker_listens_instead_of_polling(journal: str) -> N
         assert 0.9 <= time.monotonic() - pushed < 1.6
     finally:
         stop(worker)
-        engine.dispose()
-        create_queue(settings).clear()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {database} WITH (FORCE)")
+        admin.dispose()
 
 
 def test_a_push_while_the_database_is_down_raises(journal: str) -> None:
