@@ -261,7 +261,7 @@ def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
         print("counts: not supported by this driver")
     else:
         for status in JobStatus:
-            print(f"  {status.value:<9} {counts[status]}")
+            print(f"  {status.value:<9} {counts.get(status, 'not countable on this back end')}")
     flags = [name for name, value in caps.items() if isinstance(value, bool)]
     print("supports:      " + (", ".join(n for n in flags if caps[n]) or "-"))
     print("not supported: " + (", ".join(n for n in flags if not caps[n]) or "-"))

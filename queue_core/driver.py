@@ -76,6 +76,9 @@ class Capabilities:
     runs_at_push: bool = False
     """The queue runs each job inside ``push`` (the sync driver)."""
     max_delay: float | None = None
+    uncounted: frozenset[JobStatus] = frozenset()
+    """Statuses ``info`` cannot count on this back end; it leaves them out rather than
+    report a number it does not know (AMQP cannot count the messages workers hold)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -232,6 +235,10 @@ class Driver(ABC):
         Raises JobNotFoundError for an unknown id, JobNotInStateError when the job is not
         in ``state``."""
         raise NotSupportedError(f"the {self.name} driver cannot retry finished jobs")
+
+    def check_ttr(self, ttr: float) -> None:  # noqa: B027 - only drivers with a server limit
+        """Called when a worker starts, with the queue's ttr: a driver whose server limits
+        how long a job may be held (RabbitMQ's consumer timeout) warns here."""
 
     def after_fork(self) -> None:  # noqa: B027 - only drivers holding connections override it
         """Called in a child process forked by an isolated worker, before it runs a job.

@@ -551,7 +551,8 @@ class Queue:
 
     def info(self) -> dict[JobStatus, int]:
         self._require("info", "counting jobs")
-        counts = {status: 0 for status in JobStatus}
+        uncounted = self.driver.capabilities.uncounted
+        counts = {status: 0 for status in JobStatus if status not in uncounted}
         counts.update(self.driver.info())
         return counts
 

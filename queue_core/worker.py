@@ -217,6 +217,7 @@ class Worker:
         previous: dict[int, Any] = {}
         try:
             self.queue.import_job_modules()
+            self.queue.driver.check_ttr(self.queue.ttr)
             if self.isolate == "exec" and not self.app:
                 raise ConfigError("isolate='exec' needs the app target (--app or QUEUE_APP) "
                                   "so that each child can load the queue", key="isolate")
