@@ -23,11 +23,16 @@ def test_info_counts_jobs_per_status(make_queue, journal: str) -> None:
     queue.push(Record(journal, "w2"))
     queue.push(Record(journal, "d"), delay=60)
     counts = queue.info()
-    assert set(counts) == set(JobStatus)
+    uncounted = queue.capabilities.uncounted
+    assert set(counts) == set(JobStatus) - uncounted
     assert counts[JobStatus.WAITING] == 2
     assert counts[JobStatus.DELAYED] == 1
     assert queue.driver.reserve(0) is not None
-    assert queue.info()[JobStatus.RESERVED] == 1
+    after = queue.info()
+    if JobStatus.RESERVED in uncounted:
+        assert after[JobStatus.WAITING] == 1  # what can be seen of the reserve
+    else:
+        assert after[JobStatus.RESERVED] == 1
     failing = make_queue(attempts=1)
     failing.push(Fail(journal, "f"))
     run_until(failing, lambda: count(journal, "f"))

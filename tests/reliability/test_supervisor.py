@@ -39,7 +39,7 @@ def test_three_workers_run_1000_jobs_once_and_survive_a_sigkill(
         if keep:
             return counts[JobStatus.DONE] + counts[JobStatus.FAILED] == 1000
         return (set(read_lines(journal)) == tags and counts[JobStatus.WAITING] == 0
-                and counts[JobStatus.RESERVED] == 0)
+                and counts.get(JobStatus.RESERVED, 0) == 0)
 
     supervisor = queue_core(settings, "-vv", "listen", "--workers", "3", "--timeout", "0.2",
                             done_log=done_log, stdout=subprocess.DEVNULL)

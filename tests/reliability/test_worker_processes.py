@@ -112,7 +112,7 @@ def test_two_workers_run_1000_jobs_exactly_once(queue_settings, journal: str,
     assert len(per_worker) == 2, per_worker  # both took part
     if queue.capabilities.info:
         counts = queue.info()
-        assert counts[JobStatus.WAITING] == counts[JobStatus.RESERVED] == 0
+        assert counts[JobStatus.WAITING] == counts.get(JobStatus.RESERVED, 0) == 0
 
 
 @pytest.mark.parametrize("isolate", [None, "fork", "exec"])
