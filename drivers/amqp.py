@@ -1,0 +1,861 @@
+"""The AMQP driver for RabbitMQ: durable queues, persistent messages, publisher confirms,
+and the same retry semantics as every other driver.
+
+Topology, for channel ``C`` (see docs/drivers/amqp.md):
+
+- ``C``: the jobs, durable; a classic queue with ``x-max-priority`` (ours are mapped so
+  that lower numbers run first), or a quorum queue (``queue_type="quorum"``).
+- ``C.delay.<ms>``: one queue per delay, created on demand: ``x-message-ttl`` is the
+  delay, expired messages dead-letter back to ``C``, and the queue expires when unused.
+- ``C.failed``: jobs that failed for good, the reason in their headers.
+- ``C.delays``: the names of the delay queues, so that ``clear`` and ``info`` find them
+  without the management plugin.
+
+A job's attempts so far, its ttr and first push time travel in its headers. A retry
+publishes a copy with one more attempt (to a delay queue, or straight back) and acks the
+original once the broker confirmed the copy. A run whose worker died comes back from the
+broker flagged redelivered (classic) or with ``x-delivery-count`` (quorum); on a classic
+queue the driver first publishes a copy that counts that lost run, since the flag alone
+cannot count, so a job that kills its worker ends FAILED after ``attempts`` runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from itertools import count
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from queue_core.driver import (
+    Capabilities,
+    Driver,
+    ErrorInfo,
+    JobInfo,
+    JobStatus,
+    Message,
+    PushRequest,
+)
+from queue_core.errors import (
+    ConfigError,
+    DriverError,
+    JobNotFoundError,
+    NotSupportedError,
+)
+from queue_core.settings import redact_url
+
+from .amqp_wire import Delivery, ProbeError, Wire, WireError, encode_properties
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PRIORITY_LEVELS = 10
+"""Our priorities 0..9 are AMQP priorities 10..1; a job pushed without one gets none
+(AMQP 0), so it runs after every job that has one, as the default 1024 does elsewhere."""
+QUICK_JOB = 0.002
+"""Jobs faster than this (seconds, running average) are prefetched; slower ones are taken
+one at a time, so that one worker never sits on jobs that others could run."""
+DELAY_REFRESH = 60.0
+"""Seconds after which a delay queue is declared again before use: a declare renews its
+``x-expires``, a publish does not."""
+DELAY_EXPIRY_MARGIN = 2 * DELAY_REFRESH
+MAX_DELAY = 49 * 86400.0
+"""RabbitMQ's TTLs and expiries are unsigned 32-bit milliseconds (49.7 days)."""
+PUSH_CHUNK = 1000
+TRACEBACK_LIMIT = 32768
+"""Bytes of a traceback kept in the failed store (the headers must fit in one frame)."""
+
+_OWN_OPTIONS = {"prefetch": int, "queue_type": str, "consumer_timeout": float,
+                "lease_grace": float, "connect_timeout": float, "publish_timeout": float}
+_OUR_HEADERS = ("qc-attempt", "qc-lost", "qc-error-type", "qc-error", "qc-traceback",
+                "qc-failed-at")
+
+_pika_module: Any = None
+
+
+def _pika() -> Any:
+    global _pika_module
+    if _pika_module is None:
+        try:
+            import pika
+        except ImportError:
+            raise ConfigError("the amqp driver needs pika: pip install 'queue-core[amqp]'",
+                              key="driver") from None
+        _pika_module = pika
+    return _pika_module
+
+
+def delay_ms(delay: float) -> int:
+    """A delay in milliseconds, rounded up to three significant digits (never earlier
+    than asked, at most 1% later), so that jittered backoffs share delay queues."""
+    ms = max(1, math.ceil(delay * 1000 - 1e-6))
+    if ms < 1000:
+        return ms
+    step = int(10 ** (len(str(ms)) - 3))
+    return -(-ms // step) * step
+
+
+def _int(value: Any, default: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return default
+    return int(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _carried(headers: dict[str, Any]) -> dict[str, Any]:
+    """The headers a copy keeps: the job's own, without the broker's (``x-``) and without
+    what belongs to one attempt."""
+    return {key: value for key, value in headers.items()
+            if not key.startswith("x-") and key not in _OUR_HEADERS}
+
+
+class _Handle:
+    __slots__ = ("wire", "delivery", "deadline", "attempt")
+
+    def __init__(self, wire: Wire, delivery: Delivery, deadline: float, attempt: int) -> None:
+        self.wire = wire
+        self.delivery = delivery
+        self.deadline = deadline
+        self.attempt = attempt
+
+
+CLASSIC_CAPABILITIES = Capabilities(
+    delay=True, priority=True, priority_range=(0, PRIORITY_LEVELS - 1), ttr_lease=True,
+    lease_by_connection=True, retry=True, attempt_count=True, status=False,
+    failed_store=True, last_error=False, keep_completed=False, manual_retry=True,
+    remove=False, clear=True, info=True, listing=True, bulk_push=True, max_delay=MAX_DELAY,
+    uncounted=frozenset({JobStatus.RESERVED}))
+
+
+class AmqpDriver(Driver):
+    """Jobs in RabbitMQ queues (see the module docstring for the topology).
+
+    ``AmqpDriver(url, queue_type="quorum")`` builds an :class:`AmqpQuorumDriver`."""
+
+    name = "amqp"
+    capabilities = CLASSIC_CAPABILITIES
+    queue_type = "classic"
+
+    def __new__(cls, *args: Any, **options: Any) -> AmqpDriver:
+        target: type[AmqpDriver] = cls
+        if cls is AmqpDriver and options.get("queue_type") == "quorum":
+            target = AmqpQuorumDriver
+        return super().__new__(target)
+
+    def __init__(self, url: str = "amqp://guest:guest@127.0.0.1:5672/%2F", *,
+                 channel: str = "queue", prefetch: int = 20, queue_type: str | None = None,
+                 consumer_timeout: float = 1800.0, lease_grace: float = 1.0,
+                 connect_timeout: float = 5.0, publish_timeout: float = 30.0) -> None:
+        super().__init__(channel=channel)
+        pika = _pika()
+        if queue_type is not None and queue_type != self.queue_type:
+            raise ConfigError(f"queue_type must be 'classic' or 'quorum', got {queue_type!r}",
+                              key="driver.queue_type")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not (
+                1 <= prefetch <= 65535):
+            raise ConfigError(f"prefetch must be a whole number from 1 to 65535, got "
+                              f"{prefetch!r}", key="driver.prefetch")
+        for key, value in (("consumer_timeout", consumer_timeout), ("lease_grace", lease_grace),
+                           ("connect_timeout", connect_timeout),
+                           ("publish_timeout", publish_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{key} must be a number of seconds >= 0, got {value!r}",
+                                  key=f"driver.{key}")
+        scheme = url.split(":", 1)[0].lower() if isinstance(url, str) else ""
+        if scheme not in ("amqp", "amqps"):
+            raise ConfigError(f"amqp driver URL must start with amqp:// or amqps://, got "
+                              f"{redact_url(str(url))!r}", key="driver")
+        try:
+            self.params = pika.URLParameters(url)
+        except (ValueError, SyntaxError) as exc:
+            raise ConfigError(f"amqp URL {redact_url(url)!r}: {exc}", key="driver") from None
+        self.url = url
+        self.prefetch = prefetch
+        self.consumer_timeout = float(consumer_timeout)
+        self.lease_grace = float(lease_grace)
+        self.connect_timeout = float(connect_timeout)
+        self.publish_timeout = float(publish_timeout)
+        heartbeat = self.params.heartbeat
+        self.heartbeat: int | None = heartbeat if isinstance(heartbeat, int) else None
+        self.failed_queue = f"{channel}.failed"
+        self.registry_queue = f"{channel}.delays"
+        self._main_arguments = self._queue_arguments()
+        self._plain_arguments = self._base_arguments()
+        self._local = threading.local()
+        self._producers: list[Wire] = []
+        self._producers_lock = threading.Lock()
+        self._declared: dict[str, float] = {}
+        self._worker: Wire | None = None
+        self._consuming = False
+        self._prefetch_now = 0
+        self._held: dict[int, _Handle] = {}
+        self._job_time = 1.0
+        self._last_reserve = 0.0
+        self._warned_ttrs: set[float] = set()
+        self._new_ids()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> AmqpDriver:
+        """Our own options may ride in the query string (``?prefetch=50``); the rest
+        (``heartbeat``, ``ssl_options``, ...) is pika's."""
+        parts = urlsplit(url)
+        kept = []
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            kind = _OWN_OPTIONS.get(key)
+            if kind is None:
+                kept.append((key, value))
+                continue
+            try:
+                options.setdefault(key, kind(value))
+            except ValueError:
+                raise ConfigError(f"amqp URL option {key}={value!r} is not a "
+                                  f"{kind.__name__}", key=f"driver.{key}") from None
+        return cls(urlunsplit(parts._replace(query=urlencode(kept))), **options)
+
+    def describe(self) -> str:
+        params = self.params
+        scheme = "amqps" if params.ssl_options is not None else "amqp"
+        vhost = "%2F" if params.virtual_host == "/" else params.virtual_host
+        return f"{scheme}://{params.host}:{params.port}/{vhost} queue {self.channel}"
+
+    def _new_ids(self) -> None:
+        self._id_prefix = secrets.token_hex(6)
+        self._ids = count(1)
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
+    # -- topology --------------------------------------------------------------------
+
+    def _base_arguments(self) -> dict[str, Any]:
+        return {}
+
+    def _queue_arguments(self) -> dict[str, Any]:
+        return {"x-max-priority": PRIORITY_LEVELS}
+
+    def _delay_arguments(self, ms: int) -> dict[str, Any]:
+        return {**self._plain_arguments, "x-message-ttl": ms, "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.channel,
+                "x-expires": ms + int(DELAY_EXPIRY_MARGIN * 1000)}
+
+    def _amqp_priority(self, priority: int | None) -> int | None:
+        return None if priority is None else PRIORITY_LEVELS - priority
+
+    @staticmethod
+    def _our_priority(value: int | None) -> int | None:
+        return None if not value else PRIORITY_LEVELS - min(value, PRIORITY_LEVELS)
+
+    def _ensure(self, wire: Wire, queue: str, arguments: dict[str, Any]) -> None:
+        if queue not in self._declared:
+            wire.declare(queue, arguments)
+            self._declared[queue] = time.monotonic()
+
+    def _target(self, wire: Wire, delay: float) -> str:
+        """The queue a job waiting ``delay`` seconds goes to, declared (and listed in the
+        registry) when this process has not done so lately."""
+        if delay <= 0:
+            self._ensure(wire, self.channel, self._main_arguments)
+            return self.channel
+        ms = delay_ms(delay)
+        name = f"{self.channel}.delay.{ms}"
+        now = time.monotonic()
+        last = self._declared.get(name)
+        if last is None or now - last >= DELAY_REFRESH:
+            self._ensure(wire, self.channel, self._main_arguments)
+            wire.declare(name, self._delay_arguments(ms))
+            self._declared[name] = now
+            # Listed again whenever it may have expired since our last declare, since an
+            # expired queue's record is pruned (a record alone never keeps a queue).
+            if last is None or now - last >= ms / 1000 + DELAY_EXPIRY_MARGIN:
+                self._ensure(wire, self.registry_queue, self._plain_arguments)
+                frames = wire.publish_bytes(self.registry_queue, name.encode(),
+                                            encode_properties(name, None, {}))
+                wire.confirm(wire.publish(frames, 1), self.publish_timeout)
+        return name
+
+    # -- connections -----------------------------------------------------------------
+
+    def _open(self, heartbeat: int | None, role: str) -> Wire:
+        wire = Wire(self.params, heartbeat=heartbeat, connect_timeout=self.connect_timeout,
+                    rpc_timeout=max(self.publish_timeout, 5.0),
+                    name=f"queue-core {role} {self.channel} pid {os.getpid()}")
+        return wire.open()
+
+    def _producer(self) -> Wire:
+        """This thread's connection for pushes and admin calls (a driver may be shared by
+        the threads of a web app). It sends no heartbeats, so that an idle web process
+        keeps it; a connection that died meanwhile is noticed before anything is sent."""
+        wire: Wire | None = getattr(self._local, "wire", None)
+        if wire is not None:
+            if wire.dead is None and wire.usable():
+                return wire
+            self._forget(wire)
+        wire = self._open(0, "producer")
+        self._local.wire = wire
+        with self._producers_lock:
+            self._producers.append(wire)
+        return wire
+
+    def _forget(self, wire: Wire) -> None:
+        wire.close()
+        if getattr(self._local, "wire", None) is wire:
+            self._local.wire = None
+        with self._producers_lock:
+            if wire in self._producers:
+                self._producers.remove(wire)
+
+    def _io(self, what: Callable[[Wire], T]) -> T:
+        """Run ``what`` on this thread's producer connection; a failure drops the
+        connection and becomes DriverError."""
+        try:
+            wire = self._producer()
+            return what(wire)
+        except (WireError, ProbeError) as exc:
+            current: Wire | None = getattr(self._local, "wire", None)
+            if current is not None and (isinstance(exc, WireError) or current.dead is not None):
+                self._forget(current)
+            raise DriverError(f"{self.describe()}: {exc}") from exc
+
+    # -- push ------------------------------------------------------------------------
+
+    def _properties(self, job_id: str, ttr: float, priority: int | None, now_ms: int) -> bytes:
+        return encode_properties(job_id, self._amqp_priority(priority),
+                                 {"qc-ttr": int(round(ttr * 1000)), "qc-pushed": now_ms})
+
+    def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
+             priority: int | None = None) -> str:
+        job_id = self._new_id()
+        properties = self._properties(job_id, ttr, priority, int(time.time() * 1000))
+
+        def send(wire: Wire) -> None:
+            queue = self._target(wire, delay)
+            self._confirmed(wire, [wire.publish_bytes(queue, payload, properties)],
+                            {job_id: (queue, payload, properties)})
+        self._io(send)
+        return job_id
+
+    def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
+        """Every message is written before the broker's confirms are waited for, once."""
+        if not requests:
+            return []
+        now_ms = int(time.time() * 1000)
+        ids = [self._new_id() for _ in requests]
+
+        def send(wire: Wire) -> None:
+            targets: dict[float, str] = {}
+            frames: list[bytes] = []
+            sent: dict[str, tuple[str, bytes, bytes]] = {}
+            publish_bytes = wire.publish_bytes
+            properties = self._properties
+            for job_id, request in zip(ids, requests, strict=True):
+                queue = targets.get(request.delay)
+                if queue is None:
+                    queue = targets[request.delay] = self._target(wire, request.delay)
+                props = properties(job_id, request.ttr, request.priority, now_ms)
+                frames.append(publish_bytes(queue, request.payload, props))
+                sent[job_id] = (queue, request.payload, props)
+            self._confirmed(wire, frames, sent)
+        self._io(send)
+        return ids
+
+    def _confirmed(self, wire: Wire, frames: list[bytes],
+                   sent: dict[str, tuple[str, bytes, bytes]]) -> None:
+        """Send the messages, wait once for the broker's confirms, and send again, once,
+        what it returned as unroutable after declaring its queue again (a delay queue that
+        expired or a queue someone deleted)."""
+        last = 0
+        for start in range(0, len(frames), PUSH_CHUNK):
+            chunk = frames[start:start + PUSH_CHUNK]
+            last = wire.publish(b"".join(chunk), len(chunk))
+        returned = wire.confirm(last, self.publish_timeout)
+        if not returned:
+            return
+        again: list[bytes] = []
+        for message in returned:
+            queue, body, props = sent[message.message_id or ""]
+            logger.warning("%s: queue %s was missing; declaring it again", self.describe(),
+                           queue)
+            self._declared.pop(queue, None)
+            self._declared.pop(self.channel, None)
+            if queue.startswith(f"{self.channel}.delay."):
+                queue = self._target(wire, int(queue.rsplit(".", 1)[1]) / 1000)
+            elif queue == self.failed_queue:
+                self._ensure(wire, queue, self._plain_arguments)
+            else:
+                self._ensure(wire, queue, self._main_arguments)
+            again.append(wire.publish_bytes(queue, body, props))
+        if wire.confirm(wire.publish(b"".join(again), len(again)), self.publish_timeout):
+            raise WireError(f"the broker could not route {len(again)} message(s) even "
+                            "after declaring their queue")
+
+    # -- reserve ---------------------------------------------------------------------
+
+    def _worker_wire(self) -> Wire:
+        wire = self._worker
+        if wire is None:
+            self._io(lambda producer: self._ensure(producer, self.channel,
+                                                   self._main_arguments))
+            try:
+                wire = self._open(self.heartbeat, "worker")
+            except WireError as exc:
+                raise DriverError(f"{self.describe()}: {exc}") from exc
+            # A job may run longer than the broker waits for a heartbeat.
+            wire.keep_alive()
+            self._worker = wire
+            self._consuming = False
+            self._prefetch_now = 0
+            self._held.clear()
+        return wire
+
+    def _drop_worker(self) -> None:
+        wire, self._worker = self._worker, None
+        self._consuming = False
+        self._held.clear()
+        if wire is not None:
+            wire.close()
+
+    def _on_worker(self, what: Callable[[Wire], T]) -> T:
+        wire = self._worker_wire()
+        try:
+            return what(wire)
+        except WireError as exc:
+            raise self._worker_lost(exc) from exc
+
+    def _worker_lost(self, exc: WireError) -> DriverError:
+        self._drop_worker()
+        return DriverError(f"{self.describe()}: {exc}")
+
+    def reserve(self, timeout: float = 0.0) -> Message | None:
+        now = time.monotonic()
+        if self._last_reserve:
+            # How long the worker spent on the last job: prefetch only quick jobs.
+            self._job_time = 0.8 * self._job_time + 0.2 * (now - self._last_reserve)
+        try:
+            if self._held:
+                self._expire_held(now)
+            if not self._consuming and timeout <= 0:
+                # ``run``: take one ready job, hold nothing else.
+                while True:
+                    delivery = self._on_worker(lambda wire: wire.get(self.channel))
+                    if delivery is None:
+                        return None
+                    message = self._accept(delivery)
+                    if message is not None:
+                        return message
+            wire = self._worker_wire()
+            deadline = now + timeout
+            while True:
+                try:
+                    delivery = self._next(wire, max(0.0, deadline - time.monotonic()))
+                except WireError as exc:
+                    raise self._worker_lost(exc) from exc
+                if delivery is None:
+                    return None
+                message = self._accept(delivery)
+                if message is not None:
+                    return message
+        finally:
+            self._last_reserve = time.monotonic()
+
+    def _next(self, wire: Wire, timeout: float) -> Delivery | None:
+        want = self.prefetch if self._job_time < QUICK_JOB else 1
+        if want != self._prefetch_now:
+            wire.qos(want)
+            self._prefetch_now = want
+        if not self._consuming:
+            wire.consume(self.channel)
+            self._consuming = True
+        return wire.next_delivery(timeout)
+
+    def _accept(self, delivery: Delivery) -> Message | None:
+        """The Message for a delivery, or None when the delivery was a lost run that had
+        to be counted first (classic queues)."""
+        counted = self._counted(delivery)
+        if counted is None:
+            self._charge(delivery, _int(delivery.headers.get("qc-attempt")) + 1,
+                         "its worker was lost")
+            return None
+        before, lost = counted
+        wire = self._worker
+        assert wire is not None
+        headers = delivery.headers
+        ttr = _int(headers.get("qc-ttr"), 60000) / 1000
+        if ttr > self.consumer_timeout and ttr not in self._warned_ttrs:
+            self._warned_ttrs.add(ttr)
+            self._warn_ttr(ttr, "a job's")
+        pushed = headers.get("qc-pushed")
+        attempt = before + 1
+        handle = _Handle(wire, delivery, time.monotonic() + ttr + self.lease_grace, attempt)
+        self._held[delivery.tag] = handle
+        return Message(delivery.message_id or f"amqp-{delivery.tag}", delivery.body, attempt,
+                       ttr, priority=self._our_priority(delivery.priority),
+                       pushed_at=pushed / 1000 if isinstance(pushed, int) else None,
+                       redelivered=lost, handle=handle)
+
+    def _counted(self, delivery: Delivery) -> tuple[int, bool] | None:
+        """(runs counted so far, whether the last of them was lost), or None when the
+        broker flagged a redelivery that no header counts yet."""
+        headers = delivery.headers
+        before = _int(headers.get("qc-attempt"))
+        lost = bool(headers.get("qc-lost"))
+        if delivery.redelivered:
+            redeliveries = self._redeliveries(headers)
+            if redeliveries is None:
+                return None
+            before += redeliveries
+            lost = lost or redeliveries > 0
+        return before, lost
+
+    def _redeliveries(self, headers: dict[str, Any]) -> int | None:
+        """Lost runs the broker counted for this copy, or None when it cannot count them
+        (a classic queue only flags a redelivery)."""
+        return None
+
+    def _charge(self, delivery: Delivery, attempts: int, why: str) -> None:
+        """Publish a copy of a held delivery that counts ``attempts`` runs, the last one
+        lost, then ack the delivery."""
+        logger.info("job %s: %s; counting it as attempt %d", delivery.message_id, why,
+                    attempts)
+        headers = _carried(delivery.headers)
+        headers["qc-attempt"] = attempts
+        headers["qc-lost"] = 1
+        job_id = delivery.message_id or f"amqp-{delivery.tag}"
+        properties = encode_properties(job_id, delivery.priority, headers)
+        try:
+            self._republish(job_id, self.channel, delivery.body, properties, 0.0)
+        except DriverError:
+            # Not counted: leave it to the broker, which hands it out again.
+            self._on_worker(lambda wire: wire.requeue(delivery.tag))
+            raise
+        self._on_worker(lambda wire: wire.ack(delivery.tag))
+
+    def _republish(self, job_id: str, queue: str, body: bytes, properties: bytes,
+                   delay: float) -> None:
+        """Publish a copy of a job to ``queue`` (the main queue after ``delay``, or the
+        failed store) and wait for the broker's confirm."""
+        def send(wire: Wire) -> None:
+            if queue == self.channel:
+                target = self._target(wire, delay)
+            else:
+                target = queue
+                self._ensure(wire, target, self._plain_arguments)
+            self._confirmed(wire, [wire.publish_bytes(target, body, properties)],
+                            {job_id: (target, body, properties)})
+        self._io(send)
+
+    def _expire_held(self, now: float) -> None:
+        """A job handed out and never reported on (the caller vanished without a word)
+        comes back when its lease ends, counted as a lost run, as on other drivers."""
+        for tag, handle in list(self._held.items()):
+            if handle.deadline > now:
+                continue
+            del self._held[tag]
+            if handle.wire is not self._worker:
+                continue
+            self._charge(handle.delivery, handle.attempt,
+                         "it was reserved and not reported on within its lease")
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def _settle(self, message: Message) -> _Handle | None:
+        """The handle of a job this worker still holds, or None (logged) when the broker
+        has already taken it back: its connection was lost."""
+        handle: _Handle = message.handle
+        if self._held.pop(handle.delivery.tag, None) is None or handle.wire is not self._worker:
+            logger.warning("job %s: the connection that held it was lost; the broker "
+                           "hands it out again", message.id)
+            return None
+        return handle
+
+    def _ack(self, message: Message, handle: _Handle) -> None:
+        try:
+            handle.wire.ack(handle.delivery.tag)
+        except WireError as exc:
+            self._drop_worker()
+            logger.warning("job %s: its outcome is saved but the ack was lost (%s); the "
+                           "broker hands it out again", message.id, exc)
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        handle = self._settle(message)
+        if handle is not None:
+            self._ack(message, handle)
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        handle = self._settle(message)
+        if handle is None:
+            return
+        headers = _carried(handle.delivery.headers)
+        headers["qc-attempt"] = message.attempt
+        properties = encode_properties(message.id, handle.delivery.priority, headers)
+        try:
+            self._republish(message.id, self.channel, message.payload, properties, delay)
+        except DriverError:
+            self._held[handle.delivery.tag] = handle  # still ours: the core tries again
+            raise
+        self._ack(message, handle)
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        handle = self._settle(message)
+        if handle is None:
+            return
+        if keep:
+            headers = _carried(handle.delivery.headers)
+            headers.update({
+                "qc-attempt": message.attempt, "qc-error-type": error.type[:1000],
+                "qc-error": error.message[:TRACEBACK_LIMIT // 4],
+                "qc-traceback": error.traceback[-TRACEBACK_LIMIT:],
+                "qc-failed-at": int(time.time() * 1000)})
+            properties = encode_properties(message.id, handle.delivery.priority, headers)
+            try:
+                self._republish(message.id, self.failed_queue, message.payload, properties,
+                                0.0)
+            except DriverError:
+                self._held[handle.delivery.tag] = handle
+                raise
+        self._ack(message, handle)
+
+    def flush(self) -> None:
+        """Stop consuming and give back what was prefetched and not started, uncounted."""
+        wire = self._worker
+        if wire is None or not self._consuming:
+            return
+        try:
+            wire.cancel()
+        except WireError as exc:
+            self._drop_worker()
+            raise DriverError(f"{self.describe()}: {exc}") from exc
+        self._consuming = False
+        self._prefetch_now = 0
+        self._give_back(wire)
+
+    def _give_back(self, wire: Wire) -> None:
+        while wire.deliveries:
+            delivery = wire.deliveries.popleft()
+            counted = self._counted(delivery)
+            if counted is None:
+                self._charge(delivery, _int(delivery.headers.get("qc-attempt")) + 1,
+                             "its worker was lost")
+                continue
+            # A copy, not a nack: a nack would flag it redelivered, which counts a run.
+            headers = _carried(delivery.headers)
+            before, lost = counted
+            if before:
+                headers["qc-attempt"] = before
+            if lost:
+                headers["qc-lost"] = 1
+            job_id = delivery.message_id or f"amqp-{delivery.tag}"
+            properties = encode_properties(job_id, delivery.priority, headers)
+            self._republish(job_id, self.channel, delivery.body, properties, 0.0)
+            self._on_worker(functools.partial(Wire.ack, tag=delivery.tag))
+
+    # -- lookups and admin -----------------------------------------------------------
+
+    def check_ttr(self, ttr: float) -> None:
+        if ttr > self.consumer_timeout:
+            self._warn_ttr(ttr, "the queue's")
+
+    def _warn_ttr(self, ttr: float, whose: str) -> None:
+        logger.warning(
+            "%s ttr of %gs is longer than the broker's consumer timeout of %gs "
+            "(consumer_timeout in rabbitmq.conf; tell the driver with its consumer_timeout "
+            "option): RabbitMQ closes the channel of a job still running then and hands it "
+            "out again. Raise the broker's consumer_timeout or lower ttr.",
+            whose, ttr, self.consumer_timeout)
+
+    def _registry(self, wire: Wire, purge: bool = False) -> dict[str, int]:
+        """Ready messages in each delay queue of the registry; records of queues that are
+        gone, and duplicates, are dropped. With ``purge``, the queues are emptied."""
+        self._ensure(wire, self.registry_queue, self._plain_arguments)
+        records: list[Delivery] = []
+        while True:
+            record = wire.get(self.registry_queue)
+            if record is None:
+                break
+            records.append(record)
+        found: dict[str, int] = {}
+        gone: set[str] = set()
+        drop: list[int] = []
+        for record in records:
+            name = _text(record.body)
+            if name in found or name in gone or not name.startswith(f"{self.channel}.delay."):
+                drop.append(record.tag)
+                continue
+            try:
+                if purge:
+                    wire.purge(name, channel=2)
+                    found[name] = 0
+                else:
+                    found[name] = wire.declare(name, {}, passive=True)[0]
+            except ProbeError:
+                gone.add(name)
+                drop.append(record.tag)
+        for tag in drop:
+            wire.ack(tag)
+        if records:
+            wire.requeue(records[-1].tag, multiple=True)
+        return found
+
+    def info(self) -> dict[JobStatus, int]:
+        def count(wire: Wire) -> dict[JobStatus, int]:
+            waiting = wire.declare(self.channel, self._main_arguments)[0]
+            failed = wire.declare(self.failed_queue, self._plain_arguments)[0]
+            delayed = sum(self._registry(wire).values())
+            return {JobStatus.WAITING: waiting, JobStatus.DELAYED: delayed,
+                    JobStatus.FAILED: failed, JobStatus.DONE: 0}
+        return self._io(count)
+
+    def _scan_failed(self, wire: Wire, limit: int | None,
+                     wanted: str | None = None) -> tuple[list[Delivery], Delivery | None]:
+        """Read the failed store without taking anything from it: the messages are held,
+        then handed back. With ``wanted``, stop at that job and return it still held."""
+        self._ensure(wire, self.failed_queue, self._plain_arguments)
+        seen: list[Delivery] = []
+        while limit is None or len(seen) < limit:
+            delivery = wire.get(self.failed_queue)
+            if delivery is None:
+                break
+            if wanted is not None and delivery.message_id == wanted:
+                return seen, delivery
+            seen.append(delivery)
+        return seen, None
+
+    def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
+        if status is not JobStatus.FAILED:
+            raise NotSupportedError("the amqp driver can only list failed jobs: RabbitMQ "
+                                    "cannot list the messages of a queue without taking them")
+
+        def listed(wire: Wire) -> list[JobInfo]:
+            seen, _ = self._scan_failed(wire, limit)
+            if seen:
+                wire.requeue(seen[-1].tag, multiple=True)
+            return [self._failed_info(delivery) for delivery in seen]
+        return self._io(listed)
+
+    def _failed_info(self, delivery: Delivery) -> JobInfo:
+        headers = delivery.headers
+        pushed = headers.get("qc-pushed")
+        finished = headers.get("qc-failed-at")
+        return JobInfo(
+            id=delivery.message_id or "", status=JobStatus.FAILED,
+            attempt=_int(headers.get("qc-attempt")),
+            priority=self._our_priority(delivery.priority),
+            ttr=_int(headers.get("qc-ttr"), 60000) / 1000,
+            pushed_at=pushed / 1000 if isinstance(pushed, int) else None,
+            finished_at=finished / 1000 if isinstance(finished, int) else None,
+            error=ErrorInfo(_text(headers.get("qc-error-type")), _text(headers.get("qc-error")),
+                            _text(headers.get("qc-traceback"))),
+            payload=delivery.body)
+
+    def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
+        def move(wire: Wire) -> None:
+            seen, found = self._scan_failed(wire, None, wanted=job_id)
+            try:
+                if found is None:
+                    raise JobNotFoundError(f"no failed job {job_id!r} in {self.describe()} "
+                                           "(only failed jobs can be looked up on AMQP)")
+                headers = _carried(found.headers)
+                headers["qc-attempt"] = 0 if reset_attempts else _int(
+                    found.headers.get("qc-attempt"))
+                properties = encode_properties(job_id, found.priority, headers)
+                queue = self._target(wire, 0)
+                self._confirmed(wire, [wire.publish_bytes(queue, found.body, properties)],
+                                {job_id: (queue, found.body, properties)})
+                wire.ack(found.tag)
+            finally:
+                if seen:
+                    wire.requeue(seen[-1].tag, multiple=True)
+        self._io(move)
+
+    def clear(self) -> None:
+        def empty(wire: Wire) -> None:
+            wire.declare(self.channel, self._main_arguments)
+            wire.purge(self.channel)
+            wire.declare(self.failed_queue, self._plain_arguments)
+            wire.purge(self.failed_queue)
+            self._registry(wire, purge=True)
+        self._io(empty)
+        worker = self._worker
+        if worker is not None:
+            # Prefetched, not started: ours to drop too.
+            while worker.deliveries:
+                delivery = worker.deliveries.popleft()
+                self._on_worker(functools.partial(Wire.ack, tag=delivery.tag))
+
+    def delete_queues(self) -> None:
+        """Delete every queue of this channel (the jobs, the failed store, the delay
+        queues and their registry). Not part of the Driver API: for tests and tear-down."""
+        self._drop_worker()
+
+        def delete(wire: Wire) -> None:
+            self._ensure(wire, self.registry_queue, self._plain_arguments)
+            for name in self._registry(wire):
+                wire.delete(name)
+            for name in (self.channel, self.failed_queue, self.registry_queue):
+                wire.delete(name)
+        self._io(delete)
+        self._declared.clear()
+
+    def after_fork(self) -> None:
+        # The parent's sockets stay the parent's: forgotten, not closed.
+        for wire in [*self._producers, *([self._worker] if self._worker else [])]:
+            wire.abandon()
+        self._producers = []
+        self._producers_lock = threading.Lock()
+        self._local = threading.local()
+        self._worker = None
+        self._consuming = False
+        self._held.clear()
+        self._new_ids()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except DriverError as exc:
+            logger.warning("could not give back prefetched jobs to %s: %s (the broker "
+                           "hands them out again)", self.describe(), exc)
+        self._drop_worker()
+        with self._producers_lock:
+            wires, self._producers = self._producers, []
+        for wire in wires:
+            wire.close()
+        self._local = threading.local()
+
+
+class AmqpQuorumDriver(AmqpDriver):
+    """Quorum queues (replicated; ``x-delivery-count`` counts lost runs). RabbitMQ 3.x
+    quorum queues have no priorities."""
+
+    capabilities = replace(CLASSIC_CAPABILITIES, priority=False, priority_range=(0, 0))
+    queue_type = "quorum"
+
+    def _base_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": "quorum"}
+
+    def _queue_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": "quorum"}
+
+    def _delay_arguments(self, ms: int) -> dict[str, Any]:
+        # At-least-once dead-lettering: a message leaves the delay queue only once the
+        # main queue has it.
+        return {**super()._delay_arguments(ms), "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish"}
+
+    def _amqp_priority(self, priority: int | None) -> int | None:
+        return None
+
+    def _redeliveries(self, headers: dict[str, Any]) -> int | None:
+        return _int(headers.get("x-delivery-count"))
+
