@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     found = targets()
     parser.add_argument("--driver", required=True, choices=sorted(found))
     parser.add_argument("-n", type=int, default=10000, help="jobs per measurement")
+    parser.add_argument("--peer-n", type=int, default=None,
+                        help="jobs per measurement for the peers (default: -n); a rate "
+                             "does not depend on it, and RQ at ~50 jobs/s would take hours")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-peers", action="store_true", help="measure queue-core only")
     parser.add_argument("--backlog", default="10000,100000",
@@ -148,16 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         for contender in contenders:
             contender.prepare = _then(contender.prepare, hook)  # type: ignore[method-assign]
 
-    print(f"driver={args.driver} n={args.n} repeat={args.repeat} python={sys.version.split()[0]}"
-          f" cpus={os.cpu_count()}")
+    peer_n = args.peer_n or args.n
+    print(f"driver={args.driver} n={args.n} peer-n={peer_n} repeat={args.repeat} "
+          f"python={sys.version.split()[0]} cpus={os.cpu_count()}")
     figures: dict[str, dict[str, float]] = {}
     for contender in contenders:
-        print(f"{contender.name}:")
+        n = args.n if isinstance(contender, QueueCore) else peer_n
+        print(f"{contender.name} ({n:,} jobs per measurement):")
         result: dict[str, float] = {}
         pushes = []
         for _ in range(args.repeat):
             contender.prepare()
-            pushes.append(args.n / contender.push(args.n, mark_dir, args.n - 1))
+            pushes.append(n / contender.push(n, mark_dir, n - 1))
         print(median_line("push (one at a time)", pushes))
         result["push"] = statistics.median(pushes)
         contender.prepare()
@@ -165,12 +170,12 @@ def main(argv: list[str] | None = None) -> int:
             many = []
             for _ in range(args.repeat):
                 contender.prepare()
-                took = contender.push_many(args.n, mark_dir, args.n - 1)
+                took = contender.push_many(n, mark_dir, n - 1)
                 assert took is not None
-                many.append(args.n / took)
+                many.append(n / took)
             print(median_line("push_many", many))
             result["push_many"] = statistics.median(many)
-        rates = [process_rate(contender, args.n, mark_dir, args.timeout)
+        rates = [process_rate(contender, n, mark_dir, args.timeout)
                  for _ in range(args.repeat)]
         label = ("process (1 worker process)" if contender.workers == 1
                  else f"process ({contender.workers} worker processes)")
