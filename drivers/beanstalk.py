@@ -11,10 +11,12 @@
   count), so ``reserves - 1 - releases - buries`` is the number of lost runs. beanstalkd's
   32-bit priority carries ours in its upper 24 bits and, in the lower 8, that number as
   of the job's last normal end; a job that comes back with a larger one was lost.
-- One round trip per job: the delete of the finished job, the next reserve, the stats of
-  the job peek-ready showed last time (the one that reserve usually returns) and a new
-  peek-ready go out together. Jobs are reserved by beanstalkd's own ``reserve``, never
-  ahead of time, so a crash never charges a job that had not started.
+- One round trip per job: the delete of the finished job, the next reserve and the stats
+  of the job that reserve will most likely return go out together. The guess is the id
+  after the last job (beanstalkd numbers jobs in push order, so a FIFO tube hits every
+  time), or, after a wrong guess, the job peek-ready shows. A wrong guess costs one more
+  round trip. Jobs are reserved by beanstalkd's own ``reserve``, never ahead of time, so
+  a crash never charges a job that had not started.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 import json
 import logging
 import math
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -82,6 +85,10 @@ def _unbody(body: bytes) -> tuple[float | None, float | None, bytes]:
         return None, None, body
 
 
+# The stats a reserve needs, out of stats-job's 20-odd lines.
+_COUNTS = re.compile(rb"^(pri|reserves|releases|buries): (\d+)", re.M)
+
+
 def _stats(data: bytes) -> dict[str, str]:
     """beanstalkd's stats document ('---' then 'key: value' lines)."""
     found = {}
@@ -115,47 +122,70 @@ class _Client:
         parse = self.greenstalk._parse_response
         return parse(line, expected)  # type: ignore[no-any-return]
 
-    def cycle(self, finished: int | None, timeout: int,
-              hint: int | None) -> tuple[tuple[int, bytes] | None, dict[str, str] | None,
-                                         int | None]:
-        """One round trip: delete the finished job, reserve the next, and read the stats of
-        ``hint`` (the job peek-ready showed last time, which the reserve usually returns)
-        and peek-ready again. Returns (reserved job, its stats if the hint was right,
-        the next hint)."""
+    def cycle(self, finished: int | None, timeout: int, hint: int | None,
+              peek: bool) -> tuple[tuple[int, bytes] | None, dict[bytes, bytes] | None,
+                                   int | None]:
+        """One round trip: delete the finished job, reserve the next, read the counts of
+        ``hint`` (the job the reserve is expected to return) and, with ``peek``, ask
+        peek-ready for the next hint. Returns (reserved job, its counts if the hint was
+        right, the job peek-ready showed)."""
         command = b"reserve-with-timeout %d\r\n" % timeout
         if finished is not None:
             command = b"delete %d\r\n" % finished + command
         if hint is not None:
             command += b"stats-job %d\r\n" % hint
-        self.client._sock.sendall(command + b"peek-ready\r\n")
+        if peek:
+            command += b"peek-ready\r\n"
+        self.client._sock.sendall(command)
         if finished is not None:
             line = self._line()
             if not line.startswith(b"DELETED") and not line.startswith(b"NOT_FOUND"):
                 self._check(line, b"DELETED")
         reserved = None
         line = self._line()
-        if not (line.startswith(b"TIMED_OUT") or line.startswith(b"DEADLINE_SOON")):
-            job_id, size = (int(n) for n in self._check(line, b"RESERVED"))
-            reserved = job_id, self.client._read_chunk(size)
-        stats = None
+        if line.startswith(b"RESERVED "):
+            _, job_id, size = line.split()
+            reserved = int(job_id), self._chunk(int(size))
+        elif not (line.startswith(b"TIMED_OUT") or line.startswith(b"DEADLINE_SOON")):
+            self._check(line, b"RESERVED")
+        counts = None
         if hint is not None:
-            stats = self._stats_reply()
+            counts = self._counts_reply()
             if reserved is None or reserved[0] != hint:
-                stats = None
+                counts = None
+        return reserved, counts, self._peek_reply() if peek else None
+
+    def _chunk(self, size: int) -> bytes:
+        data: bytes = self.client._reader.read(size + 2)
+        if len(data) != size + 2:
+            raise ConnectionError("beanstalkd closed the connection")
+        return data[:-2]
+
+    def _peek_reply(self) -> int | None:
         line = self._line()
-        next_hint = None
-        if line.startswith(b"FOUND"):
-            job_id, size = (int(n) for n in self._check(line, b"FOUND"))
-            self.client._read_chunk(size)
-            next_hint = job_id
-        return reserved, stats, next_hint
+        if line.startswith(b"NOT_FOUND"):
+            return None
+        job_id, size = (int(n) for n in self._check(line, b"FOUND"))
+        self._chunk(size)
+        return job_id
+
+    def _counts_reply(self) -> dict[bytes, bytes] | None:
+        line = self._line()
+        if line.startswith(b"NOT_FOUND"):
+            return None
+        (size,) = self._check(line, b"OK")
+        return dict(_COUNTS.findall(self._chunk(int(size))))
+
+    def counts_and_peek(self, job_id: int) -> tuple[dict[bytes, bytes] | None, int | None]:
+        self.client._sock.sendall(b"stats-job %d\r\npeek-ready\r\n" % job_id)
+        return self._counts_reply(), self._peek_reply()
 
     def _stats_reply(self) -> dict[str, str] | None:
         line = self._line()
         if line.startswith(b"NOT_FOUND"):
             return None
         (size,) = self._check(line, b"OK")
-        return _stats(self.client._read_chunk(int(size)))
+        return _stats(self._chunk(int(size)))
 
     def job_stats(self, job_id: int) -> dict[str, str] | None:
         self.client._sock.sendall(b"stats-job %d\r\n" % job_id)
@@ -197,6 +227,9 @@ class BeanstalkDriver(Driver):
         self._client: _Client | None = None
         self._finished: int | None = None
         self._hint: int | None = None
+        # Ask peek-ready for the hints (True) or guess the next id (False); a wrong hint
+        # switches, so a FIFO tube guesses and a tube read out of order peeks.
+        self._peek = False
         self._idle_pause = 0.02
 
     @classmethod
@@ -275,38 +308,43 @@ class BeanstalkDriver(Driver):
             wait = int(left) if left >= 1 else 0
             finished, self._finished = self._finished, None
             try:
-                reserved, stats, self._hint = self._io(functools.partial(
-                    _Client.cycle, finished=finished, timeout=wait, hint=self._hint))
+                reserved, counts, peeked = self._io(functools.partial(
+                    _Client.cycle, finished=finished, timeout=wait, hint=self._hint,
+                    peek=self._peek))
             except DriverError:
                 self._finished = finished
                 self._hint = None
                 raise
             if reserved is not None:
                 self._idle_pause = 0.02
-                message = self._message(reserved[0], reserved[1], stats)
-                if message is not None:
-                    return message
-                continue
+                job_id = reserved[0]
+                if counts is None:  # no hint or a wrong one: one more round trip
+                    if self._hint is not None:
+                        self._peek = not self._peek
+                    counts, peeked = self._io(functools.partial(_Client.counts_and_peek,
+                                                               job_id=job_id))
+                    if counts is None:
+                        continue  # deleted meanwhile
+                self._hint = peeked if self._peek else job_id + 1
+                return self._message(job_id, reserved[1], counts)
+            if self._peek:
+                self._hint = peeked
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
             time.sleep(min(left, self._idle_pause))
             self._idle_pause = min(self._idle_pause * 2, 0.1)
 
-    def _message(self, job_id: int, body: bytes,
-                 stats: dict[str, str] | None = None) -> Message | None:
-        if stats is None:  # the hint was wrong: one more round trip
-            stats = self._io(lambda c: c.job_stats(job_id))
-            if stats is None:
-                return None  # deleted meanwhile
+    def _message(self, job_id: int, body: bytes, counts: dict[bytes, bytes]) -> Message:
         ttr, pushed_at, payload = _unbody(body)
-        pri = int(stats.get("pri", 0))
-        reserves = int(stats.get("reserves", 1))
-        lost = reserves - 1 - int(stats.get("releases", 0)) - int(stats.get("buries", 0))
+        pri = int(counts.get(b"pri", 0))
+        reserves = int(counts.get(b"reserves", 1))
+        lost = reserves - 1 - int(counts.get(b"releases", 0)) - int(counts.get(b"buries", 0))
+        if ttr is None:  # not pushed by us: beanstalkd's ttr is all there is
+            stats = self._io(lambda c: c.job_stats(job_id)) or {}
+            ttr = float(stats.get("ttr", 60))
         return Message(
-            str(job_id), payload, reserves,
-            ttr if ttr is not None else float(stats.get("ttr", 60)),
-            priority=pri >> 8, pushed_at=pushed_at,
+            str(job_id), payload, reserves, ttr, priority=pri >> 8, pushed_at=pushed_at,
             redelivered=(lost & _LOST_MASK) != (pri & _LOST_MASK),
             handle=_Handle(job_id, pri >> 8, lost))
 

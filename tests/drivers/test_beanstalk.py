@@ -166,3 +166,26 @@ def test_a_push_while_beanstalkd_is_down_raises(journal: str) -> None:
     queue = create_queue(settings_for(f"beanstalk://127.0.0.1:{_free_port()}"))
     with pytest.raises(DriverError, match="beanstalk"):
         queue.push(Record(journal, "x"))
+
+
+@pytest.mark.parametrize("order", ["fifo", "priority"])
+def test_a_reserve_is_one_round_trip_whatever_the_order(settings: dict[str, Any], journal: str,
+                                                        order: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The stats a reserve needs ride with it when the driver guessed which job comes
+    # next: the next id in a FIFO tube, the job peek-ready shows in one read by priority.
+    from drivers import beanstalk
+    extra: list[int] = []
+    fallback = beanstalk._Client.counts_and_peek
+
+    def counted(self: Any, job_id: int) -> Any:
+        extra.append(job_id)
+        return fallback(self, job_id)
+    monkeypatch.setattr(beanstalk._Client, "counts_and_peek", counted)
+    queue = create_queue(settings)
+    for index in range(30):
+        priority = 30 - index if order == "priority" else None
+        queue.push(Record(journal, f"j{index}"), priority=priority)
+    assert queue.run() == 30
+    expected = [f"j{i}" for i in (range(29, -1, -1) if order == "priority" else range(30))]
+    assert read_lines(journal) == expected
+    assert len(extra) <= 2, extra  # the first reserve (no hint yet) and one wrong guess
