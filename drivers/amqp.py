@@ -51,7 +51,15 @@ from queue_core.errors import (
 )
 from queue_core.settings import redact_url
 
-from .amqp_wire import Delivery, ProbeError, Wire, WireError, encode_properties
+from .amqp_wire import (
+    Delivery,
+    ProbeError,
+    Wire,
+    WireError,
+    encode_properties,
+    properties_head,
+    shortstr,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +200,8 @@ class AmqpDriver(Driver):
         self.heartbeat: int | None = heartbeat if isinstance(heartbeat, int) else None
         self.failed_queue = f"{channel}.failed"
         self.registry_queue = f"{channel}.delays"
-        self._main_arguments = self._queue_arguments()
         self._plain_arguments = self._base_arguments()
+        self._main_arguments = self._queue_arguments()
         self._local = threading.local()
         self._producers: list[Wire] = []
         self._producers_lock = threading.Lock()
@@ -202,6 +210,9 @@ class AmqpDriver(Driver):
         self._consuming = False
         self._prefetch_now = 0
         self._held: dict[int, _Handle] = {}
+        self._ack_upto = 0
+        self._unacked = 0
+        self._ack_batch = max(1, prefetch // 2)
         self._job_time = 1.0
         self._last_reserve = 0.0
         self._warned_ttrs: set[float] = set()
@@ -241,10 +252,13 @@ class AmqpDriver(Driver):
     # -- topology --------------------------------------------------------------------
 
     def _base_arguments(self) -> dict[str, Any]:
-        return {}
+        # The classic queue format of RabbitMQ 3.10+ (the only one from 4.0): measured on
+        # the benchmark machine, it takes confirmed batches about 40% faster and delivers
+        # from a priority queue about twice as fast as version 1.
+        return {"x-queue-version": 2}
 
     def _queue_arguments(self) -> dict[str, Any]:
-        return {"x-max-priority": PRIORITY_LEVELS}
+        return {**self._plain_arguments, "x-max-priority": PRIORITY_LEVELS}
 
     def _delay_arguments(self, ms: int) -> dict[str, Any]:
         return {**self._plain_arguments, "x-message-ttl": ms, "x-dead-letter-exchange": "",
@@ -258,9 +272,23 @@ class AmqpDriver(Driver):
     def _our_priority(value: int | None) -> int | None:
         return None if not value else PRIORITY_LEVELS - min(value, PRIORITY_LEVELS)
 
+    def _declare(self, wire: Wire, queue: str, arguments: dict[str, Any]) -> int:
+        """Declare a queue; its count of ready messages. A queue that exists with other
+        arguments (made by hand, or by another version) is used as it is."""
+        try:
+            return wire.declare(queue, arguments)[0]
+        except ProbeError as exc:
+            if exc.code != 406:
+                raise
+        count = wire.declare(queue, {}, passive=True)[0]
+        if queue not in self._declared:
+            logger.warning("%s: queue %s exists with other arguments than %s; using it as "
+                           "it is", self.describe(), queue, arguments)
+        return count
+
     def _ensure(self, wire: Wire, queue: str, arguments: dict[str, Any]) -> None:
         if queue not in self._declared:
-            wire.declare(queue, arguments)
+            self._declare(wire, queue, arguments)
             self._declared[queue] = time.monotonic()
 
     def _target(self, wire: Wire, delay: float) -> str:
@@ -275,7 +303,7 @@ class AmqpDriver(Driver):
         last = self._declared.get(name)
         if last is None or now - last >= DELAY_REFRESH:
             self._ensure(wire, self.channel, self._main_arguments)
-            wire.declare(name, self._delay_arguments(ms))
+            self._declare(wire, name, self._delay_arguments(ms))
             self._declared[name] = now
             # Listed again whenever it may have expired since our last declare, since an
             # expired queue's record is pruned (a record alone never keeps a queue).
@@ -331,24 +359,25 @@ class AmqpDriver(Driver):
 
     # -- push ------------------------------------------------------------------------
 
-    def _properties(self, job_id: str, ttr: float, priority: int | None, now_ms: int) -> bytes:
-        return encode_properties(job_id, self._amqp_priority(priority),
-                                 {"qc-ttr": int(round(ttr * 1000)), "qc-pushed": now_ms})
+    def _properties(self, ttr: float, priority: int | None, now_ms: int) -> bytes:
+        """The properties of a new job but its id, which the caller appends."""
+        return properties_head(self._amqp_priority(priority),
+                               {"qc-ttr": int(round(ttr * 1000)), "qc-pushed": now_ms})
 
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
         job_id = self._new_id()
-        properties = self._properties(job_id, ttr, priority, int(time.time() * 1000))
+        properties = self._properties(ttr, priority, int(time.time() * 1000)) + shortstr(job_id)
 
         def send(wire: Wire) -> None:
-            queue = self._target(wire, delay)
-            self._confirmed(wire, [wire.publish_bytes(queue, payload, properties)],
-                            {job_id: (queue, payload, properties)})
+            frames = wire.publish_bytes(self._target(wire, delay), payload, properties)
+            self._confirm(wire, wire.publish(frames, 1))
         self._io(send)
         return job_id
 
     def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
-        """Every message is written before the broker's confirms are waited for, once."""
+        """Messages go out in chunks as they are encoded, so that the broker stores one
+        chunk while the next is being built; the confirms are waited for once, at the end."""
         if not requests:
             return []
         now_ms = int(time.time() * 1000)
@@ -356,47 +385,51 @@ class AmqpDriver(Driver):
 
         def send(wire: Wire) -> None:
             targets: dict[float, str] = {}
+            heads: dict[tuple[float, int | None], bytes] = {}
             frames: list[bytes] = []
-            sent: dict[str, tuple[str, bytes, bytes]] = {}
             publish_bytes = wire.publish_bytes
-            properties = self._properties
+            last = 0
             for job_id, request in zip(ids, requests, strict=True):
                 queue = targets.get(request.delay)
                 if queue is None:
                     queue = targets[request.delay] = self._target(wire, request.delay)
-                props = properties(job_id, request.ttr, request.priority, now_ms)
-                frames.append(publish_bytes(queue, request.payload, props))
-                sent[job_id] = (queue, request.payload, props)
-            self._confirmed(wire, frames, sent)
+                head = heads.get((request.ttr, request.priority))
+                if head is None:
+                    head = heads[(request.ttr, request.priority)] = self._properties(
+                        request.ttr, request.priority, now_ms)
+                frames.append(publish_bytes(queue, request.payload, head + shortstr(job_id)))
+                if len(frames) == PUSH_CHUNK:
+                    last = wire.publish(b"".join(frames), PUSH_CHUNK)
+                    frames = []
+            if frames:
+                last = wire.publish(b"".join(frames), len(frames))
+            self._confirm(wire, last)
         self._io(send)
         return ids
 
-    def _confirmed(self, wire: Wire, frames: list[bytes],
-                   sent: dict[str, tuple[str, bytes, bytes]]) -> None:
-        """Send the messages, wait once for the broker's confirms, and send again, once,
-        what it returned as unroutable after declaring its queue again (a delay queue that
-        expired or a queue someone deleted)."""
-        last = 0
-        for start in range(0, len(frames), PUSH_CHUNK):
-            chunk = frames[start:start + PUSH_CHUNK]
-            last = wire.publish(b"".join(chunk), len(chunk))
+    def _confirm(self, wire: Wire, last: int) -> None:
+        """Wait for the broker's confirms up to ``last``; what it returned as unroutable
+        (a delay queue that expired meanwhile, a queue someone deleted) is sent once more
+        after its queue is declared again."""
         returned = wire.confirm(last, self.publish_timeout)
         if not returned:
             return
         again: list[bytes] = []
         for message in returned:
-            queue, body, props = sent[message.message_id or ""]
+            queue = message.routing_key
             logger.warning("%s: queue %s was missing; declaring it again", self.describe(),
                            queue)
             self._declared.pop(queue, None)
             self._declared.pop(self.channel, None)
             if queue.startswith(f"{self.channel}.delay."):
                 queue = self._target(wire, int(queue.rsplit(".", 1)[1]) / 1000)
-            elif queue == self.failed_queue:
-                self._ensure(wire, queue, self._plain_arguments)
-            else:
+            elif queue == self.channel:
                 self._ensure(wire, queue, self._main_arguments)
-            again.append(wire.publish_bytes(queue, body, props))
+            else:
+                self._ensure(wire, queue, self._plain_arguments)
+            properties = encode_properties(message.message_id or self._new_id(),
+                                           message.priority, message.headers)
+            again.append(wire.publish_bytes(queue, message.body, properties))
         if wire.confirm(wire.publish(b"".join(again), len(again)), self.publish_timeout):
             raise WireError(f"the broker could not route {len(again)} message(s) even "
                             "after declaring their queue")
@@ -420,10 +453,17 @@ class AmqpDriver(Driver):
             self._held.clear()
         return wire
 
+    def _send_acks(self, wire: Wire) -> None:
+        """Send the acks held back by ``_ack``."""
+        if self._ack_upto:
+            upto, self._ack_upto, self._unacked = self._ack_upto, 0, 0
+            wire.ack(upto, multiple=True)
+
     def _drop_worker(self) -> None:
         wire, self._worker = self._worker, None
         self._consuming = False
         self._held.clear()
+        self._ack_upto = self._unacked = 0
         if wire is not None:
             wire.close()
 
@@ -471,14 +511,25 @@ class AmqpDriver(Driver):
             self._last_reserve = time.monotonic()
 
     def _next(self, wire: Wire, timeout: float) -> Delivery | None:
-        want = self.prefetch if self._job_time < QUICK_JOB else 1
-        if want != self._prefetch_now:
-            wire.qos(want)
-            self._prefetch_now = want
         if not self._consuming:
+            self._prefetch_now = self._start_prefetch()
+            wire.qos(self._prefetch_now, channel_wide=self.queue_type == "classic")
             wire.consume(self.channel)
             self._consuming = True
+        elif self.queue_type == "classic":
+            want = self.prefetch if self._job_time < QUICK_JOB else 1
+            if want != self._prefetch_now:
+                # Channel-wide, so it applies to the running consumer at once.
+                wire.qos(want, channel_wide=True)
+                self._prefetch_now = want
         return wire.next_delivery(timeout)
+
+    def _start_prefetch(self) -> int:
+        if self.queue_type == "classic":
+            return self.prefetch if self._job_time < QUICK_JOB else 1
+        # A quorum queue takes back what was on its way to a consumer that is cancelled,
+        # counting a delivery; so its consumer is never restarted to change the prefetch.
+        return self.prefetch
 
     def _accept(self, delivery: Delivery) -> Message | None:
         """The Message for a delivery, or None when the delivery was a lost run that had
@@ -535,15 +586,14 @@ class AmqpDriver(Driver):
         job_id = delivery.message_id or f"amqp-{delivery.tag}"
         properties = encode_properties(job_id, delivery.priority, headers)
         try:
-            self._republish(job_id, self.channel, delivery.body, properties, 0.0)
+            self._republish(self.channel, delivery.body, properties, 0.0)
         except DriverError:
             # Not counted: leave it to the broker, which hands it out again.
             self._on_worker(lambda wire: wire.requeue(delivery.tag))
             raise
         self._on_worker(lambda wire: wire.ack(delivery.tag))
 
-    def _republish(self, job_id: str, queue: str, body: bytes, properties: bytes,
-                   delay: float) -> None:
+    def _republish(self, queue: str, body: bytes, properties: bytes, delay: float) -> None:
         """Publish a copy of a job to ``queue`` (the main queue after ``delay``, or the
         failed store) and wait for the broker's confirm."""
         def send(wire: Wire) -> None:
@@ -552,8 +602,7 @@ class AmqpDriver(Driver):
             else:
                 target = queue
                 self._ensure(wire, target, self._plain_arguments)
-            self._confirmed(wire, [wire.publish_bytes(target, body, properties)],
-                            {job_id: (target, body, properties)})
+            self._confirm(wire, wire.publish(wire.publish_bytes(target, body, properties), 1))
         self._io(send)
 
     def _expire_held(self, now: float) -> None:
@@ -581,8 +630,21 @@ class AmqpDriver(Driver):
         return handle
 
     def _ack(self, message: Message, handle: _Handle) -> None:
+        """Ack a job whose outcome is recorded. While more prefetched jobs wait, acks go
+        out together (one ``multiple`` ack for up to half the prefetch), which saves the
+        broker most of its work per ack; a job handed out without an outcome yet (it
+        would be covered too) makes this one go alone."""
+        wire = handle.wire
+        tag = handle.delivery.tag
         try:
-            handle.wire.ack(handle.delivery.tag)
+            if self._held:
+                wire.ack(tag)
+            elif wire.deliveries and self._unacked < self._ack_batch:
+                self._ack_upto = tag
+                self._unacked += 1
+            else:
+                wire.ack(tag, multiple=True)
+                self._ack_upto = self._unacked = 0
         except WireError as exc:
             self._drop_worker()
             logger.warning("job %s: its outcome is saved but the ack was lost (%s); the "
@@ -601,7 +663,7 @@ class AmqpDriver(Driver):
         headers["qc-attempt"] = message.attempt
         properties = encode_properties(message.id, handle.delivery.priority, headers)
         try:
-            self._republish(message.id, self.channel, message.payload, properties, delay)
+            self._republish(self.channel, message.payload, properties, delay)
         except DriverError:
             self._held[handle.delivery.tag] = handle  # still ours: the core tries again
             raise
@@ -620,7 +682,7 @@ class AmqpDriver(Driver):
                 "qc-failed-at": int(time.time() * 1000)})
             properties = encode_properties(message.id, handle.delivery.priority, headers)
             try:
-                self._republish(message.id, self.failed_queue, message.payload, properties,
+                self._republish(self.failed_queue, message.payload, properties,
                                 0.0)
             except DriverError:
                 self._held[handle.delivery.tag] = handle
@@ -633,10 +695,17 @@ class AmqpDriver(Driver):
         if wire is None or not self._consuming:
             return
         try:
+            if self.queue_type == "quorum":
+                # A quorum queue counts a delivery for what was on its way when the
+                # consumer is cancelled: hold the acks back until the broker has nothing
+                # more to send (the prefetch is used up, or nothing came for a while).
+                while (len(wire.deliveries) + len(self._held) + self._unacked
+                       < self._prefetch_now and wire.poll(0.05)):
+                    pass
             wire.cancel()
+            self._send_acks(wire)
         except WireError as exc:
-            self._drop_worker()
-            raise DriverError(f"{self.describe()}: {exc}") from exc
+            raise self._worker_lost(exc) from exc
         self._consuming = False
         self._prefetch_now = 0
         self._give_back(wire)
@@ -658,7 +727,7 @@ class AmqpDriver(Driver):
                 headers["qc-lost"] = 1
             job_id = delivery.message_id or f"amqp-{delivery.tag}"
             properties = encode_properties(job_id, delivery.priority, headers)
-            self._republish(job_id, self.channel, delivery.body, properties, 0.0)
+            self._republish(self.channel, delivery.body, properties, 0.0)
             self._on_worker(functools.partial(Wire.ack, tag=delivery.tag))
 
     # -- lookups and admin -----------------------------------------------------------
@@ -710,8 +779,8 @@ class AmqpDriver(Driver):
 
     def info(self) -> dict[JobStatus, int]:
         def count(wire: Wire) -> dict[JobStatus, int]:
-            waiting = wire.declare(self.channel, self._main_arguments)[0]
-            failed = wire.declare(self.failed_queue, self._plain_arguments)[0]
+            waiting = self._declare(wire, self.channel, self._main_arguments)
+            failed = self._declare(wire, self.failed_queue, self._plain_arguments)
             delayed = sum(self._registry(wire).values())
             return {JobStatus.WAITING: waiting, JobStatus.DELAYED: delayed,
                     JobStatus.FAILED: failed, JobStatus.DONE: 0}
@@ -771,8 +840,8 @@ class AmqpDriver(Driver):
                     found.headers.get("qc-attempt"))
                 properties = encode_properties(job_id, found.priority, headers)
                 queue = self._target(wire, 0)
-                self._confirmed(wire, [wire.publish_bytes(queue, found.body, properties)],
-                                {job_id: (queue, found.body, properties)})
+                self._confirm(wire, wire.publish(
+                    wire.publish_bytes(queue, found.body, properties), 1))
                 wire.ack(found.tag)
             finally:
                 if seen:
@@ -781,14 +850,15 @@ class AmqpDriver(Driver):
 
     def clear(self) -> None:
         def empty(wire: Wire) -> None:
-            wire.declare(self.channel, self._main_arguments)
+            self._declare(wire, self.channel, self._main_arguments)
             wire.purge(self.channel)
-            wire.declare(self.failed_queue, self._plain_arguments)
+            self._declare(wire, self.failed_queue, self._plain_arguments)
             wire.purge(self.failed_queue)
             self._registry(wire, purge=True)
         self._io(empty)
         worker = self._worker
         if worker is not None:
+            self._on_worker(self._send_acks)
             # Prefetched, not started: ours to drop too.
             while worker.deliveries:
                 delivery = worker.deliveries.popleft()

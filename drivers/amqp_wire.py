@@ -101,7 +101,7 @@ class Delivery:
         """For a returned message: why the broker could not route it."""
 
 
-def _shortstr(value: str) -> bytes:
+def shortstr(value: str) -> bytes:
     data = value.encode()
     if len(data) > 255:
         raise ValueError(f"AMQP short string longer than 255 bytes: {value[:40]!r}...")
@@ -113,7 +113,7 @@ def encode_table(table: dict[str, Any]) -> bytes:
     encoded here; anything else (a foreign header) goes through pika."""
     parts: list[bytes] = []
     for key, value in table.items():
-        parts.append(_shortstr(key))
+        parts.append(shortstr(key))
         kind = type(value)
         if kind is int:
             parts.append(b"l" + _Q.pack(value))
@@ -128,17 +128,21 @@ def encode_table(table: dict[str, Any]) -> bytes:
     return _ID.pack(len(body)) + body
 
 
-def encode_properties(message_id: str, priority: int | None, headers: dict[str, Any]) -> bytes:
-    """Basic properties: headers, persistent delivery mode, priority, message id."""
+def properties_head(priority: int | None, headers: dict[str, Any]) -> bytes:
+    """Basic properties up to the message id, which comes last: headers, persistent
+    delivery mode, priority. Jobs pushed together share it."""
     flags = 0x2000 | 0x1000 | 0x0080 | (0x0800 if priority is not None else 0)
     parts = [_U16.pack(flags), encode_table(headers), b"\x02"]
     if priority is not None:
         parts.append(bytes((priority,)))
-    parts.append(_shortstr(message_id))
     return b"".join(parts)
 
 
-def _read_shortstr(data: bytes | bytearray, offset: int) -> tuple[str, int]:
+def encode_properties(message_id: str, priority: int | None, headers: dict[str, Any]) -> bytes:
+    return properties_head(priority, headers) + shortstr(message_id)
+
+
+def _readshortstr(data: bytes | bytearray, offset: int) -> tuple[str, int]:
     size = data[offset]
     start = offset + 1
     return bytes(data[start:start + size]).decode("utf-8", "replace"), start + size
@@ -171,7 +175,7 @@ def _decode_properties(data: bytes, delivery: Delivery) -> None:
         if flags & bit:
             offset += 1 + data[offset]
     if flags & 0x0080:
-        delivery.message_id, offset = _read_shortstr(data, offset)
+        delivery.message_id, offset = _readshortstr(data, offset)
 
 
 class Wire:
@@ -431,8 +435,8 @@ class Wire:
             at += 1 + buf[at]  # consumer tag
             tag = _U64.unpack_from(buf, at)[0]
             redelivered = bool(buf[at + 8])
-            _, at = _read_shortstr(buf, at + 9)  # exchange
-            routing_key, _ = _read_shortstr(buf, at)
+            _, at = _readshortstr(buf, at + 9)  # exchange
+            routing_key, _ = _readshortstr(buf, at)
             self._start_content(1, Delivery(tag, redelivered, routing_key))
         elif method_id == _CONFIRM_ACK or method_id == _CONFIRM_NACK:
             tag = _U64.unpack_from(buf, at)[0]
@@ -450,16 +454,16 @@ class Wire:
         elif method_id == _GET_OK:
             tag = _U64.unpack_from(buf, at)[0]
             redelivered = bool(buf[at + 8])
-            _, at = _read_shortstr(buf, at + 9)
-            routing_key, _ = _read_shortstr(buf, at)
+            _, at = _readshortstr(buf, at + 9)
+            routing_key, _ = _readshortstr(buf, at)
             self._start_content(2, Delivery(tag, redelivered, routing_key))
         elif method_id == _GET_EMPTY:
             self._replies[channel] = _EMPTY
         elif method_id == _RETURN:
             code = _U16.unpack_from(buf, at)[0]
-            text, at = _read_shortstr(buf, at + 2)
-            _, at = _read_shortstr(buf, at)
-            routing_key, _ = _read_shortstr(buf, at)
+            text, at = _readshortstr(buf, at + 2)
+            _, at = _readshortstr(buf, at)
+            routing_key, _ = _readshortstr(buf, at)
             returned = Delivery(0, False, routing_key)
             returned.reply = f"{code} {text}"
             self._start_content(3, returned)
@@ -564,11 +568,11 @@ class Wire:
 
     def declare(self, queue: str, arguments: dict[str, Any], *,
                 passive: bool = False) -> tuple[int, int]:
-        """Declare a durable queue; (ready messages, consumers). A passive declare runs
-        on the probe channel and raises ProbeError when the queue does not exist."""
+        """Declare a durable queue; (ready messages, consumers). On the probe channel:
+        ProbeError when the queue is missing (passive) or exists with other arguments."""
         method = _pika().spec.Queue.Declare(queue=queue, passive=passive, durable=True,
                                             arguments=arguments)
-        ok = self.call(method, PROBE if passive else WORK)
+        ok = self.call(method, PROBE)
         return int(ok.message_count), int(ok.consumer_count)
 
     def purge(self, queue: str, channel: int = WORK) -> int:
@@ -579,8 +583,14 @@ class Wire:
 
     # -- consuming -------------------------------------------------------------------
 
-    def qos(self, prefetch: int) -> None:
-        self.call(_pika().spec.Basic.Qos(prefetch_count=prefetch))
+    def qos(self, prefetch: int, channel_wide: bool = False) -> None:
+        """A per-consumer prefetch applies to consumers started afterwards only; a
+        channel-wide one (which quorum queues refuse) applies at once."""
+        self.call(_pika().spec.Basic.Qos(prefetch_count=prefetch, global_qos=channel_wide))
+
+    def poll(self, timeout: float) -> bool:
+        """Read what arrives within ``timeout`` seconds; False if nothing came."""
+        return self._receive(timeout)
 
     def consume(self, queue: str) -> None:
         self.cancelled = False
@@ -620,7 +630,7 @@ class Wire:
         """The frames of one message; pass them (several joined) to ``publish``."""
         head = self._publish_heads.get((routing_key, mandatory))
         if head is None:
-            payload = (b"\x00\x3c\x00\x28\x00\x00\x00" + _shortstr(routing_key)
+            payload = (b"\x00\x3c\x00\x28\x00\x00\x00" + shortstr(routing_key)
                        + (b"\x01" if mandatory else b"\x00"))
             head = _HEAD.pack(1, WORK, len(payload)) + payload + _END
             self._publish_heads[(routing_key, mandatory)] = head
