@@ -210,9 +210,6 @@ class AmqpDriver(Driver):
         self._consuming = False
         self._prefetch_now = 0
         self._held: dict[int, _Handle] = {}
-        self._ack_upto = 0
-        self._unacked = 0
-        self._ack_batch = max(1, prefetch // 2)
         self._job_time = 1.0
         self._last_reserve = 0.0
         self._warned_ttrs: set[float] = set()
@@ -453,17 +450,10 @@ class AmqpDriver(Driver):
             self._held.clear()
         return wire
 
-    def _send_acks(self, wire: Wire) -> None:
-        """Send the acks held back by ``_ack``."""
-        if self._ack_upto:
-            upto, self._ack_upto, self._unacked = self._ack_upto, 0, 0
-            wire.ack(upto, multiple=True)
-
     def _drop_worker(self) -> None:
         wire, self._worker = self._worker, None
         self._consuming = False
         self._held.clear()
-        self._ack_upto = self._unacked = 0
         if wire is not None:
             wire.close()
 
@@ -630,21 +620,10 @@ class AmqpDriver(Driver):
         return handle
 
     def _ack(self, message: Message, handle: _Handle) -> None:
-        """Ack a job whose outcome is recorded. While more prefetched jobs wait, acks go
-        out together (one ``multiple`` ack for up to half the prefetch), which saves the
-        broker most of its work per ack; a job handed out without an outcome yet (it
-        would be covered too) makes this one go alone."""
-        wire = handle.wire
-        tag = handle.delivery.tag
+        # At once, one by one: an ack held back to go out with others would make a
+        # worker killed meanwhile run finished jobs again.
         try:
-            if self._held:
-                wire.ack(tag)
-            elif wire.deliveries and self._unacked < self._ack_batch:
-                self._ack_upto = tag
-                self._unacked += 1
-            else:
-                wire.ack(tag, multiple=True)
-                self._ack_upto = self._unacked = 0
+            handle.wire.ack(handle.delivery.tag)
         except WireError as exc:
             self._drop_worker()
             logger.warning("job %s: its outcome is saved but the ack was lost (%s); the "
@@ -697,13 +676,12 @@ class AmqpDriver(Driver):
         try:
             if self.queue_type == "quorum":
                 # A quorum queue counts a delivery for what was on its way when the
-                # consumer is cancelled: hold the acks back until the broker has nothing
-                # more to send (the prefetch is used up, or nothing came for a while).
-                while (len(wire.deliveries) + len(self._held) + self._unacked
-                       < self._prefetch_now and wire.poll(0.05)):
+                # consumer is cancelled: first let the broker send all it may (the
+                # prefetch is used up, or nothing came for a while); it is given back.
+                while (len(wire.deliveries) + len(self._held) < self._prefetch_now
+                       and wire.poll(0.05)):
                     pass
             wire.cancel()
-            self._send_acks(wire)
         except WireError as exc:
             raise self._worker_lost(exc) from exc
         self._consuming = False
@@ -858,7 +836,6 @@ class AmqpDriver(Driver):
         self._io(empty)
         worker = self._worker
         if worker is not None:
-            self._on_worker(self._send_acks)
             # Prefetched, not started: ours to drop too.
             while worker.deliveries:
                 delivery = worker.deliveries.popleft()

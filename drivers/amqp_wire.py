@@ -142,10 +142,35 @@ def encode_properties(message_id: str, priority: int | None, headers: dict[str, 
     return properties_head(priority, headers) + shortstr(message_id)
 
 
-def _readshortstr(data: bytes | bytearray, offset: int) -> tuple[str, int]:
+def _read_shortstr(data: bytes | bytearray, offset: int) -> tuple[str, int]:
     size = data[offset]
     start = offset + 1
     return bytes(data[start:start + size]).decode("utf-8", "replace"), start + size
+
+
+def decode_table(data: bytes, offset: int) -> tuple[dict[str, Any], int]:
+    """An AMQP field table. Integers and strings, which is what the driver writes, are
+    read here; other values (the broker's ``x-death`` record) through pika."""
+    size = _ID.unpack_from(data, offset)[0]
+    offset += 4
+    end = offset + size
+    table: dict[str, Any] = {}
+    while offset < end:
+        length = data[offset]
+        key = data[offset + 1:offset + 1 + length].decode("utf-8", "replace")
+        offset += 1 + length
+        kind = data[offset]
+        if kind == 0x6C:  # 'l': signed 64-bit
+            table[key] = _Q.unpack_from(data, offset + 1)[0]
+            offset += 9
+        elif kind == 0x53:  # 'S': long string
+            length = _ID.unpack_from(data, offset + 1)[0]
+            start = offset + 5
+            table[key] = data[start:start + length].decode("utf-8", "replace")
+            offset = start + length
+        else:
+            table[key], offset = _pika().data.decode_value(data, offset)
+    return table, end
 
 
 def _decode_properties(data: bytes, delivery: Delivery) -> None:
@@ -165,7 +190,7 @@ def _decode_properties(data: bytes, delivery: Delivery) -> None:
     if flags & 0x4000:  # content-encoding
         offset += 1 + data[offset]
     if flags & 0x2000:
-        delivery.headers, offset = _pika().data.decode_table(data, offset)
+        delivery.headers, offset = decode_table(data, offset)
     if flags & 0x1000:  # delivery-mode
         offset += 1
     if flags & 0x0800:
@@ -175,7 +200,7 @@ def _decode_properties(data: bytes, delivery: Delivery) -> None:
         if flags & bit:
             offset += 1 + data[offset]
     if flags & 0x0080:
-        delivery.message_id, offset = _readshortstr(data, offset)
+        delivery.message_id, offset = _read_shortstr(data, offset)
 
 
 class Wire:
@@ -435,8 +460,8 @@ class Wire:
             at += 1 + buf[at]  # consumer tag
             tag = _U64.unpack_from(buf, at)[0]
             redelivered = bool(buf[at + 8])
-            _, at = _readshortstr(buf, at + 9)  # exchange
-            routing_key, _ = _readshortstr(buf, at)
+            _, at = _read_shortstr(buf, at + 9)  # exchange
+            routing_key, _ = _read_shortstr(buf, at)
             self._start_content(1, Delivery(tag, redelivered, routing_key))
         elif method_id == _CONFIRM_ACK or method_id == _CONFIRM_NACK:
             tag = _U64.unpack_from(buf, at)[0]
@@ -454,16 +479,16 @@ class Wire:
         elif method_id == _GET_OK:
             tag = _U64.unpack_from(buf, at)[0]
             redelivered = bool(buf[at + 8])
-            _, at = _readshortstr(buf, at + 9)
-            routing_key, _ = _readshortstr(buf, at)
+            _, at = _read_shortstr(buf, at + 9)
+            routing_key, _ = _read_shortstr(buf, at)
             self._start_content(2, Delivery(tag, redelivered, routing_key))
         elif method_id == _GET_EMPTY:
             self._replies[channel] = _EMPTY
         elif method_id == _RETURN:
             code = _U16.unpack_from(buf, at)[0]
-            text, at = _readshortstr(buf, at + 2)
-            _, at = _readshortstr(buf, at)
-            routing_key, _ = _readshortstr(buf, at)
+            text, at = _read_shortstr(buf, at + 2)
+            _, at = _read_shortstr(buf, at)
+            routing_key, _ = _read_shortstr(buf, at)
             returned = Delivery(0, False, routing_key)
             returned.reply = f"{code} {text}"
             self._start_content(3, returned)
