@@ -501,25 +501,36 @@ class AmqpDriver(Driver):
             self._last_reserve = time.monotonic()
 
     def _next(self, wire: Wire, timeout: float) -> Delivery | None:
+        want = self.prefetch if self._job_time < QUICK_JOB else 1
         if not self._consuming:
-            self._prefetch_now = self._start_prefetch()
-            wire.qos(self._prefetch_now, channel_wide=self.queue_type == "classic")
+            wire.qos(want, channel_wide=self.queue_type == "classic")
+            self._prefetch_now = want
             wire.consume(self.channel)
             self._consuming = True
-        elif self.queue_type == "classic":
-            want = self.prefetch if self._job_time < QUICK_JOB else 1
-            if want != self._prefetch_now:
+        elif want != self._prefetch_now:
+            if self.queue_type == "classic":
                 # Channel-wide, so it applies to the running consumer at once.
                 wire.qos(want, channel_wide=True)
-                self._prefetch_now = want
+            else:
+                # A quorum queue refuses a channel-wide prefetch: a new consumer.
+                self._cancel(wire)
+                wire.qos(want)
+                wire.consume(self.channel)
+                self._consuming = True
+            self._prefetch_now = want
         return wire.next_delivery(timeout)
 
-    def _start_prefetch(self) -> int:
-        if self.queue_type == "classic":
-            return self.prefetch if self._job_time < QUICK_JOB else 1
-        # A quorum queue takes back what was on its way to a consumer that is cancelled,
-        # counting a delivery; so its consumer is never restarted to change the prefetch.
-        return self.prefetch
+    def _cancel(self, wire: Wire) -> None:
+        """Stop the consumer; what it was sent stays in the buffer."""
+        if self.queue_type == "quorum":
+            # A quorum queue takes back what is on its way to a consumer being cancelled
+            # and counts a delivery, which would count as a lost run: first let the broker
+            # send all it may (the prefetch is used up, or nothing came for a while).
+            while (len(wire.deliveries) + len(self._held) < self._prefetch_now
+                   and wire.poll(0.05)):
+                pass
+        wire.cancel()
+        self._consuming = False
 
     def _accept(self, delivery: Delivery) -> Message | None:
         """The Message for a delivery, or None when the delivery was a lost run that had
@@ -674,17 +685,9 @@ class AmqpDriver(Driver):
         if wire is None or not self._consuming:
             return
         try:
-            if self.queue_type == "quorum":
-                # A quorum queue counts a delivery for what was on its way when the
-                # consumer is cancelled: first let the broker send all it may (the
-                # prefetch is used up, or nothing came for a while); it is given back.
-                while (len(wire.deliveries) + len(self._held) < self._prefetch_now
-                       and wire.poll(0.05)):
-                    pass
-            wire.cancel()
+            self._cancel(wire)
         except WireError as exc:
             raise self._worker_lost(exc) from exc
-        self._consuming = False
         self._prefetch_now = 0
         self._give_back(wire)
 
@@ -885,6 +888,7 @@ class AmqpQuorumDriver(AmqpDriver):
     """Quorum queues (replicated; ``x-delivery-count`` counts lost runs). RabbitMQ 3.x
     quorum queues have no priorities."""
 
+    name = "amqp-quorum"
     capabilities = replace(CLASSIC_CAPABILITIES, priority=False, priority_range=(0, 0))
     queue_type = "quorum"
 

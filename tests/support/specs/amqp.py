@@ -1,5 +1,6 @@
 """AMQP: the shared RabbitMQ on 127.0.0.1:5672 (guest/guest, or $QUEUE_TEST_AMQP_URL),
-a fresh channel (queue) per test. The queues a test run made are deleted when it ends,
+a fresh channel (queue) per test, on classic queues (``amqp``) and on quorum queues
+(``amqp-quorum``). The queues a test run made are deleted when it ends,
 so runs do not pile up queues on the broker."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from tests.support.drivers import LEASE_GRACE, DriverSpec
 ORDER = 60
 URL = os.environ.get("QUEUE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 _channels: set[str] = set()
+_quorum_channels: set[str] = set()
 
 
 def available() -> str | None:
@@ -36,19 +38,25 @@ def settings(tmp: Path, channel: str) -> dict[str, Any]:
     return {"driver": {"url": URL, "lease_grace": LEASE_GRACE}, "channel": channel}
 
 
+def quorum_settings(tmp: Path, channel: str) -> dict[str, Any]:
+    _quorum_channels.add(channel)
+    return {"driver": {"url": URL, "lease_grace": LEASE_GRACE, "queue_type": "quorum"},
+            "channel": channel}
+
+
 @atexit.register
 def _delete_queues() -> None:
-    if not _channels:
-        return
-    from drivers.amqp import AmqpDriver
     from queue_core import QueueError
-    for channel in sorted(_channels):
+    for channel, queue_type in [*((c, "classic") for c in sorted(_channels)),
+                                *((c, "quorum") for c in sorted(_quorum_channels))]:
+        from drivers.amqp import AmqpDriver
         try:
-            driver = AmqpDriver(URL, channel=channel)
+            driver = AmqpDriver(URL, channel=channel, queue_type=queue_type)
             driver.delete_queues()
             driver.close()
         except QueueError:
             return
 
 
-SPECS = [DriverSpec("amqp", "drivers.amqp:AmqpDriver", settings, available)]
+SPECS = [DriverSpec("amqp", "drivers.amqp:AmqpDriver", settings, available),
+         DriverSpec("amqp-quorum", "drivers.amqp:AmqpQuorumDriver", quorum_settings, available)]
