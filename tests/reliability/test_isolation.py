@@ -24,7 +24,9 @@ def test_a_child_that_aborts_is_a_failed_attempt(queue_settings, journal: str,
     queue.push(Record(journal, "next"))
     worker = queue_core(settings, "listen", "--timeout", "0.2", "--isolate")
     try:
-        wait_for(lambda: "next" in read_lines(journal), 30, "the next job")
+        # Both: on AMQP the retry goes behind "next", which was already waiting.
+        wait_for(lambda: "next" in read_lines(journal) and count(journal, "start abort") >= 2,
+                 30, "the next job and the retry")
         assert worker.poll() is None
         code, _, err = stop(worker)
     finally:
