@@ -467,7 +467,8 @@ class Wire:
             tag = _U64.unpack_from(buf, at)[0]
             multiple = buf[at + 8] & 1
             if method_id == _CONFIRM_NACK:
-                self._nacked += 1
+                self._nacked += (max(0, tag - self._settled) - sum(
+                    1 for seq in self._settled_single if seq <= tag)) if multiple else 1
             if multiple:
                 if tag > self._settled:
                     self._settled = tag
