@@ -26,6 +26,7 @@ from queue_core import (
     ConfigError,
     DriverError,
     ExecEvent,
+    InvalidArgumentError,
     JobNotFoundError,
     JobStatus,
     NotSupportedError,
@@ -152,7 +153,7 @@ def test_the_failed_store_keeps_the_reason_and_retry_sends_the_job_back(
     assert record is not None
     raw.requeue(record.tag)
     assert record.message_id == job_id
-    assert record.priority == 10 - 3  # AMQP: higher first
+    assert record.priority == 5 - 3  # AMQP: higher first
     assert record.headers["qc-attempt"] == 2
     assert record.headers["qc-error-type"] == "RuntimeError"
     assert record.headers["qc-error"] == "f failed on run 2"
@@ -192,10 +193,14 @@ def test_retry_with_reset_attempts_and_of_one_among_many(settings: dict[str, Any
 def test_priorities_map_onto_x_max_priority_lower_first(settings: dict[str, Any],
                                                         journal: str) -> None:
     queue = create_queue(settings)
-    for tag, priority in (("none", None), ("nine", 9), ("zero", 0), ("five", 5)):
+    assert queue.capabilities.priority_range == (0, 5)
+    for tag, priority in (("none", None), ("five", 5), ("zero", 0), ("three", 3)):
         queue.push(Record(journal, tag), priority=priority)
     run_until(queue, lambda: len(read_lines(journal)) == 4)
-    assert read_lines(journal) == ["zero", "five", "nine", "none"]
+    # No priority is the lowest, 5, and ties keep push order.
+    assert read_lines(journal) == ["zero", "three", "none", "five"]
+    with pytest.raises(InvalidArgumentError, match="0 to 5"):
+        queue.push(Record(journal, "x"), priority=6)
 
 
 def test_quorum_queues_have_their_own_driver_without_priorities(journal: str) -> None:
@@ -368,7 +373,7 @@ def test_a_push_the_broker_refuses_raises(settings: dict[str, Any], raw: Wire, j
             queue.push(Record(journal, "x"))
         with pytest.raises(DriverError, match="refused 3 message"):
             queue.push_many([Record(journal, f"m{index}") for index in range(3)])
-    assert "exists with other arguments" in caplog.text
+    assert "inequivalent arg" in caplog.text
 
 
 def test_a_push_to_a_deleted_queue_declares_it_again(settings: dict[str, Any], raw: Wire,
@@ -378,10 +383,18 @@ def test_a_push_to_a_deleted_queue_declares_it_again(settings: dict[str, Any], r
     queue.push(Record(journal, "a"))
     raw.delete(settings["channel"])  # the driver still takes it for declared
     with caplog.at_level(logging.WARNING, logger="drivers.amqp"):
-        queue.push_many([Record(journal, "b"), Record(journal, "c")])
+        queue.push(Record(journal, "b"))  # mandatory: the broker returns it
     assert "was missing; declaring it again" in caplog.text
-    run_until(queue, lambda: len(read_lines(journal)) == 2)
-    assert read_lines(journal) == ["b", "c"]  # "a" went with the queue
+    raw.delete(settings["channel"])
+    queue.push_many([Record(journal, "c"), Record(journal, "d")])  # declared right before
+    queue.push(Record(journal, "e"), delay=0.2)
+    raw.delete(f"{settings['channel']}.delay.200")
+    queue.push(Record(journal, "f"), delay=0.2)
+    run_until(queue, lambda: len(read_lines(journal)) == 3)
+    queue.run()
+    # "a", "b" and "e" went with the queues that were deleted; "f" came back from the
+    # broker and was sent again after its delay queue was declared again.
+    assert read_lines(journal) == ["c", "d", "f"]
 
 
 # -- settings -------------------------------------------------------------------------
