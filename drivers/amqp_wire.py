@@ -372,12 +372,8 @@ class Wire:
         if sock is None:
             raise WireError(f"connection {self.dead or 'closed'}")
         if self.heartbeat:
-            now = time.monotonic()
-            if now - self._last_send >= self.heartbeat / 2:
+            if time.monotonic() - self._last_send >= self.heartbeat / 2:
                 self._sendall(_HEARTBEAT)
-            if now - self._last_recv > 2 * self.heartbeat + 1:
-                raise self._fail(f"no sign of life from the broker for "
-                                 f"{now - self._last_recv:.0f}s (heartbeat {self.heartbeat}s)")
             if timeout is None or timeout > self.heartbeat / 2:
                 timeout = self.heartbeat / 2
         with self._lock:
@@ -385,11 +381,19 @@ class Wire:
                 sock.settimeout(timeout)
                 data = sock.recv(RECEIVE_SIZE)
             except (TimeoutError, BlockingIOError):
-                return False
+                data = None
             except OSError as exc:
-                if type(exc).__name__ in ("SSLWantReadError", "SSLWantWriteError"):
-                    return False
-                raise self._fail(f"connection lost: {exc}") from exc
+                if type(exc).__name__ not in ("SSLWantReadError", "SSLWantWriteError"):
+                    raise self._fail(f"connection lost: {exc}") from exc
+                data = None
+        if data is None:
+            # Judged only after a read found nothing: while a job ran nobody read, and
+            # the broker's heartbeats are waiting in the socket.
+            silent = time.monotonic() - self._last_recv
+            if self.heartbeat and silent > 2 * self.heartbeat + 1:
+                raise self._fail(f"no sign of life from the broker for {silent:.0f}s "
+                                 f"(heartbeat {self.heartbeat}s)")
+            return False
         if not data:
             raise self._fail("connection closed by the broker")
         self._last_recv = time.monotonic()
