@@ -48,6 +48,7 @@ from queue_core.errors import (
     DriverError,
     JobNotFoundError,
     NotSupportedError,
+    QueueError,
 )
 from queue_core.settings import redact_url
 
@@ -361,6 +362,15 @@ class AmqpDriver(Driver):
             if current is not None and (isinstance(exc, WireError) or current.dead is not None):
                 self._forget(current)
             raise DriverError(f"{self.describe()}: {exc}") from exc
+        except QueueError:
+            raise
+        except BaseException:
+            # Interrupted half way (a job's ttr alarm in a push from inside the job): what
+            # was sent, and what the broker will answer, is unknown; start afresh.
+            current = getattr(self._local, "wire", None)
+            if current is not None:
+                self._forget(current)
+            raise
 
     # -- push ------------------------------------------------------------------------
 
