@@ -3,10 +3,11 @@
 pika parses the URL (credentials, virtual host, TLS options) and encodes and decodes the
 protocol's methods and tables; this module owns the socket. pika's connection classes
 hand every frame of a message to the socket on its own and, in confirm mode, wait for
-the broker after each publish, which caps a worker near 3,500 jobs/s and a confirmed
-batch push near 1,400 jobs/s on the benchmark machine. Here a message's frames, or a
-whole batch of messages, go out in one write, confirms are counted by sequence number
-and waited for once per batch, and deliveries are parsed straight from the read buffer.
+the broker after each publish: on the benchmark machine its BlockingConnection confirmed
+about 1,400 publishes/s, batch or not, and consumed 10,500 to 12,300 messages/s with an
+ack each at prefetch 10 to 100, before any work. Here a message's frames, or a whole
+batch of messages, go out in one write, confirms are counted by sequence number and
+waited for once per batch, and deliveries are parsed straight from the read buffer.
 
 A Wire is one connection. Channel 1 carries the work; channel 2 runs probes that may fail
 (a passive declare of a delay queue that has expired), because the broker closes a channel
