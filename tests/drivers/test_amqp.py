@@ -33,7 +33,7 @@ from queue_core import (
     Queue,
     create_queue,
 )
-from tests.support.jobs import Fail, Record, Sleep, count, read_lines
+from tests.support.jobs import Fail, KillWorker, Record, Sleep, count, read_lines
 from tests.support.procs import ROOT, kill_group, queue_core, stop, wait_for, worker_env
 from tests.support.proxy import tcp_proxy
 from tests.support.run import run_until
@@ -245,6 +245,26 @@ def test_a_delivery_whose_consumer_died_counts_as_a_lost_run(queue_type: str, ra
         assert [(e.id, e.attempt) for e in done] == [(job_id, 2)]
     finally:
         _delete(settings)
+
+
+def test_a_job_that_kills_every_worker_ends_in_the_failed_store(settings: dict[str, Any],
+                                                                journal: str) -> None:
+    settings = {**settings, "attempts": 2}
+    queue = create_queue(settings)
+    job_id = queue.push(KillWorker(journal, "kill"))
+    for _ in range(4):  # more workers than attempts: the third one must not run it
+        worker = queue_core(settings, "listen", "--timeout", "0.2")
+        try:
+            worker.wait(timeout=5)  # killed by the job, or idle until we look
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            kill_group(worker)
+    assert count(journal, "start kill") == 2
+    [info] = queue.failed()
+    assert (info.id, info.attempt) == (job_id, 3)  # two runs, then the judgement
+    assert info.error is not None and info.error.type == "queue_core.errors.WorkerLostError"
+    assert queue.info()[JobStatus.WAITING] == 0
 
 
 def test_jobs_prefetched_at_a_graceful_stop_come_back_uncounted(settings: dict[str, Any],
