@@ -86,7 +86,7 @@ def _unbody(body: bytes) -> tuple[float | None, float | None, bytes]:
 
 
 # The stats a reserve needs, out of stats-job's 20-odd lines.
-_COUNTS = re.compile(rb"^(pri|reserves|releases|buries): (\d+)", re.M)
+_COUNTS = re.compile(rb"^(pri|ttr|reserves|releases|buries): (\d+)", re.M)
 
 
 def _stats(data: bytes) -> dict[str, str]:
@@ -169,23 +169,25 @@ class _Client:
         self._chunk(size)
         return job_id
 
-    def _counts_reply(self) -> dict[bytes, bytes] | None:
+    def _stats_document(self) -> bytes | None:
+        """The reply to stats-job: the document, or None for a job that is gone."""
         line = self._line()
         if line.startswith(b"NOT_FOUND"):
             return None
         (size,) = self._check(line, b"OK")
-        return dict(_COUNTS.findall(self._chunk(int(size))))
+        return self._chunk(int(size))
+
+    def _counts_reply(self) -> dict[bytes, bytes] | None:
+        document = self._stats_document()
+        return None if document is None else dict(_COUNTS.findall(document))
 
     def counts_and_peek(self, job_id: int) -> tuple[dict[bytes, bytes] | None, int | None]:
         self.client._sock.sendall(b"stats-job %d\r\npeek-ready\r\n" % job_id)
         return self._counts_reply(), self._peek_reply()
 
     def _stats_reply(self) -> dict[str, str] | None:
-        line = self._line()
-        if line.startswith(b"NOT_FOUND"):
-            return None
-        (size,) = self._check(line, b"OK")
-        return _stats(self._chunk(int(size)))
+        document = self._stats_document()
+        return None if document is None else _stats(document)
 
     def job_stats(self, job_id: int) -> dict[str, str] | None:
         self.client._sock.sendall(b"stats-job %d\r\n" % job_id)
@@ -341,8 +343,7 @@ class BeanstalkDriver(Driver):
         reserves = int(counts.get(b"reserves", 1))
         lost = reserves - 1 - int(counts.get(b"releases", 0)) - int(counts.get(b"buries", 0))
         if ttr is None:  # not pushed by us: beanstalkd's ttr is all there is
-            stats = self._io(lambda c: c.job_stats(job_id)) or {}
-            ttr = float(stats.get("ttr", 60))
+            ttr = float(counts.get(b"ttr", 60))
         return Message(
             str(job_id), payload, reserves, ttr, priority=pri >> 8, pushed_at=pushed_at,
             redelivered=(lost & _LOST_MASK) != (pri & _LOST_MASK),

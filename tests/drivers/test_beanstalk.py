@@ -189,3 +189,14 @@ def test_a_reserve_is_one_round_trip_whatever_the_order(settings: dict[str, Any]
     expected = [f"j{i}" for i in (range(29, -1, -1) if order == "priority" else range(30))]
     assert read_lines(journal) == expected
     assert len(extra) <= 2, extra  # the first reserve (no hint yet) and one wrong guess
+
+
+def test_a_job_put_by_another_client_takes_beanstalkds_ttr(settings: dict[str, Any]) -> None:
+    import greenstalk
+    queue = create_queue(settings)
+    client = greenstalk.Client(("127.0.0.1", port()), encoding=None, use=settings["channel"])
+    client.put(b'{"not": "ours"}', ttr=7)
+    client.close()
+    message = queue.driver.reserve(0)
+    assert message is not None
+    assert (message.payload, message.ttr, message.attempt) == (b'{"not": "ours"}', 7.0, 1)
