@@ -175,12 +175,14 @@ class Worker:
         if self._outage_since is None:
             self._outage_since = now
             self._outage_delay = 0.1
+            where = self.queue.driver.describe()
             if isinstance(exc, DriverError):
-                logger.error("cannot reach %s: %s; retrying with backoff",
-                             self.queue.driver.describe(), exc)
+                # Drivers name themselves in their errors; the address is said once.
+                text = str(exc)
+                logger.error("cannot reach %s; retrying with backoff",
+                             text if where in text else f"{where}: {text}")
             else:
-                logger.exception("reserve on %s failed; retrying with backoff",
-                                 self.queue.driver.describe())
+                logger.exception("reserve on %s failed; retrying with backoff", where)
         else:
             self._outage_delay = min(self._outage_delay * 2, OUTAGE_BACKOFF_MAX)
         self._sleep(self._outage_delay)

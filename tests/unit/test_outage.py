@@ -24,12 +24,13 @@ class Outage(RecordingDriver):
         super().__init__()
         self.down = down
         self.calls = 0
+        self.reserve_error = DriverError("connection refused")
 
     def reserve(self, timeout: float = 0.0):  # type: ignore[no-untyped-def]
         self.calls += 1
         if self.down > 0:
             self.down -= 1
-            raise DriverError("connection refused")
+            raise self.reserve_error
         return super().reserve(timeout)
 
 
@@ -45,6 +46,17 @@ def test_a_worker_rides_out_an_outage_and_logs_it_once(caplog) -> None:
     messages = [record.getMessage() for record in caplog.records]
     assert sum("cannot reach recording:queue: connection refused" in m for m in messages) == 1
     assert sum("is reachable again after" in m for m in messages) == 1
+
+
+def test_an_error_that_names_its_queue_is_logged_without_naming_it_twice(caplog) -> None:
+    driver = Outage(down=1)
+    driver.reserve_error = DriverError(f"{driver.describe()}: connection refused")
+    queue = Queue(driver)
+    queue.push(Ok())
+    caplog.set_level(logging.WARNING, logger="queue_core.worker")
+    queue.listen(timeout=0.1, max_jobs=1)
+    [message] = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
+    assert message.count(driver.describe()) == 1, message
 
 
 def test_the_outage_backoff_is_capped_and_grows(monkeypatch) -> None:
