@@ -126,22 +126,33 @@ def test_jobs_fetched_but_not_started_are_not_charged(settings: dict[str, Any],
                                                       journal: str) -> None:
     settings.update(ttr=1, attempts=1)  # any charged lost run would fail its job
     queue = create_queue(settings)
-    queue.push_many([Record(journal, f"j{index}") for index in range(3000)])
-    worker = queue_core(settings, "listen", "--timeout", "0.2", stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
-    wait_for(lambda: len(read_lines(journal)) >= 1000, 60, "1000 jobs")
-    kill_group(worker)
-    reserved_after_kill = queue.info()[JobStatus.RESERVED]
-    def drained() -> bool:
-        queue.run()
-        counts = queue.info()
-        return counts[JobStatus.WAITING] + counts[JobStatus.RESERVED] == 0
-    wait_for(drained, 30, "the rest of the jobs", every=0.2)
-    counts = queue.info()
-    assert reserved_after_kill > 1  # the worker had fetched ahead
-    # Only the job that was running can have been charged (and failed, attempts=1).
-    assert counts[JobStatus.FAILED] <= 1
-    assert len(set(read_lines(journal))) >= 3000 - counts[JobStatus.FAILED]
+    # A kill only says something when it strikes while the worker holds jobs it fetched
+    # ahead; how many it holds at that moment depends on the machine's load and on where
+    # in a batch the kill falls, so kill again (each round checked) until one did.
+    held_at_kills = []
+    for round_ in range(5):
+        queue.clear()
+        tags = {f"r{round_}j{index}" for index in range(3000)}
+        queue.push_many([Record(journal, tag) for tag in sorted(tags)])
+        worker = queue_core(settings, "listen", "--timeout", "0.2",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda tags=tags: len(tags.intersection(read_lines(journal))) >= 1000, 60,
+                 "1000 jobs")
+        kill_group(worker)
+        held_at_kills.append(queue.info()[JobStatus.RESERVED])
+
+        def drained() -> bool:
+            queue.run()
+            counts = queue.info()
+            return counts[JobStatus.WAITING] + counts[JobStatus.RESERVED] == 0
+        wait_for(drained, 30, "the rest of the jobs", every=0.2)
+        failed = queue.info()[JobStatus.FAILED]
+        # Only the job that was running can have been charged (and failed, attempts=1).
+        assert failed <= 1, held_at_kills
+        assert len(tags.intersection(read_lines(journal))) >= 3000 - failed
+        if held_at_kills[-1] > 1:
+            break
+    assert max(held_at_kills) > 1, held_at_kills  # some kill caught fetched-ahead jobs
 
 
 def test_a_worker_survives_a_restart_of_its_redis_server(server: Server, journal: str,
