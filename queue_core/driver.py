@@ -119,6 +119,10 @@ class Message:
     pushed_at: float | None = None
     redelivered: bool = False
     """The previous run of this job ended without a verdict: its worker was lost."""
+    loss_unproven: bool = False
+    """With ``redelivered``: the driver cannot tell whether that lost run had started (the
+    job may only have been prefetched by the worker that died). The loss is counted in
+    ``attempt`` but never ends the job: it runs again."""
     handle: Any = field(default=None, repr=False)
     """Driver-private: whatever it needs to ack, release or fail this reservation."""
 

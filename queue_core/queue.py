@@ -353,14 +353,18 @@ class Queue:
 
     def handle_error(self, message: Message, job: Job | None, meta: dict[str, Any],
                      error: BaseException, attempt: int | None = None,
-                     lost: bool = False, info: ErrorInfo | None = None) -> bool:
+                     lost: bool = False, info: ErrorInfo | None = None,
+                     unproven: bool = False) -> bool:
         """Decide and carry out what follows a failed attempt. Returns True if retried.
 
         For a lost run (``lost=True``) nothing is moved when the answer is retry: the caller
-        runs the job at once, because its lease already made it wait. ``info`` is what to
-        store when the error was raised elsewhere (an isolated child's traceback)."""
+        runs the job at once, because its lease already made it wait. A lost run that may
+        never have started (``unproven``) is retried whatever the limits say; an after_error
+        handler may still say no. ``info`` is what to store when the error was raised
+        elsewhere (an isolated child's traceback)."""
         attempt = message.attempt if attempt is None else attempt
-        retry = self.can_retry(job, meta, attempt, error, message.pushed_at)
+        retry = (self.driver.capabilities.retry if unproven
+                 else self.can_retry(job, meta, attempt, error, message.pushed_at))
         delay = 0.0
         note = ""
         if retry and not lost:
@@ -437,7 +441,12 @@ class Queue:
         error = WorkerLostError(
             f"the worker running attempt {lost_attempt} of job {message.id} vanished "
             "(killed, crashed or past its lease) before reporting a result")
-        return self.handle_error(message, job, meta, error, attempt=lost_attempt, lost=True)
+        if message.loss_unproven:
+            logger.warning("job %s: the worker holding it was lost, and nothing tells whether "
+                           "it had started the job or only prefetched it; running it again "
+                           "as attempt %d", message.id, message.attempt)
+        return self.handle_error(message, job, meta, error, attempt=lost_attempt, lost=True,
+                                 unproven=message.loss_unproven)
 
     def handle_undecodable(self, message: Message, error: SerializationError) -> None:
         """A payload that cannot become a job is never retried: straight to FAILED."""
