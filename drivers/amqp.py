@@ -16,7 +16,10 @@ publishes a copy with one more attempt (to a delay queue, or straight back) and 
 original once the broker confirmed the copy. A run whose worker died comes back from the
 broker flagged redelivered (classic) or with ``x-delivery-count`` (quorum); on a classic
 queue the driver first publishes a copy that counts that lost run, since the flag alone
-cannot count, so a job that kills its worker ends FAILED after ``attempts`` runs.
+cannot count. The broker hands back the jobs a dead worker had only prefetched marked the
+same way, so a job's first loss is unproven: counted, but it never ends the job (see
+``_counted``). A job that kills its worker still ends FAILED: after ``attempts`` runs, or
+two with ``attempts=1``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from itertools import count
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from queue_core.driver import (
@@ -86,8 +89,8 @@ TRACEBACK_LIMIT = 32768
 
 _OWN_OPTIONS = {"prefetch": int, "queue_type": str, "consumer_timeout": float,
                 "lease_grace": float, "connect_timeout": float, "publish_timeout": float}
-_OUR_HEADERS = ("qc-attempt", "qc-lost", "qc-error-type", "qc-error", "qc-traceback",
-                "qc-failed-at")
+_OUR_HEADERS = ("qc-attempt", "qc-lost", "qc-unproven", "qc-losses", "qc-error-type",
+                "qc-error", "qc-traceback", "qc-failed-at")
 
 _pika_module: Any = None
 
@@ -133,14 +136,42 @@ def _carried(headers: dict[str, Any]) -> dict[str, Any]:
             if not key.startswith("x-") and key not in _OUR_HEADERS}
 
 
-class _Handle:
-    __slots__ = ("wire", "delivery", "deadline", "attempt")
+class _Runs(NamedTuple):
+    """What a message's headers, and the broker's redelivery marks, say of its runs."""
 
-    def __init__(self, wire: Wire, delivery: Delivery, deadline: float, attempt: int) -> None:
+    counted: int
+    """Runs counted so far (``qc-attempt``)."""
+    lost: bool
+    """The last of them was lost with its worker (``qc-lost``)..."""
+    unproven: bool
+    """... and may only have been prefetched, never started (``qc-unproven``)."""
+    losses: int
+    """Lost runs in the job's life, retries included (``qc-losses``)."""
+
+    def headers(self) -> dict[str, int]:
+        found = {"qc-attempt": self.counted, "qc-lost": int(self.lost),
+                 "qc-unproven": int(self.unproven), "qc-losses": self.losses}
+        return {key: value for key, value in found.items() if value}
+
+
+class _Handle:
+    __slots__ = ("wire", "delivery", "deadline", "attempt", "losses")
+
+    def __init__(self, wire: Wire, delivery: Delivery, deadline: float, attempt: int,
+                 losses: int) -> None:
         self.wire = wire
         self.delivery = delivery
         self.deadline = deadline
         self.attempt = attempt
+        self.losses = losses
+
+    def copy_headers(self, attempt: int) -> dict[str, Any]:
+        """The headers of a copy of this job that has run ``attempt`` times."""
+        headers = _carried(self.delivery.headers)
+        headers["qc-attempt"] = attempt
+        if self.losses:
+            headers["qc-losses"] = self.losses
+        return headers
 
 
 CLASSIC_CAPABILITIES = Capabilities(
@@ -560,12 +591,10 @@ class AmqpDriver(Driver):
     def _accept(self, delivery: Delivery) -> Message | None:
         """The Message for a delivery, or None when the delivery was a lost run that had
         to be counted first (classic queues)."""
-        counted = self._counted(delivery)
-        if counted is None:
-            self._charge(delivery, _int(delivery.headers.get("qc-attempt")) + 1,
-                         "its worker was lost")
+        runs = self._counted(delivery)
+        if runs is None:
+            self._charge(delivery, self._after_loss(delivery), "its worker was lost")
             return None
-        before, lost = counted
         wire = self._worker
         assert wire is not None
         headers = delivery.headers
@@ -574,41 +603,55 @@ class AmqpDriver(Driver):
             self._warned_ttrs.add(ttr)
             self._warn_ttr(ttr, "a job's")
         pushed = headers.get("qc-pushed")
-        attempt = before + 1
-        handle = _Handle(wire, delivery, time.monotonic() + ttr + self.lease_grace, attempt)
+        attempt = runs.counted + 1
+        handle = _Handle(wire, delivery, time.monotonic() + ttr + self.lease_grace, attempt,
+                         runs.losses)
         self._held[delivery.tag] = handle
         return Message(delivery.message_id or f"amqp-{delivery.tag}", delivery.body, attempt,
                        ttr, priority=self._our_priority(delivery.priority),
                        pushed_at=pushed / 1000 if isinstance(pushed, int) else None,
-                       redelivered=lost, handle=handle)
+                       redelivered=runs.lost, loss_unproven=runs.unproven, handle=handle)
 
-    def _counted(self, delivery: Delivery) -> tuple[int, bool] | None:
-        """(runs counted so far, whether the last of them was lost), or None when the
-        broker flagged a redelivery that no header counts yet."""
+    def _counted(self, delivery: Delivery) -> _Runs | None:
+        """The runs of a delivery, or None when the broker flagged a redelivery that no
+        header counts yet (a classic queue: see ``_after_loss``).
+
+        A consumer that dies hands back the job it was running and the ones it had only
+        prefetched, all marked alike. A job's first loss is therefore unproven: counted,
+        but it never ends the job (the core runs it again). A job lost once before is the
+        likelier culprit, and a job that kills every worker must end: later losses count
+        in full."""
         headers = delivery.headers
-        before = _int(headers.get("qc-attempt"))
-        lost = bool(headers.get("qc-lost"))
+        runs = _Runs(_int(headers.get("qc-attempt")), bool(headers.get("qc-lost")),
+                      bool(headers.get("qc-unproven")), _int(headers.get("qc-losses")))
         if delivery.redelivered:
             redeliveries = self._redeliveries(headers)
             if redeliveries is None:
                 return None
-            before += redeliveries
-            lost = lost or redeliveries > 0
-        return before, lost
+            if redeliveries > 0:
+                runs = _Runs(runs.counted + redeliveries, True,
+                             runs.losses == 0 and redeliveries == 1,
+                             runs.losses + redeliveries)
+        return runs
+
+    def _after_loss(self, delivery: Delivery) -> _Runs:
+        """The runs of a delivery a classic queue flagged redelivered: one more, lost."""
+        headers = delivery.headers
+        losses = _int(headers.get("qc-losses"))
+        return _Runs(_int(headers.get("qc-attempt")) + 1, True, losses == 0, losses + 1)
 
     def _redeliveries(self, headers: dict[str, Any]) -> int | None:
         """Lost runs the broker counted for this copy, or None when it cannot count them
         (a classic queue only flags a redelivery)."""
         return None
 
-    def _charge(self, delivery: Delivery, attempts: int, why: str) -> None:
-        """Publish a copy of a held delivery that counts ``attempts`` runs, the last one
-        lost, then ack the delivery."""
-        logger.info("job %s: %s; counting it as attempt %d", delivery.message_id, why,
-                    attempts)
-        headers = _carried(delivery.headers)
-        headers["qc-attempt"] = attempts
-        headers["qc-lost"] = 1
+    def _charge(self, delivery: Delivery, runs: _Runs, why: str) -> None:
+        """Publish a copy of a held delivery that counts ``runs``, then ack the
+        delivery."""
+        logger.info("job %s: %s; counting it as attempt %d%s", delivery.message_id, why,
+                    runs.counted, " (unproven: it may only have been prefetched)"
+                    if runs.unproven else "")
+        headers = {**_carried(delivery.headers), **runs.headers()}
         job_id = delivery.message_id or f"amqp-{delivery.tag}"
         properties = encode_properties(job_id, delivery.priority, headers)
         try:
@@ -640,7 +683,7 @@ class AmqpDriver(Driver):
             del self._held[tag]
             if handle.wire is not self._worker:
                 continue
-            self._charge(handle.delivery, handle.attempt,
+            self._charge(handle.delivery, _Runs(handle.attempt, True, False, handle.losses + 1),
                          "it was reserved and not reported on within its lease")
 
     # -- outcomes --------------------------------------------------------------------
@@ -674,9 +717,8 @@ class AmqpDriver(Driver):
         handle = self._settle(message)
         if handle is None:
             return
-        headers = _carried(handle.delivery.headers)
-        headers["qc-attempt"] = message.attempt
-        properties = encode_properties(message.id, handle.delivery.priority, headers)
+        properties = encode_properties(message.id, handle.delivery.priority,
+                                       handle.copy_headers(message.attempt))
         try:
             self._republish(self.channel, message.payload, properties, delay)
         except DriverError:
@@ -689,9 +731,9 @@ class AmqpDriver(Driver):
         if handle is None:
             return
         if keep:
-            headers = _carried(handle.delivery.headers)
+            headers = handle.copy_headers(message.attempt)
             headers.update({
-                "qc-attempt": message.attempt, "qc-error-type": error.type[:1000],
+                "qc-error-type": error.type[:1000],
                 "qc-error": error.message[:TRACEBACK_LIMIT // 4],
                 "qc-traceback": error.traceback[-TRACEBACK_LIMIT:],
                 "qc-failed-at": int(time.time() * 1000)})
@@ -719,18 +761,12 @@ class AmqpDriver(Driver):
     def _give_back(self, wire: Wire) -> None:
         while wire.deliveries:
             delivery = wire.deliveries.popleft()
-            counted = self._counted(delivery)
-            if counted is None:
-                self._charge(delivery, _int(delivery.headers.get("qc-attempt")) + 1,
-                             "its worker was lost")
+            runs = self._counted(delivery)
+            if runs is None:
+                self._charge(delivery, self._after_loss(delivery), "its worker was lost")
                 continue
             # A copy, not a nack: a nack would flag it redelivered, which counts a run.
-            headers = _carried(delivery.headers)
-            before, lost = counted
-            if before:
-                headers["qc-attempt"] = before
-            if lost:
-                headers["qc-lost"] = 1
+            headers = {**_carried(delivery.headers), **runs.headers()}
             job_id = delivery.message_id or f"amqp-{delivery.tag}"
             properties = encode_properties(job_id, delivery.priority, headers)
             self._republish(self.channel, delivery.body, properties, 0.0)

@@ -247,12 +247,15 @@ def test_a_delivery_whose_consumer_died_counts_as_a_lost_run(queue_type: str, ra
         _delete(settings)
 
 
-def test_a_job_that_kills_every_worker_ends_in_the_failed_store(settings: dict[str, Any],
-                                                                journal: str) -> None:
-    settings = {**settings, "attempts": 2}
+@pytest.mark.parametrize(("attempts", "runs"), [(1, 2), (2, 2), (3, 3)])
+def test_a_job_that_kills_every_worker_ends_in_the_failed_store(
+        settings: dict[str, Any], journal: str, attempts: int, runs: int) -> None:
+    # A job's first loss is unproven (it may only have been prefetched), so it never ends
+    # the job: with attempts=1 the job runs once more before its second loss fails it.
+    settings = {**settings, "attempts": attempts}
     queue = create_queue(settings)
     job_id = queue.push(KillWorker(journal, "kill"))
-    for _ in range(4):  # more workers than attempts: the third one must not run it
+    for _ in range(runs + 2):  # more workers than runs: the last ones must not run it
         worker = queue_core(settings, "listen", "--timeout", "0.2")
         try:
             worker.wait(timeout=5)  # killed by the job, or idle until we look
@@ -260,11 +263,50 @@ def test_a_job_that_kills_every_worker_ends_in_the_failed_store(settings: dict[s
             pass
         finally:
             kill_group(worker)
-    assert count(journal, "start kill") == 2
+    assert count(journal, "start kill") == runs
     [info] = queue.failed()
-    assert (info.id, info.attempt) == (job_id, 3)  # two runs, then the judgement
+    assert (info.id, info.attempt) == (job_id, runs + 1)  # the runs, then the judgement
     assert info.error is not None and info.error.type == "queue_core.errors.WorkerLostError"
     assert queue.info()[JobStatus.WAITING] == 0
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_jobs_prefetched_by_a_killed_worker_are_not_failed(queue_type: str, journal: str,
+                                                           tmp_path: Path) -> None:
+    # attempts=1: a prefetched job charged with a lost run that ended it would fail
+    # without ever having run. The broker hands back every job the dead worker held,
+    # alike; each of them runs again, the one that was running included.
+    settings = settings_for(driver={"queue_type": queue_type}, attempts=1)
+    queue = create_queue(settings)
+    log = tmp_path / "exec.log"
+    try:
+        held_at_kills = []
+        for round_ in range(3):
+            tags = {f"r{round_}j{index}" for index in range(3000)}
+            queue.push_many([Record(journal, tag) for tag in sorted(tags)])
+            worker = queue_core(settings, "listen", "--timeout", "0.2", exec_log=log,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda tags=tags: len(tags.intersection(read_lines(journal))) >= 1000,
+                     60, "1000 jobs")
+            kill_group(worker)
+            before = len(read_lines(str(log)))
+            drainer = queue_core(settings, "listen", "--timeout", "0.2", exec_log=log)
+            try:
+                wait_for(lambda tags=tags: tags <= set(read_lines(journal)), 60, "every job")
+                time.sleep(0.3)
+                code, _, err = stop(drainer)
+            finally:
+                kill_group(drainer)
+            assert code == 0, err
+            assert queue.failed() == []
+            # The jobs the dead worker held run again as attempt 2.
+            held_at_kills.append(sum(line.split()[2] == "2"
+                                     for line in read_lines(str(log))[before:]))
+            if held_at_kills[-1] > 1:
+                break
+        assert max(held_at_kills) > 1, held_at_kills  # some kill caught prefetched jobs
+    finally:
+        _delete(settings)
 
 
 def test_jobs_prefetched_at_a_graceful_stop_come_back_uncounted(settings: dict[str, Any],
