@@ -94,16 +94,21 @@ def journal(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def queue_settings(driver_spec: DriverSpec, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+def queue_settings(driver_spec: DriverSpec,
+                   tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
     """Settings for a queue on a fresh channel of the driver under test."""
     channel = f"t{uuid.uuid4().hex[:12]}"
+    built: list[dict[str, Any]] = []
 
     def build(**extra: Any) -> dict[str, Any]:
         settings = driver_spec.settings(tmp_path, channel)
         settings["imports"] = ["tests.support.jobs"]
         settings.update(extra)
+        built.append(settings)
         return settings
-    return build
+    yield build
+    if built and driver_spec.cleanup is not None:
+        driver_spec.cleanup(built[0])
 
 
 @pytest.fixture

@@ -27,6 +27,9 @@ class DriverSpec:
     driver_class: str
     settings: Callable[[Path, str], dict[str, Any]]
     available: Callable[[], str | None] = lambda: None
+    cleanup: Callable[[dict[str, Any]], None] | None = None
+    """Removes what a test's channel left on a shared server, when the test ends (a broker
+    that keeps every test's queues runs out of file handles)."""
 
     @property
     def cls(self) -> type[Driver]:
