@@ -53,6 +53,10 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "table": str, "create_table": lambda v: v.lower() in ("1", "true", "yes"),
     "lease_grace": float, "poll_interval": float, "max_poll_interval": float}
 INSERT_CHUNK = 500
+IDLE_RECHECK = 5.0
+"""Seconds an idle PostgreSQL worker goes without looking at the table, when no
+notification came and nothing delayed or leased comes due: every change that makes a job
+ready (push, release, retry) NOTIFYs, so this only bounds the cost of a lost one."""
 """Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
 
@@ -121,6 +125,7 @@ class DbDriver(Driver):
         self._listener: Any = None
         self._finished: _Finished | None = None
         self._idle = self.poll_interval
+        self._quiet_until = 0.0
         self._local = threading.local()
         self.notify_channel = _notify_name(table, channel)
 
@@ -295,6 +300,16 @@ class DbDriver(Driver):
     def reserve(self, timeout: float = 0.0) -> Message | None:
         deadline = time.monotonic() + timeout
         while True:
+            now = time.monotonic()
+            if self._quiet(now):
+                # Nothing can have become ready since the last look: no notification came
+                # and the next delayed or leased job is not due yet.
+                left = deadline - now
+                if left <= 0:
+                    return None
+                if self._wait_for_notify(min(left, self._quiet_until - now)):
+                    self._quiet_until = 0.0
+                continue
             message, promoted = self._reserve_once()
             if message is not None:
                 self._idle = self.poll_interval
@@ -304,13 +319,22 @@ class DbDriver(Driver):
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            wait = min(left, self._seconds_to_next_due())
+            due = self._seconds_to_next_due()
+            wait = min(left, due)
             if self.dialect == "postgresql":
+                self._quiet_until = time.monotonic() + min(due, IDLE_RECHECK)
                 if self._wait_for_notify(max(0.0, wait)):
+                    self._quiet_until = 0.0
                     continue
             else:
                 time.sleep(max(0.0, min(wait, self._idle)))
                 self._idle = min(self._idle * 2, self.max_poll_interval)
+
+    def _quiet(self, now: float) -> bool:
+        """Whether an idle PostgreSQL worker may skip looking at the table: it listens, it
+        has no ack to carry, and its quiet time has not run out."""
+        return (now < self._quiet_until and self._listener is not None
+                and self._finished is None)
 
     def _reserve_once(self) -> tuple[Message | None, int]:
         conn = self._worker_connection()
