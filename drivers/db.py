@@ -301,9 +301,10 @@ class DbDriver(Driver):
         deadline = time.monotonic() + timeout
         while True:
             now = time.monotonic()
-            if self._quiet(now):
+            if timeout > 0 and self._quiet(now):
                 # Nothing can have become ready since the last look: no notification came
-                # and the next delayed or leased job is not due yet.
+                # and the next delayed or leased job is not due yet. (A reserve that does
+                # not wait, as ``run`` does, always looks.)
                 left = deadline - now
                 if left <= 0:
                     return None

@@ -136,6 +136,20 @@ def test_an_idle_postgresql_worker_finds_a_job_whose_notification_was_lost(
         queue.clear()
 
 
+def test_a_reserve_that_does_not_wait_looks_even_when_the_worker_is_idle(
+        journal: str) -> None:
+    queue = create_queue(pg_settings())
+    try:
+        assert queue.driver.reserve(0.6) is None  # idle: it stops looking at the table
+        queue.push(Record(journal, "x"))
+        # A notification may still be on its way; ``run`` must not depend on it.
+        message = queue.driver.reserve(0)
+        assert message is not None
+        queue.driver.ack(message)
+    finally:
+        queue.clear()
+
+
 def test_a_push_while_the_database_is_down_raises(journal: str) -> None:
     queue = create_queue(pg_settings(url=f"postgresql://postgres@127.0.0.1:{_free_port()}/t"))
     with pytest.raises(DriverError, match="db postgresql.*connection failed"):
