@@ -557,23 +557,22 @@ class AmqpDriver(Driver):
             self._last_reserve = time.monotonic()
 
     def _next(self, wire: Wire, timeout: float) -> Delivery | None:
-        want = self.prefetch if self._job_time < QUICK_JOB else 1
+        if self._job_time < QUICK_JOB:
+            want = self.prefetch
+        elif self._job_time > 2 * QUICK_JOB or not self._consuming:
+            want = 1
+        else:
+            # Between the two: as it is, so that jobs near the limit do not make the
+            # consumer start over and over.
+            want = self._prefetch_now
+        if self._consuming and want != self._prefetch_now:
+            # A prefetch applies to consumers started afterwards: a new consumer.
+            self._cancel(wire)
         if not self._consuming:
-            wire.qos(want, channel_wide=self.queue_type == "classic")
+            wire.qos(want)
             self._prefetch_now = want
             wire.consume(self.channel)
             self._consuming = True
-        elif want != self._prefetch_now:
-            if self.queue_type == "classic":
-                # Channel-wide, so it applies to the running consumer at once.
-                wire.qos(want, channel_wide=True)
-            else:
-                # A quorum queue refuses a channel-wide prefetch: a new consumer.
-                self._cancel(wire)
-                wire.qos(want)
-                wire.consume(self.channel)
-                self._consuming = True
-            self._prefetch_now = want
         return wire.next_delivery(timeout)
 
     def _cancel(self, wire: Wire) -> None:
@@ -948,8 +947,8 @@ class AmqpDriver(Driver):
 
 
 class AmqpQuorumDriver(AmqpDriver):
-    """Quorum queues (replicated; ``x-delivery-count`` counts lost runs). RabbitMQ 3.x
-    quorum queues have no priorities."""
+    """Quorum queues (replicated; ``x-delivery-count`` counts lost runs, up to RabbitMQ
+    4.2). RabbitMQ 3.x quorum queues have no priorities."""
 
     name = "amqp-quorum"
     capabilities = replace(CLASSIC_CAPABILITIES, priority=False, priority_range=(0, 0))
@@ -974,5 +973,8 @@ class AmqpQuorumDriver(AmqpDriver):
         return None
 
     def _redeliveries(self, headers: dict[str, Any]) -> int | None:
-        return _int(headers.get("x-delivery-count"))
+        # RabbitMQ 4.3 stopped counting a return of a dead consumer's messages (it counts
+        # rejects only); a redelivery it did not count is counted by a copy, as on a
+        # classic queue.
+        return _int(headers.get("x-delivery-count")) or None
 

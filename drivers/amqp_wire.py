@@ -614,10 +614,10 @@ class Wire:
 
     # -- consuming -------------------------------------------------------------------
 
-    def qos(self, prefetch: int, channel_wide: bool = False) -> None:
-        """A per-consumer prefetch applies to consumers started afterwards only; a
-        channel-wide one (which quorum queues refuse) applies at once."""
-        self.call(_pika().spec.Basic.Qos(prefetch_count=prefetch, global_qos=channel_wide))
+    def qos(self, prefetch: int) -> None:
+        """A per-consumer prefetch, for consumers started afterwards. (A channel-wide one
+        applies at once, but RabbitMQ 4.3 refuses it with a channel error.)"""
+        self.call(_pika().spec.Basic.Qos(prefetch_count=prefetch, global_qos=False))
 
     def poll(self, timeout: float) -> bool:
         """Read what arrives within ``timeout`` seconds; False if nothing came."""

@@ -247,6 +247,48 @@ def test_a_delivery_whose_consumer_died_counts_as_a_lost_run(queue_type: str, ra
         _delete(settings)
 
 
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_the_prefetch_follows_the_jobs_without_a_channel_wide_qos(
+        queue_type: str, journal: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # RabbitMQ 4.3 closes the channel of a basic.qos with global=true: a change of
+    # prefetch must start a new consumer instead.
+    import pika
+    sent: list[Any] = []
+    call = Wire.call
+
+    def spy(wire: Wire, method: Any, channel: int = 1) -> Any:
+        if isinstance(method, pika.spec.Basic.Qos):
+            sent.append(method)
+        return call(wire, method, channel)
+    monkeypatch.setattr(Wire, "call", spy)
+    settings = settings_for(driver={"queue_type": queue_type})
+    try:
+        queue = create_queue(settings)
+        queue.push_many([Record(journal, f"a{index}") for index in range(60)])
+        queue.push_many([Sleep(journal, f"s{index}", 0.01) for index in range(5)])
+        queue.push_many([Record(journal, f"b{index}") for index in range(60)])
+        assert queue.listen(timeout=0.2, max_jobs=125) == 0
+        assert len({line for line in read_lines(journal) if not line.startswith("start")}
+                   - {f"end s{index}" for index in range(5)}) == 120
+        assert [method.global_qos for method in sent] == [False] * len(sent)
+        assert [method.prefetch_count for method in sent][:3] == [1, 20, 1]
+    finally:
+        _delete(settings)
+
+
+def test_a_quorum_redelivery_the_broker_did_not_count_is_counted_by_a_copy() -> None:
+    # RabbitMQ 4.3 no longer counts the return of a dead consumer's messages in
+    # x-delivery-count; the flag alone must still count a run.
+    from drivers.amqp_wire import Delivery
+    driver = AmqpQuorumDriver(URL, channel="unused")
+    uncounted = Delivery(7, True, "unused")
+    assert driver._counted(uncounted) is None
+    counted = Delivery(8, True, "unused")
+    counted.headers = {"x-delivery-count": 1}
+    runs = driver._counted(counted)
+    assert runs is not None and (runs.counted, runs.lost, runs.unproven) == (1, True, True)
+
+
 @pytest.mark.parametrize(("attempts", "runs"), [(1, 2), (2, 2), (3, 3)])
 def test_a_job_that_kills_every_worker_ends_in_the_failed_store(
         settings: dict[str, Any], journal: str, attempts: int, runs: int) -> None:
