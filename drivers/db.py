@@ -53,11 +53,11 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "table": str, "create_table": lambda v: v.lower() in ("1", "true", "yes"),
     "lease_grace": float, "poll_interval": float, "max_poll_interval": float}
 INSERT_CHUNK = 500
+"""Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
 IDLE_RECHECK = 5.0
 """Seconds an idle PostgreSQL worker goes without looking at the table, when no
 notification came and nothing delayed or leased comes due: every change that makes a job
 ready (push, release, retry) NOTIFYs, so this only bounds the cost of a lost one."""
-"""Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
 
 
