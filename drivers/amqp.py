@@ -18,7 +18,7 @@ broker flagged redelivered (classic) or with ``x-delivery-count`` (quorum); on a
 queue the driver first publishes a copy that counts that lost run, since the flag alone
 cannot count. The broker hands back the jobs a dead worker had only prefetched marked the
 same way, so a job's first loss is unproven: counted, but it never ends the job (see
-``_counted``). A job that kills its worker still ends FAILED: after ``attempts`` runs, or
+``_Runs.lose``). A job that kills its worker still ends FAILED: after ``attempts`` runs, or
 two with ``attempts=1``.
 """
 
@@ -148,10 +148,28 @@ class _Runs(NamedTuple):
     losses: int
     """Lost runs in the job's life, retries included (``qc-losses``)."""
 
-    def headers(self) -> dict[str, int]:
+    @classmethod
+    def stored(cls, headers: dict[str, Any]) -> _Runs:
+        return cls(_int(headers.get("qc-attempt")), bool(headers.get("qc-lost")),
+                   bool(headers.get("qc-unproven")), _int(headers.get("qc-losses")))
+
+    def lose(self, runs: int) -> _Runs:
+        """These runs and ``runs`` more, lost. A consumer that dies hands back the job it
+        was running and the ones it had only prefetched, all marked alike, so a job's
+        first loss is unproven: counted, but it never ends the job (the core runs it
+        again). A job lost before is the likelier culprit, and a job that kills every
+        worker must end: later losses count in full."""
+        return _Runs(self.counted + runs, True, self.losses == 0 and runs == 1,
+                     self.losses + runs)
+
+    def properties(self, delivery: Delivery) -> bytes:
+        """The properties of a copy of ``delivery`` that carries these runs."""
         found = {"qc-attempt": self.counted, "qc-lost": int(self.lost),
                  "qc-unproven": int(self.unproven), "qc-losses": self.losses}
-        return {key: value for key, value in found.items() if value}
+        headers = {**_carried(delivery.headers),
+                   **{key: value for key, value in found.items() if value}}
+        return encode_properties(delivery.message_id or f"amqp-{delivery.tag}",
+                                 delivery.priority, headers)
 
 
 class _Handle:
@@ -592,7 +610,8 @@ class AmqpDriver(Driver):
         to be counted first (classic queues)."""
         runs = self._counted(delivery)
         if runs is None:
-            self._charge(delivery, self._after_loss(delivery), "its worker was lost")
+            self._charge(delivery, _Runs.stored(delivery.headers).lose(1),
+                         "its worker was lost")
             return None
         wire = self._worker
         assert wire is not None
@@ -613,31 +632,15 @@ class AmqpDriver(Driver):
 
     def _counted(self, delivery: Delivery) -> _Runs | None:
         """The runs of a delivery, or None when the broker flagged a redelivery that no
-        header counts yet (a classic queue: see ``_after_loss``).
-
-        A consumer that dies hands back the job it was running and the ones it had only
-        prefetched, all marked alike. A job's first loss is therefore unproven: counted,
-        but it never ends the job (the core runs it again). A job lost once before is the
-        likelier culprit, and a job that kills every worker must end: later losses count
-        in full."""
-        headers = delivery.headers
-        runs = _Runs(_int(headers.get("qc-attempt")), bool(headers.get("qc-lost")),
-                      bool(headers.get("qc-unproven")), _int(headers.get("qc-losses")))
+        header counts yet (a classic queue): the caller counts it with a copy."""
+        runs = _Runs.stored(delivery.headers)
         if delivery.redelivered:
-            redeliveries = self._redeliveries(headers)
+            redeliveries = self._redeliveries(delivery.headers)
             if redeliveries is None:
                 return None
             if redeliveries > 0:
-                runs = _Runs(runs.counted + redeliveries, True,
-                             runs.losses == 0 and redeliveries == 1,
-                             runs.losses + redeliveries)
+                runs = runs.lose(redeliveries)
         return runs
-
-    def _after_loss(self, delivery: Delivery) -> _Runs:
-        """The runs of a delivery a classic queue flagged redelivered: one more, lost."""
-        headers = delivery.headers
-        losses = _int(headers.get("qc-losses"))
-        return _Runs(_int(headers.get("qc-attempt")) + 1, True, losses == 0, losses + 1)
 
     def _redeliveries(self, headers: dict[str, Any]) -> int | None:
         """Lost runs the broker counted for this copy, or None when it cannot count them
@@ -650,11 +653,8 @@ class AmqpDriver(Driver):
         logger.info("job %s: %s; counting it as attempt %d%s", delivery.message_id, why,
                     runs.counted, " (unproven: it may only have been prefetched)"
                     if runs.unproven else "")
-        headers = {**_carried(delivery.headers), **runs.headers()}
-        job_id = delivery.message_id or f"amqp-{delivery.tag}"
-        properties = encode_properties(job_id, delivery.priority, headers)
         try:
-            self._republish(self.channel, delivery.body, properties, 0.0)
+            self._republish(self.channel, delivery.body, runs.properties(delivery), 0.0)
         except DriverError:
             # Not counted: leave it to the broker, which hands it out again.
             self._on_worker(lambda wire: wire.requeue(delivery.tag))
@@ -762,13 +762,11 @@ class AmqpDriver(Driver):
             delivery = wire.deliveries.popleft()
             runs = self._counted(delivery)
             if runs is None:
-                self._charge(delivery, self._after_loss(delivery), "its worker was lost")
+                self._charge(delivery, _Runs.stored(delivery.headers).lose(1),
+                             "its worker was lost")
                 continue
             # A copy, not a nack: a nack would flag it redelivered, which counts a run.
-            headers = {**_carried(delivery.headers), **runs.headers()}
-            job_id = delivery.message_id or f"amqp-{delivery.tag}"
-            properties = encode_properties(job_id, delivery.priority, headers)
-            self._republish(self.channel, delivery.body, properties, 0.0)
+            self._republish(self.channel, delivery.body, runs.properties(delivery), 0.0)
             self._on_worker(functools.partial(Wire.ack, tag=delivery.tag))
 
     # -- lookups and admin -----------------------------------------------------------
