@@ -37,7 +37,7 @@ from tests.support.jobs import Fail, KillWorker, Record, Sleep, count, read_line
 from tests.support.procs import ROOT, kill_group, queue_core, stop, wait_for, worker_env
 from tests.support.proxy import tcp_proxy
 from tests.support.run import run_until
-from tests.support.specs.amqp import URL, available
+from tests.support.specs.amqp import URL, available, delete_queues
 
 pytestmark = pytest.mark.skipif(bool(available()), reason=str(available()))
 
@@ -49,18 +49,11 @@ def settings_for(url: str = URL, channel: str | None = None, **extra: Any) -> di
             "imports": ["tests.support.jobs"], **extra}
 
 
-def _delete(settings: dict[str, Any]) -> None:
-    driver = AmqpDriver(URL, channel=settings["channel"],
-                        queue_type=settings["driver"].get("queue_type", "classic"))
-    driver.delete_queues()
-    driver.close()
-
-
 @pytest.fixture
 def settings() -> Iterator[dict[str, Any]]:
     made = settings_for()
     yield made
-    _delete(made)
+    delete_queues(made)
 
 
 @pytest.fixture
@@ -214,7 +207,7 @@ def test_quorum_queues_have_their_own_driver_without_priorities(journal: str) ->
         queue.push(Record(journal, "a"))
         run_until(queue, lambda: read_lines(journal))
     finally:
-        _delete(settings)
+        delete_queues(settings)
     with pytest.raises(ConfigError, match="queue_type"):
         AmqpDriver(URL, queue_type="stream")
 
@@ -244,7 +237,7 @@ def test_a_delivery_whose_consumer_died_counts_as_a_lost_run(queue_type: str, ra
             (job_id, 1, "WorkerLostError")]
         assert [(e.id, e.attempt) for e in done] == [(job_id, 2)]
     finally:
-        _delete(settings)
+        delete_queues(settings)
 
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
@@ -273,7 +266,7 @@ def test_the_prefetch_follows_the_jobs_without_a_channel_wide_qos(
         assert [method.global_qos for method in sent] == [False] * len(sent)
         assert [method.prefetch_count for method in sent][:3] == [1, 20, 1]
     finally:
-        _delete(settings)
+        delete_queues(settings)
 
 
 def test_a_quorum_redelivery_the_broker_did_not_count_is_counted_by_a_copy() -> None:
@@ -348,7 +341,7 @@ def test_jobs_prefetched_by_a_killed_worker_are_not_failed(queue_type: str, jour
                 break
         assert max(held_at_kills) > 1, held_at_kills  # some kill caught prefetched jobs
     finally:
-        _delete(settings)
+        delete_queues(settings)
 
 
 def test_jobs_prefetched_at_a_graceful_stop_come_back_uncounted(settings: dict[str, Any],
@@ -398,7 +391,7 @@ def test_a_long_job_keeps_its_connection_through_heartbeats(journal: str,
         assert [line.split()[2] for line in read_lines(str(log))] == ["1"]
         assert "lost" not in err and "cannot reach" not in err, err
     finally:
-        _delete(settings)
+        delete_queues(settings)
 
 
 # -- outages ------------------------------------------------------------------------
@@ -429,7 +422,7 @@ def test_a_worker_goes_on_through_connection_cuts(journal: str) -> None:
             assert code == 0, err
             assert "cannot reach" in err and "reachable again" in err
         finally:
-            _delete(settings)
+            delete_queues(settings)
 
 
 RABBITMQCTL = shutil.which("rabbitmqctl")
@@ -517,7 +510,7 @@ def test_ttr_beyond_the_consumer_timeout_is_warned(caplog: pytest.LogCaptureFixt
             run_until(queue, lambda: read_lines(journal))
             assert "a job's ttr of 90s" in caplog.text
     finally:
-        _delete(settings)
+        delete_queues(settings)
 
 
 def test_url_forms() -> None:
