@@ -7,6 +7,7 @@ when it is used.
 from .driver import Capabilities, Driver, ErrorInfo, JobInfo, JobStatus, Message
 from .errors import (
     ConfigError,
+    DamagedJobError,
     DriverError,
     InvalidArgumentError,
     JobNotFoundError,
@@ -26,8 +27,8 @@ from .settings import create_queue
 from .worker import Worker
 
 __all__ = [
-    "Backoff", "Capabilities", "ConfigError", "Driver", "DriverError", "ErrorInfo",
-    "ExecEvent", "InvalidArgumentError", "Job", "JobInfo", "JobNotFoundError",
+    "Backoff", "Capabilities", "ConfigError", "DamagedJobError", "Driver", "DriverError",
+    "ErrorInfo", "ExecEvent", "InvalidArgumentError", "Job", "JobInfo", "JobNotFoundError",
     "JobNotInStateError", "JobStatus", "JobTimeoutError", "JsonSerializer", "Message",
     "NotSupportedError", "PickleSerializer", "PushEvent", "Queue", "QueueError", "RetryEvent",
     "RetryableJob", "SerializationError", "Serializer", "Worker", "WorkerEvent",

@@ -408,7 +408,7 @@ def cmd_exec(queue: Queue, args: argparse.Namespace) -> int:
     queue.import_job_modules()
     payload = sys.stdin.buffer.read()
     try:
-        job, _ = queue.serializer.loads(payload)
+        job, _ = queue.decode(payload)
     except SerializationError as exc:
         with os.fdopen(int(args.report_fd), "wb") as out:
             out.write(encode_outcome(False, exc, str(exc)))

@@ -9,6 +9,7 @@ still counted.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, NamedTuple
 
 from .errors import ConfigError, NotSupportedError
+
+UNREADABLE = "DamagedJobRecord"
+"""The error type shown for a stored record (or part of one) that cannot be read."""
 
 DEFAULT_PRIORITY = 1024
 """The priority a job gets when none is given (beanstalkd's customary default)."""
@@ -76,6 +80,10 @@ class Capabilities:
     runs_at_push: bool = False
     """The queue runs each job inside ``push`` (the sync driver)."""
     max_delay: float | None = None
+    """The longest delay the back end can hold, when below queue-core's own bound."""
+    max_payload: int | None = None
+    """The largest payload in bytes (a driver whose server decides overrides
+    ``Driver.payload_limit``)."""
     uncounted: frozenset[JobStatus] = frozenset()
     """Statuses ``info`` cannot count on this back end; it leaves them out rather than
     report a number it does not know (AMQP cannot count the messages workers hold)."""
@@ -96,11 +104,24 @@ class ErrorInfo:
         return {"type": self.type, "message": self.message, "traceback": self.traceback}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> ErrorInfo | None:
+    def from_dict(cls, data: Any) -> ErrorInfo | None:
+        """The error as stored; a stored value that is not one still reads as an error."""
         if not data:
             return None
+        if not isinstance(data, dict):
+            return cls(UNREADABLE, f"the stored error is not an object: {repr(data)[:200]}")
         return cls(str(data.get("type", "")), str(data.get("message", "")),
                    str(data.get("traceback", "")))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes | None) -> ErrorInfo | None:
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+        except (ValueError, TypeError, RecursionError):
+            return cls(UNREADABLE, f"the stored error is not JSON: {repr(raw)[:200]}")
+        return cls.from_dict(data)
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
@@ -240,9 +261,15 @@ class Driver(ABC):
         in ``state``."""
         raise NotSupportedError(f"the {self.name} driver cannot retry finished jobs")
 
-    def check_ttr(self, ttr: float) -> None:  # noqa: B027 - only drivers with a server limit
-        """Called when a worker starts, with the queue's ttr: a driver whose server limits
-        how long a job may be held (RabbitMQ's consumer timeout) warns here."""
+    def check_setup(self, ttr: float) -> None:  # noqa: B027 - only drivers with server settings
+        """Called when a worker starts, with the queue's ttr: a driver warns here about a
+        server setting that breaks a promise (RabbitMQ's consumer timeout below the ttr,
+        a Redis that keeps nothing on disk)."""
+
+    def payload_limit(self) -> int | None:
+        """The largest payload, in bytes, the back end accepts (None: no limit of its own).
+        The core refuses a larger job at push with a sentence naming the limit."""
+        return self.capabilities.max_payload
 
     def after_fork(self) -> None:  # noqa: B027 - only drivers holding connections override it
         """Called in a child process forked by an isolated worker, before it runs a job.

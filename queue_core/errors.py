@@ -27,6 +27,11 @@ class SerializationError(QueueError):
     """A job cannot be encoded at push (nothing is written) or a payload cannot be decoded."""
 
 
+class DamagedJobError(SerializationError):
+    """A job's record, as read back from the store, holds values no run can use (a ttr
+    that is not a number, a missing payload): it fails at once, never retried."""
+
+
 class JobTimeoutError(QueueError):
     """A run exceeded its ttr and was interrupted."""
 

@@ -73,9 +73,18 @@ def register(cls: type[Job], name: str | None = None) -> type[Job]:
         raise ConfigError(f"job class {cls.__qualname__} has an empty job_name")
     previous = _registry.get(name)
     if previous is not None and previous is not cls:
+        if _where(previous) != _where(cls):
+            raise ConfigError(
+                f"job name {name!r} is taken by {_where(previous)}; {_where(cls)} cannot "
+                "register it too (give one of them another job_name)", key="job_name")
+        # The same class, defined again: its module was imported or reloaded once more.
         logger.debug("job type %s now refers to %r (was %r)", name, cls, previous)
     _registry[name] = cls
     return cls
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def lookup(name: str) -> type[Job] | None:

@@ -22,10 +22,11 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import events
+from . import bounds, events
 from .driver import Capabilities, Driver, ErrorInfo, JobInfo, JobStatus, Message, PushRequest
 from .errors import (
     ConfigError,
+    DamagedJobError,
     DriverError,
     InvalidArgumentError,
     JobNotFoundError,
@@ -37,7 +38,7 @@ from .events import EventHub, ExecEvent, PushEvent, RetryEvent
 from .isolation import parse_mode
 from .job import Job, RetryableJob
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
-from .serializers import JsonSerializer, PickleSerializer, Serializer
+from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -47,21 +48,33 @@ logger = logging.getLogger(__name__)
 _UNSET: Any = object()
 
 
-def _positive(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}", key=key)
-    if value <= 0:
-        raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}", key=key)
-    return float(value)
+def _setting(check: Callable[..., Any], value: Any, key: str, **limits: Any) -> Any:
+    """A bounds check on a setting: its failure is a ConfigError naming the key."""
+    try:
+        return check(value, key, **limits)
+    except InvalidArgumentError as exc:
+        raise ConfigError(str(exc), key=key) from None
 
 
-def _attempts(value: Any, key: str = "attempts") -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a whole number >= 1 (or None for no limit), "
-                          f"got {value!r}", key=key)
-    return value
+def read_meta(raw: Any) -> Meta:
+    """The per-push settings of a payload, checked as data: whole numbers within bounds and
+    built-in backoffs described by type and numbers. Keys this version does not know are
+    left out (a newer producer may send them); nothing is ever imported or called."""
+    if not isinstance(raw, dict):
+        raise SerializationError("payload 'meta' is not an object")
+    meta: Meta = {}
+    if "attempts" in raw:
+        try:
+            meta["attempts"] = bounds.attempts(raw["attempts"], "payload meta.attempts")
+        except InvalidArgumentError as exc:
+            raise SerializationError(str(exc)) from None
+    if raw.get("backoff") is not None:
+        try:
+            meta["backoff"] = Backoff.from_data(raw["backoff"], "payload meta.backoff")
+        except ConfigError as exc:
+            raise SerializationError(f"{exc} (a payload carries only a built-in backoff "
+                                     "as data)") from None
+    return meta
 
 
 def error_info(error: BaseException) -> ErrorInfo:
@@ -110,9 +123,10 @@ class Queue:
         if not isinstance(driver, Driver):
             raise ConfigError(f"driver must be a Driver or a URL, got {driver!r}", key="driver")
         self.driver = driver
-        self.ttr = _positive(ttr, "ttr")
-        self.attempts = _attempts(attempts)
-        self.age_limit = None if age_limit is None else _positive(age_limit, "age_limit")
+        self.ttr: float = _setting(bounds.ttr, ttr, "ttr")
+        self.attempts: int | None = _setting(bounds.attempts, attempts, "attempts")
+        self.age_limit: float | None = None if age_limit is None else _setting(
+            bounds.seconds, age_limit, "age_limit", limit=math.inf, positive=True)
         self.backoff: BackoffFn | None = Backoff.parse(backoff)
         self.serializer = _resolve_serializer(serializer)
         for key, value in (("keep_completed", keep_completed), ("keep_failed", keep_failed)):
@@ -215,8 +229,12 @@ class Queue:
         fixed_ttr = None if ttr is None else self._check_ttr(ttr, "ttr")
         meta = self._push_meta(attempts, backoff)
         dumps = self.serializer.dumps
+        listed = list(jobs)
         requests = [PushRequest(dumps(job, meta), self._job_ttr(job, fixed_ttr), delay, priority)
-                    for job in jobs]
+                    for job in listed]
+        if self.driver.payload_limit() is not None:
+            for job, request in zip(listed, requests, strict=True):
+                self._check_size(request.payload, job)
         if not requests:
             return []
         ids: list[str | None] = list(self.driver.push_many(requests))
@@ -244,7 +262,7 @@ class Queue:
             if not self.driver.capabilities.retry and attempts != 1:
                 raise NotSupportedError(f"the {self.driver.name} driver does not support "
                                         f"retries (push(attempts={attempts!r}))")
-            meta["attempts"] = _attempts(attempts, "push(attempts=)")
+            meta["attempts"] = bounds.attempts(attempts, "push(attempts=)")
         if backoff is not None:
             try:
                 meta["backoff"] = backoff_to_meta(backoff)
@@ -267,7 +285,8 @@ class Queue:
             delay, priority = event.delay, event.priority
         delay = self._check_delay(delay)
         priority = self._check_priority(priority)
-        payload = self.serializer.dumps(job, self._push_meta(attempts, backoff))
+        payload = self._check_size(self.serializer.dumps(job, self._push_meta(attempts, backoff)),
+                                   job)
         return PushRequest(payload, resolved_ttr, delay, priority), event
 
     def _after_push(self, event: PushEvent | None, job_id: str) -> None:
@@ -277,25 +296,25 @@ class Queue:
 
     @staticmethod
     def _check_ttr(value: Any, what: str) -> float:
-        try:
-            return _positive(value, "ttr")
-        except ConfigError:
-            raise InvalidArgumentError(
-                f"{what} must be a positive number of seconds, got {value!r}") from None
+        return bounds.ttr(value, what)
 
     def _check_delay(self, delay: Any) -> float:
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(
-                delay) or delay < 0:
-            raise InvalidArgumentError(f"delay must be a number of seconds >= 0, got {delay!r}")
-        if delay > 0:
-            caps = self.driver.capabilities
-            if not caps.delay:
-                raise NotSupportedError(
-                    f"the {self.driver.name} driver does not support delayed jobs (delay={delay})")
-            if caps.max_delay is not None and delay > caps.max_delay:
-                raise InvalidArgumentError(f"delay {delay} is above the {self.driver.name} "
-                                           f"driver's maximum of {caps.max_delay:g} seconds")
-        return float(delay)
+        caps = self.driver.capabilities
+        limit = bounds.delay_limit(caps.max_delay)
+        whose = "queue-core's" if limit == bounds.MAX_DELAY else f"the {self.driver.name} driver's"
+        delay = bounds.seconds(delay, "delay", limit=limit, whose=whose)
+        if delay > 0 and not caps.delay:
+            raise NotSupportedError(
+                f"the {self.driver.name} driver does not support delayed jobs (delay={delay:g})")
+        return delay
+
+    def _check_size(self, payload: bytes, job: Job) -> bytes:
+        limit = self.driver.payload_limit()
+        if limit is not None and len(payload) > limit:
+            raise InvalidArgumentError(
+                f"job {type(job).__qualname__} encodes to {len(payload)} bytes, above the "
+                f"{limit} bytes {self.driver.describe()} accepts; nothing was queued")
+        return payload
 
     def _check_priority(self, priority: Any) -> int | None:
         if priority is None:
@@ -340,7 +359,7 @@ class Queue:
     def backoff_for(self, job: Job | None, meta: dict[str, Any]) -> BackoffFn | None:
         """push(backoff=), else the job class's ``backoff``, else the queue's."""
         if meta.get("backoff") is not None:
-            return Backoff.parse(meta["backoff"], "payload meta.backoff")
+            return Backoff.from_data(meta["backoff"], "payload meta.backoff")
         if job is not None:
             kind = type(job)
             if kind not in self._job_backoffs:
@@ -367,9 +386,11 @@ class Queue:
                  else self.can_retry(job, meta, attempt, error, message.pushed_at))
         delay = 0.0
         note = ""
+        longest = bounds.delay_limit(self.driver.capabilities.max_delay)
         if retry and not lost:
             try:
-                found = evaluate_backoff(self.backoff_for(job, meta), attempt, error, job)
+                found = evaluate_backoff(self.backoff_for(job, meta), attempt, error, job,
+                                         longest)
             except Exception as exc:
                 logger.error("job %s: %s; failing it", message.id, exc)
                 found, note = None, f" (backoff failed: {exc})"
@@ -383,7 +404,7 @@ class Queue:
             self._events.trigger(events.AFTER_ERROR, event)
             retry = bool(event.retry)
             if retry and not lost:
-                delay = self._handler_delay(event.delay, delay)
+                delay = min(self._handler_delay(event.delay, delay), longest)
                 if delay < 0:
                     retry, delay = False, 0.0
         if retry and not self.driver.capabilities.retry:
@@ -407,7 +428,11 @@ class Queue:
     def report(self, call: Callable[..., None], message: Message, **kwargs: Any) -> None:
         """Carry out a driver move for a finished run, retrying a back end that is down
         until the job's lease would have ended anyway."""
-        deadline = time.monotonic() + self.driver.lease_seconds(message.ttr)
+        ttr = message.ttr
+        if isinstance(ttr, bool) or not isinstance(ttr, (int, float)) or not (
+                0 < ttr <= bounds.MAX_TTR):
+            ttr = self.ttr  # a damaged record's: the queue's own bounds the retries
+        deadline = time.monotonic() + self.driver.lease_seconds(ttr)
         pause = 0.1
         failing = False
         while True:
@@ -448,12 +473,31 @@ class Queue:
         return self.handle_error(message, job, meta, error, attempt=lost_attempt, lost=True,
                                  unproven=message.loss_unproven)
 
+    def decode(self, payload: bytes) -> tuple[Job, Meta]:
+        """A payload read back from the store as a registered job and its checked per-push
+        settings; SerializationError when it cannot be one."""
+        job, meta = self.serializer.loads(payload)
+        return job, read_meta(meta)
+
     def handle_undecodable(self, message: Message, error: SerializationError) -> None:
         """A payload that cannot become a job is never retried: straight to FAILED."""
         logger.error("job %s cannot be decoded and is failed without retry: %s",
                      message.id, error)
         self.report(self.driver.fail, message, error=error_info(error), keep=self.keep_failed)
         self._after_fail(message, None, error, message.attempt)
+
+    def handle_damaged(self, message: Message, problem: str) -> None:
+        """A record whose stored values cannot be trusted (see records.damage): FAILED with
+        the reason, never retried, and no decision is made on its values."""
+        error = DamagedJobError(f"job {message.id} is damaged in the store: {problem}")
+        logger.error("%s; it is failed without running", error)
+        self.report(self.driver.fail, message, error=error_info(error), keep=self.keep_failed)
+        attempt = message.attempt
+        if isinstance(attempt, bool) or not isinstance(attempt, int):
+            attempt = 0
+        if self._events.has(events.AFTER_FAIL):
+            self._events.trigger(events.AFTER_FAIL, ExecEvent(
+                message.id, None, self.ttr, attempt, error=error, queue=self))
 
     def _after_fail(self, message: Message, job: Job | None, error: BaseException,
                     attempt: int) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import bounds
 from .errors import ConfigError
 
 BackoffFn = Callable[[int, "BaseException | None", Any], float]
@@ -20,13 +21,20 @@ BackoffFn = Callable[[int, "BaseException | None", Any], float]
 GIVE_UP = -1.0
 
 
-def _number(value: Any, key: str, *, minimum: float = 0.0, integer: bool = False) -> float:
+MAX_DOUBLINGS = 1000
+"""Past this many doublings any delay is far beyond every cap."""
+
+
+def _number(value: Any, key: str, *, minimum: float = 0.0, integer: bool = False,
+            maximum: float = bounds.MAX_DELAY) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key} must be a number, got {value!r}", key=key)
-    if integer and value != int(value):
-        raise ConfigError(f"{key} must be a whole number, got {value!r}", key=key)
     if not math.isfinite(value) or value < minimum:
         raise ConfigError(f"{key} must be a finite number >= {minimum:g}, got {value!r}", key=key)
+    if integer and value != int(value):
+        raise ConfigError(f"{key} must be a whole number, got {value!r}", key=key)
+    if value > maximum:
+        raise ConfigError(f"{key} must be at most {maximum:g}, got {value!r}", key=key)
     return float(value)
 
 
@@ -88,26 +96,32 @@ class Backoff:
         if high < low:
             raise ConfigError(f"backoff.max_backoff_seconds ({high:g}) is below "
                               f"min_backoff_seconds ({low:g})", key="backoff.max_backoff_seconds")
-        doublings = int(_number(max_doublings, "backoff.max_doublings", integer=True))
+        doublings = int(_number(max_doublings, "backoff.max_doublings", integer=True,
+                                maximum=MAX_DOUBLINGS))
         return _Doubling(low, high, doublings, _jitter(jitter, "backoff.jitter"))
 
     @staticmethod
     def parse(value: Any, key: str = "backoff") -> BackoffFn | None:
-        """A backoff from a setting: None, seconds, a dict, a Backoff or a callable."""
-        if value is None or isinstance(value, Backoff):
-            return value
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be seconds, a dict or a callable, got {value!r}",
-                              key=key)
-        if isinstance(value, (int, float)):
-            return Backoff.fixed(_number(value, key))
-        if isinstance(value, Mapping):
-            return _from_dict(value, key)
+        """A backoff from settings or code: None, seconds, a dict, a Backoff, a callable or
+        a ``module:attr`` path to one. Never for data read from a payload: see
+        :meth:`from_data`."""
         if isinstance(value, str):
             from .settings import import_object
             return Backoff.parse(import_object(value, key), key)
-        if callable(value):
+        if callable(value) and not isinstance(value, Backoff):
             return value  # type: ignore[no-any-return]
+        return Backoff.from_data(value, key)
+
+    @staticmethod
+    def from_data(value: Any, key: str = "backoff") -> Backoff | None:
+        """A built-in backoff described as data (None, seconds or a dict), as it travels in
+        a payload: nothing is imported or called."""
+        if value is None or isinstance(value, Backoff):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return Backoff.fixed(_number(value, key))
+        if isinstance(value, Mapping):
+            return _from_dict(value, key)
         raise ConfigError(f"{key} must be seconds, a dict or a callable, got {value!r}", key=key)
 
 
@@ -206,8 +220,9 @@ def backoff_to_meta(value: Any) -> Any:
 
 
 def evaluate_backoff(backoff: BackoffFn | None, attempt: int, error: BaseException | None,
-                     job: Any) -> float | None:
-    """Seconds to wait before the retry, or None to give up.
+                     job: Any, limit: float = bounds.MAX_DELAY) -> float | None:
+    """Seconds to wait before the retry (at most ``limit``: a strategy that grows past the
+    longest delay the driver can hold waits that long), or None to give up.
 
     Raises ValueError when a custom backoff returns something that is not a number."""
     if backoff is None:
@@ -218,7 +233,7 @@ def evaluate_backoff(backoff: BackoffFn | None, attempt: int, error: BaseExcepti
                          "0 to retry now or -1 to give up")
     if delay < 0:
         return None
-    return float(delay)
+    return float(min(delay, limit))
 
 
 @dataclass(frozen=True)

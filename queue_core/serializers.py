@@ -51,6 +51,9 @@ def job_state(job: Job) -> dict[str, Any]:
 def restore_job(cls: type[Job], state: dict[str, Any]) -> Job:
     job = cls.__new__(cls)
     for key, value in state.items():
+        if not isinstance(key, str) or key.startswith("__"):
+            # A payload sets fields, never the object's machinery (__class__, __dict__).
+            raise SerializationError(f"field name {key!r} is not allowed in a payload")
         # object.__setattr__ so that frozen dataclasses come back too.
         object.__setattr__(job, key, value)
     return job
@@ -74,17 +77,22 @@ class Serializer(ABC):
     def dumps_result(self, value: Any) -> bytes:
         try:
             return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             logger.debug("result %r is not JSON; keeping its repr", type(value))
-            return json.dumps(repr(value)).encode()
+            try:
+                return json.dumps(repr(value)).encode()
+            except RecursionError:
+                return json.dumps(f"<{type(value).__qualname__} nested too deeply>").encode()
 
     def loads_result(self, data: bytes | None) -> Any:
         if data is None:
             return None
         try:
             return json.loads(data)
-        except ValueError:
-            return data.decode("utf-8", "replace")
+        except (ValueError, TypeError, RecursionError):
+            if isinstance(data, (bytes, bytearray)):
+                return bytes(data).decode("utf-8", "replace")
+            return repr(data)
 
 
 _NAMES: dict[type, str] = {}
@@ -134,8 +142,8 @@ class JsonSerializer(Serializer):
             if meta:
                 text += ',"meta":' + _ENCODER.encode(meta)
             return (text + "}").encode()
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(self._explain(name, state, meta, exc)) from exc
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SerializationError(self._explain(name, state, meta, exc)) from None
 
     @staticmethod
     def _explain(name: str, state: dict[str, Any], meta: Meta | None,
@@ -143,6 +151,9 @@ class JsonSerializer(Serializer):
         for key, value in {**state, **(meta or {})}.items():
             try:
                 json.dumps(value, allow_nan=False)
+            except RecursionError:
+                return (f"cannot serialize job {name} as JSON: field {key!r} is nested too "
+                        "deeply (or refers to itself)")
             except (TypeError, ValueError) as field_exc:
                 return (f"cannot serialize job {name} as JSON: field {key!r}: {field_exc} "
                         "(use JSON types, or opt in to PickleSerializer)")
@@ -153,6 +164,8 @@ class JsonSerializer(Serializer):
             envelope = json.loads(data)
         except (ValueError, TypeError) as exc:
             raise SerializationError(f"payload is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise SerializationError("payload is nested too deeply to decode") from None
         if (not isinstance(envelope, dict) or not isinstance(envelope.get("job"), str)
                 or not isinstance(envelope.get("args"), dict)):
             raise SerializationError(
@@ -174,7 +187,7 @@ class JsonSerializer(Serializer):
     def peek_name(self, data: bytes) -> str | None:
         try:
             envelope = json.loads(data)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return None
         name = envelope.get("job") if isinstance(envelope, dict) else None
         return name if isinstance(name, str) else None
@@ -215,7 +228,7 @@ class PickleSerializer(Serializer):
         try:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
-            return pickle.dumps(repr(value))
+            return pickle.dumps(f"<{type(value).__qualname__} that cannot be pickled>")
 
     def loads_result(self, data: bytes | None) -> Any:
         if data is None:

@@ -34,6 +34,7 @@ from .errors import (
 from .events import ExecEvent, WorkerEvent
 from .isolation import Outcome, parse_mode, run_exec, run_forked
 from .job import Job
+from .records import damage
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -219,7 +220,7 @@ class Worker:
         previous: dict[int, Any] = {}
         try:
             self.queue.import_job_modules()
-            self.queue.driver.check_ttr(self.queue.ttr)
+            self.queue.driver.check_setup(self.queue.ttr)
             if self.isolate == "exec" and not self.app:
                 raise ConfigError("isolate='exec' needs the app target (--app or QUEUE_APP) "
                                   "so that each child can load the queue", key="isolate")
@@ -290,8 +291,12 @@ class Worker:
 
     def _process(self, message: Message) -> None:
         queue = self.queue
+        problem = damage(message)
+        if problem is not None:
+            queue.handle_damaged(message, problem)
+            return
         try:
-            job, meta = queue.serializer.loads(message.payload)
+            job, meta = queue.decode(message.payload)
         except SerializationError as exc:
             queue.handle_undecodable(message, exc)
             return
