@@ -24,11 +24,13 @@ MAX_RUN = 10**9
 """The largest attempt number a store may report for a job."""
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
+    """``31622400 seconds (366 days)``: a limit as a reader checks it."""
+    text = f"{int(seconds)}" if float(seconds).is_integer() else f"{seconds:g}"
     if seconds >= DAY and seconds % DAY == 0:
         days = int(seconds // DAY)
-        return f"{seconds:g} seconds ({days} day{'s' if days != 1 else ''})"
-    return f"{seconds:g} seconds"
+        return f"{text} seconds ({days} day{'s' if days != 1 else ''})"
+    return f"{text} seconds"
 
 
 def seconds(value: Any, what: str, *, limit: float, positive: bool = False,
@@ -43,7 +45,7 @@ def seconds(value: Any, what: str, *, limit: float, positive: bool = False,
         raise InvalidArgumentError(f"{what} must be {kind}, got {value!r}")
     if value > limit:
         raise InvalidArgumentError(f"{what} {value!r} is above {whose} limit of "
-                                   f"{_span(limit)}")
+                                   f"{span(limit)}")
     return float(value)
 
 

@@ -27,6 +27,7 @@ from .console import ProgressBar, VerboseReporter, is_terminal
 from .driver import JobInfo, JobStatus
 from .errors import (
     ConfigError,
+    DriverError,
     InvalidArgumentError,
     JobNotFoundError,
     JobNotInStateError,
@@ -186,7 +187,10 @@ def load_queue(app: str | None) -> Queue:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+    try:
+        return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return f"? ({timestamp!r})"  # as stored: not a time
 
 
 def _info_dict(info: JobInfo) -> dict[str, Any]:
@@ -320,19 +324,27 @@ def cmd_retry(queue: Queue, args: argparse.Namespace) -> int:
     if args.all_failed:
         if args.id or args.state != "failed":
             raise UsageError("retry --all-failed takes no job id and no --state")
-        seen: set[str] = set()
+        # Every id is tried once: an entry that cannot be retried (removed meanwhile, or
+        # damaged) is not listed again, so the loop ends once no page holds a new id.
+        tried: set[str] = set()
+        sent = skipped = 0
         while True:
-            fresh = [i.id for i in queue.failed(limit=500) if i.id not in seen]
+            fresh = [i.id for i in queue.failed(limit=500) if i.id not in tried]
             if not fresh:
                 break
             for job_id in fresh:
-                seen.add(job_id)
+                tried.add(job_id)
                 try:
                     queue.retry(job_id, reset_attempts=args.reset_attempts)
+                    sent += 1
                 except (JobNotFoundError, JobNotInStateError):
-                    seen.discard(job_id)  # removed or moved meanwhile: not ours to count
-        print(f"{len(seen)} failed job{'s' if len(seen) != 1 else ''} sent back to waiting")
-        return EXIT_OK
+                    pass  # removed or moved meanwhile: not ours to count
+                except DriverError as exc:
+                    skipped += 1
+                    print(f"queue-core: job {job_id} skipped: {exc}", file=sys.stderr)
+        print(f"{sent} failed job{'s' if sent != 1 else ''} sent back to waiting"
+              + (f"; {skipped} could not be retried" if skipped else ""))
+        return EXIT_FAILED if skipped else EXIT_OK
     if not args.id:
         raise UsageError("retry needs a job id (or --all-failed)")
     try:
@@ -446,5 +458,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        # A bug, or a back end answering what nothing expected: one sentence. A worker's
+        # traceback goes to its log; an admin command's is shown with -vvv.
+        worker = args.command in ("listen", "run")
+        logging.getLogger(__name__).log(logging.ERROR if worker else logging.DEBUG,
+                                        "%s failed", args.command, exc_info=True)
+        print(f"queue-core: error: {args.command} failed: {type(exc).__name__}: {exc}"
+              + ("" if worker else " (-vvv shows the traceback)"), file=sys.stderr)
+        return EXIT_FAILED
     finally:
-        queue.close()
+        try:
+            queue.close()
+        except Exception as exc:
+            print(f"queue-core: warning: closing the queue: {exc}", file=sys.stderr)

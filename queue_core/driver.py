@@ -266,6 +266,9 @@ class Driver(ABC):
         server setting that breaks a promise (RabbitMQ's consumer timeout below the ttr,
         a Redis that keeps nothing on disk)."""
 
+    payload_limit_setting: str = ""
+    """The server setting behind ``payload_limit``, named when a push is refused."""
+
     def payload_limit(self) -> int | None:
         """The largest payload, in bytes, the back end accepts (None: no limit of its own).
         The core refuses a larger job at push with a sentence naming the limit."""

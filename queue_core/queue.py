@@ -302,18 +302,20 @@ class Queue:
         caps = self.driver.capabilities
         limit = bounds.delay_limit(caps.max_delay)
         whose = "queue-core's" if limit == bounds.MAX_DELAY else f"the {self.driver.name} driver's"
-        delay = bounds.seconds(delay, "delay", limit=limit, whose=whose)
-        if delay > 0 and not caps.delay:
-            raise NotSupportedError(
-                f"the {self.driver.name} driver does not support delayed jobs (delay={delay:g})")
-        return delay
+        seconds = bounds.seconds(delay, "delay", limit=limit, whose=whose)
+        if seconds > 0 and not caps.delay:
+            raise NotSupportedError(f"the {self.driver.name} driver does not support delayed "
+                                    f"jobs (delay={seconds:g})")
+        return seconds
 
     def _check_size(self, payload: bytes, job: Job) -> bytes:
         limit = self.driver.payload_limit()
         if limit is not None and len(payload) > limit:
+            setting = self.driver.payload_limit_setting
             raise InvalidArgumentError(
                 f"job {type(job).__qualname__} encodes to {len(payload)} bytes, above the "
-                f"{limit} bytes {self.driver.describe()} accepts; nothing was queued")
+                f"{limit} bytes {self.driver.describe()} accepts"
+                f"{f' ({setting})' if setting else ''}; nothing was queued")
         return payload
 
     def _check_priority(self, priority: Any) -> int | None:

@@ -34,7 +34,8 @@ def _number(value: Any, key: str, *, minimum: float = 0.0, integer: bool = False
     if integer and value != int(value):
         raise ConfigError(f"{key} must be a whole number, got {value!r}", key=key)
     if value > maximum:
-        raise ConfigError(f"{key} must be at most {maximum:g}, got {value!r}", key=key)
+        limit = f"{maximum:g}" if integer else bounds.span(maximum)
+        raise ConfigError(f"{key} must be at most {limit}, got {value!r}", key=key)
     return float(value)
 
 
@@ -76,29 +77,20 @@ class Backoff:
     @staticmethod
     def fixed(delay: float, jitter: float = 0.0) -> Backoff:
         """The same delay before every retry."""
-        return _Fixed(_number(delay, "backoff.delay"), _jitter(jitter, "backoff.jitter"))
+        return _fixed(delay, jitter, "backoff")
 
     @staticmethod
     def exponential(delay: float, jitter: float = 0.0,
                     max_delay: float | None = None) -> Backoff:
         """``2**(attempt-1) * delay`` (BullMQ), optionally capped at ``max_delay``."""
-        cap = None if max_delay is None else _number(max_delay, "backoff.max_delay")
-        return _Exponential(_number(delay, "backoff.delay"), _jitter(jitter, "backoff.jitter"),
-                            cap)
+        return _exponential(delay, jitter, max_delay, "backoff")
 
     @staticmethod
     def doubling(min_backoff: float = 0.1, max_backoff: float = 3600.0,
                  max_doublings: int = 16, jitter: float = 0.0) -> Backoff:
         """App Engine: start at ``min_backoff``, double ``max_doublings`` times, then grow
         linearly by the last step, never beyond ``max_backoff``."""
-        low = _number(min_backoff, "backoff.min_backoff_seconds")
-        high = _number(max_backoff, "backoff.max_backoff_seconds")
-        if high < low:
-            raise ConfigError(f"backoff.max_backoff_seconds ({high:g}) is below "
-                              f"min_backoff_seconds ({low:g})", key="backoff.max_backoff_seconds")
-        doublings = int(_number(max_doublings, "backoff.max_doublings", integer=True,
-                                maximum=MAX_DOUBLINGS))
-        return _Doubling(low, high, doublings, _jitter(jitter, "backoff.jitter"))
+        return _doubling(min_backoff, max_backoff, max_doublings, jitter, "backoff")
 
     @staticmethod
     def parse(value: Any, key: str = "backoff") -> BackoffFn | None:
@@ -119,7 +111,7 @@ class Backoff:
         if value is None or isinstance(value, Backoff):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return Backoff.fixed(_number(value, key))
+            return _Fixed(_number(value, key))
         if isinstance(value, Mapping):
             return _from_dict(value, key)
         raise ConfigError(f"{key} must be seconds, a dict or a callable, got {value!r}", key=key)
@@ -175,6 +167,27 @@ class _Doubling(Backoff):
                 "jitter": self.jitter}
 
 
+def _fixed(delay: Any, jitter: Any, key: str) -> Backoff:
+    return _Fixed(_number(delay, f"{key}.delay"), _jitter(jitter, f"{key}.jitter"))
+
+
+def _exponential(delay: Any, jitter: Any, max_delay: Any, key: str) -> Backoff:
+    cap = None if max_delay is None else _number(max_delay, f"{key}.max_delay")
+    return _Exponential(_number(delay, f"{key}.delay"), _jitter(jitter, f"{key}.jitter"), cap)
+
+
+def _doubling(min_backoff: Any, max_backoff: Any, max_doublings: Any, jitter: Any,
+              key: str) -> Backoff:
+    low = _number(min_backoff, f"{key}.min_backoff_seconds")
+    high = _number(max_backoff, f"{key}.max_backoff_seconds")
+    if high < low:
+        raise ConfigError(f"{key}.max_backoff_seconds ({high:g}) is below "
+                          f"min_backoff_seconds ({low:g})", key=f"{key}.max_backoff_seconds")
+    doublings = int(_number(max_doublings, f"{key}.max_doublings", integer=True,
+                            maximum=MAX_DOUBLINGS))
+    return _Doubling(low, high, doublings, _jitter(jitter, f"{key}.jitter"))
+
+
 _APP_ENGINE_KEYS = {"min_backoff_seconds", "max_backoff_seconds", "max_doublings"}
 _DICT_KEYS = {
     "fixed": {"type", "delay", "jitter"},
@@ -198,13 +211,13 @@ def _from_dict(spec: Mapping[str, Any], key: str) -> Backoff:
     if kind in ("fixed", "exponential") and "delay" not in spec:
         raise ConfigError(f"{key}.delay is required for a {kind} backoff", key=f"{key}.delay")
     if kind == "fixed":
-        return Backoff.fixed(spec["delay"], jitter)
+        return _fixed(spec["delay"], jitter, key)
     if kind == "exponential":
-        return Backoff.exponential(spec["delay"], jitter, spec.get("max_delay"))
-    return Backoff.doubling(
+        return _exponential(spec["delay"], jitter, spec.get("max_delay"), key)
+    return _doubling(
         spec.get("min_backoff_seconds", spec.get("min", 0.1)),
         spec.get("max_backoff_seconds", spec.get("max", 3600.0)),
-        spec.get("max_doublings", 16), jitter)
+        spec.get("max_doublings", 16), jitter, key)
 
 
 def backoff_to_meta(value: Any) -> Any:

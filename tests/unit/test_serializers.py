@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from queue_core import (
+    ConfigError,
     Job,
     JsonSerializer,
     PickleSerializer,
@@ -180,3 +181,36 @@ def test_retryable_job_defaults_keep_the_queue_settings() -> None:
             return None
     assert Defaults().get_ttr() is None
     assert Defaults().can_retry(1, RuntimeError()) is None
+
+
+def test_a_second_class_cannot_take_a_registered_job_name() -> None:
+    with pytest.raises(ConfigError) as caught:
+        class Impostor(Job):
+            job_name = "legacy.SendMail"
+
+            def execute(self, queue: Any) -> None:
+                return None
+    message = str(caught.value)
+    assert "tests.unit.test_serializers.Renamed" in message
+    assert "Impostor" in message
+    assert lookup("legacy.SendMail") is Renamed
+
+
+def test_the_same_class_defined_again_replaces_itself() -> None:
+    """A module imported twice (a reload, a test runner) defines its classes again."""
+    def define() -> type[Job]:
+        class Again(Job):
+            def execute(self, queue: Any) -> None:
+                return None
+        return Again
+    first, second = define(), define()
+    assert first is not second
+    assert lookup(second.job_name) is second
+
+
+def test_results_nested_too_deeply_are_kept_as_a_note() -> None:
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert b"nested too deeply" in JsonSerializer().dumps_result(deep)
+    assert JsonSerializer().loads_result(b"[" * 100_000 + b"]" * 100_000) is not None
