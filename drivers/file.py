@@ -38,10 +38,13 @@ processes on one host; not for network file systems whose rename is not atomic.
 from __future__ import annotations
 
 import base64
+import ctypes
+import errno
 import heapq
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -53,8 +56,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from queue_core.bounds import MAX_TTR
 from queue_core.driver import (
     DEFAULT_PRIORITY,
+    UNREADABLE,
     Capabilities,
     Driver,
     ErrorInfo,
@@ -63,12 +68,15 @@ from queue_core.driver import (
     Message,
 )
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.records import as_float
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_SEGMENT_RE = re.compile(r"^[0-9a-f]{16}$")
+_RECORD_KEY_RE = re.compile(r"^@[0-9a-f]{0,16}$")
 _HEADER = "QCF2 {length:010d} {attempt:010d} {running:d} {started:019d} {dead:d}\n"
 _HEADER_LEN = len(_HEADER.format(length=0, attempt=0, running=0, started=0, dead=0))
 _ATTEMPT_AT = 16
@@ -101,6 +109,10 @@ ABANDONED_AGE = 3600.0
 """A segment untouched this long counts as sealed (its writer died), and a live record in
 it without a marker is an orphan of a push that crashed before making its marker."""
 OPEN_SEGMENTS = 32
+UNREADABLE_LEASE = 300.0
+"""The lease of a reserved job whose record cannot be read when its lease is checked."""
+DEFAULT_MODE = 0o600
+"""Files are the owner's alone unless the ``mode`` option shares them."""
 
 
 def _header(length: int, attempt: int, running: bool, started_ns: int, dead: bool = False) -> bytes:
@@ -111,6 +123,77 @@ def _header(length: int, attempt: int, running: bool, started_ns: int, dead: boo
 def _mutable(attempt: int, running: bool, started_ns: int) -> bytes:
     """The part of a header that changes after the push, as written at ``_ATTEMPT_AT``."""
     return f"{attempt:010d} {int(running):d} {started_ns:019d}".encode()
+
+
+def _make_dirs(path: Path, mode: int) -> None:
+    """Create ``path`` (and missing parents) with exactly ``mode``, whatever the umask;
+    a folder that exists keeps its permissions."""
+    if path.is_dir():
+        return
+    if not path.parent.is_dir():
+        _make_dirs(path.parent, mode)
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        return
+    os.chmod(path, mode)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_renameat2: list[Any] = []
+"""libc's renameat2, looked up once: [function] or [None] where there is none."""
+
+
+def _exchange(first: str, second: str) -> bool | None:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE). True when swapped,
+    False when one of them does not exist, None where the system cannot swap."""
+    if not _renameat2:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            _renameat2.append(libc.renameat2)
+        except (AttributeError, OSError):
+            _renameat2.append(None)
+    call = _renameat2[0]
+    if call is None:
+        return None
+    if call(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second),
+            _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.ENOENT:
+        return False
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        _renameat2[0] = None  # a file system that cannot swap: never ask again
+        return None
+    raise OSError(code, os.strerror(code), second)
+
+
+def _swap(new: str, path: str) -> bool:
+    """Put ``new`` in place of ``path`` if ``path`` still exists (False when it does not).
+    Without an atomic swap, checked then replaced: a marker that goes in between comes
+    back, pointing at a record that exists."""
+    swapped = _exchange(new, path)
+    if swapped is not None:
+        return swapped
+    if not os.path.lexists(path):
+        return False
+    os.replace(new, path)
+    return True
+
+
+def _number_or_none(raw: Any) -> float | None:
+    value = as_float(raw)
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def _unlink(path: str) -> bool:
+    """Delete ``path``; False when it was already gone."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _os_errors(func: Callable[..., _T]) -> Callable[..., _T]:
@@ -172,7 +255,10 @@ def _parse(data: bytes) -> _Record:
     running = data[27:28] == b"1"
     started = int(data[29:48])
     end = data.index(b"\n", _HEADER_LEN)
-    meta = json.loads(data[_HEADER_LEN:end])
+    try:
+        meta = json.loads(data[_HEADER_LEN:end])
+    except RecursionError:
+        raise ValueError("job metadata is nested too deeply") from None
     if not isinstance(meta, dict):
         raise ValueError("job metadata is not an object")
     return _Record(attempt, running, started, meta, data[end + 1:])
@@ -197,13 +283,28 @@ class _Target:
     def parse(cls, text: str) -> _Target:
         location, _, ready = text.partition("|")
         ready_ns = int(ready, 16) if ready else 0
-        if location == _IN_RECORDS:
-            return cls(_IN_RECORDS, ready_ns=ready_ns)
+        if location.startswith(_IN_RECORDS):
+            if not _RECORD_KEY_RE.match(location):
+                raise ValueError(f"marker names no record file: {location[:40]!r}")
+            return cls(location, ready_ns=ready_ns)
         segment, offset, length = location.split(":")
+        if not _SEGMENT_RE.match(segment):
+            # Only names the driver made: a marker never leads outside segments/.
+            raise ValueError(f"marker names no segment: {segment[:40]!r}")
         return cls(segment, int(offset, 16), int(length, 16), ready_ns)
 
+    @property
+    def in_records(self) -> bool:
+        return self.segment.startswith(_IN_RECORDS)
+
+    def record_file(self, job_id: str) -> str:
+        """The name in records/ of a rewritten record: ``<id>.<key>`` (a bare ``<id>`` was
+        written by an earlier version)."""
+        key = self.segment[len(_IN_RECORDS):]
+        return f"{job_id}.{key}" if key else job_id
+
     def text(self, ready_ns: int = 0) -> str:
-        location = (_IN_RECORDS if self.segment == _IN_RECORDS
+        location = (self.segment if self.in_records
                     else f"{self.segment}:{self.offset:x}:{self.length:x}")
         return f"{location}|{ready_ns:x}" if ready_ns else location
 
@@ -227,20 +328,38 @@ class FileDriver(Driver):
 
     def __init__(self, path: str | os.PathLike[str], *, channel: str = "queue",
                  fsync: bool = False, poll_interval: float = 0.1,
-                 lease_grace: float = 1.0) -> None:
+                 lease_grace: float = 1.0, mode: int = DEFAULT_MODE) -> None:
+        """
+        Parameters
+        ----------
+        path: the directory; each channel is a subdirectory of it.
+        fsync: fsync every record and directory change (survives a power loss; slower).
+        poll_interval: the longest sleep of an idle worker between looks, in seconds.
+        lease_grace: seconds a lease outlives the ttr.
+        mode: permissions of the files the queue creates (owner only by default, since
+            payloads may hold personal data); ``0o660`` shares the queue with the group.
+            Folders get the same bits plus search (x) where reading is allowed.
+        """
         super().__init__(channel=channel)
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or (
                 poll_interval <= 0):
             raise ConfigError(f"poll_interval must be a positive number of seconds, "
                               f"got {poll_interval!r}", key="driver.poll_interval")
+        if isinstance(mode, bool) or not isinstance(mode, int) or mode & ~0o666 or (
+                mode & 0o600 != 0o600):
+            raise ConfigError(f"mode must be file permissions such as 0o600 or 0o660 that let "
+                              f"the owner read and write, got {mode!r}", key="driver.mode")
         self.root = Path(path) / channel
         self.fsync = bool(fsync)
         self.poll_interval = float(poll_interval)
         self.lease_grace = float(lease_grace)
+        self.mode = mode
+        self._dir_mode = mode | (mode & 0o444) >> 2
         dirs = (*_STATES, "segments", "records", "tmp")
         try:
+            _make_dirs(self.root, self._dir_mode)
             for state in dirs:
-                (self.root / state).mkdir(parents=True, exist_ok=True)
+                _make_dirs(self.root / state, self._dir_mode)
         except OSError as exc:
             raise DriverError(f"cannot create the file queue at {self.root}: {exc}") from exc
         self._dirs = {state: str(self.root / state) for state in dirs}
@@ -274,6 +393,13 @@ class FileDriver(Driver):
         for key, value in parse_qsl(parts.query):
             if key == "fsync":
                 options.setdefault(key, value.lower() in ("1", "true", "yes", "on"))
+            elif key == "mode":
+                try:
+                    options.setdefault(key, int(value, 8))
+                except ValueError:
+                    raise ConfigError(f"driver URL option mode={value!r} is not octal "
+                                      "permissions such as 600 or 660",
+                                      key="driver.mode") from None
             elif key in ("poll_interval", "lease_grace"):
                 try:
                     options.setdefault(key, float(value))
@@ -311,17 +437,51 @@ class FileDriver(Driver):
             writer = None
         if writer is None:
             segment = secrets.token_hex(8)
-            fd = os.open(self._path("segments", segment),
-                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = self._create(self._path("segments", segment),
+                              os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL)
             writer = (pid, segment, fd, 0, time.monotonic())
+            self._writer = writer
         _, segment, fd, size, opened = writer
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if self.fsync:
-            os.fsync(fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fsync(fd)
+        except OSError:
+            # A part of the data may be in the file (a full disk): offsets after it would
+            # be wrong, so this segment takes no more records.
+            self._abandon_writer(size)
+            raise
         self._writer = (pid, segment, fd, size + len(data), opened)
         return segment, size
+
+    def _abandon_writer(self, size: int) -> None:
+        """Cut the segment back to ``size`` (its last complete record) and stop writing to
+        it; the next push opens a new one."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        fd = writer[2]
+        try:
+            os.ftruncate(fd, size)
+            os.write(fd, _SEALED)
+        except OSError as exc:
+            logger.warning("could not seal segment %s after a failed write (%s); it is "
+                           "collected once abandoned", writer[1], exc)
+        finally:
+            os.close(fd)
+
+    def _create(self, path: str, flags: int) -> int:
+        """Open a new file with the queue's mode, whatever the umask."""
+        fd = os.open(path, flags, self.mode)
+        if self.mode != DEFAULT_MODE:
+            try:
+                os.fchmod(fd, self.mode)
+            except OSError:
+                os.close(fd)
+                raise
+        return fd
 
     def _seal(self) -> None:
         """Mark our segment complete: once its records are all dead it may be deleted."""
@@ -354,15 +514,15 @@ class FileDriver(Driver):
             os.close(fd)
 
     def _read(self, job_id: str, target: _Target) -> bytes:
-        if target.segment == _IN_RECORDS:
-            with open(self._path("records", job_id), "rb") as handle:
+        if target.in_records:
+            with open(self._path("records", target.record_file(job_id)), "rb") as handle:
                 return handle.read()
         return os.pread(self._segment_fd(target.segment), target.length, target.offset)
 
     def _update_header(self, job_id: str, target: _Target, data: bytes) -> None:
         """Rewrite attempt, running flag and start time of a record in place."""
-        if target.segment == _IN_RECORDS:
-            fd = os.open(self._path("records", job_id), os.O_WRONLY)
+        if target.in_records:
+            fd = os.open(self._path("records", target.record_file(job_id)), os.O_WRONLY)
             try:
                 os.pwrite(fd, data, _ATTEMPT_AT)
             finally:
@@ -373,31 +533,51 @@ class FileDriver(Driver):
     def _bury_record(self, job_id: str, target: _Target) -> None:
         """The job is gone: free its record (a segment goes when all its records have)."""
         try:
-            if target.segment == _IN_RECORDS:
-                os.unlink(self._path("records", job_id))
+            if target.in_records:
+                os.unlink(self._path("records", target.record_file(job_id)))
             else:
                 os.pwrite(self._segment_fd(target.segment), b"1",
                           target.offset + _DEAD_AT)
         except FileNotFoundError:
             pass
 
-    def _write_record_file(self, job_id: str, data: bytes) -> None:
+    def _write_record_file(self, job_id: str, data: bytes) -> _Target:
+        """Write a record to a new file of records/ (never over the one a marker may point
+        to) and return its target."""
+        target = _Target(_IN_RECORDS + secrets.token_hex(4))
         tmp = self._path("tmp", f"r{os.getpid()}.{next(self._tmp_names)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = self._create(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             if self.fsync:
                 os.fsync(fd)
-        finally:
+        except OSError:
             os.close(fd)
-        os.replace(tmp, self._path("records", job_id))
+            _unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, self._path("records", target.record_file(job_id)))
+        return target
 
     def _new_marker(self, text: str) -> str:
         tmp = self._path("tmp", f"m{os.getpid()}.{next(self._tmp_names)}")
         os.symlink(text, tmp)
         return tmp
+
+    def _repoint(self, path: str, target: _Target, ready_ns: int = 0) -> bool:
+        """Point the marker at ``path`` to ``target``, only if it is still there (a job
+        removed, cleared or taken back by its lease meanwhile must not come back).
+        False, with nothing changed, when it is gone."""
+        new = self._new_marker(target.text(ready_ns))
+        try:
+            swapped = _swap(new, path)
+        except OSError:
+            _unlink(new)
+            raise
+        _unlink(new)  # after the swap: the old marker
+        return swapped
 
     # -- push ------------------------------------------------------------------------
 
@@ -426,16 +606,27 @@ class FileDriver(Driver):
         # marker points to, which the segment collector reclaims.
         segment, offset = self._append(b"".join(records))
         delayed = False
-        for job_id, record, (_, _, delay, _) in zip(ids, records, items, strict=True):
-            target = _Target(segment, offset, len(record))
-            offset += len(record)
-            if delay > 0:
-                ready_ns = int((now + delay) * _NS)
-                os.symlink(target.text(ready_ns), self._path("delayed", job_id))
-                heapq.heappush(self._delayed, (ready_ns, job_id))
-                delayed = True
-            else:
-                os.symlink(target.text(), self._path("new", job_id))
+        made: list[tuple[str, _Target]] = []
+        try:
+            for job_id, record, (_, _, delay, _) in zip(ids, records, items, strict=True):
+                target = _Target(segment, offset, len(record))
+                offset += len(record)
+                if delay > 0:
+                    ready_ns = int((now + delay) * _NS)
+                    path = self._path("delayed", job_id)
+                    os.symlink(target.text(ready_ns), path)
+                    heapq.heappush(self._delayed, (ready_ns, job_id))
+                    delayed = True
+                else:
+                    path = self._path("new", job_id)
+                    os.symlink(target.text(), path)
+                made.append((path, target))
+        except OSError:
+            # The caller is told nothing was queued: take back the markers already made.
+            for path, target in made:
+                if _unlink(path):
+                    self._bury_record(os.path.basename(path), target)
+            raise
         self._sync_dir("delayed" if delayed else "new")
         return ids
 
@@ -518,8 +709,8 @@ class FileDriver(Driver):
         attempt = record.attempt + 1
         self._update_header(job_id, target, _mutable(attempt, True, now_ns))
         meta = record.meta
-        return Message(job_id, record.payload, attempt, float(meta.get("ttr", 300)),
-                       priority=int(job_id[:8], 16), pushed_at=meta.get("pushed_at"),
+        return Message(job_id, record.payload, attempt, as_float(meta.get("ttr")),
+                       priority=int(job_id[:8], 16), pushed_at=as_float(meta.get("pushed_at")),
                        redelivered=record.running,
                        handle=_Handle(path, target, meta, attempt, now_ns))
 
@@ -594,11 +785,13 @@ class FileDriver(Driver):
             path = self._path("reserved", name)
             try:
                 target = _Target.parse(os.readlink(path))
-                ttr = float(_parse(self._read(job_id, target)).meta.get("ttr", 300))
+                ttr = as_float(_parse(self._read(job_id, target)).meta.get("ttr"))
             except FileNotFoundError:
                 continue
             except (OSError, ValueError):
-                ttr = 300.0
+                ttr = UNREADABLE_LEASE  # perhaps read while being rewritten: look later
+            if not isinstance(ttr, float) or not 0 < ttr <= MAX_TTR:
+                ttr = 0.0  # no worker runs a job with such a ttr: back at once, to be failed
             if now_ns < int(started) + int(self.lease_seconds(ttr) * _NS):
                 continue
             try:
@@ -673,22 +866,23 @@ class FileDriver(Driver):
             logger.warning("job %s: its lease ended before the outcome was saved; it will "
                            "run again", message.id)
             return
-        if changes or ready_ns:
-            if changes:
-                meta = {**handle.meta, **changes}
-                self._write_record_file(message.id, _record(
-                    meta, message.payload, handle.attempt, running, handle.started_ns))
-                new_target = _Target(_IN_RECORDS)
-            else:
-                self._update_header(message.id, target,
-                                    _mutable(handle.attempt, running, handle.started_ns))
-                new_target = target
-            os.replace(self._new_marker(new_target.text(ready_ns)), handle.path)
-            if changes and target.segment != _IN_RECORDS:
-                self._bury_record(message.id, target)
+        if changes:
+            new_target = self._write_record_file(message.id, _record(
+                {**handle.meta, **changes}, message.payload, handle.attempt, running,
+                handle.started_ns))
         else:
             self._update_header(message.id, target,
                                 _mutable(handle.attempt, running, handle.started_ns))
+            new_target = target
+        if changes or ready_ns:
+            if not self._repoint(handle.path, new_target, ready_ns):
+                if changes:
+                    self._bury_record(message.id, new_target)
+                logger.warning("job %s: removed, or back from its lease, before the outcome "
+                               "was saved", message.id)
+                return
+            if changes:
+                self._bury_record(message.id, target)
         try:
             os.rename(handle.path, self._path(state, message.id))
         except FileNotFoundError:
@@ -763,25 +957,28 @@ class FileDriver(Driver):
         except FileNotFoundError:
             return None  # moved while we looked; the caller looks again
         except (OSError, ValueError) as exc:
-            info.error = ErrorInfo("DamagedJobRecord", str(exc))
+            info.error = ErrorInfo(UNREADABLE, str(exc))
             return info
         try:
             record = _parse(self._read(job_id, target))
         except (OSError, ValueError) as exc:
             if not os.path.lexists(path):
                 return None
-            info.error = ErrorInfo("DamagedJobRecord", str(exc))
+            info.error = ErrorInfo(UNREADABLE, str(exc))
             return info
         meta = record.meta
         info.attempt = record.attempt
-        info.ttr = meta.get("ttr")
-        info.pushed_at = meta.get("pushed_at")
+        info.ttr = _number_or_none(meta.get("ttr"))
+        info.pushed_at = _number_or_none(meta.get("pushed_at"))
         info.started_at = record.started_ns / _NS if record.started_ns else None
-        info.finished_at = meta.get("finished_at")
+        info.finished_at = _number_or_none(meta.get("finished_at"))
         info.ready_at = target.ready_ns / _NS if state == "delayed" and target.ready_ns else None
         info.error = ErrorInfo.from_dict(meta.get("error"))
         if meta.get("result") is not None:
-            info.result = base64.b64decode(meta["result"])
+            try:
+                info.result = base64.b64decode(meta["result"])
+            except (TypeError, ValueError):
+                info.error = info.error or ErrorInfo(UNREADABLE, "the stored result is damaged")
         info.payload = record.payload
         return info
 
@@ -827,28 +1024,43 @@ class FileDriver(Driver):
             found = self._locate(job_id)
             if found is None:
                 return False
-            try:
-                target = _Target.parse(os.readlink(found[1]))
-                os.unlink(found[1])
-            except FileNotFoundError:
-                continue
-            self._bury_record(job_id, target)
-            return True
+            if self._remove_marker(job_id, found[1]):
+                return True
         return False
+
+    def _remove_marker(self, job_id: str, path: str) -> bool:
+        """Delete a job: its marker first, then its record, so that no marker is ever left
+        pointing at a record that is gone. False when the marker moved meanwhile."""
+        try:
+            text = os.readlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            text = ""  # not a marker: nothing to free but the entry itself
+        if not _unlink(path):
+            return False
+        try:
+            target = _Target.parse(text)
+        except ValueError:
+            return True
+        self._bury_record(job_id, target)
+        return True
 
     @_os_errors
     def clear(self) -> None:
-        self._seal()
-        for fd in self._open.values():
-            os.close(fd)
-        self._open.clear()
-        for state in (*_STATES, "segments", "records", "tmp"):
-            for name in os.listdir(self._dirs[state]):
-                try:
-                    os.unlink(self._path(state, name))
-                except FileNotFoundError:
-                    pass
+        """Delete every job, one by one as ``remove`` does: a worker finishing a job at the
+        same moment finds its marker gone, never a marker whose record was deleted."""
+        for _ in range(3):
+            cleared = 0
+            for state in _STATES:
+                for name in os.listdir(self._dirs[state]):
+                    job_id = name.partition("~")[0]
+                    if self._remove_marker(job_id, self._path(state, name)):
+                        cleared += 1
+            if not cleared:
+                break
         self._ready.clear()
+        self._fresh.clear()
         self._delayed.clear()
 
     @_os_errors
@@ -856,23 +1068,29 @@ class FileDriver(Driver):
         source = "done" if state is JobStatus.DONE else "failed"
         path = self._path(source, job_id) if _ID_RE.match(str(job_id)) else ""
         try:
-            target = _Target.parse(os.readlink(path))
-            record = _parse(self._read(job_id, target))
+            text = os.readlink(path)
         except (FileNotFoundError, NotADirectoryError):
             found = self._locate(job_id)
             if found is None:
                 raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}") from None
             raise JobNotInStateError(
                 f"job {job_id} is {_STATUS_OF_DIR[found[0]]}, not {state}") from None
-        except ValueError as exc:
+        except OSError as exc:
             raise DriverError(f"job {job_id} cannot be read: {exc}") from None
+        try:
+            target = _Target.parse(text)
+            record = _parse(self._read(job_id, target))
+        except (OSError, ValueError) as exc:
+            raise DriverError(f"job {job_id} cannot be retried: its record cannot be read "
+                              f"({exc}); remove it") from None
         meta = {key: value for key, value in record.meta.items()
                 if key not in ("error", "result", "finished_at")}
         attempt = 0 if reset_attempts else record.attempt
-        self._write_record_file(job_id, _record(meta, record.payload, attempt))
-        if target.segment != _IN_RECORDS:
-            os.replace(self._new_marker(_Target(_IN_RECORDS).text()), path)
-            self._bury_record(job_id, target)
+        new_target = self._write_record_file(job_id, _record(meta, record.payload, attempt))
+        if not self._repoint(path, new_target):
+            self._bury_record(job_id, new_target)
+            raise JobNotFoundError(f"job {job_id} was removed during the retry")
+        self._bury_record(job_id, target)
         try:
             os.rename(path, self._path("new", job_id))
         except FileNotFoundError:
