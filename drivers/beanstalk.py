@@ -60,6 +60,21 @@ _STATE = {"ready": JobStatus.WAITING, "delayed": JobStatus.DELAYED,
           "reserved": JobStatus.RESERVED, "buried": JobStatus.FAILED}
 
 
+_UINT32 = 2**32 - 1
+_BODY_HEADER_MAX = 64
+"""Bytes our body header (marker, ttr, push time) may take ahead of the payload."""
+
+
+def _whole_seconds(value: float, what: str, minimum: int = 0) -> int:
+    """Seconds as beanstalkd takes them (a 32-bit whole number), checked before sending:
+    a value it cannot parse would put the connection out of step."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and 0 <= value <= _UINT32):
+        raise InvalidArgumentError(f"{what} {value!r} is out of range for the beanstalk "
+                                   f"driver: 0 to {_UINT32} seconds")
+    return max(minimum, math.ceil(value))
+
+
 def _greenstalk() -> Any:
     try:
         import greenstalk
@@ -83,6 +98,24 @@ def _unbody(body: bytes) -> tuple[float | None, float | None, bytes]:
         return float(ttr), float(pushed), payload
     except ValueError:
         return None, None, body
+
+
+def _time_or_none(raw: Any) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        return None
+    return float(raw)
+
+
+def _reason(body: bytes) -> dict[str, Any] | None:
+    """A failure record of the side tube, or None when it is not one of ours."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or isinstance(data.get("id"), bool) or not isinstance(
+            data.get("id"), int):
+        return None
+    return data
 
 
 # The stats a reserve needs, out of stats-job's 20-odd lines.
@@ -233,6 +266,7 @@ class BeanstalkDriver(Driver):
         # switches, so a FIFO tube guesses and a tube read out of order peeks.
         self._peek = False
         self._idle_pause = 0.02
+        self._max_job_size: int | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> BeanstalkDriver:
@@ -251,9 +285,6 @@ class BeanstalkDriver(Driver):
 
     # -- connection ------------------------------------------------------------------
 
-    def _errors(self) -> tuple[type[BaseException], ...]:
-        return (OSError, ConnectionError, self._gs().UnknownResponseError)
-
     @staticmethod
     def _gs() -> Any:
         return _greenstalk()
@@ -264,12 +295,22 @@ class BeanstalkDriver(Driver):
         return self._client
 
     def _io(self, what: Any) -> Any:
-        """Run ``what(client)``; a broken connection is dropped and becomes DriverError."""
+        """Run ``what(client)``. A broken connection, or any reply that is not the answer a
+        command expects, drops the connection and becomes DriverError: after a protocol
+        error the stream may be out of step (beanstalkd reading a body as a command), and
+        every later reply would belong to the command before it."""
+        gs = self._gs()
         try:
             return what(self._conn())
-        except self._errors() as exc:
+        except (gs.NotFoundError, gs.TimedOutError, gs.DeadlineSoonError):
+            raise  # ordinary answers, read in full: the stream is in step
+        except gs.JobTooBigError:
             self._drop()
-            raise DriverError(f"{self.describe()}: {exc}") from exc
+            raise
+        except (OSError, ConnectionError, ValueError, gs.Error) as exc:
+            self._drop()
+            detail = str(exc) or type(exc).__name__
+            raise DriverError(f"{self.describe()}: {detail}") from exc
 
     def _drop(self) -> None:
         client, self._client = self._client, None
@@ -280,19 +321,35 @@ class BeanstalkDriver(Driver):
 
     def _priority(self, priority: int | None, lost: int = 0) -> int:
         ours = DEFAULT_PRIORITY if priority is None else priority
+        if isinstance(ours, bool) or not isinstance(ours, int) or not 0 <= ours <= MAX_PRIORITY:
+            raise InvalidArgumentError(f"priority {ours!r} is out of range for the beanstalk "
+                                       f"driver: 0 to {MAX_PRIORITY}")
         return (ours << 8) | (lost & _LOST_MASK)
 
     def _lease(self, ttr: float) -> int:
-        return max(1, math.ceil(ttr + self.lease_grace))
+        return _whole_seconds(ttr + self.lease_grace, "ttr", minimum=1)
+
+    payload_limit_setting = "beanstalkd's max-job-size, its -z option"
+
+    def payload_limit(self) -> int | None:
+        """beanstalkd's max-job-size (its -z option), less the header our body carries."""
+        if self._max_job_size is None:
+            try:
+                stats = self._io(lambda c: c.client.stats())
+                self._max_job_size = int(stats.get("max-job-size", 65535))
+            except (DriverError, TypeError, ValueError) as exc:
+                logger.debug("cannot read max-job-size from %s: %s", self.describe(), exc)
+                return None
+        return max(0, self._max_job_size - _BODY_HEADER_MAX)
 
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
         body = _body(payload, ttr, time.time())
         gs = self._gs()
+        pri, lease = self._priority(priority), self._lease(ttr)
+        wait = _whole_seconds(delay, "delay")
         try:
-            job_id = self._io(lambda c: c.client.put(
-                body, priority=self._priority(priority), delay=math.ceil(delay),
-                ttr=self._lease(ttr)))
+            job_id = self._io(lambda c: c.client.put(body, priority=pri, delay=wait, ttr=lease))
         except gs.JobTooBigError:
             raise InvalidArgumentError(
                 f"a job of {len(body)} bytes is larger than {self.describe()} accepts "
@@ -368,9 +425,8 @@ class BeanstalkDriver(Driver):
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
         handle: _Handle = message.handle
         job = self._gs().Job(handle.job_id, b"")
-        self._lost(message, lambda c: c.client.release(
-            job, priority=self._priority(handle.priority, handle.lost),
-            delay=math.ceil(delay)))
+        pri, wait = self._priority(handle.priority, handle.lost), _whole_seconds(delay, "delay")
+        self._lost(message, lambda c: c.client.release(job, priority=pri, delay=wait))
 
     def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
         handle: _Handle = message.handle
@@ -423,15 +479,11 @@ class BeanstalkDriver(Driver):
                     record = c.client.reserve(0)
                 except gs.TimedOutError:
                     break
-                try:
-                    data = json.loads(record.body)
-                except ValueError:
-                    c.client.delete(record)
+                data = _reason(record.body)
+                if data is None or (drop is not None and data["id"] in drop):
+                    c.client.delete(record)  # unreadable, or the reason of a job that goes
                     continue
-                if drop is not None and data.get("id") in drop:
-                    c.client.delete(record)
-                    continue
-                found[int(data["id"])] = data
+                found[data["id"]] = data
                 held.append(record)
         finally:
             for record in held:
@@ -486,7 +538,7 @@ class BeanstalkDriver(Driver):
             priority=int(stats.get("pri", 0)) >> 8,
             ttr=ttr if ttr is not None else float(stats.get("ttr", 0)), pushed_at=pushed_at,
             ready_at=now + delay_left if delay_left else None,
-            finished_at=None if reason is None else reason.get("finished_at"),
+            finished_at=None if reason is None else _time_or_none(reason.get("finished_at")),
             error=None if reason is None else ErrorInfo.from_dict(reason.get("error")),
             payload=payload)
 

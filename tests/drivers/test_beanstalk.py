@@ -200,3 +200,46 @@ def test_a_job_put_by_another_client_takes_beanstalkds_ttr(settings: dict[str, A
     message = queue.driver.reserve(0)
     assert message is not None
     assert (message.payload, message.ttr, message.attempt) == (b'{"not": "ours"}', 7.0, 1)
+
+
+def test_values_beanstalkd_cannot_parse_are_refused_before_they_are_sent(
+        settings: dict[str, Any], journal: str) -> None:
+    """A delay of 1e300 used to reach beanstalkd as a number it could not parse: it read
+    the body as a command, and every later reply belonged to the command before."""
+    queue = create_queue(settings)
+    driver = queue.driver
+    for bad in ({"delay": 1e300}, {"delay": -1}, {"ttr": 1e300}, {"ttr": float("nan")},
+                {"priority": 2**40}):
+        with pytest.raises(InvalidArgumentError, match="out of range for the beanstalk"):
+            driver.push(b"{}", **{"ttr": 60, **bad})
+    first = queue.push(Record(journal, "a"))
+    second = queue.push(Record(journal, "b"))
+    assert first is not None and second is not None and int(second) == int(first) + 1
+    assert queue.status(first) is JobStatus.WAITING
+    assert queue.remove(second) and queue.status(second) is JobStatus.DONE
+    assert queue.info()[JobStatus.WAITING] == 1
+
+
+def test_a_protocol_error_drops_the_connection_instead_of_reading_out_of_step(
+        settings: dict[str, Any], journal: str) -> None:
+    """Whatever the reason for an error reply (here a command beanstalkd cannot parse,
+    sent around the driver's checks), the next command runs on a fresh connection."""
+    from queue_core import DriverError
+    queue = create_queue(settings)
+    driver: Any = queue.driver
+    queue.push(Record(journal, "before"))
+    with pytest.raises(DriverError):
+        driver._io(lambda c: c.client.put(b"body read as a command", priority=-1))
+    assert driver._client is None
+    job_id = queue.push(Record(journal, "after"))
+    assert job_id is not None
+    assert queue.get(job_id).status is JobStatus.WAITING
+    assert queue.info()[JobStatus.WAITING] == 2
+    queue.run()
+    assert read_lines(journal) == ["before", "after"]
+
+
+def test_the_payload_limit_comes_from_the_server(settings: dict[str, Any]) -> None:
+    queue = create_queue(settings)
+    limit = queue.driver.payload_limit()
+    assert limit is not None and 1048576 - 100 < limit < 1048576  # the test server's -z
