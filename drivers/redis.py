@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -36,6 +37,7 @@ from queue_core.driver import (
     PushRequest,
 )
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.records import as_bytes, as_float, as_int
 from queue_core.settings import redact_url
 
 from . import redis_scripts as lua
@@ -45,7 +47,7 @@ logger = logging.getLogger(__name__)
 _SETS = {JobStatus.WAITING: "w", JobStatus.DELAYED: "d", JobStatus.RESERVED: "r",
          JobStatus.DONE: "done", JobStatus.FAILED: "f"}
 """The sorted set that holds the jobs of each state."""
-_OWN_OPTIONS = ("channel", "lease_grace", "prefetch", "prefetch_lease")
+_OWN_OPTIONS = ("channel", "lease_grace", "prefetch", "prefetch_lease", "warn_persistence")
 _CLIENT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive",
                    "health_check_interval", "client_name", "username", "password", "db",
                    "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
@@ -53,6 +55,10 @@ _CLIENT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive
 QUICK_JOB = 0.002
 """Jobs faster than this (seconds, running average) are fetched several at a time."""
 BLOCK_MAX = 5.0
+MAX_BULK = 512 * 1024 * 1024
+"""Redis's default proto-max-bulk-len: the largest string it accepts in one command."""
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}
 
 
 def _bulk(args: Any) -> list[bytes]:
@@ -94,12 +100,15 @@ class _Script:
 
 @dataclass
 class _Buffered:
+    """A fetched job as read (lenient: a value that is not what it should be is kept as
+    read, and the core's check of the Message fails the job)."""
+
     id: str
-    payload: bytes
-    ttr: float
-    priority: int
-    pushed_at: float
-    attempts_before: int
+    payload: Any
+    ttr: Any
+    priority: Any
+    pushed_at: Any
+    attempts_before: Any
     redelivered: bool
     token: str
     fetched: float
@@ -126,11 +135,14 @@ class RedisDriver(Driver):
         delay=True, priority=True, priority_range=(0, 2**32 - 1), ttr_lease=True, retry=True,
         attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True,
-        manual_retry=True, remove=True, clear=True, info=True, listing=True, bulk_push=True)
+        manual_retry=True, remove=True, clear=True, info=True, listing=True, bulk_push=True,
+        max_payload=MAX_BULK)
+
+    payload_limit_setting = "Redis's proto-max-bulk-len"
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, channel: str = "queue",
                  lease_grace: float = 1.0, prefetch: int = 32, prefetch_lease: float = 10.0,
-                 **client_options: Any) -> None:
+                 warn_persistence: bool = True, **client_options: Any) -> None:
         super().__init__(channel=channel)
         try:
             import redis
@@ -146,10 +158,15 @@ class RedisDriver(Driver):
         if not isinstance(prefetch_lease, (int, float)) or prefetch_lease <= 1:
             raise ConfigError(f"prefetch_lease must be seconds > 1, got {prefetch_lease!r}",
                               key="driver.prefetch_lease")
+        if not isinstance(warn_persistence, bool):
+            raise ConfigError(f"warn_persistence must be true or false, got "
+                              f"{warn_persistence!r}", key="driver.warn_persistence")
         self.url = url
         self.lease_grace = float(lease_grace)
         self.prefetch = prefetch
         self.prefetch_lease = float(prefetch_lease)
+        self.warn_persistence = warn_persistence
+        self._persistence_checked = False
         client_options.setdefault("socket_timeout", BLOCK_MAX + 10)
         client_options.setdefault("socket_connect_timeout", 5)
         try:
@@ -162,7 +179,7 @@ class RedisDriver(Driver):
         k = self._keys
         self._scripts = {
             "push": _Script(lua.PUSH, keys=(k["id"], k["w"], k["d"], k["n"])),
-            "reserve": _Script(lua.RESERVE, keys=(k["w"], k["d"], k["r"])),
+            "reserve": _Script(lua.RESERVE, keys=(k["w"], k["d"], k["r"], k["f"])),
             "finish_start": _Script(lua.FINISH_START, keys=(k["r"], k["done"])),
             "release": _Script(lua.RELEASE, keys=(k["r"], k["w"], k["d"], k["n"])),
             "fail": _Script(lua.FAIL, keys=(k["r"], k["f"])),
@@ -192,6 +209,8 @@ class RedisDriver(Driver):
                 options.setdefault(key, _number(key, value))
             elif key == "prefetch":
                 options.setdefault(key, int(_number(key, value)))
+            elif key == "warn_persistence":
+                options.setdefault(key, _flag(key, value))
             else:
                 kept.append((key, value))  # redis-py's own (db, socket_timeout, ...)
         return cls(f"{base}?{urlencode(kept)}" if kept else base, **options)
@@ -251,9 +270,23 @@ class RedisDriver(Driver):
         return item
 
     def _drain(self) -> None:
+        import redis
         while self._pending:
             item = self._pending.popleft()
-            reply = self._conn.read_response()
+            try:
+                reply = self._conn.read_response()
+            except redis.exceptions.NoScriptError as exc:
+                # The server lost its scripts: a new connection loads them and sends
+                # this command again, with every other unconfirmed one.
+                self._drop_connection()
+                raise DriverError(f"redis {self.describe()}: {exc}") from exc
+            except redis.exceptions.ResponseError as exc:
+                # Sending it again would fail the same way; the replies still owed are
+                # read by no one, so the connection starts afresh (resending the rest).
+                self._unconfirmed.remove(item)
+                self._drop_connection()
+                raise DriverError(f"redis {self.describe()}: the {item.script} script "
+                                  f"failed: {exc}") from exc
             self._unconfirmed.remove(item)
             if item.on_reply is not None:
                 item.on_reply(reply)
@@ -318,6 +351,11 @@ class RedisDriver(Driver):
         except _client_errors() as exc:
             self._drop_thread_connection()
             raise DriverError(f"redis {self.describe()}: {exc}") from exc
+        except redis.exceptions.ResponseError as exc:
+            # Replies of the other calls may still be unread: start afresh.
+            self._drop_thread_connection()
+            raise DriverError(f"redis {self.describe()}: the {name} script failed: "
+                              f"{exc}") from exc
 
     def _thread_connection(self) -> Any:
         """This thread's connection for pushes and admin calls: one per thread, since a
@@ -375,8 +413,8 @@ class RedisDriver(Driver):
                 message: Message | None = self._io(self._take_buffered)
                 if message is not None:
                     return message
-                next_due = self._io(self._fetch)
-                if self._buffer:
+                next_due, again = self._io(self._fetch)
+                if self._buffer or again:
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -419,14 +457,17 @@ class RedisDriver(Driver):
         return None
 
     def _message(self, job: _Buffered) -> Message:
-        return Message(job.id, job.payload, job.attempts_before + 1, job.ttr,
+        before = job.attempts_before
+        attempt = before + 1 if isinstance(before, int) else before
+        return Message(job.id, job.payload, attempt, job.ttr,
                        priority=job.priority, pushed_at=job.pushed_at,
                        redelivered=job.redelivered,
                        handle=_Handle(job.token, job.attempts_before))
 
-    def _fetch(self) -> float:
+    def _fetch(self) -> tuple[float, bool]:
         """One round trip: the ack still owed, then a batch of jobs. Returns seconds until
-        the next delayed job is due, or -1."""
+        the next delayed job is due (or -1), and whether to fetch again at once (damaged
+        records took the place of jobs)."""
         finished = self._finish_args()
         if finished[2]:
             self._send("finish_start", [*finished, "", "", ""])
@@ -434,13 +475,18 @@ class RedisDriver(Driver):
         token = f"{self._tokens}:{self._batches}"
         reply = self._call("reserve", [self.prefix, self._batch_size(), token,
                                        int(self.prefetch_lease * 1000)])
-        server_now, jobs, next_due = int(reply[0]), reply[1], float(reply[2])
+        server_now, jobs, next_due, damaged = (int(reply[0]), reply[1], float(reply[2]),
+                                               reply[3])
         fetched = time.monotonic()
         for job_id, payload, ttr, pri, pushed, att, run in jobs:
             self._buffer.append(_Buffered(
-                job_id.decode(), payload, float(ttr), int(pri), int(pushed) / 1000,
-                int(att), run == b"1", token, fetched))
-        return -1.0 if next_due < 0 else (next_due - server_now) / 1000
+                job_id.decode(), as_bytes(payload), as_float(ttr), as_int(pri),
+                _seconds(pushed), as_int(att), run == b"1", token, fetched))
+        for job_id, reason in zip(damaged[::2], damaged[1::2], strict=True):
+            logger.error("job %s is damaged in the store: %s; it is failed without running",
+                         job_id.decode(errors="replace"), reason.decode(errors="replace"))
+        due = -1.0 if next_due < 0 else (next_due - server_now) / 1000
+        return due, bool(damaged) and not jobs
 
     def _block(self, seconds: float) -> None:
         """Wait for a push (or a delayed job's time) on the notify list."""
@@ -487,9 +533,12 @@ class RedisDriver(Driver):
     # -- lookups and admin -----------------------------------------------------------
 
     def _admin(self, call: Callable[[Any], Any]) -> Any:
+        import redis
         try:
             return call(self._client)
         except _client_errors() as exc:
+            raise DriverError(f"redis {self.describe()}: {exc}") from exc
+        except redis.exceptions.RedisError as exc:  # a key of the wrong type, ...
             raise DriverError(f"redis {self.describe()}: {exc}") from exc
 
     def _key(self, job_id: str) -> str:
@@ -552,8 +601,33 @@ class RedisDriver(Driver):
                                            "1" if reset_attempts else "0"])
         if reply == -1:
             raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+        if isinstance(reply, list):
+            kind = reply[0].decode(errors="replace") if reply else "?"
+            raise DriverError(f"redis {self.describe()}: job {job_id} cannot be retried: its "
+                              f"key {self._key(job_id)} holds a {kind}, not a job hash")
         if isinstance(reply, bytes):
             raise JobNotInStateError(f"job {job_id} is {reply.decode()}, not {state}")
+
+    def check_setup(self, ttr: float) -> None:
+        if not self.warn_persistence or self._persistence_checked:
+            return
+        self._persistence_checked = True  # once per driver, not at every run()
+        try:
+            aof = self._client.info("persistence").get("aof_enabled")
+        except Exception as exc:  # a proxy or managed server may refuse INFO
+            logger.debug("cannot ask %s whether it keeps an append-only file: %s",
+                         self.describe(), exc)
+            return
+        if str(aof) == "0":
+            logger.warning(
+                "the Redis server of %s keeps no append-only file (appendonly no): if it "
+                "restarts, every change to the queue since its last snapshot (all of them, "
+                "without snapshots) is lost, jobs pushed and retried included, so 'no job "
+                "lost' does not hold. Set 'appendonly yes' with 'appendfsync "
+                "everysec' (a machine crash loses up to one second of writes) or "
+                "'appendfsync always' (loses nothing acknowledged; slower writes), or "
+                "silence this warning with the driver option warn_persistence=False "
+                "(?warn_persistence=0 in the URL).", self.describe())
 
     def after_fork(self) -> None:
         # The parent owns its connection and whatever it fetched.
@@ -583,19 +657,38 @@ def _number(key: str, value: str) -> float:
                           key=f"driver.{key}") from None
 
 
+def _flag(key: str, value: str) -> bool:
+    try:
+        return _FLAGS[value.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"redis URL option {key}={value!r} is not 1 or 0 (true or false)",
+                          key=f"driver.{key}") from None
+
+
+def _seconds(raw: Any) -> Any:
+    """A stored time in ms as seconds, or the value as it was (see queue_core.records)."""
+    value = as_float(raw)
+    return value / 1000 if isinstance(value, float) else value
+
+
 def _info(job_id: str, status: JobStatus, fields: dict[bytes, bytes]) -> JobInfo:
-    def text(name: str) -> str | None:
-        raw = fields.get(name.encode())
-        return None if raw is None else raw.decode()
+    """What ``get`` and ``jobs`` show; a field that cannot be read shows as None (0 for
+    the attempt count), never an error."""
+    def whole(name: str) -> int | None:
+        value = as_int(fields.get(name.encode()))
+        return value if isinstance(value, int) else None
+
+    def number(name: str) -> float | None:
+        value = as_float(fields.get(name.encode()))
+        return value if isinstance(value, float) and math.isfinite(value) else None
 
     def ms(name: str) -> float | None:
-        raw = text(name)
-        return None if raw in (None, "") else int(raw) / 1000
+        value = number(name)
+        return None if value is None else value / 1000
 
-    error = text("err")
+    payload = as_bytes(fields.get(b"p", b""))
     return JobInfo(
-        id=job_id, status=status, attempt=int(text("att") or 0),
-        priority=int(text("pri") or DEFAULT_PRIORITY), ttr=float(text("ttr") or 0),
-        pushed_at=ms("pushed"), started_at=ms("st"), finished_at=ms("fin"),
-        error=ErrorInfo.from_dict(json.loads(error)) if error else None,
-        result=fields.get(b"res"), payload=fields.get(b"p", b""))
+        id=job_id, status=status, attempt=whole("att") or 0, priority=whole("pri"),
+        ttr=number("ttr"), pushed_at=ms("pushed"), started_at=ms("st"), finished_at=ms("fin"),
+        error=ErrorInfo.from_json(fields.get(b"err")),
+        result=fields.get(b"res"), payload=payload if isinstance(payload, bytes) else b"")

@@ -16,11 +16,20 @@ one slot):
 - ``P n``         a list pushed on every push, so idle workers blocked on it wake up
 
 Times come from the server (``TIME``), so workers on several hosts agree.
+
+A job's fields are checked wherever a script reads them (tonumber, never a Lua error: an
+error aborts a script after its earlier writes, and the same record would make every
+later reserve of the queue fail). A record that cannot be used goes to ``P f`` with an
+``err`` of type DamagedJobRecord naming the field, instead of vanishing or being handed
+to a worker.
 """
 
 from __future__ import annotations
 
+from queue_core.driver import DEFAULT_PRIORITY, UNREADABLE
+
 _PRELUDE = """
+local DEFAULT_PRIORITY = """ + str(DEFAULT_PRIORITY) + """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -32,6 +41,66 @@ local function notify(key, count)
     redis.call('LPUSH', key, unpack(tokens))
     redis.call('LTRIM', key, 0, 63)
   end
+end
+-- A finite number, or nil (tonumber alone lets 'nan' and 'inf' through, which ZADD
+-- and the lease arithmetic refuse or carry along).
+local function number(raw)
+  local n = tonumber(raw)
+  if n and n == n and n ~= math.huge and n ~= -math.huge then return n end
+  return nil
+end
+"""
+
+_DAMAGE = """
+local function shown(raw)
+  local text = string.gsub(string.sub(raw, 1, 40), '[^%w%p ]', '?')
+  if #raw > 40 then text = text .. '...' end
+  return "'" .. text .. "'"
+end
+local function field_problem(name, what, raw)
+  if not raw then return 'its hash has no ' .. what .. " field '" .. name .. "'" end
+  return 'its ' .. what .. " field '" .. name .. "' holds " .. shown(raw) .. ', not a number'
+end
+-- Why a job's fields {p, ttr, pri, pushed, att} cannot be used, or nil.
+local function job_problem(f)
+  if not f[1] then return "its hash has no payload field 'p'" end
+  if not number(f[2]) then return field_problem('ttr', 'ttr', f[2]) end
+  if not number(f[3]) then return field_problem('pri', 'priority', f[3]) end
+  if not number(f[4]) then return field_problem('pushed', 'push time', f[4]) end
+  if f[5] and not number(f[5]) then return field_problem('att', 'attempt count', f[5]) end
+  return nil
+end
+-- The problem of a key whose read failed or found nothing: not a hash, or gone.
+local function key_problem(key)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' then return 'its hash is missing (no payload, ttr or priority)' end
+  if kind ~= 'hash' then return 'its key holds a ' .. kind .. ', not a hash' end
+  return nil
+end
+-- To the failed set with the reason, never to a worker. A key of another type is
+-- replaced: nothing in it can be read as a job, and the error must be stored somewhere.
+local function fail_damaged(key, id, reason, failed, now, damaged)
+  if redis.call('TYPE', key)['ok'] ~= 'hash' then redis.call('DEL', key) end
+  local err = cjson.encode({type = '""" + UNREADABLE + """',
+    message = 'job ' .. id .. ' is damaged in the store: ' .. reason, traceback = ''})
+  redis.call('HSET', key, 'err', err, 'fin', now, 'run', 0)
+  redis.call('HDEL', key, 'tok')
+  redis.call('ZADD', failed, now, id)
+  damaged[#damaged + 1] = id
+  damaged[#damaged + 1] = reason
+end
+-- The priority to queue a job under, or nil after failing it as damaged.
+local function priority_or_fail(key, id, failed, now, damaged)
+  local pri = redis.pcall('HGET', key, 'pri')
+  if type(pri) == 'table' then
+    fail_damaged(key, id, key_problem(key) or 'its hash cannot be read', failed, now, damaged)
+    return nil
+  end
+  local n = number(pri)
+  if n then return n end
+  local reason = (not pri and key_problem(key)) or field_problem('pri', 'priority', pri)
+  fail_damaged(key, id, reason, failed, now, damaged)
+  return nil
 end
 """
 
@@ -71,26 +140,28 @@ notify(KEYS[4], count)
 return last
 """
 
-# KEYS: w, d, r.  ARGV: prefix, max jobs, token, prefetch lease (ms).
+# KEYS: w, d, r, f.  ARGV: prefix, max jobs, token, prefetch lease (ms).
 # Moves due delayed jobs and expired leases back to waiting (no separate sweeper, no lock),
 # then reserves up to ``max`` jobs WITHOUT starting them: a reserved job only counts as a
 # run once START marks it, so jobs a crashed worker had fetched but not begun come back
-# uncharged. Returns {now, jobs, next due time or -1}.
-RESERVE = _PRELUDE + """
+# uncharged. A damaged record met on the way goes to the failed set, and the pop goes on
+# for the jobs it leaves unfilled. Returns {now, jobs, next due time or -1, damaged ids and
+# reasons (id, reason, ...)}.
+RESERVE = _PRELUDE + _DAMAGE + """
 local now = now_ms()
 local prefix = ARGV[1]
+local damaged = {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
-  local key = prefix .. 'j:' .. id
-  local pri = redis.call('HGET', key, 'pri')
+  local pri = priority_or_fail(prefix .. 'j:' .. id, id, KEYS[4], now, damaged)
   if pri then redis.call('ZADD', KEYS[1], pri, id) end
 end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[3], id)
   local key = prefix .. 'j:' .. id
-  local pri = redis.call('HGET', key, 'pri')
+  local pri = priority_or_fail(key, id, KEYS[4], now, damaged)
   if pri then
     -- 'run' stays as it was: 1 if a run was going on, which the next run reports.
     redis.call('ZADD', KEYS[1], pri, id)
@@ -98,26 +169,45 @@ for _, id in ipairs(expired) do
   end
 end
 local jobs = {}
-local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[2])
+local want = tonumber(ARGV[2])
 local lease = now + tonumber(ARGV[4])
-for i = 1, #popped, 2 do
-  local id = popped[i]
-  local key = prefix .. 'j:' .. id
-  local f = redis.call('HMGET', key, 'p', 'ttr', 'pri', 'pushed', 'att', 'run')
-  if f[1] then
-    redis.call('HSET', key, 'tok', ARGV[3])
-    redis.call('ZADD', KEYS[3], lease, id)
-    jobs[#jobs + 1] = {id, f[1], f[2], f[3], f[4], f[5] or '0', f[6] or '0'}
+repeat
+  local bad = 0
+  local popped = redis.call('ZPOPMIN', KEYS[1], want - #jobs)
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    local key = prefix .. 'j:' .. id
+    local f = redis.pcall('HMGET', key, 'p', 'ttr', 'pri', 'pushed', 'att', 'run')
+    local problem
+    if f['err'] then
+      problem = key_problem(key) or 'its hash cannot be read'
+    else
+      problem = job_problem(f)
+      if problem and not f[1] and not f[2] and not f[3] then
+        problem = key_problem(key) or problem
+      end
+    end
+    if problem then
+      fail_damaged(key, id, problem, KEYS[4], now, damaged)
+      bad = bad + 1
+    else
+      redis.call('HSET', key, 'tok', ARGV[3])
+      redis.call('ZADD', KEYS[3], lease, id)
+      jobs[#jobs + 1] = {id, f[1], f[2], f[3], f[4], f[5] or '0', f[6] or '0'}
+    end
   end
-end
+until bad == 0 or #damaged >= 2000
 local next_due = -1
 if #jobs == 0 then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   if first[2] then next_due = first[2] end
 end
-return {now, jobs, next_due}
+return {now, jobs, next_due, damaged}
 """
 
+# The token checks below use pcall: a job key that is not a hash reads as not ours, and
+# RESERVE fails the job when its lease ends.
+#
 # KEYS: r, done.  ARGV: prefix, grace (ms),
 #   ack id ('' for none), ack token, keep ('1'/'0'), result,
 #   start id ('' for none), start token, attempts before this start.
@@ -129,7 +219,7 @@ local prefix = ARGV[1]
 local acked, started = 0, 0
 if ARGV[3] ~= '' then
   local key = prefix .. 'j:' .. ARGV[3]
-  if redis.call('HGET', key, 'tok') == ARGV[4] and redis.call('ZREM', KEYS[1], ARGV[3]) == 1 then
+  if redis.pcall('HGET', key, 'tok') == ARGV[4] and redis.call('ZREM', KEYS[1], ARGV[3]) == 1 then
     if ARGV[5] == '1' then
       redis.call('HSET', key, 'fin', now, 'res', ARGV[6], 'run', 0)
       redis.call('HDEL', key, 'tok', 'err')
@@ -142,15 +232,18 @@ if ARGV[3] ~= '' then
 end
 if ARGV[7] ~= '' then
   local key = prefix .. 'j:' .. ARGV[7]
-  local f = redis.call('HMGET', key, 'tok', 'att', 'ttr')
+  local f = redis.pcall('HMGET', key, 'tok', 'att', 'ttr')
   local att = f[2] or '0'
   if f[1] == ARGV[8] then
+    -- RESERVE checked these fields; a record changed since then must not abort the ack
+    -- above (a bad ttr gives a lease that is already over, and the worker fails the job).
+    local before = number(ARGV[9])
     if att == ARGV[9] then
-      redis.call('HSET', key, 'att', tonumber(att) + 1, 'run', 1, 'st', now)
-      redis.call('ZADD', KEYS[1], now + math.floor(tonumber(f[3]) * 1000 + tonumber(ARGV[2])),
-                 ARGV[7])
+      redis.call('HSET', key, 'att', (number(att) or 0) + 1, 'run', 1, 'st', now)
+      redis.call('ZADD', KEYS[1], now + math.floor((number(f[3]) or 0) * 1000
+                 + tonumber(ARGV[2])), ARGV[7])
       started = 1
-    elseif tonumber(att) == tonumber(ARGV[9]) + 1 then
+    elseif before and number(att) == before + 1 then
       started = 1
     end
   end
@@ -163,7 +256,7 @@ return {acked, started}
 RELEASE = _PRELUDE + """
 local now = now_ms()
 local key = ARGV[1] .. 'j:' .. ARGV[2]
-if redis.call('HGET', key, 'tok') ~= ARGV[3] or redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then
+if redis.pcall('HGET', key, 'tok') ~= ARGV[3] or redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then
   return 0
 end
 redis.call('HDEL', key, 'tok')
@@ -173,7 +266,9 @@ local delay = tonumber(ARGV[4])
 if delay > 0 then
   redis.call('ZADD', KEYS[3], now + delay, ARGV[2])
 else
-  redis.call('ZADD', KEYS[2], redis.call('HGET', key, 'pri'), ARGV[2])
+  -- A priority that is not a number queues the job anyway; RESERVE then fails it.
+  redis.call('ZADD', KEYS[2], number(redis.call('HGET', key, 'pri')) or DEFAULT_PRIORITY,
+             ARGV[2])
 end
 notify(KEYS[4], 1)
 return 1
@@ -183,7 +278,7 @@ return 1
 FAIL = _PRELUDE + """
 local now = now_ms()
 local key = ARGV[1] .. 'j:' .. ARGV[2]
-if redis.call('HGET', key, 'tok') ~= ARGV[3] or redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then
+if redis.pcall('HGET', key, 'tok') ~= ARGV[3] or redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then
   return 0
 end
 if ARGV[4] == '1' then
@@ -205,10 +300,13 @@ return found > 0 and 1 or 0
 """
 
 # KEYS: w, d, r, done, f, n.  ARGV: prefix, id, expected state ('done' or 'failed'),
-# '1' to reset attempts.  Returns 1, -1 (no such job) or the state the job is in.
+# '1' to reset attempts.  Returns 1, -1 (no such job), the state the job is in, or {type}
+# when the job's key is not a hash (nothing is changed).
 RETRY = _PRELUDE + """
 local key = ARGV[1] .. 'j:' .. ARGV[2]
-if redis.call('EXISTS', key) == 0 then return -1 end
+local kind = redis.call('TYPE', key)['ok']
+if kind == 'none' then return -1 end
+if kind ~= 'hash' then return {kind} end
 local names = {'waiting', 'delayed', 'reserved', 'done', 'failed'}
 local source = 4
 if ARGV[3] == 'failed' then source = 5 end
@@ -222,7 +320,9 @@ redis.call('ZREM', KEYS[source], ARGV[2])
 redis.call('HDEL', key, 'err', 'res', 'fin', 'st', 'tok')
 redis.call('HSET', key, 'run', 0)
 if ARGV[4] == '1' then redis.call('HSET', key, 'att', 0) end
-redis.call('ZADD', KEYS[1], redis.call('HGET', key, 'pri'), ARGV[2])
+-- A priority that is not a number queues the job anyway; RESERVE then fails it again.
+redis.call('ZADD', KEYS[1], number(redis.call('HGET', key, 'pri')) or DEFAULT_PRIORITY,
+           ARGV[2])
 notify(KEYS[6], 1)
 return 1
 """

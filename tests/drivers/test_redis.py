@@ -1,4 +1,5 @@
-"""Redis driver specifics: crash windows, a server restart, blocking waits, URLs, keys."""
+"""Redis driver specifics: crash windows, a server restart, blocking waits, URLs, keys,
+damaged job hashes, the persistence warning."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from queue_core import ConfigError, JobStatus, create_queue
+from queue_core import ConfigError, DriverError, JobStatus, create_queue
 from tests.support.jobs import Record, Sleep, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
 from tests.support.specs.redis import URL, available
@@ -45,11 +46,14 @@ def _free_port() -> int:
 
 
 class Server:
-    """A throwaway redis-server that keeps its data across restarts (AOF)."""
+    """A throwaway redis-server that keeps its data across restarts (AOF), or, with
+    ``aof=False``, keeps nothing on disk; ``extra`` are more server arguments."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, aof: bool = True, extra: tuple[str, ...] = ()) -> None:
         self.port = _free_port()
         self.directory = directory
+        self.aof = aof
+        self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,7 +64,8 @@ class Server:
         assert REDIS_SERVER is not None
         self.process = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
+             "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always",
+             "--dir", str(self.directory), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
         client = redis.Redis.from_url(self.url)
@@ -80,13 +85,26 @@ def _pings(client: Any) -> bool:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Starts throwaway servers (``Server`` arguments), each killed at the end."""
     if REDIS_SERVER is None:
         pytest.fail("redis-server is not on PATH (apt-get install redis-server)")
-    made = Server(tmp_path)
-    made.start()
-    yield made
-    made.kill()
+    made: list[Server] = []
+
+    def start(**options: Any) -> Server:
+        directory = tmp_path / f"server{len(made)}"
+        directory.mkdir()
+        made.append(Server(directory, **options))
+        made[-1].start()
+        return made[-1]
+    yield start
+    for each in made:
+        each.kill()
+
+
+@pytest.fixture
+def server(servers: Callable[..., Server]) -> Server:
+    return servers()
 
 
 def test_a_worker_killed_at_random_points_loses_nothing(settings: dict[str, Any],
@@ -253,3 +271,204 @@ def test_stopping_gives_back_fetched_jobs_at_once(settings: dict[str, Any],
     code, _, err = stop(worker, signal.SIGTERM)
     assert code == 0, err
     assert queue.info()[JobStatus.RESERVED] == 0
+
+
+# -- damaged job hashes ------------------------------------------------------------------
+
+def _key(channel: str, job_id: str, name: str = "") -> str:
+    return f"qc:{{{channel}}}:" + (name or f"j:{job_id}")
+
+
+def _no_hash(r: Any, channel: str, job_id: str) -> None:
+    r.delete(_key(channel, job_id))
+
+
+def _not_a_hash(r: Any, channel: str, job_id: str) -> None:
+    r.delete(_key(channel, job_id))
+    r.set(_key(channel, job_id), "garbage")
+
+
+def _without(name: str) -> Callable[[Any, str, str], None]:
+    return lambda r, channel, job_id: r.hdel(_key(channel, job_id), name)
+
+
+def _holding(name: str, value: str) -> Callable[[Any, str, str], None]:
+    return lambda r, channel, job_id: r.hset(_key(channel, job_id), name, value)
+
+
+def _due_delayed_without_pri(r: Any, channel: str, job_id: str) -> None:
+    """Pushed with a delay (so it is in ``d``), made due, and its priority gone."""
+    r.hdel(_key(channel, job_id), "pri")
+    r.zadd(_key(channel, job_id, "d"), {job_id: 1})
+
+
+def _expired_lease_without_pri(r: Any, channel: str, job_id: str) -> None:
+    """Reserved by a worker that vanished (its lease over), and its priority gone."""
+    r.zrem(_key(channel, job_id, "w"), job_id)
+    r.zadd(_key(channel, job_id, "r"), {job_id: 1})
+    r.hset(_key(channel, job_id), "tok", "gone")
+    r.hdel(_key(channel, job_id), "pri")
+
+
+DAMAGES: dict[str, tuple[Callable[[Any, str, str], None], str, bool]] = {
+    # name: (the damage, what the error message must name, pushed delayed)
+    "no-hash": (_no_hash, "hash is missing", False),
+    "not-a-hash": (_not_a_hash, "not a hash", False),
+    "no-payload": (_without("p"), "'p'", False),
+    "no-ttr": (_without("ttr"), "'ttr'", False),
+    "no-pri": (_without("pri"), "'pri'", False),
+    "no-pushed": (_without("pushed"), "'pushed'", False),
+    "ttr-abc": (_holding("ttr", "abc"), "'ttr'", False),
+    "ttr-nan": (_holding("ttr", "nan"), "'ttr'", False),
+    "ttr-negative": (_holding("ttr", "-5"), "ttr", False),
+    "ttr-huge": (_holding("ttr", "1e300"), "ttr", False),
+    "att-abc": (_holding("att", "abc"), "'att'", False),
+    "pri-fraction": (_holding("pri", "1.5"), "priority", False),
+    "due-delayed-no-pri": (_due_delayed_without_pri, "'pri'", True),
+    "expired-lease-no-pri": (_expired_lease_without_pri, "'pri'", False),
+}
+DAMAGED_TYPES = ("DamagedJobRecord", "queue_core.errors.DamagedJobError")
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_job_hash_is_failed_with_the_reason_and_the_worker_goes_on(
+        damage: str, settings: dict[str, Any], journal: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import redis
+    corrupt, named, delayed = DAMAGES[damage]
+    channel = settings["channel"]
+    queue = create_queue(settings)
+    damaged = queue.push(Record(journal, "damaged"), delay=60 if delayed else 0)
+    assert damaged is not None
+    corrupt(redis.Redis.from_url(URL), channel, damaged)
+    queue.push(Record(journal, "good"))
+
+    queue.run()  # must not raise
+
+    assert read_lines(journal) == ["good"]
+    info = queue.get(damaged)
+    assert info.status is JobStatus.FAILED
+    assert info.error is not None and info.error.type in DAMAGED_TYPES, info.error
+    assert named in info.error.message and damaged in info.error.message, info.error
+    assert damaged in [job.id for job in queue.failed()]
+    assert queue.info() == {JobStatus.WAITING: 0, JobStatus.DELAYED: 0,
+                            JobStatus.RESERVED: 0, JobStatus.DONE: 0, JobStatus.FAILED: 1}
+    assert "retrying with backoff" not in caplog.text
+    # Sent back by hand, it fails again; nothing raises.
+    queue.retry(damaged)
+    queue.run()
+    again = queue.get(damaged)
+    assert again.status is JobStatus.FAILED and again.error is not None
+    assert again.error.type in DAMAGED_TYPES, again.error
+    assert read_lines(journal) == ["good"]
+    queue.clear()
+    assert set(queue.info().values()) == {0}
+
+
+def test_admin_commands_read_a_damaged_hash_without_raising(settings: dict[str, Any],
+                                                            journal: str) -> None:
+    import redis
+    r = redis.Redis.from_url(URL)
+    channel = settings["channel"]
+    queue = create_queue(settings)
+    job_id = queue.push(Record(journal, "x"))
+    assert job_id is not None
+    r.hset(_key(channel, job_id), mapping={"att": "x", "pri": "y", "ttr": "inf",
+                                           "pushed": "z", "st": "nan", "err": "not json",
+                                           "p": ""})
+    for shown in (queue.get(job_id), *queue.jobs(JobStatus.WAITING)):
+        assert shown.status is JobStatus.WAITING
+        assert (shown.attempt, shown.priority, shown.ttr) == (0, None, None)
+        assert (shown.pushed_at, shown.started_at) == (None, None)
+        assert shown.error is not None and shown.error.type == "DamagedJobRecord"
+    r.zrem(_key(channel, job_id, "w"), job_id)
+    r.zadd(_key(channel, job_id, "f"), {job_id: 1})
+    r.hdel(_key(channel, job_id), "pri")
+    queue.retry(job_id)  # a hash without a priority: no script error, the job is not lost
+    assert queue.status(job_id) is JobStatus.WAITING
+    queue.run()
+    assert queue.status(job_id) is JobStatus.FAILED
+    r.delete(_key(channel, job_id))
+    r.set(_key(channel, job_id), "garbage")
+    with pytest.raises(DriverError, match="holds a string"):
+        queue.retry(job_id)
+    with pytest.raises(DriverError):  # WRONGTYPE, as one DriverError
+        queue.get(job_id)
+    assert queue.info()[JobStatus.FAILED] == 1
+    assert queue.remove(job_id) is True
+    queue.clear()
+    assert set(queue.info().values()) == {0}
+
+
+def test_a_release_of_a_hash_without_pri_does_not_lose_the_job(settings: dict[str, Any],
+                                                               journal: str) -> None:
+    import redis
+    r = redis.Redis.from_url(URL)
+    channel = settings["channel"]
+    queue = create_queue(settings)
+    job_id = queue.push(Record(journal, "x"))
+    driver = queue.driver
+    message = driver.reserve(0)
+    assert message is not None and message.id == job_id
+    r.hdel(_key(channel, job_id), "pri")
+    driver.release(message, delay=0, error=None)
+    assert queue.status(job_id) is JobStatus.WAITING
+    assert driver.reserve(0) is None  # the pop finds the damage and fails the job
+    info = queue.get(job_id)
+    assert info.status is JobStatus.FAILED and info.error is not None
+    assert info.error.type == "DamagedJobRecord" and "'pri'" in info.error.message
+
+
+# -- persistence -------------------------------------------------------------------------
+
+PERSISTENCE_WARNING = "keeps no append-only file"
+
+
+def _persistence_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records
+            if record.levelname == "WARNING" and PERSISTENCE_WARNING in record.getMessage()]
+
+
+def test_a_worker_warns_at_start_when_redis_keeps_no_append_only_file(
+        servers: Callable[..., Server], journal: str, caplog: pytest.LogCaptureFixture) -> None:
+    plain = servers(aof=False)
+    queue = create_queue(redis_settings(url=plain.url))
+    queue.push(Record(journal, "a"))
+    assert queue.run() == 1
+    assert queue.run() == 0
+    warnings = _persistence_warnings(caplog)
+    assert len(warnings) == 1, warnings  # once per driver, not at every run
+    for needed in ("appendonly yes", "appendfsync", "everysec", "always",
+                   "warn_persistence"):
+        assert needed in warnings[0], needed
+    # A server that refuses INFO (a proxy, a managed service) is not checked, and the
+    # worker starts anyway.
+    hidden = servers(aof=False, extra=("--rename-command", "INFO", ""))
+    queue = create_queue(redis_settings(url=hidden.url))
+    queue.push(Record(journal, "b"))
+    assert queue.run() == 1
+    assert read_lines(journal) == ["a", "b"]
+    assert len(_persistence_warnings(caplog)) == 1
+
+
+def test_the_persistence_warning_can_be_silenced_and_is_not_given_with_aof(
+        servers: Callable[..., Server], journal: str, caplog: pytest.LogCaptureFixture) -> None:
+    plain = servers(aof=False)
+    by_option = redis_settings(url=plain.url)
+    by_option["driver"]["warn_persistence"] = False
+    silenced = [by_option, redis_settings(url=plain.url + "?warn_persistence=0")]
+    with_aof = redis_settings(url=servers().url)
+    for settings in (*silenced, with_aof):
+        queue = create_queue(settings)
+        queue.push(Record(journal, "a"))
+        assert queue.run() == 1
+    assert _persistence_warnings(caplog) == []
+    assert read_lines(journal) == ["a"] * 3
+    with pytest.raises(ConfigError) as caught:
+        create_queue(redis_settings(url=plain.url + "?warn_persistence=maybe"))
+    assert caught.value.key == "driver.warn_persistence"
+
+
+def test_the_driver_declares_redis_largest_payload() -> None:
+    from drivers.redis import RedisDriver
+    assert RedisDriver.capabilities.max_payload == 512 * 1024 * 1024
