@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import select
 import threading
@@ -33,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from queue_core.driver import (
     DEFAULT_PRIORITY,
+    UNREADABLE,
     Capabilities,
     Driver,
     ErrorInfo,
@@ -41,7 +43,14 @@ from queue_core.driver import (
     Message,
     PushRequest,
 )
-from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.errors import (
+    ConfigError,
+    DriverError,
+    InvalidArgumentError,
+    JobNotFoundError,
+    JobNotInStateError,
+)
+from queue_core.records import as_bytes, as_float, as_int
 from queue_core.settings import redact_url
 
 from .db_sql import Sql, build_table, ddl
@@ -54,17 +63,23 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "lease_grace": float, "poll_interval": float, "max_poll_interval": float}
 INSERT_CHUNK = 500
 """Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
+PACKET_HEAD = 512
+"""Bytes of a MySQL INSERT before its rows, with room to spare (table name included)."""
+PACKET_ROW = 512
+"""Bytes of one row of that INSERT besides twice its payload (PyMySQL sends a payload
+as hex; a client that escapes it instead needs at most as much)."""
 IDLE_RECHECK = 5.0
 """Seconds an idle PostgreSQL worker goes without looking at the table, when no
 notification came and nothing delayed or leased comes due: every change that makes a job
 ready (push, release, retry) NOTIFYs, so this only bounds the cost of a lost one."""
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
+_STATUSES = {status.value: status for status in JobStatus}
 
 
 @dataclass
 class _Finished:
     id: int
-    attempt: int
+    attempt: Any
     result: bytes | None
     keep: bool
 
@@ -118,6 +133,11 @@ class DbDriver(Driver):
         self.sql = Sql(self.dialect, table, dbapi.paramstyle)
         self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
             getattr(self.engine.dialect, "insert_returning", False))
+        self._mysql = self.dialect in ("mysql", "mariadb")
+        if self._mysql:
+            self.payload_limit_setting = "half the server's max_allowed_packet: a payload " \
+                "travels hex-encoded"
+        self._max_packet: int | None = None
         self._create_table = bool(create_table)
         self._table_ready = False
         self._table_lock = threading.Lock()
@@ -269,9 +289,13 @@ class DbDriver(Driver):
         ids: list[str] = []
         if not requests:
             return ids
+        if self._mysql:
+            chunks = self._packet_chunks(requests)
+        else:
+            chunks = [requests[start:start + INSERT_CHUNK]
+                      for start in range(0, len(requests), INSERT_CHUNK)]
         with self._transaction() as cursor:
-            for start in range(0, len(requests), INSERT_CHUNK):
-                chunk = requests[start:start + INSERT_CHUNK]
+            for chunk in chunks:
                 params: dict[str, Any] = {"c": self.channel}
                 for i, r in enumerate(chunk):
                     params[f"s{i}"] = "delayed" if r.delay > 0 else "waiting"
@@ -289,6 +313,45 @@ class DbDriver(Driver):
                     ids += [str(first + i) for i in range(len(chunk))]
             self._notify(cursor)
         return ids
+
+    def payload_limit(self) -> int | None:
+        """MySQL/MariaDB: what a one-row INSERT can carry within the server's
+        ``max_allowed_packet`` (a payload travels hex-encoded: twice its size). SQLite and
+        PostgreSQL (bytea holds up to 1 GB): no limit of the driver's own."""
+        if not self._mysql:
+            return None
+        return (self._packet() - PACKET_HEAD - PACKET_ROW) // 2
+
+    def _packet(self) -> int:
+        """The server's max_allowed_packet, asked once (a larger statement makes the server
+        drop the connection: "server has gone away")."""
+        if self._max_packet is None:
+            row = self._read("SELECT @@max_allowed_packet", {},
+                             lambda cursor: cursor.fetchone())
+            self._max_packet = int(row[0])
+        return self._max_packet
+
+    def _packet_chunks(self, requests: Sequence[PushRequest]) -> list[Sequence[PushRequest]]:
+        """MySQL: push_many's rows in INSERTs that each fit in max_allowed_packet, planned
+        before anything is written."""
+        packet = self._packet()
+        budget = packet - PACKET_HEAD
+        chunks: list[Sequence[PushRequest]] = []
+        start = size = 0
+        for index, request in enumerate(requests):
+            row = 2 * len(request.payload) + PACKET_ROW
+            if row > budget:
+                raise InvalidArgumentError(
+                    f"a payload of {len(request.payload)} bytes does not fit in an INSERT "
+                    f"within the server's max_allowed_packet of {packet} bytes (the largest "
+                    f"is {self.payload_limit()} bytes) on {self.describe()}; nothing was "
+                    "queued")
+            if index > start and (index - start >= INSERT_CHUNK or size + row > budget):
+                chunks.append(requests[start:index])
+                start, size = index, 0
+            size += row
+        chunks.append(requests[start:])
+        return chunks
 
     def _notify(self, cursor: Any) -> None:
         if self.dialect == "postgresql":
@@ -352,9 +415,14 @@ class DbDriver(Driver):
         if row is None:
             return None, promoted
         job_id, payload, attempt, ttr, priority, pushed_at, running = row
-        return Message(str(job_id), bytes(payload), int(attempt), float(ttr),
-                       priority=int(priority), pushed_at=float(pushed_at),
-                       redelivered=int(running) > 1, handle=int(attempt)), promoted
+        # Built leniently: a value that is not what it should be reaches the core's check
+        # as it was read, and the job fails instead of coming back with every lease. The
+        # attempt as read is the reservation token an ack, release or fail must name.
+        running = as_int(running)
+        return Message(str(job_id), as_bytes(payload), as_int(attempt), as_float(ttr),
+                       priority=as_int(priority), pushed_at=as_float(pushed_at),
+                       redelivered=type(running) is int and running > 1,
+                       handle=attempt), promoted
 
     def _pg_cycle(self, cursor: Any, finished: _Finished | None) -> tuple[Any, int]:
         params: dict[str, Any] = {"c": self.channel, "grace": self.lease_grace, "aid": 0}
@@ -401,7 +469,9 @@ class DbDriver(Driver):
         with self._transaction(self._worker_connection()) as cursor:
             cursor.execute(self.sql.next_due, {"c": self.channel})
             delayed, leased, now = cursor.fetchone()
-        dues = [float(due) - float(now) for due in (delayed, leased) if due is not None]
+        # A time that is no number (SQLite text, a NaN) never comes due: waiting for it
+        # would spin or fail.
+        dues = [due - float(now) for due in map(_time, (delayed, leased)) if due is not None]
         return max(0.0, min(dues)) if dues else float("inf")
 
     def _wait_for_notify(self, seconds: float) -> bool:
@@ -450,7 +520,7 @@ class DbDriver(Driver):
         # Carried by the next reserve's transaction (or by flush): no commit of its own.
         if self._finished is not None:
             self.flush()
-        self._finished = _Finished(int(message.id), int(message.handle), result, keep)
+        self._finished = _Finished(int(message.id), message.handle, result, keep)
 
     def _outcome(self, write: Callable[[Any], None], notify: bool = False) -> None:
         with self._transaction(self._worker_connection()) as cursor:
@@ -462,13 +532,13 @@ class DbDriver(Driver):
         self._finished = None
 
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        params = {"aid": int(message.id), "aatt": int(message.handle),
+        params = {"aid": int(message.id), "aatt": message.handle,
                   "status": "delayed" if delay > 0 else "waiting", "delay": float(delay),
                   "error": None if error is None else json.dumps(error.as_dict())}
         self._outcome(lambda cursor: cursor.execute(self.sql.release, params), notify=True)
 
     def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        params: dict[str, Any] = {"aid": int(message.id), "aatt": int(message.handle)}
+        params: dict[str, Any] = {"aid": int(message.id), "aatt": message.handle}
         if keep:
             statement = self.sql.fail
             params["error"] = json.dumps(error.as_dict())
@@ -496,26 +566,87 @@ class DbDriver(Driver):
         return self._read(statement, {"id": number, "c": self.channel},
                           lambda cursor: cursor.fetchone())
 
+    def _status(self, raw: Any) -> JobStatus | None:
+        """The status a row holds, or None when it is not one queue-core knows."""
+        found = _STATUSES.get(raw) if isinstance(raw, str) else None
+        if found is None and self._mysql and isinstance(raw, str):
+            # The column's collation ignores case and trailing spaces: so do the server's
+            # own comparisons, so a worker treats such a row as that status.
+            found = _STATUSES.get(raw.rstrip(" ").lower())
+        return found
+
     def status(self, job_id: str) -> JobStatus | None:
         row = self._row(self.sql.status, job_id)
-        return None if row is None else JobStatus(row[0])
+        if row is None:
+            return None
+        # A status no worker will ever move: reported as failed, so an operator sees it
+        # (``get`` says why).
+        return self._status(row[0]) or JobStatus.FAILED
 
     def get(self, job_id: str) -> JobInfo | None:
         row = self._row(self.sql.get, job_id)
-        return None if row is None else _info(row)
+        return None if row is None else self._info(row)
 
     def info(self) -> dict[JobStatus, int]:
         rows = self._read(self.sql.counts, {"c": self.channel}, lambda cursor: cursor.fetchall())
         counts = dict.fromkeys(JobStatus, 0)
-        for status, count in rows:
-            counts[JobStatus(status)] = int(count)
+        unknown: dict[Any, int] = {}
+        for raw, count in rows:
+            status = self._status(raw)
+            if status is None:
+                unknown[raw] = int(count)
+            else:
+                counts[status] += int(count)
+        if unknown:
+            self._warn_unknown(unknown)
         return counts
+
+    def _warn_unknown(self, unknown: dict[Any, int]) -> None:
+        try:
+            ids = self._read(self.sql.with_status(len(unknown)),
+                             {"c": self.channel, **{f"s{i}": raw for i, raw in
+                                                    enumerate(unknown)}},
+                             lambda cursor: [str(row[0]) for row in cursor.fetchall()])
+        except DriverError:
+            ids = []
+        rows = sum(unknown.values())
+        named = ", ".join(f"{raw!r}: {count}" for raw, count in unknown.items())
+        logger.warning(
+            "%s: %d row%s with a status queue-core does not know (%s), left out of the "
+            "counts; 'queue-core status ID' shows such a row as failed and 'remove ID' "
+            "deletes it (ids: %s)", self.describe(), rows, "" if rows == 1 else "s", named,
+            ", ".join(ids) or "?")
 
     def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
         rows = self._read(self.sql.listing,
                           {"c": self.channel, "status": status.value, "limit": int(limit)},
                           lambda cursor: cursor.fetchall())
-        return [_info(row) for row in rows]
+        return [self._info(row) for row in rows]
+
+    def _info(self, row: Any) -> JobInfo:
+        """A row as JobInfo, whatever it holds: a value that cannot be read is left out
+        (None), a status queue-core does not know reads as failed, with the reason."""
+        (job_id, raw_status, attempt, priority, ttr, pushed_at, started_at, finished_at,
+         ready_at, error, result, payload) = row
+        status = self._status(raw_status)
+        if status is None:
+            failure: ErrorInfo | None = ErrorInfo(
+                UNREADABLE, f"its stored status {raw_status!r} is not one queue-core knows "
+                f"({', '.join(_STATUSES)}); no worker will move it")
+        else:
+            failure = ErrorInfo.from_json(error if isinstance(error, (str, bytes)) else None)
+        attempt = as_int(attempt)
+        priority = as_int(priority)
+        payload = as_bytes(payload)
+        return JobInfo(
+            id=str(job_id), status=status or JobStatus.FAILED,
+            attempt=attempt if type(attempt) is int else 0,
+            priority=priority if type(priority) is int else None,
+            ttr=_time(ttr), pushed_at=_time(pushed_at), started_at=_time(started_at),
+            finished_at=_time(finished_at),
+            ready_at=_time(ready_at) if status is JobStatus.DELAYED else None,
+            error=failure, result=None if result is None else as_bytes(result),
+            payload=payload if isinstance(payload, bytes) else b"")
 
     def remove(self, job_id: str) -> bool:
         number = _job_number(job_id)
@@ -537,8 +668,11 @@ class DbDriver(Driver):
             row = cursor.fetchone()
             if row is None:
                 raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
-            if row[0] != state.value:
-                raise JobNotInStateError(f"job {job_id} is {row[0]}, not {state}")
+            found = self._status(row[0])
+            if found is not state:
+                stored = found or (f"stored with the status {row[0]!r}, which queue-core "
+                                   "does not know")
+                raise JobNotInStateError(f"job {job_id} is {stored}, not {state}")
             cursor.execute(self.sql.requeue, {"id": number, "reset": int(reset_attempts)})
             self._notify(cursor)
 
@@ -623,16 +757,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _info(row: Any) -> JobInfo:
-    (job_id, status, attempt, priority, ttr, pushed_at, started_at, finished_at, ready_at,
-     error, result, payload) = row
-    state = JobStatus(status)
-    return JobInfo(
-        id=str(job_id), status=state, attempt=int(attempt), priority=int(priority),
-        ttr=float(ttr), pushed_at=float(pushed_at),
-        started_at=None if started_at is None else float(started_at),
-        finished_at=None if finished_at is None else float(finished_at),
-        ready_at=float(ready_at) if state is JobStatus.DELAYED else None,
-        error=ErrorInfo.from_dict(json.loads(error)) if error else None,
-        result=None if result is None else bytes(result),
-        payload=bytes(payload))
+def _time(raw: Any) -> float | None:
+    """A stored number of seconds, or None when it is not a finite number."""
+    value = as_float(raw)
+    return value if type(value) is float and math.isfinite(value) else None

@@ -88,6 +88,14 @@ def ddl(table: Any, dialect: Any) -> list[str]:
     return statements
 
 
+INT_MAX = 2**31 - 1
+"""The largest value of an INTEGER column on PostgreSQL and MySQL."""
+
+
+def _bumped(column: str) -> str:
+    return f"CASE WHEN {column} < {INT_MAX} THEN {column} + 1 ELSE {column} END"
+
+
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 
@@ -152,7 +160,12 @@ class Sql:
         return self.q("SELECT id FROM {t} WHERE channel = :c AND status = 'waiting' "
                       f"ORDER BY priority, id LIMIT 1{lock}")
 
-    _TAKE_SET = ("status = 'reserved', attempt = attempt + 1, running = running + 1, "
+    # A damaged row must not make the reserve itself fail (an INTEGER at its largest
+    # would overflow on +1, for every reserve of the channel): such a count is left as it
+    # is, and a count SQLite holds as text or a blob compares above any number, so it is
+    # left as it was too and the core's check of the message fails the job.
+    _TAKE_SET = (f"status = 'reserved', attempt = {_bumped('attempt')}, "
+                 f"running = {_bumped('running')}, "
                  "started_at = {now}, ready_at = {now} + ttr + :grace")
     _TAKEN = "id, payload, attempt, ttr, priority, pushed_at, running"
 
@@ -250,6 +263,14 @@ class Sql:
     @cached_property
     def counts(self) -> str:
         return self.q("SELECT status, count(*) FROM {t} WHERE channel = :c GROUP BY status")
+
+    @cache  # noqa: B019 - a handful of statements per driver, kept for its life
+    def with_status(self, count: int) -> str:
+        """The first ids of rows whose status is one of ``count`` values (info names the
+        rows whose status it does not know)."""
+        marks = ", ".join(f":s{i}" for i in range(count))
+        return self.q(f"SELECT id FROM {{t}} WHERE channel = :c AND status IN ({marks}) "
+                      "ORDER BY id LIMIT 10")
 
     @cached_property
     def remove(self) -> str:

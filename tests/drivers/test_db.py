@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from queue_core import ConfigError, DriverError, JobStatus, create_queue
+from queue_core import ConfigError, DriverError, JobStatus, Queue, create_queue
 from queue_core.cli import main
+from queue_core.errors import InvalidArgumentError, JobNotInStateError
 from tests.support.jobs import Record, Sleep, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
 from tests.support.proxy import TcpProxy
-from tests.support.specs.db import POSTGRESQL_URL, _reachable
+from tests.support.specs.db import POSTGRESQL_URL, SPECS, _reachable
 
 PG_DOWN = _reachable(POSTGRESQL_URL)
 needs_pg = pytest.mark.skipif(bool(PG_DOWN), reason=str(PG_DOWN))
@@ -209,3 +212,187 @@ def test_a_lease_taken_over_cannot_be_acked_by_its_old_worker(tmp_path: Path,
     second.driver.ack(taken)
     second.driver.flush()
     assert second.status(job_id) is JobStatus.DONE  # not kept: gone
+
+
+# -- what a row holds is read, never trusted -----------------------------------------------
+
+DAMAGED = "queue_core.errors.DamagedJobError"
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Queue]]:
+    """Queues on one fresh channel of the database named by the test's parameter."""
+    spec = next(spec for spec in SPECS if spec.name == request.param)
+    reason = spec.available()
+    if reason:
+        pytest.skip(f"{spec.name}: {reason}")
+    channel = f"t{uuid.uuid4().hex[:12]}"
+    made: list[Queue] = []
+
+    def build(**extra: Any) -> Queue:
+        settings = spec.settings(tmp_path, channel)
+        settings.update(imports=["tests.support.jobs"], **extra)
+        made.append(create_queue(settings))
+        return made[-1]
+    yield build
+    for queue in made:
+        try:
+            queue.clear()
+        finally:
+            queue.close()
+
+
+def _set(queue: Queue, job_id: str | None, column: str, value: Any) -> None:
+    """What a hand-made UPDATE, a bad migration or another program leaves in a row."""
+    from sqlalchemy import text
+    driver: Any = queue.driver
+    with driver.engine.begin() as conn:
+        conn.execute(text(f"UPDATE {driver.sql.quote(driver.table)} SET {column} = :v "
+                          "WHERE id = :id"), {"v": value, "id": int(str(job_id))})
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_a_row_with_an_unknown_status_is_reported_not_raised(
+        db: Callable[..., Queue], journal: str, caplog: pytest.LogCaptureFixture) -> None:
+    queue = db()
+    bogus, first, second = (queue.push(Record(journal, tag)) for tag in ("x", "a", "b"))
+    queue.push(Record(journal, "later"), delay=600)
+    _set(queue, bogus, "status", "bogus")
+    with caplog.at_level(logging.WARNING):
+        counts = queue.info()  # what `queue-core info` calls
+    assert counts == {JobStatus.WAITING: 2, JobStatus.DELAYED: 1, JobStatus.RESERVED: 0,
+                      JobStatus.DONE: 0, JobStatus.FAILED: 0}
+    warned = [r.getMessage() for r in caplog.records if "'bogus'" in r.getMessage()]
+    assert len(warned) == 1 and "1 row " in warned[0] and f"ids: {bogus}" in warned[0]
+    assert queue.status(str(bogus)) is JobStatus.FAILED
+    info = queue.get(str(bogus))
+    assert info.status is JobStatus.FAILED and info.job_name == "tests.support.jobs.Record"
+    assert info.error is not None and info.error.type == "DamagedJobRecord"
+    assert "'bogus'" in info.error.message
+    assert [job.id for job in queue.jobs(JobStatus.WAITING)] == [first, second]
+    assert queue.failed() == []
+    with pytest.raises(JobNotInStateError, match="'bogus'"):
+        queue.retry(str(bogus))
+    assert queue.run() == 2 and read_lines(journal) == ["a", "b"]  # no worker moves it
+    assert queue.remove(str(bogus)) is True
+    assert queue.info()[JobStatus.WAITING] == 0
+
+
+@pytest.mark.parametrize("db", ["mysql"], indirect=True)
+def test_mysql_reads_a_status_as_its_collation_compares_it(db: Callable[..., Queue],
+                                                           journal: str) -> None:
+    queue = db()
+    job_id = queue.push(Record(journal, "x"))
+    _set(queue, job_id, "status", "WAITING ")  # what MySQL's own `status = 'waiting'` finds
+    assert queue.status(str(job_id)) is JobStatus.WAITING
+    assert queue.info()[JobStatus.WAITING] == 1
+    assert queue.run() == 1 and read_lines(journal) == ["x"]
+
+
+_EVERYWHERE = [("ttr", -5, "ttr"), ("ttr", 1e12, "ttr"), ("attempt", -5, "attempt"),
+               ("attempt", 2**31 - 1, "attempt"), ("pushed_at", -1, "push time")]
+_DAMAGES = {
+    # SQLite stores whatever it is given in any column (NOT NULL aside).
+    "sqlite": [("ttr", "abc", "ttr"), ("ttr", b"\x00", "ttr"), ("attempt", "x", "attempt"),
+               ("attempt", 2.5, "attempt"), ("priority", "p", "priority"),
+               ("pushed_at", "never", "push time"), ("payload", 42, "payload"),
+               *_EVERYWHERE],
+    "postgresql": [("ttr", math.nan, "ttr"), ("ttr", math.inf, "ttr"), *_EVERYWHERE],
+    "mysql": _EVERYWHERE,
+}
+_CASES = [pytest.param(name, column, value, named, id=f"{name}-{column}-{value!r}")
+          for name, damages in _DAMAGES.items() for column, value, named in damages]
+
+
+@pytest.mark.parametrize(("db", "column", "value", "named"), _CASES, indirect=["db"])
+def test_a_damaged_row_fails_instead_of_stalling(db: Callable[..., Queue], journal: str,
+                                                 column: str, value: Any, named: str) -> None:
+    queue = db(attempts=3)
+    bad = queue.push(Record(journal, "bad"))
+    _set(queue, bad, column, value)
+    queue.push(Record(journal, "after"))
+    # Admin calls read it as it is.
+    assert queue.get(str(bad)).status is JobStatus.WAITING
+    assert len(queue.jobs(JobStatus.WAITING)) == 2
+    assert queue.info()[JobStatus.WAITING] == 2
+    queue.run()  # returns: the row neither raises nor stays reserved
+    assert read_lines(journal) == ["after"]
+    info = queue.get(str(bad))
+    assert info.status is JobStatus.FAILED
+    assert info.error is not None and info.error.type == DAMAGED
+    assert named in info.error.message
+    assert queue.info() == {JobStatus.WAITING: 0, JobStatus.DELAYED: 0,
+                            JobStatus.RESERVED: 0, JobStatus.DONE: 0, JobStatus.FAILED: 1}
+    assert queue.run() == 0
+
+
+@pytest.mark.parametrize(("db", "due"), [("sqlite", "soon"), ("postgresql", math.nan)],
+                         indirect=["db"])
+def test_an_idle_worker_waits_calmly_beside_a_row_that_never_comes_due(
+        db: Callable[..., Queue], journal: str, due: Any) -> None:
+    queue = db()
+    _set(queue, queue.push(Record(journal, "x"), delay=60), "ready_at", due)
+    driver: Any = queue.driver
+    looks = 0
+    look = driver._reserve_once
+
+    def counted() -> Any:
+        nonlocal looks
+        looks += 1
+        return look()
+    driver._reserve_once = counted
+    assert driver.reserve(0.5) is None  # neither raises nor looks at the table in a loop
+    assert looks < 20, looks
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_the_payload_limit_comes_from_the_server_once(db: Callable[..., Queue],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = db()
+    driver: Any = queue.driver
+    reads: list[str] = []
+    read = driver._read
+    monkeypatch.setattr(driver, "_read", lambda sql, *rest: reads.append(sql) or read(sql, *rest))
+    limit = driver.payload_limit()
+    if driver.dialect == "mysql":
+        packet = _max_allowed_packet(queue)
+        assert limit == (packet - 1024) // 2  # hex doubles a payload; room for the INSERT
+        assert driver.payload_limit() == limit and len(reads) == 1
+    else:
+        assert limit is None and reads == []
+
+
+def _max_allowed_packet(queue: Queue) -> int:
+    driver: Any = queue.driver
+    with driver.engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
+
+
+@pytest.mark.parametrize("db", ["mysql"], indirect=True)
+def test_mysql_refuses_a_payload_its_server_would_drop(db: Callable[..., Queue],
+                                                       journal: str) -> None:
+    queue = db()
+    packet = _max_allowed_packet(queue)
+    huge = Record(journal, "huge", "x" * 100_000_000)
+    with pytest.raises(InvalidArgumentError) as caught:
+        queue.push(huge)
+    assert f" {(packet - 1024) // 2} bytes" in str(caught.value)
+    assert "max_allowed_packet" in str(caught.value)
+    with pytest.raises(InvalidArgumentError, match=f"max_allowed_packet of {packet} bytes"):
+        queue.driver.push(b"x" * packet, ttr=60)  # the driver itself, past the core's check
+    with pytest.raises(InvalidArgumentError):
+        queue.push_many([Record(journal, "small"), huge])
+    assert sum(queue.info().values()) == 0
+    assert queue.push(Record(journal, "fits")) is not None  # the connection is still good
+
+
+@pytest.mark.parametrize("db", ["mysql"], indirect=True)
+def test_mysql_push_many_keeps_each_insert_within_the_packet(db: Callable[..., Queue],
+                                                             journal: str) -> None:
+    queue = db()
+    tags = [f"r{index}" for index in range(300)]
+    ids = queue.push_many([Record(journal, tag, "y" * 100_000) for tag in tags])
+    assert len(set(ids)) == 300
+    assert queue.info()[JobStatus.WAITING] == 300
+    assert queue.run() == 300
+    assert sorted(read_lines(journal)) == sorted(tags)
