@@ -771,7 +771,7 @@ class AmqpDriver(Driver):
 
     # -- lookups and admin -----------------------------------------------------------
 
-    def check_ttr(self, ttr: float) -> None:
+    def check_setup(self, ttr: float) -> None:
         if ttr > self.consumer_timeout:
             self._warn_ttr(ttr, "the queue's")
 

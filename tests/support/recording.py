@@ -87,3 +87,18 @@ class RecordingDriver(Driver):
         if message is not None:
             message.redelivered = True
         return message
+
+
+class SurprisingDriver(RecordingDriver):
+    """A back end that answers what nothing expects: every admin call raises a plain
+    exception, not a DriverError (for the CLI's one-sentence promise)."""
+
+    name = "surprising"
+    capabilities = Capabilities(delay=True, ttr_lease=True, retry=True, attempt_count=True,
+                                failed_store=True, status=True, info=True, listing=True,
+                                manual_retry=True, remove=True, clear=True)
+
+    def _surprise(self, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError("an answer nothing expected")
+
+    status = get = info = jobs = remove = clear = retry = _surprise  # type: ignore[assignment]

@@ -285,3 +285,37 @@ def test_exec_mode_needs_the_app_target(settings) -> None:  # type: ignore[no-un
     finally:
         if env_app is not None:
             os.environ["QUEUE_APP"] = env_app
+
+
+# -- hostile stored values and surprising back ends -------------------------------------
+
+SURPRISING = {"driver": {"class": "tests.support.recording:SurprisingDriver"}}
+
+
+@pytest.mark.parametrize("command", [["info"], ["status", "1"], ["failed"], ["remove", "1"],
+                                     ["clear", "--yes"], ["retry", "1"],
+                                     ["retry", "--all-failed"]])
+def test_an_unexpected_error_is_one_sentence_and_exit_1(command: list[str]) -> None:
+    result = cli(*command, settings=SURPRISING)
+    assert_failure(result, "an answer nothing expected")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_status_shows_damaged_times_as_stored(settings, queue, journal) -> None:  # type: ignore[no-untyped-def]
+    from drivers import file as file_driver
+    job_id = queue.push(Record(journal, "a"))
+    driver = queue.driver
+    marker = driver.root / "new" / job_id
+    target = file_driver._Target.parse(os.readlink(marker))
+    data = driver._read(job_id, target)
+    record = file_driver._parse(data)
+    damaged = file_driver._record({**record.meta, "pushed_at": 1e300, "ttr": "soon"},
+                                  record.payload)
+    (driver.root / "records" / job_id).write_bytes(damaged)  # a record file, older naming
+    os.unlink(marker)
+    os.symlink("@", marker)
+    result = cli("status", job_id, settings=settings)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pushed:    -" in result.stdout or "1e+300" in result.stdout
+    assert json.loads(cli("status", job_id, "--json", settings=settings).stdout)["ttr"] is None
