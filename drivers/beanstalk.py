@@ -437,13 +437,17 @@ class BeanstalkDriver(Driver):
                              "finished_at": time.time()}).encode()
 
         def bury(c: _Client) -> None:
-            c.client.bury(self._gs().Job(handle.job_id, b""),
-                          priority=self._priority(handle.priority, handle.lost))
+            # The reason first: the failed listing finds buried jobs through their reasons,
+            # so a worker lost between the two moves must leave a reason without a buried
+            # job (its job comes back; the listing skips and drops the reason), never a
+            # buried job without a reason, which no listing would show.
             c.client.use(self.reasons_tube)
             try:
                 c.client.put(record, priority=2**32 - 1, ttr=3600)
             finally:
                 c.client.use(self.channel)
+            c.client.bury(self._gs().Job(handle.job_id, b""),
+                          priority=self._priority(handle.priority, handle.lost))
         self._lost(message, bury)
 
     def flush(self) -> None:
@@ -565,8 +569,11 @@ class BeanstalkDriver(Driver):
 
         def listed(c: _Client) -> list[JobInfo]:
             found = []
+            gone = set()
             for number, reason in sorted(self._reasons(c).items()):
                 stats = c.job_stats(number)
+                if stats is None:
+                    gone.add(number)
                 if stats is None or stats.get("state") != "buried":
                     continue
                 try:
@@ -576,6 +583,8 @@ class BeanstalkDriver(Driver):
                 found.append(self._info(number, stats, body, c, reason))
                 if len(found) >= limit:
                     break
+            if gone:
+                self._reasons(c, drop=gone)  # reasons of jobs since deleted
             return found
         return self._io(listed)  # type: ignore[no-any-return]
 

@@ -243,3 +243,34 @@ def test_the_payload_limit_comes_from_the_server(settings: dict[str, Any]) -> No
     queue = create_queue(settings)
     limit = queue.driver.payload_limit()
     assert limit is not None and 1048576 - 100 < limit < 1048576  # the test server's -z
+
+
+@pytest.mark.parametrize("lost_at", ["put", "bury"])
+def test_a_worker_lost_while_failing_a_job_leaves_it_listed_or_back(
+        settings: dict[str, Any], journal: str, lost_at: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failed listing finds buried jobs through their reasons: a worker lost between
+    writing the reason and burying the job must never leave a buried job without one."""
+    import greenstalk
+    queue = create_queue(settings)
+    job_id = queue.push(Fail(journal, "f"))
+    message = queue.driver.reserve(0)
+    assert message is not None and message.id == job_id
+    real = getattr(greenstalk.Client, lost_at)
+
+    def lost(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if lost_at == "put" and args[0][:1] != b"{":
+            return real(self, *args, **kwargs)
+        raise ConnectionError("the worker died here")
+    monkeypatch.setattr(greenstalk.Client, lost_at, lost)
+    from queue_core import DriverError, ErrorInfo
+    with pytest.raises(DriverError):
+        queue.driver.fail(message, error=ErrorInfo("RuntimeError", "boom"))
+    monkeypatch.undo()
+    observer = create_queue(settings)
+    deadline = time.monotonic() + 5
+    while observer.status(job_id) is JobStatus.RESERVED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    buried = observer.info()[JobStatus.FAILED]
+    assert len(observer.failed()) == buried
+    assert observer.status(job_id) is JobStatus.WAITING  # back, to run again
