@@ -49,6 +49,7 @@ from queue_core.driver import (
 from queue_core.errors import (
     ConfigError,
     DriverError,
+    InvalidArgumentError,
     JobNotFoundError,
     NotSupportedError,
     QueueError,
@@ -425,6 +426,11 @@ class AmqpDriver(Driver):
 
     def _properties(self, ttr: float, priority: int | None, now_ms: int) -> bytes:
         """The properties of a new job but its id, which the caller appends."""
+        if isinstance(ttr, bool) or not isinstance(ttr, (int, float)) or not (
+                math.isfinite(ttr) and 0 < ttr * 1000 < 2**63):
+            # Checked here too (the core bounds it first): a header that cannot be encoded
+            # must be refused before anything is sent.
+            raise InvalidArgumentError(f"ttr {ttr!r} is out of range for the amqp driver")
         return properties_head(self._amqp_priority(priority),
                                {"qc-ttr": int(round(ttr * 1000)), "qc-pushed": now_ms})
 
