@@ -219,3 +219,40 @@ class Pusher(Job):
     def execute(self, queue: Any) -> str | None:
         append(self.journal, "pusher")
         return queue.push(Record(self.journal, self.tag))  # type: ignore[no-any-return]
+
+
+@dataclass
+class Chaos(Job):
+    """'start <tag> <pid>', a moment of work, 'end <tag> <pid>': a run a kill can land in."""
+
+    journal: str
+    tag: str
+
+    def execute(self, queue: Any) -> None:
+        append(self.journal, f"start {self.tag} {os.getpid()}")
+        time.sleep(0.003)
+        append(self.journal, f"end {self.tag} {os.getpid()}")
+
+
+class FailOnceError(Exception):
+    """The failure a FailOnce job raises on its first run; never retried automatically."""
+
+
+@dataclass
+class FailOnce(RetryableJob):
+    """Fails its first run for good (a FAILED job for ``retry``), then runs like Chaos."""
+
+    journal: str
+    tag: str
+
+    def execute(self, queue: Any) -> None:
+        append(self.journal, f"start {self.tag} {os.getpid()}")
+        try:
+            os.close(os.open(f"{self.journal}.{self.tag}", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            append(self.journal, f"end {self.tag} {os.getpid()}")
+            return
+        raise FailOnceError(f"{self.tag} fails its first run")
+
+    def can_retry(self, attempt: int, error: BaseException) -> bool | None:
+        return False if isinstance(error, FailOnceError) else None
