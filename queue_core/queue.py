@@ -427,14 +427,19 @@ class Queue:
         self._after_fail(message, job, error, attempt)
         return False
 
-    def report(self, call: Callable[..., None], message: Message, **kwargs: Any) -> None:
-        """Carry out a driver move for a finished run, retrying a back end that is down
-        until the job's lease would have ended anyway."""
+    def _ttr_of(self, message: Message) -> float:
+        """The message's ttr, or the queue's when what the store gave is no ttr (a damaged
+        record, failed without a run)."""
         ttr = message.ttr
         if isinstance(ttr, bool) or not isinstance(ttr, (int, float)) or not (
                 0 < ttr <= bounds.MAX_TTR):
-            ttr = self.ttr  # a damaged record's: the queue's own bounds the retries
-        deadline = time.monotonic() + self.driver.lease_seconds(ttr)
+            return self.ttr
+        return float(ttr)
+
+    def report(self, call: Callable[..., None], message: Message, **kwargs: Any) -> None:
+        """Carry out a driver move for a finished run, retrying a back end that is down
+        until the job's lease would have ended anyway."""
+        deadline = time.monotonic() + self.driver.lease_seconds(self._ttr_of(message))
         pause = 0.1
         failing = False
         while True:
@@ -495,17 +500,14 @@ class Queue:
         logger.error("%s; it is failed without running", error)
         self.report(self.driver.fail, message, error=error_info(error), keep=self.keep_failed)
         attempt = message.attempt
-        if isinstance(attempt, bool) or not isinstance(attempt, int):
-            attempt = 0
-        if self._events.has(events.AFTER_FAIL):
-            self._events.trigger(events.AFTER_FAIL, ExecEvent(
-                message.id, None, self.ttr, attempt, error=error, queue=self))
+        self._after_fail(message, None, error,
+                         attempt if type(attempt) is int and attempt > 0 else 0)
 
     def _after_fail(self, message: Message, job: Job | None, error: BaseException,
                     attempt: int) -> None:
         if self._events.has(events.AFTER_FAIL):
             self._events.trigger(events.AFTER_FAIL, ExecEvent(
-                message.id, job, message.ttr, attempt, error=error, queue=self))
+                message.id, job, self._ttr_of(message), attempt, error=error, queue=self))
 
     def handle_success(self, message: Message, job: Job, result: Any,
                        event: ExecEvent | None) -> None:
