@@ -187,6 +187,14 @@ def _number_or_none(raw: Any) -> float | None:
     return value if isinstance(value, float) and math.isfinite(value) else None
 
 
+def _write_all(fd: int, data: bytes, fsync: bool) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if fsync:
+        os.fsync(fd)
+
+
 def _unlink(path: str) -> bool:
     """Delete ``path``; False when it was already gone."""
     try:
@@ -443,11 +451,7 @@ class FileDriver(Driver):
             self._writer = writer
         _, segment, fd, size, opened = writer
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if self.fsync:
-                os.fsync(fd)
+            _write_all(fd, data, self.fsync)
         except OSError:
             # A part of the data may be in the file (a full disk): offsets after it would
             # be wrong, so this segment takes no more records.
@@ -548,11 +552,7 @@ class FileDriver(Driver):
         tmp = self._path("tmp", f"r{os.getpid()}.{next(self._tmp_names)}")
         fd = self._create(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if self.fsync:
-                os.fsync(fd)
+            _write_all(fd, data, self.fsync)
         except OSError:
             os.close(fd)
             _unlink(tmp)
