@@ -609,9 +609,17 @@ class BeanstalkDriver(Driver):
         gs = self._gs()
 
         def empty(c: _Client, tube: str) -> None:
+            try:
+                stats = c.client.stats_tube(tube)
+            except gs.NotFoundError:
+                return
             c.client.use(tube)
-            for peek in (c.client.peek_ready, c.client.peek_delayed, c.client.peek_buried):
-                while True:
+            for peek, count in ((c.client.peek_ready, "current-jobs-ready"),
+                                (c.client.peek_delayed, "current-jobs-delayed"),
+                                (c.client.peek_buried, "current-jobs-buried")):
+                # The jobs there at the start, and no more: pushes racing the clear must
+                # not keep it going forever.
+                for _ in range(int(stats.get(count, 0))):
                     try:
                         c.client.delete(peek())
                     except gs.NotFoundError:

@@ -328,7 +328,10 @@ def cmd_retry(queue: Queue, args: argparse.Namespace) -> int:
         # damaged) is not listed again, so the loop ends once no page holds a new id.
         tried: set[str] = set()
         sent = skipped = 0
-        while True:
+        # The jobs failed when the command started: failures arriving meanwhile must not
+        # keep it going forever.
+        known = queue.info().get(JobStatus.FAILED) if queue.capabilities.info else None
+        while known is None or len(tried) < known:
             fresh = [i.id for i in queue.failed(limit=500) if i.id not in tried]
             if not fresh:
                 break
