@@ -314,7 +314,7 @@ def cmd_failed(queue: Queue, args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'id':<32}  {'job':<30}  {'attempts':>8}  {'failed at':<19}  error")
     for info in listed:
-        error = str(info.error).splitlines()[0] if info.error else "-"
+        error = (str(info.error).splitlines() or ["?"])[0] if info.error else "-"
         print(f"{info.id:<32}  {(info.job_name or '?')[:30]:<30}  {info.attempt:>8}  "
               f"{_when(info.finished_at):<19}  {error[:100]}")
     return EXIT_OK
