@@ -149,6 +149,7 @@ class RedisDriver(Driver):
         except ImportError:
             raise ConfigError("the redis driver needs redis-py: pip install 'queue-core[redis]'",
                               key="driver") from None
+        self._redis = redis  # the client library, imported here rather than per job
         for key in client_options:
             if key not in _CLIENT_OPTIONS:
                 raise ConfigError(f"redis driver has no option {key!r}", key=f"driver.{key}")
@@ -270,17 +271,16 @@ class RedisDriver(Driver):
         return item
 
     def _drain(self) -> None:
-        import redis
         while self._pending:
             item = self._pending.popleft()
             try:
                 reply = self._conn.read_response()
-            except redis.exceptions.NoScriptError as exc:
+            except self._redis.exceptions.NoScriptError as exc:
                 # The server lost its scripts: a new connection loads them and sends
                 # this command again, with every other unconfirmed one.
                 self._drop_connection()
                 raise DriverError(f"redis {self.describe()}: {exc}") from exc
-            except redis.exceptions.ResponseError as exc:
+            except self._redis.exceptions.ResponseError as exc:
                 # Sending it again would fail the same way; the replies still owed are
                 # read by no one, so the connection starts afresh (resending the rest).
                 self._unconfirmed.remove(item)

@@ -62,6 +62,8 @@ def read_meta(raw: Any) -> Meta:
     left out (a newer producer may send them); nothing is ever imported or called."""
     if not isinstance(raw, dict):
         raise SerializationError("payload 'meta' is not an object")
+    if not raw:
+        return raw
     meta: Meta = {}
     if "attempts" in raw:
         try:

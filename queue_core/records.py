@@ -60,6 +60,18 @@ def _shown(value: Any) -> str:
 
 def damage(message: Message) -> str | None:
     """Why a reserved message cannot be trusted with a decision, or None when it can."""
+    attempt, ttr, priority, pushed = (message.attempt, message.ttr, message.priority,
+                                      message.pushed_at)
+    # Once per job: the common case in one expression (comparisons with NaN are false).
+    if (type(message.payload) is bytes and type(attempt) is int
+            and 1 <= attempt <= bounds.MAX_RUN and type(ttr) is float
+            and 0 < ttr <= bounds.MAX_TTR and (priority is None or type(priority) is int)
+            and (pushed is None or (type(pushed) is float and 0 <= pushed < math.inf))):
+        return None
+    return _explain(message)
+
+
+def _explain(message: Message) -> str | None:
     if not isinstance(message.payload, bytes):
         return f"its payload is {type(message.payload).__name__}, not bytes"
     attempt = message.attempt

@@ -119,9 +119,14 @@ def test_a_worker_killed_at_random_points_loses_nothing(settings: dict[str, Any]
     deadline = time.monotonic() + 150
     while set(read_lines(journal)) != tags:
         assert time.monotonic() < deadline, len(set(read_lines(journal)))
+        before = len(read_lines(journal))
         worker = queue_core(settings, "listen", "--timeout", "0.2",
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.25, 0.6))
+        # Once it runs jobs, a moment later: a worker that starts up faster than a fixed
+        # sleep would otherwise drain the queue before the first kill.
+        wait_for(lambda before=before: len(read_lines(journal)) > before, 30,
+                 "the worker to run jobs", every=0.005)
+        time.sleep(rng.uniform(0.0, 0.05))
         kill_group(worker)
         kills += 1
     # The job a SIGKILL cut short comes back when its lease ends: let it finish.
