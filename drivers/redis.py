@@ -479,9 +479,15 @@ class RedisDriver(Driver):
                                                reply[3])
         fetched = time.monotonic()
         for job_id, payload, ttr, pri, pushed, att, run in jobs:
-            self._buffer.append(_Buffered(
-                job_id.decode(), as_bytes(payload), as_float(ttr), as_int(pri),
-                _seconds(pushed), as_int(att), run == b"1", token, fetched))
+            try:
+                job = _Buffered(job_id.decode(), payload, float(ttr), int(pri),
+                                int(pushed) / 1000, int(att), run == b"1", token, fetched)
+            except (TypeError, ValueError):
+                # Not what a push wrote: kept as read, for the core's check to fail it.
+                job = _Buffered(job_id.decode(), as_bytes(payload), as_float(ttr),
+                                as_int(pri), _seconds(pushed), as_int(att), run == b"1",
+                                token, fetched)
+            self._buffer.append(job)
         for job_id, reason in zip(damaged[::2], damaged[1::2], strict=True):
             logger.error("job %s is damaged in the store: %s; it is failed without running",
                          job_id.decode(errors="replace"), reason.decode(errors="replace"))

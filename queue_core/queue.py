@@ -62,8 +62,6 @@ def read_meta(raw: Any) -> Meta:
     left out (a newer producer may send them); nothing is ever imported or called."""
     if not isinstance(raw, dict):
         raise SerializationError("payload 'meta' is not an object")
-    if not raw:
-        return raw
     meta: Meta = {}
     if "attempts" in raw:
         try:
@@ -441,25 +439,26 @@ class Queue:
     def report(self, call: Callable[..., None], message: Message, **kwargs: Any) -> None:
         """Carry out a driver move for a finished run, retrying a back end that is down
         until the job's lease would have ended anyway."""
+        try:
+            call(message, **kwargs)
+            return  # once per job: the common case keeps no books
+        except DriverError as exc:
+            if self.driver.lease_seconds(self._ttr_of(message)) < 0.1:
+                raise
+            logger.warning("job %s: cannot save its outcome (%s: %s); retrying until its "
+                           "lease ends", message.id, getattr(call, "__name__", "report"), exc)
         deadline = time.monotonic() + self.driver.lease_seconds(self._ttr_of(message))
         pause = 0.1
-        failing = False
         while True:
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
             try:
                 call(message, **kwargs)
-            except DriverError as exc:
+            except DriverError:
                 if time.monotonic() + pause > deadline:
                     raise
-                if not failing:
-                    logger.warning("job %s: cannot save its outcome (%s: %s); retrying until "
-                                   "its lease ends", message.id,
-                                   getattr(call, "__name__", "report"), exc)
-                    failing = True
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
                 continue
-            if failing:
-                logger.warning("job %s: outcome saved", message.id)
+            logger.warning("job %s: outcome saved", message.id)
             return
 
     @staticmethod
@@ -486,6 +485,8 @@ class Queue:
         """A payload read back from the store as a registered job and its checked per-push
         settings; SerializationError when it cannot be one."""
         job, meta = self.serializer.loads(payload)
+        if type(meta) is dict and not meta:
+            return job, meta  # once per job: most pushes carry no per-push settings
         return job, read_meta(meta)
 
     def handle_undecodable(self, message: Message, error: SerializationError) -> None:

@@ -51,7 +51,7 @@ def job_state(job: Job) -> dict[str, Any]:
 def restore_job(cls: type[Job], state: dict[str, Any]) -> Job:
     job = cls.__new__(cls)
     for key, value in state.items():
-        if not isinstance(key, str) or key.startswith("__"):
+        if key.startswith("__"):  # JSON object keys are always strings
             # A payload sets fields, never the object's machinery (__class__, __dict__).
             raise SerializationError(f"field name {key!r} is not allowed in a payload")
         # object.__setattr__ so that frozen dataclasses come back too.
