@@ -6,6 +6,7 @@ unless a kill explains it, no entry left behind whose record is gone, every comm
 
 from __future__ import annotations
 
+import logging
 import random
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tests.support.jobs import Chaos, FailOnce, read_lines
 from tests.support.procs import ROOT, kill_group, queue_core, stop, wait_for, worker_env
 
 pytestmark = [pytest.mark.needs("ttr_lease", "!runs_at_push"), pytest.mark.slow]
+logger = logging.getLogger(__name__)
 
 JOBS = 2000
 KILLS = 15
@@ -111,13 +113,17 @@ def _kill_while_running(fleet: Fleet, journal: str, done: Any, kills: int) -> No
         fleet.kill_one()
 
 
-def _assert_kills_landed(fleet: Fleet, runs: Runs) -> None:
-    """Every kill happened, and some caught a job between its start and its end."""
+def _assert_kills_landed(fleet: Fleet, runs: Runs, failing: set[str]) -> None:
+    """Every kill happened, and some caught a job between its start and its end (jobs
+    that fail their first run on purpose left aside)."""
     assert len(fleet.killed) == KILLS, f"only {len(fleet.killed)} kills before the end"
-    cut = [tag for tag, pids in runs.starts.items()
-           if any(pid in fleet.killed and pids.count(pid) > runs.ends.get(tag, []).count(pid)
-                  for pid in pids)]
+    cut = [tag for tag, pids in runs.starts.items() if tag not in failing
+           and any(pid in fleet.killed and pids.count(pid) > runs.ends.get(tag, []).count(pid)
+                   for pid in pids)]
     assert cut, "no kill landed inside a job"
+    again = sum(1 for tag, pids in runs.starts.items() if len(pids) > 1 and tag not in failing)
+    logger.info("%d kills; %d jobs cut short by one; %d jobs started more than once",
+                len(fleet.killed), len(cut), again)
 
 
 def _status(queue: Queue, job_id: str) -> str:
@@ -160,7 +166,7 @@ def test_sigkill_chaos_loses_nothing_and_runs_nothing_twice(queue_settings,
     finally:
         fleet.stop()
     final = runs()
-    _assert_kills_landed(fleet, final)
+    _assert_kills_landed(fleet, final, set())
     assert sorted(final.ends) == sorted(tags)
     assert final.unexplained_repeats(fleet.killed, set()) == {}
     _assert_no_entry_left(queue)
@@ -259,7 +265,7 @@ def test_sigkill_chaos_with_operators_at_the_cli(queue_settings, tmp_path: Path)
         if code == 1:
             assert len(err.strip().splitlines()) == 1, (args, err)
     final = runs()
-    _assert_kills_landed(fleet, final)
+    _assert_kills_landed(fleet, final, failing)
     lost = [tag for job_id, tag in tag_of.items()
             if job_id not in operators.removed and tag not in final.ends]
     assert lost == []
