@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +142,18 @@ def _exercise(queue: Queue, journal: str) -> None:
     assert queue.info()[JobStatus.FAILED] == 1
 
 
-def test_files_are_the_owners_alone_by_default(tmp_path: Path) -> None:
-    old = os.umask(0o022)
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
     try:
-        queue = _queue(tmp_path / "q")
-        _exercise(queue, str(tmp_path / "j"))
+        yield
     finally:
         os.umask(old)
+
+
+def test_files_are_the_owners_alone_by_default(tmp_path: Path) -> None:
+    with _umask(0o022):
+        _exercise(_queue(tmp_path / "q"), str(tmp_path / "j"))
     files, folders = _modes(tmp_path / "q")
     assert files == {0o600}
     assert folders == {0o700}
@@ -156,16 +162,13 @@ def test_files_are_the_owners_alone_by_default(tmp_path: Path) -> None:
 @pytest.mark.parametrize("how", ["option", "url"])
 def test_mode_shares_the_queue_with_the_group_whatever_the_umask(tmp_path: Path,
                                                                  how: str) -> None:
-    old = os.umask(0o077)
-    try:
+    with _umask(0o077):
         if how == "option":
             queue = create_queue({"driver": {"url": f"file://{tmp_path}/q", "mode": 0o660},
                                   **SETTINGS_EXTRA})
         else:
             queue = _queue(Path(f"{tmp_path}/q?mode=660"))
         _exercise(queue, str(tmp_path / "j"))
-    finally:
-        os.umask(old)
     files, folders = _modes(tmp_path / "q")
     assert files == {0o660}
     assert folders == {0o770}
