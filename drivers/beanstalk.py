@@ -49,6 +49,7 @@ from queue_core.errors import (
     JobNotInStateError,
     NotSupportedError,
 )
+from queue_core.records import as_time
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +99,6 @@ def _unbody(body: bytes) -> tuple[float | None, float | None, bytes]:
         return float(ttr), float(pushed), payload
     except ValueError:
         return None, None, body
-
-
-def _time_or_none(raw: Any) -> float | None:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-        return None
-    return float(raw)
 
 
 def _reason(body: bytes) -> dict[str, Any] | None:
@@ -542,7 +537,7 @@ class BeanstalkDriver(Driver):
             priority=int(stats.get("pri", 0)) >> 8,
             ttr=ttr if ttr is not None else float(stats.get("ttr", 0)), pushed_at=pushed_at,
             ready_at=now + delay_left if delay_left else None,
-            finished_at=None if reason is None else _time_or_none(reason.get("finished_at")),
+            finished_at=None if reason is None else as_time(reason.get("finished_at")),
             error=None if reason is None else ErrorInfo.from_dict(reason.get("error")),
             payload=payload)
 

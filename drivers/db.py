@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import select
 import threading
@@ -50,7 +49,7 @@ from queue_core.errors import (
     JobNotFoundError,
     JobNotInStateError,
 )
-from queue_core.records import as_bytes, as_float, as_int
+from queue_core.records import as_bytes, as_float, as_int, as_time
 from queue_core.settings import redact_url
 
 from .db_sql import Sql, build_table, ddl
@@ -471,7 +470,7 @@ class DbDriver(Driver):
             delayed, leased, now = cursor.fetchone()
         # A time that is no number (SQLite text, a NaN) never comes due: waiting for it
         # would spin or fail.
-        dues = [due - float(now) for due in map(_time, (delayed, leased)) if due is not None]
+        dues = [due - float(now) for due in map(as_time, (delayed, leased)) if due is not None]
         return max(0.0, min(dues)) if dues else float("inf")
 
     def _wait_for_notify(self, seconds: float) -> bool:
@@ -642,9 +641,9 @@ class DbDriver(Driver):
             id=str(job_id), status=status or JobStatus.FAILED,
             attempt=attempt if type(attempt) is int else 0,
             priority=priority if type(priority) is int else None,
-            ttr=_time(ttr), pushed_at=_time(pushed_at), started_at=_time(started_at),
-            finished_at=_time(finished_at),
-            ready_at=_time(ready_at) if status is JobStatus.DELAYED else None,
+            ttr=as_time(ttr), pushed_at=as_time(pushed_at), started_at=as_time(started_at),
+            finished_at=as_time(finished_at),
+            ready_at=as_time(ready_at) if status is JobStatus.DELAYED else None,
             error=failure, result=None if result is None else as_bytes(result),
             payload=payload if isinstance(payload, bytes) else b"")
 
@@ -756,8 +755,3 @@ def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
-
-def _time(raw: Any) -> float | None:
-    """A stored number of seconds, or None when it is not a finite number."""
-    value = as_float(raw)
-    return value if type(value) is float and math.isfinite(value) else None

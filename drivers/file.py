@@ -44,7 +44,6 @@ import heapq
 import itertools
 import json
 import logging
-import math
 import os
 import re
 import secrets
@@ -56,7 +55,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from queue_core.bounds import MAX_TTR
 from queue_core.driver import (
     DEFAULT_PRIORITY,
     UNREADABLE,
@@ -68,7 +66,7 @@ from queue_core.driver import (
     Message,
 )
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
-from queue_core.records import as_float
+from queue_core.records import as_float, as_time, usable_ttr
 
 logger = logging.getLogger(__name__)
 
@@ -180,11 +178,6 @@ def _swap(new: str, path: str) -> bool:
         return False
     os.replace(new, path)
     return True
-
-
-def _number_or_none(raw: Any) -> float | None:
-    value = as_float(raw)
-    return value if isinstance(value, float) and math.isfinite(value) else None
 
 
 def _write_all(fd: int, data: bytes, fsync: bool) -> None:
@@ -790,7 +783,7 @@ class FileDriver(Driver):
                 continue
             except (OSError, ValueError):
                 ttr = UNREADABLE_LEASE  # perhaps read while being rewritten: look later
-            if not isinstance(ttr, float) or not 0 < ttr <= MAX_TTR:
+            if not usable_ttr(ttr):
                 ttr = 0.0  # no worker runs a job with such a ttr: back at once, to be failed
             if now_ns < int(started) + int(self.lease_seconds(ttr) * _NS):
                 continue
@@ -968,10 +961,10 @@ class FileDriver(Driver):
             return info
         meta = record.meta
         info.attempt = record.attempt
-        info.ttr = _number_or_none(meta.get("ttr"))
-        info.pushed_at = _number_or_none(meta.get("pushed_at"))
+        info.ttr = as_time(meta.get("ttr"))
+        info.pushed_at = as_time(meta.get("pushed_at"))
         info.started_at = record.started_ns / _NS if record.started_ns else None
-        info.finished_at = _number_or_none(meta.get("finished_at"))
+        info.finished_at = as_time(meta.get("finished_at"))
         info.ready_at = target.ready_ns / _NS if state == "delayed" and target.ready_ns else None
         info.error = ErrorInfo.from_dict(meta.get("error"))
         if meta.get("result") is not None:

@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import secrets
 import threading
@@ -37,7 +36,7 @@ from queue_core.driver import (
     PushRequest,
 )
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
-from queue_core.records import as_bytes, as_float, as_int
+from queue_core.records import as_bytes, as_float, as_int, as_time
 from queue_core.settings import redact_url
 
 from . import redis_scripts as lua
@@ -690,17 +689,14 @@ def _info(job_id: str, status: JobStatus, fields: dict[bytes, bytes]) -> JobInfo
         value = as_int(fields.get(name.encode()))
         return value if isinstance(value, int) else None
 
-    def number(name: str) -> float | None:
-        value = as_float(fields.get(name.encode()))
-        return value if isinstance(value, float) and math.isfinite(value) else None
-
     def ms(name: str) -> float | None:
-        value = number(name)
+        value = as_time(fields.get(name.encode()))
         return None if value is None else value / 1000
 
     payload = as_bytes(fields.get(b"p", b""))
     return JobInfo(
         id=job_id, status=status, attempt=whole("att") or 0, priority=whole("pri"),
-        ttr=number("ttr"), pushed_at=ms("pushed"), started_at=ms("st"), finished_at=ms("fin"),
+        ttr=as_time(fields.get(b"ttr")), pushed_at=ms("pushed"), started_at=ms("st"),
+        finished_at=ms("fin"),
         error=ErrorInfo.from_json(fields.get(b"err")),
         result=fields.get(b"res"), payload=payload if isinstance(payload, bytes) else b"")

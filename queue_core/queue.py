@@ -37,6 +37,7 @@ from .errors import (
 from .events import EventHub, ExecEvent, PushEvent, RetryEvent
 from .isolation import parse_mode
 from .job import Job, RetryableJob
+from .records import usable_ttr
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
 from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
 
@@ -430,11 +431,7 @@ class Queue:
     def _ttr_of(self, message: Message) -> float:
         """The message's ttr, or the queue's when what the store gave is no ttr (a damaged
         record, failed without a run)."""
-        ttr = message.ttr
-        if isinstance(ttr, bool) or not isinstance(ttr, (int, float)) or not (
-                0 < ttr <= bounds.MAX_TTR):
-            return self.ttr
-        return float(ttr)
+        return float(message.ttr) if usable_ttr(message.ttr) else self.ttr
 
     def report(self, call: Callable[..., None], message: Message, **kwargs: Any) -> None:
         """Carry out a driver move for a finished run, retrying a back end that is down

@@ -53,6 +53,19 @@ def as_bytes(raw: Any) -> Any:
     return raw
 
 
+def as_time(raw: Any) -> float | None:
+    """A stored number of seconds (a time, a duration) as a finite float, or None when it
+    is not one: what an admin call shows of a field it cannot read."""
+    value = as_float(raw)
+    return value if type(value) is float and math.isfinite(value) else None
+
+
+def usable_ttr(ttr: Any) -> bool:
+    """Whether a stored ttr can be a timer and a lease: a number in (0, MAX_TTR]."""
+    return (not isinstance(ttr, bool) and isinstance(ttr, (int, float))
+            and 0 < ttr <= bounds.MAX_TTR)
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -80,8 +93,7 @@ def _explain(message: Message) -> str | None:
         return f"its attempt count {_shown(attempt)} is not a whole number from 1 to " \
                f"{bounds.MAX_RUN}"
     ttr = message.ttr
-    if isinstance(ttr, bool) or not isinstance(ttr, (int, float)) or not (
-            math.isfinite(ttr) and 0 < ttr <= bounds.MAX_TTR):
+    if not usable_ttr(ttr):
         return f"its ttr {_shown(ttr)} is not a number of seconds in (0, {bounds.MAX_TTR:g}]"
     priority = message.priority
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
