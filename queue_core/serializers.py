@@ -1,9 +1,10 @@
 """Payload encodings. JSON is the default; pickle is an explicit opt-in.
 
 A JSON payload is ``{"job": "<registered name>", "args": {<instance attributes>}}`` plus
-an optional ``"meta"`` object with per-push settings (``attempts``, ``backoff``).
-Decoding only ever instantiates a class found in the job registry, without calling its
-``__init__``: the attributes are restored as they were pushed.
+an optional ``"meta"`` object with per-push settings (``attempts``, ``backoff``). Values
+JSON lacks travel as tagged objects (jsontypes.py). Decoding only ever instantiates a
+class found in the job registry, without calling its ``__init__``: the attributes are
+restored as they were pushed, completed by the class's defaults (schema.py).
 """
 
 from __future__ import annotations
@@ -14,48 +15,25 @@ import pickle
 from abc import ABC, abstractmethod
 from typing import Any
 
+from . import jsontypes
 from .errors import SerializationError
 from .job import Job, lookup
+from .schema import complete, object_state, plan_of, restore
 
 logger = logging.getLogger(__name__)
 
 Meta = dict[str, Any]
 
 
-_SLOTS: dict[type, tuple[str, ...]] = {}
-
-
-def _slots(kind: type) -> tuple[str, ...]:
-    found = _SLOTS.get(kind)
-    if found is None:
-        found = tuple(slot for klass in kind.__mro__
-                      for slot in getattr(klass, "__slots__", ())
-                      if slot not in ("__dict__", "__weakref__"))
-        _SLOTS[kind] = found
-    return found
-
-
 def job_state(job: Job) -> dict[str, Any]:
     """The attributes that make up a job's payload."""
-    slots = _slots(type(job))
-    state: dict[str, Any] = getattr(job, "__dict__", {})
-    if not slots:
-        return state
-    state = dict(state)
-    for slot in slots:
-        if hasattr(job, slot):
-            state[slot] = getattr(job, slot)
-    return state
+    return object_state(job)
 
 
 def restore_job(cls: type[Job], state: dict[str, Any]) -> Job:
-    job = cls.__new__(cls)
-    for key, value in state.items():
-        if key.startswith("__"):  # JSON object keys are always strings
-            # A payload sets fields, never the object's machinery (__class__, __dict__).
-            raise SerializationError(f"field name {key!r} is not allowed in a payload")
-        # object.__setattr__ so that frozen dataclasses come back too.
-        object.__setattr__(job, key, value)
+    """A registered job from its stored fields: the class's defaults fill in what an older
+    version did not write (see schema.py)."""
+    job: Job = restore(cls, state)
     return job
 
 
@@ -76,7 +54,7 @@ class Serializer(ABC):
 
     def dumps_result(self, value: Any) -> bytes:
         try:
-            return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+            return _ENCODER.encode(value).encode()
         except (TypeError, ValueError, RecursionError):
             logger.debug("result %r is not JSON; keeping its repr", type(value))
             try:
@@ -88,8 +66,8 @@ class Serializer(ABC):
         if data is None:
             return None
         try:
-            return json.loads(data)
-        except (ValueError, TypeError, RecursionError):
+            return _load(data)
+        except (ValueError, TypeError, RecursionError, SerializationError):
             if isinstance(data, (bytes, bytearray)):
                 return bytes(data).decode("utf-8", "replace")
             return repr(data)
@@ -116,7 +94,21 @@ def _registered_name(job: Job) -> str:
 
 
 # One encoder for every call: json.dumps with options builds a new one each time.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            default=jsontypes.to_json)
+_TAGGED = json.JSONDecoder(object_hook=jsontypes.from_json)
+
+
+def _load(data: bytes | str) -> Any:
+    """JSON text as values, tagged objects rebuilt (only payloads that hold one pay for
+    the hook)."""
+    if isinstance(data, (bytes, bytearray)):
+        if b'{"@' not in data:
+            return json.loads(data)
+        data = bytes(data).decode()
+    elif '{"@' not in data:
+        return json.loads(data)
+    return _TAGGED.decode(data)
 
 
 _NAME_JSON: dict[str, str] = {}
@@ -135,33 +127,41 @@ class JsonSerializer(Serializer):
     def dumps(self, job: Job, meta: Meta | None = None) -> bytes:
         name = _registered_name(job)
         state = job_state(job)
+        untagged = jsontypes.untagged_count()
         try:
+            args = _ENCODER.encode(state)
             # The envelope {"job": ..., "args": ..., "meta": ...}, assembled by hand: this
             # runs once per pushed job.
-            text = '{"job":' + _name_json(name) + ',"args":' + _ENCODER.encode(state)
+            text = '{"job":' + _name_json(name) + ',"args":' + args
             if meta:
                 text += ',"meta":' + _ENCODER.encode(meta)
-            return (text + "}").encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(self._explain(name, state, meta, exc)) from None
+        if ('{"@' in args or jsontypes.untagged_count() != untagged
+                or plan_of(type(job)).converters):
+            _check_round_trip(name, type(job), state, args)
+        return (text + "}").encode()
 
     @staticmethod
     def _explain(name: str, state: dict[str, Any], meta: Meta | None,
                  exc: Exception) -> str:
         for key, value in {**state, **(meta or {})}.items():
             try:
-                json.dumps(value, allow_nan=False)
+                _ENCODER.encode(value)
             except RecursionError:
                 return (f"cannot serialize job {name} as JSON: field {key!r} is nested too "
                         "deeply (or refers to itself)")
             except (TypeError, ValueError) as field_exc:
                 return (f"cannot serialize job {name} as JSON: field {key!r}: {field_exc} "
-                        "(use JSON types, or opt in to PickleSerializer)")
+                        "(use JSON types or the types docs/jobs.md lists, or opt in to "
+                        "PickleSerializer)")
         return f"cannot serialize job {name} as JSON: {exc}"
 
     def loads(self, data: bytes) -> tuple[Job, Meta]:
         try:
-            envelope = json.loads(data)
+            envelope = _load(data)
+        except SerializationError as exc:
+            raise SerializationError(f"payload cannot be decoded: {exc}") from None
         except (ValueError, TypeError) as exc:
             raise SerializationError(f"payload is not valid JSON: {exc}") from None
         except RecursionError:
@@ -193,6 +193,53 @@ class JsonSerializer(Serializer):
         return name if isinstance(name, str) else None
 
 
+def _check_round_trip(name: str, cls: type[Job], state: dict[str, Any], args: str) -> None:
+    """Refuse at push what a worker could not rebuild as it was: an Enum or a dataclass in
+    a field whose annotation does not name its type, a value that does not fit its
+    annotation, a dict that looks like a type tag."""
+    try:
+        restored = object_state(restore_job(cls, _load(args)))
+    except SerializationError as exc:
+        raise SerializationError(f"cannot serialize job {name}: a worker could not read it "
+                                 f"back: {exc} (an object whose first key is a type tag "
+                                 f"such as '@set' is read as that type)") from None
+    for key, value in state.items():
+        if key in restored and not _same(value, restored[key]):
+            raise SerializationError(
+                f"cannot serialize job {name}: field {key!r} would come back as "
+                f"{type(restored[key]).__qualname__} {_short(restored[key])}, not "
+                f"{type(value).__qualname__} {_short(value)} (annotate the field with its "
+                "type: an Enum, a dataclass or a tuple is rebuilt from its annotation)")
+
+
+def _same(sent: Any, back: Any) -> bool:
+    """Equal, allowing what JSON has always done to an unannotated field: a tuple comes
+    back a list, an int dict key a string."""
+    if type(sent) is tuple and type(back) is list:
+        return len(sent) == len(back) and all(map(_same, sent, back))
+    if type(sent) is list and type(back) is list:
+        return len(sent) == len(back) and all(map(_same, sent, back))
+    if type(sent) is dict and type(back) is dict:
+        if len(sent) != len(back):
+            return False
+        if sent.keys() == back.keys():
+            return all(_same(sent[k], back[k]) for k in back)
+        keyed = {k if isinstance(k, str) else _ENCODER.encode(k).strip('"'): v
+                 for k, v in sent.items()}
+        return keyed.keys() == back.keys() and all(_same(keyed[k], back[k]) for k in back)
+    if not isinstance(sent, type(back)):  # a subclass (an IntEnum, a datetime's) may widen
+        return False
+    try:
+        return bool(sent == back)
+    except Exception:
+        return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class PickleSerializer(Serializer):
     """Opt-in: any picklable job. Decoding a pickle can run arbitrary code, so use it
     only when every producer of the queue is trusted."""
@@ -214,6 +261,7 @@ class PickleSerializer(Serializer):
         if not isinstance(job, Job) or lookup(name) is not type(job):
             raise SerializationError(f"pickled payload holds {type(job).__qualname__}, "
                                      "not a registered job type")
+        complete(job)
         return job, meta
 
     def peek_name(self, data: bytes) -> str | None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from queue_core import ExecEvent, PushEvent, Queue, SerializationError
-from tests.support.jobs import Noop, Payload, Record, read_lines
+from tests.support.jobs import Noop, Payload, Place, Record, Shade, Typed, read_lines
 from tests.support.run import run_until
 
 
@@ -84,3 +89,15 @@ def test_after_push_sees_the_id(queue: Queue, journal: str) -> None:
     queue.on(Queue.EVENT_AFTER_PUSH, seen.append)
     job_id = queue.push(Record(journal, "a"))
     assert [event.id for event in seen] == [job_id]
+
+
+def test_rich_field_types_come_back_as_they_were_pushed(queue: Queue, journal: str) -> None:
+    job = Typed(journal, dt.datetime(2026, 12, 2, 7, 40, 0, 5, tzinfo=ZoneInfo("Asia/Tokyo")),
+                dt.date(2024, 2, 29), dt.timedelta(days=1, microseconds=1), uuid.UUID(int=42),
+                Decimal("0.10"), Shade.DARK, b"\x00\xfe", (1, "one"), {"x"},
+                Place("home", dt.date(1999, 1, 1)))
+    queue.push(job)
+    run_until(queue, lambda: len(read_lines(journal)) == 10)
+    expected = [f"{name} {type(value).__name__} {value!r}"
+                for name, value in sorted(vars(job).items()) if name != "journal"]
+    assert read_lines(journal) == expected

@@ -6,10 +6,14 @@ lines from several processes never interleave.
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import os
 import signal
 import time
+import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from queue_core import Backoff, Job, RetryableJob
@@ -256,3 +260,37 @@ class FailOnce(RetryableJob):
 
     def can_retry(self, attempt: int, error: BaseException) -> bool | None:
         return False if isinstance(error, FailOnceError) else None
+
+
+class Shade(enum.Enum):
+    LIGHT = "light"
+    DARK = "dark"
+
+
+@dataclass
+class Place:
+    name: str
+    since: dt.date | None = None
+
+
+@dataclass
+class Typed(Job):
+    """Writes the type and value of each field to the journal: rich types must survive
+    the store as they were pushed."""
+
+    journal: str
+    when: dt.datetime
+    day: dt.date
+    span: dt.timedelta
+    uid: uuid.UUID
+    price: Decimal
+    shade: Shade
+    blob: bytes
+    pair: tuple[int, str]
+    tags: set[str]
+    place: Place
+
+    def execute(self, queue: Any) -> None:
+        for name, value in sorted(vars(self).items()):
+            if name != "journal":
+                append(self.journal, f"{name} {type(value).__name__} {value!r}")

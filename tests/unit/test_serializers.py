@@ -99,7 +99,7 @@ def test_decoding_does_not_call_init() -> None:
 
 
 @pytest.mark.parametrize("value, needle", [
-    (object(), "'tags'"), ({1, 2}, "'tags'"), (float("nan"), "'tags'"), (b"bytes", "'tags'")])
+    (object(), "'tags'"), (1 + 2j, "'tags'"), (float("nan"), "'tags'"), (len, "'tags'")])
 def test_an_unserialisable_field_is_named(value: Any, needle: str) -> None:
     with pytest.raises(SerializationError, match=needle) as caught:
         JsonSerializer().dumps(Point(1, 2, value))
