@@ -35,7 +35,7 @@ from .errors import (
     QueueError,
     SerializationError,
 )
-from .isolation import MODES, encode_outcome, execute_and_report
+from .isolation import DEFAULT_MODE, MODES, encode_outcome, execute_and_report
 from .job import lookup, registered_names
 from .queue import Queue
 from .settings import queue_from_target
@@ -59,6 +59,39 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+VERBOSE_AFTER = "verbose_after_command"
+
+
+def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
+    """The options every command takes, before it (``queue-core --app X listen``) or after
+    it (``queue-core listen --app X``). After the command a value is set only when given,
+    so it replaces the one before; ``-v`` counts add up (``-v listen -v`` is ``-vv``)."""
+    group = parser.add_argument_group("global options") if after_command else parser
+    unset: Any = argparse.SUPPRESS if after_command else None
+    group.add_argument("--app", default=unset,
+                       help="module:attr naming the Queue, settings dict, URL or factory "
+                            "(default: $QUEUE_APP)")
+    group.add_argument("-v", "--verbose", action="count",
+                       dest=VERBOSE_AFTER if after_command else "verbose",
+                       default=unset if after_command else 0,
+                       help="-v: a line per job; -vv: also info logs; -vvv: debug logs")
+
+
+class _CommandParser(_Parser):
+    """A command's parser: it takes the global options too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _global_options(self, after_command=True)
+
+
+def parse_arguments(parser: argparse.ArgumentParser,
+                    argv: Sequence[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    args.verbose += vars(args).pop(VERBOSE_AFTER, 0)
+    return args
+
+
 def _number(minimum: float, integer: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -76,11 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="queue-core", description="Run and inspect a queue-core queue.",
                      epilog="Exit codes: 0 done, 1 could not do it, 2 bad arguments or "
                             "settings, 130 interrupted.")
-    parser.add_argument("--app", help="module:attr naming the Queue, settings dict, URL or "
-                        "factory (default: $QUEUE_APP)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="-v: a line per job; -vv: also info logs; -vvv: debug logs")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _global_options(parser, after_command=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     parser_class=_CommandParser)
 
     listen = commands.add_parser("listen", help="process jobs until stopped by a signal")
     listen.add_argument("--timeout", type=_number(0), default=3.0,
@@ -127,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     clear.set_defaults(handler=cmd_clear)
 
     db = commands.add_parser("db", help="the DB driver's table")
-    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser,
-                                    required=True)
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND",
+                                    parser_class=_CommandParser, required=True)
     db_init = db_commands.add_parser("init", help="create the table and its indexes")
     db_init.add_argument("--sql", action="store_true",
                          help="print the SQL instead of running it (for a DBA to apply)")
@@ -149,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--isolate", nargs="?", const="fork", choices=MODES, default=None,
-                        help="run each job in a child process killed at its ttr "
-                             "(fork, the default, or exec)")
+    parser.add_argument("--isolate", nargs="?", const=DEFAULT_MODE, choices=MODES, default=None,
+                        help="run each job in a child process killed at its ttr (fork or "
+                             f"exec; a bare --isolate means {DEFAULT_MODE} here)")
     parser.add_argument("--max-jobs", type=_number(1, True), default=None,
                         help="exit 0 after this many jobs")
     parser.add_argument("--max-memory", type=_number(1), default=None, metavar="MB",
@@ -439,7 +470,7 @@ Handler = Callable[[Queue, argparse.Namespace], int]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse_arguments(parser, argv)
         if args.command is None:
             raise UsageError("no command given; try 'queue-core --help'")
         _configure_logging(args.verbose)

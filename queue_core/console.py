@@ -11,10 +11,15 @@ from typing import IO, Any
 
 from . import events
 from .events import ExecEvent, WorkerEvent
+from .host import memory_mb
 from .queue import Queue
-from .worker import memory_mb
 
 logger = logging.getLogger(__name__)
+
+
+def _memory() -> str:
+    used = memory_mb()
+    return "" if used is None else f", memory {used:.1f} MB"
 
 
 def _job_name(event: ExecEvent) -> str:
@@ -56,14 +61,13 @@ class VerboseReporter:
         self._line(event, "started")
 
     def _on_done(self, event: ExecEvent) -> None:
-        self._line(event, f"done in {self._elapsed(event):.3f}s, memory {memory_mb():.1f} MB")
+        self._line(event, f"done in {self._elapsed(event):.3f}s{_memory()}")
 
     def _on_error(self, event: ExecEvent) -> None:
         fate = f"retry in {event.delay:.3g}s" if event.retry else "no retry"
         error = event.error
         what = f"{type(error).__name__}: {error}" if error is not None else "error"
-        self._line(event, f"error in {self._elapsed(event):.3f}s, memory {memory_mb():.1f} MB: "
-                          f"{what} ({fate})")
+        self._line(event, f"error in {self._elapsed(event):.3f}s{_memory()}: {what} ({fate})")
 
 
 class ProgressBar:

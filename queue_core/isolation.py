@@ -8,10 +8,12 @@ the attempt goes through the normal retry decision.
 
 Two ways to make the child:
 
-- ``fork`` (default): a copy of the worker, ready at once (a few milliseconds per job).
-  The driver's ``after_fork`` hook makes the child leave the parent's connections alone.
-- ``exec``: a fresh interpreter running ``queue-core --app APP exec`` (hundreds of
-  milliseconds per job): nothing is shared with the worker, at the price of start-up.
+- ``fork`` (default where ``os.fork`` exists): a copy of the worker, ready at once (a few
+  milliseconds per job). The driver's ``after_fork`` hook makes the child leave the
+  parent's connections alone.
+- ``exec`` (the default without ``os.fork``): a fresh interpreter running
+  ``queue-core --app APP exec`` (hundreds of milliseconds per job): nothing is shared
+  with the worker, at the price of start-up.
 """
 
 from __future__ import annotations
@@ -35,16 +37,21 @@ if TYPE_CHECKING:
     from .queue import Queue
 
 MODES = ("fork", "exec")
+DEFAULT_MODE = "fork" if callable(getattr(os, "fork", None)) else "exec"
+"""What ``isolate=True`` (or a bare ``--isolate``) means on this platform."""
 _CHILD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGQUIT",
                                                           "SIGHUP") if hasattr(signal, name))
 
 
 def parse_mode(value: Any, key: str = "isolate") -> str | None:
-    """``isolate`` setting: False/None (in-process), True or "fork", or "exec"."""
+    """``isolate`` setting: False/None (in-process), True (DEFAULT_MODE), "fork" or "exec".
+
+    Whether the platform can do the mode is the worker's question, not the settings': a
+    producer that shares the settings needs neither."""
     if value is None or value is False:
         return None
     if value is True:
-        return "fork"
+        return DEFAULT_MODE
     if value in MODES:
         return str(value)
     raise ConfigError(f"{key} must be true, false, 'fork' or 'exec', got {value!r}", key=key)
@@ -165,7 +172,8 @@ def run_forked(queue: Queue, job: Job, job_id: str, ttr: float) -> Outcome:
         try:
             os.close(read_fd)
             _ignore_stop_signals()
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            if hasattr(signal, "SIGALRM"):
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
             queue.driver.after_fork()
             execute_and_report(queue, job, write_fd)
             try:

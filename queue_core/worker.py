@@ -1,19 +1,23 @@
 """The worker loop: ``run`` (what is ready, then return) and ``listen`` (until stopped).
 
 ttr is a real time limit: in the main thread a SIGALRM timer raises JobTimeoutError inside
-the job, and keeps raising every second if the job swallows it; in isolated mode the job
+the job, and keeps raising every second if the job swallows it (where there is no SIGALRM,
+as on Windows, a watchdog thread does the same: see watchdog.py); in isolated mode the job
 runs in a child process that is killed at its ttr (see isolation.py). SIGTERM, SIGINT,
 SIGQUIT and SIGHUP let the current job finish, then the worker stops; an idle worker stops
 within half a second. ``max_jobs``, ``max_memory`` and ``max_time`` make it stop cleanly
 (exit code 0) so that a supervisor replaces it. A back end that fails while the worker
 waits is retried with capped backoff, logged once per outage.
+
+This module imports on any platform: what only some have (``resource``, ``os.fork``,
+``signal.setitimer``) is looked up when a worker starts (host.py), and a worker that needs
+what is missing refuses to start with one sentence saying so.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import resource
 import signal
 import threading
 import time
@@ -22,19 +26,22 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import events
+from . import events, host
 from .driver import Message
 from .errors import (
     ConfigError,
     DriverError,
     InvalidArgumentError,
     JobTimeoutError,
+    NotSupportedError,
     SerializationError,
 )
 from .events import ExecEvent, WorkerEvent
 from .isolation import Outcome, parse_mode, run_exec, run_forked
 from .job import Job
 from .records import damage
+from .watchdog import TtrExpired, Watchdog
+from .watchdog import available as watchdog_available
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -50,13 +57,10 @@ SUPERVISOR_ENV = "QUEUE_CORE_SUPERVISOR_PID"
 """Set by ``listen --workers``: a worker whose supervisor is gone stops after its job."""
 
 
-def memory_mb() -> float:
-    """Resident memory of this process now (peak where /proc is missing), in MB."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+def memory_mb() -> float | None:
+    """Resident memory of this process now (peak where /proc is missing), in MB; None
+    where the platform offers no reading."""
+    return host.memory_mb()
 
 
 def _positive_or_none(value: Any, name: str) -> float | None:
@@ -65,6 +69,16 @@ def _positive_or_none(value: Any, name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _check_platform(isolate: str | None, max_memory: float | None) -> None:
+    """Refuse at once what this platform cannot do, rather than fail on the first job."""
+    if isolate == "fork" and not host.has_fork():
+        raise NotSupportedError(host.no_fork_message())
+    if isolate == "exec" and not host.has_fd_passing():
+        raise NotSupportedError(host.no_exec_message())
+    if max_memory is not None and host.memory_mb() is None:
+        raise NotSupportedError(host.no_memory_message())
 
 
 class Worker:
@@ -82,6 +96,7 @@ class Worker:
         self.max_memory = _positive_or_none(max_memory, "max_memory")
         self.max_time = _positive_or_none(max_time, "max_time")
         self.isolate = queue.isolate if isolate is None else parse_mode(isolate)
+        _check_platform(self.isolate, self.max_memory)
         self.app = app or os.environ.get("QUEUE_APP")
         supervisor = os.environ.get(SUPERVISOR_ENV, "")
         self.supervisor_pid = int(supervisor) if supervisor.isdigit() else None
@@ -99,7 +114,9 @@ class Worker:
         self._timed_out = False
         self._current: Message | None = None
         self._current_ttr = 0.0
-        self._use_timer = False
+        self._ttr_guard: str | None = None
+        """How ttr is enforced in-process: "signal", "watchdog" or None (not at all)."""
+        self._watchdog: Watchdog | None = None
         self._outage_since: float | None = None
         self._outage_delay = 0.0
         self._active = 0
@@ -122,11 +139,10 @@ class Worker:
             logger.info("ran for %.0fs (max_time): stopping", self.max_time)
             self.stop(0)
         elif (self.max_memory is not None and self.processed > self._processed_at_start
-              and memory_mb() >= self.max_memory):
+              and (used := memory_mb()) is not None and used >= self.max_memory):
             # Only after a job: a limit below the start-up size must not make a supervised
             # worker exit and come back forever without doing any work.
-            logger.info("uses %.0f MB (max_memory %.0f MB): stopping", memory_mb(),
-                        self.max_memory)
+            logger.info("uses %.0f MB (max_memory %.0f MB): stopping", used, self.max_memory)
             self.stop(0)
         elif self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
             logger.warning("the supervisor (pid %d) is gone: stopping", self.supervisor_pid)
@@ -227,12 +243,11 @@ class Worker:
             if main and self.handle_signals:
                 for signum in STOP_SIGNALS:
                     previous[signum] = signal.signal(signum, self._on_stop_signal)
-            self._use_timer = bool(self.enforce_ttr and main and not self.isolate
-                                   and hasattr(signal, "setitimer"))
-            if self._use_timer:
+            self._ttr_guard = self._choose_ttr_guard(main)
+            if self._ttr_guard == "signal":
                 previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
-            elif self.enforce_ttr and not self.isolate:
-                logger.warning("ttr is not enforced: the worker is not in the main thread")
+            elif self._ttr_guard == "watchdog":
+                self._watchdog = Watchdog()
             if self.emit_events and self.queue.has_handlers(events.WORKER_START):
                 event = self.queue.trigger(events.WORKER_START, WorkerEvent(self))
                 if event.exit_code is not None:
@@ -245,12 +260,32 @@ class Worker:
             except Exception:
                 logger.exception("could not flush %s; unreported outcomes come back with "
                                  "their lease", self.queue.driver.describe())
-            if self._use_timer:
+            if self._ttr_guard == "signal":
                 signal.setitimer(signal.ITIMER_REAL, 0)
+            if self._watchdog is not None:
+                self._watchdog.close()
+                self._watchdog = None
+            self._ttr_guard = None
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if self.emit_events and self.queue.has_handlers(events.WORKER_STOP):
                 self.queue.trigger(events.WORKER_STOP, WorkerEvent(self, self.exit_code))
+
+    def _choose_ttr_guard(self, main: bool) -> str | None:
+        if not self.enforce_ttr or self.isolate:
+            return None
+        if not main:
+            logger.warning("ttr is not enforced: the worker is not in the main thread")
+            return None
+        if host.has_timer_signal():
+            return "signal"
+        if watchdog_available():
+            logger.info("no SIGALRM timer on this platform: a watchdog thread enforces ttr")
+            return "watchdog"
+        raise NotSupportedError(
+            "ttr cannot be enforced in this process: the platform has no signal.setitimer "
+            "(SIGALRM) and the interpreter no ctypes.pythonapi; run jobs isolated "
+            "(--isolate) or build the worker with enforce_ttr=False")
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -338,24 +373,42 @@ class Worker:
         return run_forked(self.queue, job, message.id, ttr)
 
     def _execute(self, job: Job, ttr: float) -> Any:
-        if not self._use_timer:
+        if self._ttr_guard is None:
             return job.execute(self.queue)
         self._timed_out = False
         self._current_ttr = ttr
         self._in_job = True
-        signal.setitimer(signal.ITIMER_REAL, ttr, 1.0)
+        self._arm(ttr)
         try:
-            result = job.execute(self.queue)
+            try:
+                result = job.execute(self.queue)
+            finally:
+                self._in_job = False
+                self._disarm()
+        except TtrExpired:
+            raise self._timeout_error() from None
         except JobTimeoutError:
             raise
         except (Exception, SystemExit) as error:
-            if self._timed_out:
+            if self._expired():
                 raise self._timeout_error() from error
             raise
-        finally:
-            self._in_job = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        if self._timed_out:
+        if self._expired():
             # The job caught the interrupt and went on: it still ran past its ttr.
             raise self._timeout_error()
         return result
+
+    def _arm(self, ttr: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.arm(ttr)
+        else:
+            signal.setitimer(signal.ITIMER_REAL, ttr, 1.0)
+
+    def _disarm(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _expired(self) -> bool:
+        return self._timed_out or (self._watchdog is not None and self._watchdog.expired)

@@ -110,3 +110,49 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("listen", "run", "info"):
         assert command in result.stdout
+
+
+def test_global_options_after_the_command(file_settings: dict, tmp_path: Path) -> None:
+    from tests.support.jobs import Record, read_lines
+    journal = str(tmp_path / "j")
+    push(file_settings, Record(journal, "a"))
+    result = cli("listen", "--app", "tests.support.app:queue", "-v", "--timeout", "0.2",
+                 "--max-jobs", "1", app=None, settings=file_settings)
+    assert result.returncode == 0, result.stderr
+    assert read_lines(journal) == ["a"]
+    assert "Record (attempt 1, pid" in result.stdout and "- started" in result.stdout
+    result = cli("info", "--app", "tests.support.app:queue", "--verbose", app=None,
+                 settings=file_settings)
+    assert result.returncode == 0, result.stderr
+    assert "done      1" in result.stdout
+
+
+def test_the_app_after_the_command_wins(file_settings: dict) -> None:
+    result = cli("info", "--app", "tests.support.app:queue", app="no_such_module:queue",
+                 settings=file_settings)
+    assert result.returncode == 0, result.stderr
+    assert "waiting   0" in result.stdout
+
+
+def test_verbose_counts_before_and_after_the_command_add_up(file_settings: dict,
+                                                            tmp_path: Path) -> None:
+    from tests.support.jobs import Record
+    journal = str(tmp_path / "j")
+    stopping = "processed 1 jobs (max_jobs): stopping"  # an info log: shown from -vv
+    push(file_settings, Record(journal, "a"))
+    once = cli("-v", "listen", "--timeout", "0.2", "--max-jobs", "1", settings=file_settings)
+    assert once.returncode == 0, once.stderr
+    assert "- started" in once.stdout and stopping not in once.stderr
+    push(file_settings, Record(journal, "b"))
+    twice = cli("-v", "listen", "-v", "--timeout", "0.2", "--max-jobs", "1",
+                settings=file_settings)
+    assert twice.returncode == 0, twice.stderr
+    assert "- started" in twice.stdout and stopping in twice.stderr
+
+
+@pytest.mark.parametrize("command", ["listen", "run", "info", "status", "retry", "clear"])
+def test_help_of_a_command_lists_the_global_options(command: str) -> None:
+    result = cli(command, "--help", app=None)
+    assert result.returncode == 0, result.stderr
+    assert "global options:" in result.stdout
+    assert "--app APP" in result.stdout and "-v, --verbose" in result.stdout
