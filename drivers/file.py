@@ -150,7 +150,7 @@ def _exchange(first: str, second: str) -> bool | None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             _renameat2.append(libc.renameat2)
-        except (AttributeError, OSError):
+        except (AttributeError, OSError, TypeError):  # TypeError: CDLL(None) on Windows
             _renameat2.append(None)
     call = _renameat2[0]
     if call is None:
