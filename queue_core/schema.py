@@ -176,7 +176,7 @@ _WARNED: set[tuple[str, str]] = set()
 
 def restore(cls: type[Any], state: dict[str, Any], path: str = "") -> Any:
     """An instance of ``cls`` from stored fields, without calling its ``__init__``."""
-    plan = plan_of(cls)
+    plan = _PLANS.get(cls) or plan_of(cls)
     obj = typing.cast(Any, cls).__new__(cls)
     declared = plan.declared
     converters = plan.converters
@@ -187,9 +187,8 @@ def restore(cls: type[Any], state: dict[str, Any], path: str = "") -> Any:
         if declared is not None and key not in declared:
             _dropped(plan.name, path + key)
             continue
-        convert = converters.get(key)
-        if convert is not None:
-            value = convert(value, path + key)
+        if converters and key in converters:
+            value = converters[key](value, path + key)
         # object.__setattr__ so that frozen dataclasses come back too.
         object.__setattr__(obj, key, value)
     for name in plan.expected:
