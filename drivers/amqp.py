@@ -20,6 +20,10 @@ cannot count. The broker hands back the jobs a dead worker had only prefetched m
 same way, so a job's first loss is unproven: counted, but it never ends the job (see
 ``_Runs.lose``). A job that kills its worker still ends FAILED: after ``attempts`` runs, or
 two with ``attempts=1``.
+
+Copies carry the error text of a failure, cut (by bytes) so that their header frame fits
+the connection's frame_max (``_fit``). A driver may list several hosts (the nodes of a
+cluster): each connection tries them in turn (``_open``).
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ from .amqp_wire import (
     ProbeError,
     Wire,
     WireError,
+    address,
     encode_properties,
+    fit_properties,
     properties_head,
     shortstr,
 )
@@ -86,12 +92,28 @@ MAX_DELAY = 49 * 86400.0
 """RabbitMQ's TTLs and expiries are unsigned 32-bit milliseconds (49.7 days)."""
 PUSH_CHUNK = 1000
 TRACEBACK_LIMIT = 32768
-"""Bytes of a traceback kept in the failed store (the headers must fit in one frame)."""
+"""Bytes of UTF-8 of a traceback kept in the failed store (its end); less when the
+connection's frame_max leaves less room (see ``_fit``)."""
+ERROR_LIMIT = 8192
+"""Bytes of an error message kept in the failed store (its start)."""
+ERROR_TYPE_LIMIT = 1000
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 _OWN_OPTIONS = {"prefetch": int, "queue_type": str, "consumer_timeout": float,
                 "lease_grace": float, "connect_timeout": float, "publish_timeout": float}
 _OUR_HEADERS = ("qc-attempt", "qc-lost", "qc-unproven", "qc-losses", "qc-error-type",
                 "qc-error", "qc-traceback", "qc-failed-at")
+_SHORTENED = (("qc-traceback", True, TRACEBACK_LIMIT), ("qc-error", False, ERROR_LIMIT),
+              ("qc-error-type", False, ERROR_TYPE_LIMIT))
+"""The headers that are cut, to these bytes and further when a copy's headers would not
+fit in a frame (a traceback keeps its end, where the error is)."""
+_COUNTS = frozenset({"qc-ttr", "qc-pushed", "qc-attempt", "qc-lost", "qc-unproven",
+                     "qc-losses", "qc-failed-at"})
+
+
+def _kept_whole(key: str, value: Any) -> bool:
+    """Headers never left out of a copy to make it fit: the numbers the driver reads back."""
+    return key in _COUNTS and type(value) is int
 
 _pika_module: Any = None
 
@@ -137,6 +159,83 @@ def _carried(headers: dict[str, Any]) -> dict[str, Any]:
             if not key.startswith("x-") and key not in _OUR_HEADERS}
 
 
+_HOST_FORM = "'host' or 'host:port' (an IPv6 address in brackets: '[::1]:5672')"
+
+
+def _host(entry: Any, what: str, key: str) -> str:
+    """One host of a list, checked: ``host`` or ``host:port``."""
+    if not isinstance(entry, str):
+        raise ConfigError(f"{what} must be a string, {_HOST_FORM}, got {entry!r}", key=key)
+    problem = ""
+    if not entry:
+        problem = "is empty"
+    elif any(char in entry for char in "/@?#,") or any(char.isspace() for char in entry):
+        problem = "has a character a host cannot have"
+    else:
+        try:
+            parts = urlsplit(f"//{entry}")
+            port = parts.port
+        except ValueError as exc:
+            problem = f"is not valid ({exc})"
+        else:
+            if not parts.hostname:
+                problem = "names no host"
+            elif entry.endswith(":"):
+                problem = "has no port number after ':'"
+            elif port == 0:
+                problem = "has port 0 (a port is a number from 1 to 65535)"
+    if problem:
+        raise ConfigError(f"{what} {entry!r} {problem}: write {_HOST_FORM}", key=key)
+    return entry
+
+
+def _brokers(pika: Any, url: str, hosts: Sequence[str] | None) -> list[Any]:
+    """pika's connection parameters for each host of the driver, in order. The hosts are
+    the URL's (``amqp://user:pass@h1:5672,h2:5672/vhost``) or ``hosts`` (with a URL that
+    names none); the URL's credentials, virtual host and options apply to every one."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"amqp URL {shown!r}: {exc}", key="driver") from None
+    userinfo, at, listed = parts.netloc.rpartition("@")
+    if hosts is None:
+        if "," not in listed:
+            try:
+                return [pika.URLParameters(url)]
+            except (ValueError, SyntaxError) as exc:
+                raise ConfigError(f"amqp URL {shown!r}: {exc}", key="driver") from None
+        key = "driver"
+        entries = [_host(entry, f"amqp URL {shown!r}: host", key)
+                   for entry in listed.split(",")]
+    else:
+        key = "driver.hosts"
+        if listed:
+            raise ConfigError(f"hosts and a URL that names a host ({shown!r}) do not go "
+                              "together: list every host in one of them (a URL for hosts "
+                              "leaves the host out: amqp://user:password@/vhost)", key=key)
+        if isinstance(hosts, str) or not isinstance(hosts, Sequence) or not hosts:
+            raise ConfigError(f"hosts must be a non-empty list of {_HOST_FORM}, got "
+                              f"{hosts!r}", key=key)
+        entries = [_host(entry, f"hosts[{index}]", key) for index, entry in enumerate(hosts)]
+    brokers: list[Any] = []
+    seen: set[str] = set()
+    for entry in entries:
+        netloc = f"{userinfo}{at}{entry}"
+        one = urlunsplit(parts._replace(netloc=netloc))
+        try:
+            params = pika.URLParameters(one)
+        except (ValueError, SyntaxError) as exc:
+            raise ConfigError(f"amqp URL {shown!r}, host {entry!r}: {exc}", key=key) from None
+        where = address(params)
+        if where in seen:
+            listing = shown if hosts is None else hosts
+            raise ConfigError(f"host {where} is listed twice in {listing!r}", key=key)
+        seen.add(where)
+        brokers.append(params)
+    return brokers
+
+
 class _Runs(NamedTuple):
     """What a message's headers, and the broker's redelivery marks, say of its runs."""
 
@@ -163,14 +262,16 @@ class _Runs(NamedTuple):
         return _Runs(self.counted + runs, True, self.losses == 0 and runs == 1,
                      self.losses + runs)
 
-    def properties(self, delivery: Delivery) -> bytes:
-        """The properties of a copy of ``delivery`` that carries these runs."""
+    def headers(self, delivery: Delivery) -> dict[str, Any]:
+        """The headers of a copy of ``delivery`` that carries these runs."""
         found = {"qc-attempt": self.counted, "qc-lost": int(self.lost),
                  "qc-unproven": int(self.unproven), "qc-losses": self.losses}
-        headers = {**_carried(delivery.headers),
-                   **{key: value for key, value in found.items() if value}}
-        return encode_properties(delivery.message_id or f"amqp-{delivery.tag}",
-                                 delivery.priority, headers)
+        return {**_carried(delivery.headers),
+                **{key: value for key, value in found.items() if value}}
+
+
+def _copy_id(delivery: Delivery) -> str:
+    return delivery.message_id or f"amqp-{delivery.tag}"
 
 
 class _Handle:
@@ -216,7 +317,7 @@ class AmqpDriver(Driver):
             target = AmqpQuorumDriver
         return super().__new__(target)
 
-    def __init__(self, url: str = "amqp://guest:guest@127.0.0.1:5672/%2F", *,
+    def __init__(self, url: str | None = None, *, hosts: Sequence[str] | None = None,
                  channel: str = "queue", prefetch: int = 20, queue_type: str | None = None,
                  consumer_timeout: float = 1800.0, lease_grace: float = 1.0,
                  connect_timeout: float = 5.0, publish_timeout: float = 30.0) -> None:
@@ -235,21 +336,26 @@ class AmqpDriver(Driver):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{key} must be a number of seconds >= 0, got {value!r}",
                                   key=f"driver.{key}")
+        if url is None:
+            url = DEFAULT_URL if hosts is None else "amqp://guest:guest@/%2F"
         scheme = url.split(":", 1)[0].lower() if isinstance(url, str) else ""
         if scheme not in ("amqp", "amqps"):
             raise ConfigError(f"amqp driver URL must start with amqp:// or amqps://, got "
                               f"{redact_url(str(url))!r}", key="driver")
-        try:
-            self.params = pika.URLParameters(url)
-        except (ValueError, SyntaxError) as exc:
-            raise ConfigError(f"amqp URL {redact_url(url)!r}: {exc}", key="driver") from None
+        self.brokers: list[Any] = _brokers(pika, url, hosts)
+        """pika's connection parameters of each host, in the order they are tried."""
+        self._active = 0
+        """The host the next connection tries first: the last one that took one, or the
+        one after it once a connection to it was lost."""
+        self._connected: int | None = None
+        """The host the last connection went to."""
         self.url = url
         self.prefetch = prefetch
         self.consumer_timeout = float(consumer_timeout)
         self.lease_grace = float(lease_grace)
         self.connect_timeout = float(connect_timeout)
         self.publish_timeout = float(publish_timeout)
-        heartbeat = self.params.heartbeat
+        heartbeat = self.brokers[0].heartbeat
         self.heartbeat: int | None = heartbeat if isinstance(heartbeat, int) else None
         self.failed_queue = f"{channel}.failed"
         self.registry_queue = f"{channel}.delays"
@@ -287,11 +393,27 @@ class AmqpDriver(Driver):
                                   f"{kind.__name__}", key=f"driver.{key}") from None
         return cls(urlunsplit(parts._replace(query=urlencode(kept))), **options)
 
+    @property
+    def params(self) -> Any:
+        """The connection parameters of the host in use (or tried next)."""
+        return self.brokers[self._active % len(self.brokers)]
+
     def describe(self) -> str:
-        params = self.params
+        """Where this driver's jobs are, every host listed as in a URL, without the
+        credentials. It stays the same whichever host is in use: errors name the host
+        they come from, and a change of host is logged."""
+        params = self.brokers[0]
         scheme = "amqps" if params.ssl_options is not None else "amqp"
         vhost = "%2F" if params.virtual_host == "/" else params.virtual_host
-        return f"{scheme}://{params.host}:{params.port}/{vhost} queue {self.channel}"
+        hosts = ",".join(address(each) for each in self.brokers)
+        return f"{scheme}://{hosts}/{vhost} queue {self.channel}"
+
+    def _error(self, wire: Wire | None, exc: Exception) -> DriverError:
+        """A DriverError for ``exc``, which happened on ``wire``, naming its host."""
+        text = str(exc)
+        if wire is not None and len(self.brokers) > 1 and wire.address not in text:
+            text = f"{wire.address}: {text}"
+        return DriverError(f"{self.describe()}: {text}")
 
     def _new_ids(self) -> None:
         self._id_prefix = secrets.token_hex(6)
@@ -373,10 +495,41 @@ class AmqpDriver(Driver):
     # -- connections -----------------------------------------------------------------
 
     def _open(self, heartbeat: int | None, role: str) -> Wire:
-        wire = Wire(self.params, heartbeat=heartbeat, connect_timeout=self.connect_timeout,
-                    rpc_timeout=max(self.publish_timeout, 5.0),
-                    name=f"queue-core {role} {self.channel} pid {os.getpid()}")
-        return wire.open()
+        """A new connection: each host in turn, from the one in use (or the one after a
+        host that was lost); WireError naming every host when none answers. The caller's
+        backoff (the worker's) comes between such rounds."""
+        brokers = self.brokers
+        first = self._active % len(brokers)
+        failures: list[str] = []
+        for step in range(len(brokers)):
+            index = (first + step) % len(brokers)
+            wire = Wire(brokers[index], heartbeat=heartbeat,
+                        connect_timeout=self.connect_timeout,
+                        rpc_timeout=max(self.publish_timeout, 5.0),
+                        name=f"queue-core {role} {self.channel} pid {os.getpid()}",
+                        host_index=index)
+            try:
+                wire.open()
+            except WireError as exc:
+                if len(brokers) == 1:
+                    raise
+                text = str(exc)
+                failures.append(text if wire.address in text else f"{wire.address}: {text}")
+                continue
+            before = self._connected
+            if failures or (before is not None and before != index):
+                why = "; ".join(failures) or f"instead of {address(brokers[before or 0])}"
+                logger.warning("%s: connected to %s (%s)", self.describe(), wire.address, why)
+            self._active = self._connected = index
+            return wire
+        raise WireError(f"none of the {len(brokers)} hosts took a connection: "
+                        + "; ".join(failures))
+
+    def _lost(self, wire: Wire) -> None:
+        """A connection to ``wire``'s host was lost: the next one tries the next host
+        first."""
+        if len(self.brokers) > 1 and self._active == wire.host_index:
+            self._active = (wire.host_index + 1) % len(self.brokers)
 
     def _producer(self) -> Wire:
         """This thread's connection for pushes and admin calls (a driver may be shared by
@@ -386,6 +539,7 @@ class AmqpDriver(Driver):
         if wire is not None:
             if wire.dead is None and wire.usable():
                 return wire
+            self._lost(wire)
             self._forget(wire)
         wire = self._open(0, "producer")
         self._local.wire = wire
@@ -409,9 +563,11 @@ class AmqpDriver(Driver):
             return what(wire)
         except (WireError, ProbeError) as exc:
             current: Wire | None = getattr(self._local, "wire", None)
+            error = self._error(current, exc)
             if current is not None and (isinstance(exc, WireError) or current.dead is not None):
+                self._lost(current)
                 self._forget(current)
-            raise DriverError(f"{self.describe()}: {exc}") from exc
+            raise error from exc
         except QueueError:
             raise
         except BaseException:
@@ -504,8 +660,8 @@ class AmqpDriver(Driver):
                 self._ensure(wire, queue, self._main_arguments)
             else:
                 self._ensure(wire, queue, self._plain_arguments)
-            properties = encode_properties(message.message_id or self._new_id(),
-                                           message.priority, message.headers)
+            properties = self._fit(wire, message.message_id or self._new_id(),
+                                   message.priority, message.headers)
             again.append(wire.publish_bytes(queue, message.body, properties))
         if wire.confirm(wire.publish(b"".join(again), len(again)), self.publish_timeout):
             raise WireError(f"the broker could not route {len(again)} message(s) even "
@@ -545,8 +701,12 @@ class AmqpDriver(Driver):
             raise self._worker_lost(exc) from exc
 
     def _worker_lost(self, exc: WireError) -> DriverError:
+        wire = self._worker
+        error = self._error(wire, exc)
+        if wire is not None:
+            self._lost(wire)
         self._drop_worker()
-        return DriverError(f"{self.describe()}: {exc}")
+        return error
 
     def reserve(self, timeout: float = 0.0) -> Message | None:
         now = time.monotonic()
@@ -660,14 +820,16 @@ class AmqpDriver(Driver):
                     runs.counted, " (unproven: it may only have been prefetched)"
                     if runs.unproven else "")
         try:
-            self._republish(self.channel, delivery.body, runs.properties(delivery), 0.0)
+            self._republish(self.channel, delivery.body, _copy_id(delivery), delivery.priority,
+                            runs.headers(delivery), 0.0)
         except DriverError:
             # Not counted: leave it to the broker, which hands it out again.
             self._on_worker(lambda wire: wire.requeue(delivery.tag))
             raise
         self._on_worker(lambda wire: wire.ack(delivery.tag))
 
-    def _republish(self, queue: str, body: bytes, properties: bytes, delay: float) -> None:
+    def _republish(self, queue: str, body: bytes, message_id: str, priority: int | None,
+                   headers: dict[str, Any], delay: float) -> None:
         """Publish a copy of a job to ``queue`` (the main queue after ``delay``, or the
         failed store) and wait for the broker's confirm."""
         def send(wire: Wire) -> None:
@@ -676,8 +838,27 @@ class AmqpDriver(Driver):
             else:
                 target = queue
                 self._ensure(wire, target, self._plain_arguments)
+            properties = self._fit(wire, message_id, priority, headers)
             self._confirm(wire, wire.publish(wire.publish_bytes(target, body, properties), 1))
         self._io(send)
+
+    def _fit(self, wire: Wire, message_id: str, priority: int | None,
+             headers: dict[str, Any]) -> bytes:
+        """The properties of a copy of a job, cut to fit ``wire``'s frame_max: a header
+        frame over it makes the broker close the connection, and the job's outcome would
+        never be saved. The error text is cut as much as needed; headers of others (read
+        back with the job) are left out only when they alone would not fit."""
+        fitted = fit_properties(message_id, priority, headers, wire.header_room, _SHORTENED,
+                                _kept_whole)
+        if fitted.cut:
+            logger.info("job %s: %s cut to fit frame_max %d of %s", message_id,
+                        ", ".join(fitted.cut), wire.frame_max, wire.address)
+        if fitted.dropped:
+            logger.warning("job %s: header(s) %s left out of its copy: they could not be "
+                           "encoded or would not fit frame_max %d of %s", message_id,
+                           ", ".join(repr(key) for key in fitted.dropped), wire.frame_max,
+                           wire.address)
+        return fitted.properties
 
     def _expire_held(self, now: float) -> None:
         """A job handed out and never reported on (the caller vanished without a word)
@@ -709,6 +890,7 @@ class AmqpDriver(Driver):
         try:
             handle.wire.ack(handle.delivery.tag)
         except WireError as exc:
+            self._lost(handle.wire)
             self._drop_worker()
             logger.warning("job %s: its outcome is saved but the ack was lost (%s); the "
                            "broker hands it out again", message.id, exc)
@@ -722,10 +904,9 @@ class AmqpDriver(Driver):
         handle = self._settle(message)
         if handle is None:
             return
-        properties = encode_properties(message.id, handle.delivery.priority,
-                                       handle.copy_headers(message.attempt))
         try:
-            self._republish(self.channel, message.payload, properties, delay)
+            self._republish(self.channel, message.payload, message.id, handle.delivery.priority,
+                            handle.copy_headers(message.attempt), delay)
         except DriverError:
             self._held[handle.delivery.tag] = handle  # still ours: the core tries again
             raise
@@ -738,14 +919,12 @@ class AmqpDriver(Driver):
         if keep:
             headers = handle.copy_headers(message.attempt)
             headers.update({
-                "qc-error-type": error.type[:1000],
-                "qc-error": error.message[:TRACEBACK_LIMIT // 4],
-                "qc-traceback": error.traceback[-TRACEBACK_LIMIT:],
+                "qc-error-type": _text(error.type), "qc-error": _text(error.message),
+                "qc-traceback": _text(error.traceback),
                 "qc-failed-at": int(time.time() * 1000)})
-            properties = encode_properties(message.id, handle.delivery.priority, headers)
             try:
-                self._republish(self.failed_queue, message.payload, properties,
-                                0.0)
+                self._republish(self.failed_queue, message.payload, message.id,
+                                handle.delivery.priority, headers, 0.0)
             except DriverError:
                 self._held[handle.delivery.tag] = handle
                 raise
@@ -772,7 +951,8 @@ class AmqpDriver(Driver):
                              "its worker was lost")
                 continue
             # A copy, not a nack: a nack would flag it redelivered, which counts a run.
-            self._republish(self.channel, delivery.body, runs.properties(delivery), 0.0)
+            self._republish(self.channel, delivery.body, _copy_id(delivery), delivery.priority,
+                            runs.headers(delivery), 0.0)
             self._on_worker(functools.partial(Wire.ack, tag=delivery.tag))
 
     # -- lookups and admin -----------------------------------------------------------
@@ -885,7 +1065,8 @@ class AmqpDriver(Driver):
                 headers = _carried(found.headers)
                 headers["qc-attempt"] = 0 if reset_attempts else _int(
                     found.headers.get("qc-attempt"))
-                properties = encode_properties(job_id, found.priority, headers)
+                properties = self._fit(wire, found.message_id or job_id, found.priority,
+                                       headers)
                 queue = self._target(wire, 0)
                 self._confirm(wire, wire.publish(
                     wire.publish_bytes(queue, found.body, properties), 1))

@@ -25,6 +25,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -60,11 +61,23 @@ _EMPTY = object()
 """The reply to a basic.get that found nothing."""
 
 RECEIVE_SIZE = 262144
+FRAME_OVERHEAD = 8
+"""Bytes of a frame around its payload: type, channel, size, and the end octet. The broker
+refuses a frame whose payload is longer than frame_max less these."""
+CONTENT_HEAD = 12
+"""Bytes of a content header before the properties: class, weight, body size."""
+SHORTSTR_MAX = 255
 
 
 def _pika() -> Any:
     import pika
     return pika
+
+
+def address(params: Any) -> str:
+    """``host:port`` of a connection's parameters (an IPv6 address in brackets)."""
+    host = str(params.host)
+    return f"[{host}]:{params.port}" if ":" in host else f"{host}:{params.port}"
 
 
 class WireError(Exception):
@@ -103,10 +116,51 @@ class Delivery:
 
 
 def shortstr(value: str) -> bytes:
-    data = value.encode()
-    if len(data) > 255:
+    data = utf8(value)
+    if len(data) > SHORTSTR_MAX:
         raise ValueError(f"AMQP short string longer than 255 bytes: {value[:40]!r}...")
     return bytes((len(data),)) + data
+
+
+def utf8(text: str) -> bytes:
+    """``text`` in UTF-8; a lone surrogate (an undecodable file name in an error message)
+    becomes ``?`` rather than an error in the middle of saving a job's outcome."""
+    return text.encode("utf-8", "replace")
+
+
+def cut_utf8(text: str, limit: int, *, keep_end: bool = False, mark: bool = True) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character: its
+    start is kept (its end with ``keep_end``, as for a traceback). With ``mark``, a cut
+    says so, in the text, when there is room for the note."""
+    data = utf8(text)
+    if len(data) <= limit:
+        return text if len(data) == len(text) else data.decode()
+    note = f"[cut from {len(data)} bytes]".encode()
+    note = (b" " + note if not keep_end else note + b" ") if mark else b""
+    if len(note) > limit // 2:
+        note = b""
+    keep = max(0, limit - len(note))
+    if keep_end:
+        start = len(data) - keep
+        while start < len(data) and data[start] & 0xC0 == 0x80:  # inside a character
+            start += 1
+        return (note + data[start:]).decode()
+    end = keep
+    while end > 0 and data[end] & 0xC0 == 0x80:
+        end -= 1
+    return (data[:end] + note).decode()
+
+
+def _encode_value(value: Any) -> bytes:
+    kind = type(value)
+    if kind is int:
+        return b"l" + _Q.pack(value)
+    if kind is str:
+        data = utf8(value)
+        return b"S" + _ID.pack(len(data)) + data
+    pieces: list[bytes] = []
+    _pika().data.encode_value(pieces, value)
+    return b"".join(pieces)
 
 
 def encode_table(table: dict[str, Any]) -> bytes:
@@ -115,16 +169,7 @@ def encode_table(table: dict[str, Any]) -> bytes:
     parts: list[bytes] = []
     for key, value in table.items():
         parts.append(shortstr(key))
-        kind = type(value)
-        if kind is int:
-            parts.append(b"l" + _Q.pack(value))
-        elif kind is str:
-            data = value.encode()
-            parts.append(b"S" + _ID.pack(len(data)) + data)
-        else:
-            pieces: list[bytes] = []
-            _pika().data.encode_value(pieces, value)
-            parts.append(b"".join(pieces))
+        parts.append(_encode_value(value))
     body = b"".join(parts)
     return _ID.pack(len(body)) + body
 
@@ -141,6 +186,98 @@ def properties_head(priority: int | None, headers: dict[str, Any]) -> bytes:
 
 def encode_properties(message_id: str, priority: int | None, headers: dict[str, Any]) -> bytes:
     return properties_head(priority, headers) + shortstr(message_id)
+
+
+def _shares(lengths: dict[str, int], budget: int) -> dict[str, int]:
+    """Most bytes each text may keep so that together they keep at most ``budget``: equal
+    shares, where a text shorter than its share keeps all of it and leaves the rest to the
+    others (a long message does not crowd out its traceback, nor the other way round)."""
+    caps: dict[str, int] = {}
+    left = budget
+    ordered = sorted(lengths, key=lambda key: lengths[key])
+    for done, key in enumerate(ordered):
+        caps[key] = min(lengths[key], left // (len(ordered) - done))
+        left -= caps[key]
+    return caps
+
+
+class Fitted:
+    """Properties made to fit a frame (see :func:`fit_properties`), and what it took."""
+
+    __slots__ = ("properties", "cut", "dropped")
+
+    def __init__(self, properties: bytes, cut: list[str], dropped: list[str]) -> None:
+        self.properties = properties
+        self.cut = cut
+        """Headers shortened to fit (beyond the most bytes they may have)."""
+        self.dropped = dropped
+        """Headers left out: they could not be encoded, or did not fit even after every
+        shortening."""
+
+
+def fit_properties(message_id: str, priority: int | None, headers: dict[str, Any], room: int,
+                   shorten: Sequence[tuple[str, bool, int]] = (),
+                   protect: Callable[[str, Any], bool] = lambda key, value: False) -> Fitted:
+    """Properties of at most ``room`` bytes, so that the content header fits the
+    connection's frame_max (a longer one makes the broker close the connection).
+
+    The string headers named in ``shorten`` as ``(key, keep_end, most_bytes)`` are cut to
+    ``most_bytes`` (``keep_end``: their end is kept, as for a traceback), and further,
+    together only as much as needed, sharing the room left equally. Only when the other
+    headers alone do not fit are those that ``protect(key, value)`` does not claim left
+    out, largest first.
+    The message id, read back from a message, is cut to the 255 bytes of a short string;
+    a header whose key is too long or whose value cannot be encoded is left out.
+
+    Raises ValueError when even that cannot fit (protected headers over ``room``)."""
+    message_id = cut_utf8(message_id, SHORTSTR_MAX, mark=False)
+    sizes: dict[str, int] = {}
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in headers.items():
+        if not isinstance(key, str) or len(utf8(key)) > SHORTSTR_MAX:
+            dropped.append(str(key)[:80])
+            continue
+        try:
+            sizes[key] = len(_encode_value(value))
+        except (ValueError, TypeError, OverflowError, struct.error,
+                _pika().exceptions.UnsupportedAMQPFieldException):
+            dropped.append(key)
+            continue
+        kept[key] = value
+    fixed = len(properties_head(priority, {})) + 1 + len(utf8(message_id))
+    size = fixed + sum(sizes.values()) + sum(1 + len(utf8(key)) for key in kept)
+    texts = {key: (keep_end, most) for key, keep_end, most in shorten
+             if isinstance(kept.get(key), str)}
+    lengths = {key: sizes[key] - 5 for key in texts}
+    wanted = {key: min(lengths[key], max(0, texts[key][1])) for key in texts}
+    # What the texts need beyond their keys and length prefixes can be cut away; the
+    # others' headers go only when that is not enough, and before any cut, so that the
+    # texts keep what room they leave.
+    floor = size - sum(lengths.values())
+    for key in sorted((key for key, value in kept.items()
+                       if key not in texts and not protect(key, value)),
+                      key=lambda key: -sizes[key]):
+        if floor <= room:
+            break
+        saved = sizes.pop(key) + 1 + len(utf8(key))
+        floor -= saved
+        size -= saved
+        del kept[key]
+        dropped.append(key)
+    if floor > room:
+        raise ValueError(f"the properties of message {message_id!r} take {floor} bytes; the "
+                         f"connection's frame_max leaves room for {room}")
+    caps = wanted
+    if floor + sum(wanted.values()) > room:
+        caps = _shares(wanted, room - floor)
+    for key, (keep_end, _) in texts.items():
+        if lengths[key] > caps[key]:
+            # One cut, so that its note gives the size of the whole text.
+            kept[key] = cut_utf8(kept[key], caps[key], keep_end=keep_end)
+    cut = [key for key in texts if caps[key] < wanted[key]]
+    properties = encode_properties(message_id, priority, kept)
+    return Fitted(properties, cut, dropped)
 
 
 def _read_shortstr(data: bytes | bytearray, offset: int) -> tuple[str, int]:
@@ -170,7 +307,14 @@ def decode_table(data: bytes, offset: int) -> tuple[dict[str, Any], int]:
             table[key] = data[start:start + length].decode("utf-8", "replace")
             offset = start + length
         else:
-            table[key], offset = _pika().data.decode_value(data, offset)
+            try:
+                table[key], offset = _pika().data.decode_value(data, offset)
+            except Exception as exc:
+                # Whatever a foreign value makes pika raise: the table's size is known, so
+                # the rest of the message can still be read.
+                logger.warning("a header table could not be read past %r (%s: %s)", key,
+                               type(exc).__name__, exc)
+                break
     return table, end
 
 
@@ -208,8 +352,11 @@ class Wire:
     """One AMQP connection (see the module docstring)."""
 
     def __init__(self, params: Any, *, heartbeat: int | None, connect_timeout: float,
-                 rpc_timeout: float, name: str) -> None:
+                 rpc_timeout: float, name: str, host_index: int = 0) -> None:
         self.params = params
+        self.address = address(params)
+        self.host_index = host_index
+        """Which of the driver's hosts this connection goes to."""
         self.requested_heartbeat = heartbeat
         self.connect_timeout = connect_timeout
         self.rpc_timeout = rpc_timeout
@@ -217,6 +364,8 @@ class Wire:
         self.sock: Any = None
         self.heartbeat = 0
         self.frame_max = 131072
+        self.header_room = self.frame_max - FRAME_OVERHEAD - CONTENT_HEAD
+        """Most bytes of properties a message may have on this connection."""
         self.dead: str | None = None
         self.blocked: str | None = None
         self.deliveries: deque[Delivery] = deque()
@@ -250,7 +399,7 @@ class Wire:
             sock = socket.create_connection((params.host, params.port),
                                             timeout=self.connect_timeout)
         except OSError as exc:
-            raise WireError(f"cannot connect to {params.host}:{params.port}: {exc}") from exc
+            raise WireError(f"cannot connect to {self.address}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         try:
@@ -274,6 +423,7 @@ class Wire:
                                                          params.locale))
             tune = self._wait_reply(0, self.connect_timeout)
             self.frame_max = min(tune.frame_max or 131072, params.frame_max or 131072)
+            self.header_room = self.frame_max - FRAME_OVERHEAD - CONTENT_HEAD
             wanted = self.requested_heartbeat
             self.heartbeat = tune.heartbeat if wanted is None else wanted
             self._method(0, pika.spec.Connection.TuneOk(tune.channel_max, self.frame_max,
@@ -289,8 +439,8 @@ class Wire:
             raise
         except (OSError, ValueError) as exc:
             self._kill()
-            raise WireError(f"cannot open an AMQP connection to {params.host}:"
-                            f"{params.port}: {exc}") from exc
+            raise WireError(f"cannot open an AMQP connection to {self.address}: "
+                            f"{exc}") from exc
         self.sock.settimeout(None)
         return self
 
@@ -665,9 +815,14 @@ class Wire:
                        + (b"\x01" if mandatory else b"\x00"))
             head = _HEAD.pack(1, WORK, len(payload)) + payload + _END
             self._publish_heads[(routing_key, mandatory)] = head
+        if len(properties) > self.header_room:
+            # The broker would close the connection on it: the caller fits its properties
+            # first (fit_properties), so this only guards against a mistake.
+            raise WireError(f"the properties of a message take {len(properties)} bytes; "
+                            f"frame_max {self.frame_max} leaves room for {self.header_room}")
         header = _CONTENT.pack(60, 0, len(body)) + properties
         parts = [head, _HEAD.pack(2, WORK, len(header)), header, _END]
-        step = self.frame_max - 8
+        step = self.frame_max - FRAME_OVERHEAD
         if not body:
             pass
         elif len(body) <= step:
