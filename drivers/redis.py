@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -40,13 +41,15 @@ from queue_core.records import as_bytes, as_float, as_int, as_time
 from queue_core.settings import redact_url
 
 from . import redis_scripts as lua
+from .redis_connect import TOPOLOGY_OPTIONS, connector, not_run, unreachable
 
 logger = logging.getLogger(__name__)
 
 _SETS = {JobStatus.WAITING: "w", JobStatus.DELAYED: "d", JobStatus.RESERVED: "r",
          JobStatus.DONE: "done", JobStatus.FAILED: "f"}
 """The sorted set that holds the jobs of each state."""
-_OWN_OPTIONS = ("channel", "lease_grace", "prefetch", "prefetch_lease", "warn_persistence")
+_OWN_OPTIONS = ("channel", "lease_grace", "prefetch", "prefetch_lease", "warn_persistence",
+                "wait", "wait_timeout")
 _CLIENT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive",
                    "health_check_interval", "client_name", "username", "password", "db",
                    "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
@@ -54,6 +57,9 @@ _CLIENT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive
 QUICK_JOB = 0.002
 """Jobs faster than this (seconds, running average) are fetched several at a time."""
 BLOCK_MAX = 5.0
+IDLE_CHECK = 1.0
+"""A pooled connection unused for longer (seconds) is checked for a close by the server
+before it is used again."""
 MAX_BULK = 512 * 1024 * 1024
 """Redis's default proto-max-bulk-len: the largest string it accepts in one command."""
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True,
@@ -74,10 +80,8 @@ def _pack(*args: Any) -> bytes:
     return b"".join([b"*%d\r\n" % len(args), *_bulk(args)])
 
 
-def _client_errors() -> tuple[type[BaseException], ...]:
-    import redis
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-            redis.exceptions.BusyLoadingError, OSError)
+_NUMBER_OPTIONS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+_FLAG_OPTIONS = ("socket_keepalive", "retry_on_timeout", "warn_persistence", "cluster")
 
 
 @dataclass
@@ -120,6 +124,9 @@ class _Pending:
     script: str
     args: list[Any]
     on_reply: Callable[[Any], None] | None = None
+    resend: bool = True
+    """False for a read whose reply only its caller can use (a reserve): sent again
+    after a reconnect, it would reserve jobs for no one until their lease ends."""
 
 
 @dataclass
@@ -141,7 +148,8 @@ class RedisDriver(Driver):
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, channel: str = "queue",
                  lease_grace: float = 1.0, prefetch: int = 32, prefetch_lease: float = 10.0,
-                 warn_persistence: bool = True, **client_options: Any) -> None:
+                 warn_persistence: bool = True, wait: int = 0, wait_timeout: float = 1.0,
+                 **client_options: Any) -> None:
         super().__init__(channel=channel)
         try:
             import redis
@@ -150,7 +158,7 @@ class RedisDriver(Driver):
                               key="driver") from None
         self._redis = redis  # the client library, imported here rather than per job
         for key in client_options:
-            if key not in _CLIENT_OPTIONS:
+            if key not in _CLIENT_OPTIONS and key not in TOPOLOGY_OPTIONS:
                 raise ConfigError(f"redis driver has no option {key!r}", key=f"driver.{key}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ConfigError(f"prefetch must be a whole number >= 1, got {prefetch!r}",
@@ -161,7 +169,18 @@ class RedisDriver(Driver):
         if not isinstance(warn_persistence, bool):
             raise ConfigError(f"warn_persistence must be true or false, got "
                               f"{warn_persistence!r}", key="driver.warn_persistence")
+        if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait <= 64:
+            raise ConfigError(f"wait must be the number of replicas (0 to 64) a write must "
+                              f"reach, got {wait!r}", key="driver.wait")
+        if (isinstance(wait_timeout, bool) or not isinstance(wait_timeout, (int, float))
+                or not 0.001 <= wait_timeout <= 3600):
+            raise ConfigError(f"wait_timeout must be seconds from 0.001 to 3600, got "
+                              f"{wait_timeout!r}", key="driver.wait_timeout")
         self.url = url
+        self.wait = wait
+        self.wait_timeout = float(wait_timeout)
+        self._wait_args = [wait, max(1, int(round(wait_timeout * 1000)))] if wait else None
+        self._short_writes = False
         self.lease_grace = float(lease_grace)
         self.prefetch = prefetch
         self.prefetch_lease = float(prefetch_lease)
@@ -169,12 +188,11 @@ class RedisDriver(Driver):
         self._persistence_checked = False
         client_options.setdefault("socket_timeout", BLOCK_MAX + 10)
         client_options.setdefault("socket_connect_timeout", 5)
-        try:
-            self._client = redis.Redis.from_url(url, **client_options)
-        except ValueError as exc:
-            raise ConfigError(f"redis URL {redact_url(url)!r}: {exc}", key="driver") from None
         self.prefix = f"qc:{{{channel}}}:"
         p = self.prefix
+        self._connector = connector(url, client_options, p + "w")
+        # Only Sentinel can name a new master behind a connection that still works.
+        self._stale = self._connector.stale if self._connector.kind == "sentinel" else None
         self._keys = {name: p + name for name in ("id", "w", "d", "r", "done", "f", "n")}
         k = self._keys
         self._scripts = {
@@ -191,6 +209,7 @@ class RedisDriver(Driver):
             script.prepare()
         self._local = threading.local()
         self._conn: Any = None
+        self._conn_pool: Any = None
         self._pending: deque[_Pending] = deque()
         self._unconfirmed: list[_Pending] = []
         self._buffer: deque[_Buffered] = deque()
@@ -203,14 +222,25 @@ class RedisDriver(Driver):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisDriver:
         base, _, query = url.partition("?")
+        # redis-py reads its own options from a plain URL; the multi-host forms are read
+        # here, so their query options are converted here too.
+        multi = "+" in base.partition("://")[0]
         kept = []
         for key, value in parse_qsl(query):
-            if key in ("lease_grace", "prefetch_lease"):
+            if key in ("lease_grace", "prefetch_lease", "wait_timeout"):
                 options.setdefault(key, _number(key, value))
-            elif key == "prefetch":
-                options.setdefault(key, int(_number(key, value)))
-            elif key == "warn_persistence":
+            elif key in ("prefetch", "wait"):
+                options.setdefault(key, _whole(key, value))
+            elif key in ("warn_persistence", "cluster") or multi and key in _FLAG_OPTIONS:
                 options.setdefault(key, _flag(key, value))
+            elif key in ("service_name", "sentinel_username", "sentinel_password"):
+                options.setdefault(key, value)
+            elif multi and key in _NUMBER_OPTIONS:
+                options.setdefault(key, _number(key, value))
+            elif multi and key in _CLIENT_OPTIONS:
+                options.setdefault(key, _whole(key, value) if key == "db" else value)
+            elif multi:
+                raise ConfigError(f"redis URL option {key!r} is not known", key=f"driver.{key}")
             else:
                 kept.append((key, value))  # redis-py's own (db, socket_timeout, ...)
         return cls(f"{base}?{urlencode(kept)}" if kept else base, **options)
@@ -222,17 +252,14 @@ class RedisDriver(Driver):
 
     def _connection(self) -> Any:
         if self._conn is None:
-            pool = self._client.connection_pool
+            pool = self._connector.node().connection_pool
             try:
                 conn: Any = pool.get_connection()
             except TypeError:  # redis-py before 5.3 wants a command name
                 conn = pool.get_connection("EVALSHA")
-            self._conn = conn
+            self._conn, self._conn_pool = conn, pool
             try:
-                for script in self._scripts.values():
-                    conn.send_command("SCRIPT", "LOAD", script.source)
-                for _ in self._scripts:
-                    conn.read_response()
+                self._load_scripts(conn)
                 # What was sent without an answer before the connection broke may not
                 # have happened: every such command checks tokens and counts, so sending
                 # it again is safe.
@@ -245,41 +272,87 @@ class RedisDriver(Driver):
                 raise
         return self._conn
 
+    def _master_changed(self) -> None:
+        """The Sentinels name another master: what is owed goes there, on a new
+        connection (commands the old one may have run check tokens and counts)."""
+        logger.warning("redis %s: moving to the new master", self.describe())
+        self._drop_connection()
+
+    def _load_scripts(self, conn: Any) -> None:
+        for script in self._scripts.values():
+            conn.send_command("SCRIPT", "LOAD", script.source)
+        for _ in self._scripts:
+            conn.read_response()
+
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
+        pool, self._conn_pool = self._conn_pool, None
         self._pending = deque()
+        self._unconfirmed = [item for item in self._unconfirmed if item.resend]
         if conn is not None:
             try:
                 conn.disconnect()
             finally:
-                self._client.connection_pool.release(conn)
+                pool.release(conn)
 
     def _write(self, item: _Pending) -> None:
         self._conn.send_packed_command([self._scripts[item.script].call(item.args)],
                                        check_health=False)
 
-    def _send(self, name: str, args: list[Any]) -> _Pending:
+    def _send(self, name: str, args: list[Any], resend: bool = True) -> _Pending:
         """Send without waiting; the reply is read by the next round trip."""
-        item = _Pending(name, args)
+        item = _Pending(name, args, resend=resend)
         self._unconfirmed.append(item)
         if self._conn is None:
             self._connection()  # a new connection sends every unconfirmed item, this one too
         else:
             self._write(item)
             self._pending.append(item)
+        if self._wait_args is not None and resend:
+            self._send_wait()
         return item
 
-    def _drain(self) -> None:
+    def _send_wait(self) -> None:
+        """WAIT after a write (the wait option): its reply, read with the others, says how
+        many replicas have every write of this connection so far."""
+        item = _Pending("WAIT", self._wait_args or [], on_reply=self._waited, resend=False)
+        self._unconfirmed.append(item)
+        self._conn.send_packed_command([_pack("WAIT", *item.args)], check_health=False)
+        self._pending.append(item)
+
+    def _waited(self, reached: Any) -> None:
+        short = not isinstance(reached, int) or reached < self.wait
+        if short and not self._short_writes:
+            logger.warning("redis %s: writes reached %s of the %d replicas asked for (wait) "
+                           "within %gs: a failover now can undo the latest acks, and their "
+                           "jobs run again", self.describe(), reached, self.wait,
+                           self.wait_timeout)
+        elif not short and self._short_writes:
+            logger.warning("redis %s: writes reach %d replicas again", self.describe(),
+                           self.wait)
+        self._short_writes = short
+
+    def _read_pending(self) -> list[_Pending]:
+        """Read the replies owed; return the commands the server did not run because it
+        had lost the scripts (NOSCRIPT), to send again."""
+        missing: list[_Pending] = []
         while self._pending:
             item = self._pending.popleft()
             try:
                 reply = self._conn.read_response()
-            except self._redis.exceptions.NoScriptError as exc:
-                # The server lost its scripts: a new connection loads them and sends
-                # this command again, with every other unconfirmed one.
-                self._drop_connection()
-                raise DriverError(f"redis {self.describe()}: {exc}") from exc
+            except self._redis.exceptions.NoScriptError:
+                missing.append(item)
+                continue
             except self._redis.exceptions.ResponseError as exc:
+                if not_run(exc):
+                    # A demoted master, a slot that moved, a master short of replicas:
+                    # nothing ran. The connection goes; a new one (to the server that
+                    # serves the channel now) sends it again.
+                    self._connector.moved()
+                    self._drop_connection()
+                    raise DriverError(f"redis {self.describe()}: the server does not take "
+                                      f"the channel's writes now ({type(exc).__name__}: "
+                                      f"{exc}); trying again") from exc
                 # Sending it again would fail the same way; the replies still owed are
                 # read by no one, so the connection starts afresh (resending the rest).
                 self._unconfirmed.remove(item)
@@ -289,10 +362,29 @@ class RedisDriver(Driver):
             self._unconfirmed.remove(item)
             if item.on_reply is not None:
                 item.on_reply(reply)
+        return missing
 
-    def _call(self, name: str, args: list[Any]) -> Any:
+    def _drain(self) -> None:
+        missing = self._read_pending()
+        if not missing:
+            return
+        # The server lost its scripts (SCRIPT FLUSH, a restart, a failover to a server
+        # that never loaded them): none of these commands ran. Load the scripts and send
+        # them again, in order, once.
+        logger.warning("redis %s had lost the queue's scripts (NOSCRIPT); loaded them "
+                       "again", self.describe())
+        self._load_scripts(self._conn)
+        for item in missing:
+            self._write(item)
+            self._pending.append(item)
+        if self._read_pending():
+            self._drop_connection()  # the unconfirmed commands go again on a new one
+            raise DriverError(f"redis {self.describe()}: the scripts vanished again right "
+                              "after loading them (NOSCRIPT twice)")
+
+    def _call(self, name: str, args: list[Any], resend: bool = True) -> Any:
         """Send, then read every earlier reply and this one: one round trip."""
-        item = self._send(name, args)
+        item = self._send(name, args, resend)
         replies: list[Any] = []
         item.on_reply = replies.append
         self._drain()
@@ -302,7 +394,8 @@ class RedisDriver(Driver):
         """Run ``what``; a lost connection is dropped and becomes DriverError."""
         try:
             return what()
-        except _client_errors() as exc:
+        except unreachable() as exc:
+            self._connector.moved()
             self._drop_connection()
             raise DriverError(f"redis {self.describe()}: {exc}") from exc
 
@@ -328,53 +421,123 @@ class RedisDriver(Driver):
     def _run_scripts(self, name: str, calls: list[list[Any]]) -> list[Any]:
         """Script calls on a pooled connection, all sent before the replies are read (a
         driver may be shared by the threads of a web app, so not the worker's own)."""
-        import redis
-        script = self._scripts[name]
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
         try:
-            conn = self._thread_connection()
-            for args in calls:
-                conn.send_packed_command([script.call(args)], check_health=False)
-            replies: list[Any] = []
-            missing: list[int] = []
-            for position in range(len(calls)):
-                try:
-                    replies.append(conn.read_response())
-                except redis.exceptions.NoScriptError:
-                    replies.append(None)
-                    missing.append(position)
-            for position in missing:  # the server lost its scripts (a restart): send them
-                conn.send_packed_command([_pack("EVAL", script.source, len(script.keys),
-                                                *script.keys, *calls[position])])
-                replies[position] = conn.read_response()
+            for _ in range(2):
+                todo = self._pipeline(name, calls, todo, replies)
+                if not todo:
+                    break
+                # None of these ran: the channel is served elsewhere now. Ask again once.
+                self._drop_thread_connection()
+                self._connector.moved()
+            else:
+                raise DriverError(f"redis {self.describe()}: the server that serves the "
+                                  f"channel refused the {name} script twice (moved, "
+                                  "read-only or short of replicas); nothing was written")
+            if self._wait_args is not None:
+                self._await_replicas(name)
             return replies
-        except _client_errors() as exc:
+        except unreachable() as exc:
             self._drop_thread_connection()
+            self._connector.moved()
             raise DriverError(f"redis {self.describe()}: {exc}") from exc
-        except redis.exceptions.ResponseError as exc:
-            # Replies of the other calls may still be unread: start afresh.
+
+    def _pipeline(self, name: str, calls: list[list[Any]], todo: list[int],
+                  replies: list[Any]) -> list[int]:
+        """Send the calls at positions ``todo``, then read their replies into ``replies``;
+        return the positions the server did not run because it does not serve the channel
+        (now)."""
+        script = self._scripts[name]
+        conn = self._thread_connection()
+        for position in todo:
+            conn.send_packed_command([script.call(calls[position])], check_health=False)
+        missing: list[int] = []
+        elsewhere: list[int] = []
+        failure: BaseException | None = None
+        for position in todo:  # every reply is read, so the connection stays in step
+            try:
+                replies[position] = conn.read_response()
+            except self._redis.exceptions.NoScriptError:
+                missing.append(position)
+            except self._redis.exceptions.ResponseError as exc:
+                if not_run(exc):
+                    elsewhere.append(position)
+                else:
+                    failure = failure or exc
+        if missing:
+            # The server lost its scripts (SCRIPT FLUSH, a restart, a failover): EVAL
+            # runs each call and loads the script for the next EVALSHA.
+            # Also the first push to a new server: not worth a warning.
+            logger.info("redis %s did not have the queue's scripts (NOSCRIPT); sent them",
+                        self.describe())
+        for position in missing:
+            conn.send_packed_command([_pack("EVAL", script.source, len(script.keys),
+                                            *script.keys, *calls[position])])
+            try:
+                replies[position] = conn.read_response()
+            except self._redis.exceptions.ResponseError as exc:
+                if not_run(exc):
+                    elsewhere.append(position)
+                else:
+                    failure = failure or exc
+        if failure is not None:
             self._drop_thread_connection()
             raise DriverError(f"redis {self.describe()}: the {name} script failed: "
-                              f"{exc}") from exc
+                              f"{failure}") from failure
+        return sorted(elsewhere)
+
+    def _await_replicas(self, name: str) -> None:
+        """The wait option: WAIT until the writes reach that many replicas, or say that
+        they did not."""
+        conn = self._thread_connection()
+        conn.send_packed_command([_pack("WAIT", *(self._wait_args or []))],
+                                 check_health=False)
+        reached = conn.read_response()
+        if not isinstance(reached, int) or reached < self.wait:
+            raise DriverError(
+                f"redis {self.describe()}: the {name} was written, but reached {reached} of "
+                f"the {self.wait} replicas asked for (wait) within {self.wait_timeout:g}s: a "
+                "failover now could undo it (a push retried after this error may run twice)")
 
     def _thread_connection(self) -> Any:
         """This thread's connection for pushes and admin calls: one per thread, since a
         driver may be shared by the threads of a web app."""
         conn = getattr(self._local, "conn", None)
+        now = time.monotonic()
+        if conn is not None and (now - self._local.used > IDLE_CHECK and self._closed(conn)
+                                 or self._stale is not None and self._stale(conn)):
+            # The server closed it while it sat idle (a restart, the master's death before
+            # a failover): found now, before a command is sent on it, a push can go to the
+            # server that serves the channel now instead of failing.
+            self._drop_thread_connection()
+            self._connector.moved()
+            conn = None
+        self._local.used = now
         if conn is None:
-            pool = self._client.connection_pool
+            pool = self._connector.node().connection_pool
             try:
                 conn = pool.get_connection()
             except TypeError:  # redis-py before 5.3 wants a command name
                 conn = pool.get_connection("EVALSHA")
-            self._local.conn = conn
+            self._local.conn, self._local.pool = conn, pool
         return conn
+
+    @staticmethod
+    def _closed(conn: Any) -> bool:
+        """Whether an idle connection has something to read: with no reply owed, only the
+        end of the stream (the server closed it)."""
+        try:
+            return bool(conn.can_read(timeout=0))
+        except unreachable():
+            return True
 
     def _drop_thread_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
             conn.disconnect()
-            self._client.connection_pool.release(conn)
+            self._local.pool.release(conn)
 
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
@@ -407,6 +570,8 @@ class RedisDriver(Driver):
             # jobs are quick, so that slow jobs are never hoarded by one worker.
             self._job_time = 0.8 * self._job_time + 0.2 * (now - self._last_reserve)
         deadline = now + timeout
+        if self._stale is not None and self._conn is not None and self._stale(self._conn):
+            self._master_changed()
         try:
             while True:
                 message: Message | None = self._io(self._take_buffered)
@@ -444,7 +609,9 @@ class RedisDriver(Driver):
                     self._send("finish_start", args)
                 except BaseException:
                     # Not handed to the worker: resend the ack only, never the start.
-                    self._unconfirmed[-1].args[6:9] = ["", "", ""]
+                    sent = next(item for item in reversed(self._unconfirmed)
+                                if item.script == "finish_start")
+                    sent.args[6:9] = ["", "", ""]
                     raise
                 return self._message(job)
             # It waited so long that its fetch lease may be over: start it only if it is
@@ -473,7 +640,7 @@ class RedisDriver(Driver):
         self._batches += 1
         token = f"{self._tokens}:{self._batches}"
         reply = self._call("reserve", [self.prefix, self._batch_size(), token,
-                                       int(self.prefetch_lease * 1000)])
+                                       int(self.prefetch_lease * 1000)], resend=False)
         server_now, jobs, next_due, damaged = (int(reply[0]), reply[1], float(reply[2]),
                                                reply[3])
         fetched = time.monotonic()
@@ -540,8 +707,10 @@ class RedisDriver(Driver):
     def _admin(self, call: Callable[[Any], Any]) -> Any:
         import redis
         try:
-            return call(self._client)
-        except _client_errors() as exc:
+            self._connector.refresh()
+            return call(self._connector.client)
+        except unreachable() as exc:
+            self._connector.moved()
             raise DriverError(f"redis {self.describe()}: {exc}") from exc
         except redis.exceptions.RedisError as exc:  # a key of the wrong type, ...
             raise DriverError(f"redis {self.describe()}: {exc}") from exc
@@ -624,7 +793,7 @@ class RedisDriver(Driver):
             return
         self._persistence_checked = True  # once per driver, not at every run()
         try:
-            aof = self._client.info("persistence").get("aof_enabled")
+            aof = self._connector.node().info("persistence").get("aof_enabled")
         except Exception as exc:  # a proxy or managed server may refuse INFO
             logger.debug("cannot ask %s whether it keeps an append-only file: %s",
                          self.describe(), exc)
@@ -648,7 +817,7 @@ class RedisDriver(Driver):
         self._buffer = deque()
         self._finished = None
         self._local = threading.local()
-        self._client.connection_pool.reset()
+        self._connector.after_fork()
 
     def close(self) -> None:
         try:
@@ -657,7 +826,7 @@ class RedisDriver(Driver):
             logger.warning("could not give back fetched jobs to %s: %s", self.describe(), exc)
         self._drop_connection()
         self._drop_thread_connection()
-        self._client.close()
+        self._connector.close()
 
 
 def _number(key: str, value: str) -> float:
@@ -666,6 +835,14 @@ def _number(key: str, value: str) -> float:
     except ValueError:
         raise ConfigError(f"redis URL option {key}={value!r} is not a number",
                           key=f"driver.{key}") from None
+
+
+def _whole(key: str, value: str) -> int:
+    number = _number(key, value)
+    if not math.isfinite(number) or number != int(number):
+        raise ConfigError(f"redis URL option {key}={value!r} is not a whole number",
+                          key=f"driver.{key}")
+    return int(number)
 
 
 def _flag(key: str, value: str) -> bool:

@@ -249,9 +249,9 @@ def test_url_forms_and_secrets() -> None:
     assert driver.prefetch == 4 and "s3cret" not in driver.describe()
     assert "s3cret" not in repr(driver)
     unix = RedisDriver.from_url("unix:///tmp/redis.sock?db=2")
-    assert unix._client.connection_pool.connection_kwargs["path"] == "/tmp/redis.sock"
+    assert unix._connector.client.connection_pool.connection_kwargs["path"] == "/tmp/redis.sock"
     tls = RedisDriver.from_url("rediss://127.0.0.1:6380/0")
-    assert tls._client.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert tls._connector.client.connection_pool.connection_class.__name__ == "SSLConnection"
     with pytest.raises(ConfigError) as caught:
         RedisDriver("redis://127.0.0.1:6379/0", colour="blue")
     assert caught.value.key == "driver.colour"

@@ -1,5 +1,8 @@
-"""Redis: the shared server on 127.0.0.1:6379, database 15, a fresh channel per test."""
+"""Redis: the shared server on 127.0.0.1:6379, database 15, a fresh channel per test; and
+``redis-cluster``, a local 3-master Redis Cluster started once per test session (on the
+first test that asks for it) and stopped at exit."""
 
+import atexit
 from pathlib import Path
 from typing import Any
 
@@ -26,4 +29,47 @@ def settings(tmp: Path, channel: str) -> dict[str, Any]:
             "channel": channel}
 
 
-SPECS = [DriverSpec("redis", "drivers.redis:RedisDriver", settings, available)]
+_cluster: dict[str, Any] = {}
+
+
+def cluster_url() -> str:
+    """The URL of the session's cluster, started at the first call."""
+    if "url" not in _cluster:
+        from tests.support.redis_servers import Cluster
+        cluster = Cluster()
+        atexit.register(cluster.stop)
+        try:
+            cluster.start()
+        except BaseException as exc:
+            _cluster["error"] = f"cannot start a local Redis Cluster: {exc}"
+            raise
+        _cluster["url"] = cluster.url
+    return str(_cluster["url"])
+
+
+def cluster_available() -> str | None:
+    problem = available()
+    if problem and "redis-py" in problem:
+        return problem
+    from tests.support.redis_servers import missing_binaries
+    problem = missing_binaries()
+    if problem:
+        return problem
+    if "error" in _cluster:
+        return str(_cluster["error"])
+    try:
+        cluster_url()
+    except Exception:
+        return str(_cluster["error"])
+    return None
+
+
+def cluster_settings(tmp: Path, channel: str) -> dict[str, Any]:
+    return {"driver": {"url": cluster_url(), "lease_grace": LEASE_GRACE,
+                       "prefetch_lease": 3, "warn_persistence": False},
+            "channel": channel}
+
+
+SPECS = [DriverSpec("redis", "drivers.redis:RedisDriver", settings, available),
+         DriverSpec("redis-cluster", "drivers.redis:RedisDriver", cluster_settings,
+                    cluster_available)]
