@@ -124,7 +124,14 @@ class ErrorInfo:
         return cls.from_dict(data)
 
     def __str__(self) -> str:
-        return f"{self.type}: {self.message}" if self.message else self.type
+        # Shown in log lines: a message of megabytes would make one line of megabytes.
+        message = self.message if len(self.message) <= LOGGED_MESSAGE else (
+            f"{self.message[:LOGGED_MESSAGE]}... [{len(self.message)} characters]")
+        return f"{self.type}: {message}" if message else self.type
+
+
+LOGGED_MESSAGE = 2000
+"""Characters of an error message a log line shows; the store keeps the whole message."""
 
 
 @dataclass

@@ -92,7 +92,8 @@ def _decode_outcome(data: bytes) -> Outcome:
     if ok:
         return Outcome(True, result=value)
     error_info = ErrorInfo(*info)
-    error = value if isinstance(value, BaseException) else RemoteJobError(str(error_info))
+    error = value if isinstance(value, BaseException) else RemoteJobError(
+        f"{error_info.type}: {error_info.message}")
     return Outcome(False, error=error, info=error_info)
 
 

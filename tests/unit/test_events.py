@@ -137,3 +137,11 @@ def test_the_worker_goes_on_after_a_driver_error_while_reporting(caplog) -> None
     queue.run()
     assert driver.acked == [("2", 1)]
     assert "cannot report its outcome" in caplog.text
+
+
+def test_a_huge_error_message_is_cut_in_log_lines_and_kept_whole_in_the_store() -> None:
+    from queue_core.driver import LOGGED_MESSAGE, ErrorInfo
+    info = ErrorInfo("builtins.ValueError", "x" * (LOGGED_MESSAGE * 50), "tb")
+    shown = str(info)
+    assert len(shown) < LOGGED_MESSAGE + 100 and f"[{LOGGED_MESSAGE * 50} characters]" in shown
+    assert len(info.message) == LOGGED_MESSAGE * 50
