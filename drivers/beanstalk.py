@@ -1,4 +1,7 @@
-"""The beanstalk driver, on greenstalk: beanstalkd's own ttr lease, delays and priorities.
+"""The beanstalk driver: beanstalkd's own ttr lease, delays and priorities.
+
+It speaks beanstalkd's protocol itself (``beanstalk_wire``): no client library, so nothing a
+client's release changes can break the pipelining below.
 
 - The tube is the channel. beanstalkd's ttr is the lease (whole seconds: ttr plus the
   grace, rounded up); the worker enforces the real ttr, which travels in the job body.
@@ -26,7 +29,6 @@ import json
 import logging
 import math
 import re
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +53,8 @@ from queue_core.errors import (
 )
 from queue_core.records import as_time
 
+from . import beanstalk_wire as wire
+
 logger = logging.getLogger(__name__)
 
 PRIORITY_BITS = 24
@@ -74,15 +78,6 @@ def _whole_seconds(value: float, what: str, minimum: int = 0) -> int:
         raise InvalidArgumentError(f"{what} {value!r} is out of range for the beanstalk "
                                    f"driver: 0 to {_UINT32} seconds")
     return max(minimum, math.ceil(value))
-
-
-def _greenstalk() -> Any:
-    try:
-        import greenstalk
-    except ImportError:
-        raise ConfigError("the beanstalk driver needs greenstalk: pip install "
-                          "'queue-core[beanstalk]'", key="driver") from None
-    return greenstalk
 
 
 def _body(payload: bytes, ttr: float, pushed_at: float) -> bytes:
@@ -113,119 +108,130 @@ def _reason(body: bytes) -> dict[str, Any] | None:
     return data
 
 
-# The stats a reserve needs, out of stats-job's 20-odd lines.
-_COUNTS = re.compile(rb"^(pri|ttr|reserves|releases|buries): (\d+)", re.M)
+# The stats a reserve needs, out of stats-job's lines, as bounded numbers (the document is
+# read back from the network): in one match of the lines as beanstalkd writes them, or key
+# by key for a server that writes them otherwise.
+_COUNT_NAMES = (b"pri", b"ttr", b"reserves", b"releases", b"buries")
+_COUNTS_IN_ORDER = re.compile(
+    rb"---\nid: \d+\ntube: [^\n]*\nstate: [a-z]+\npri: (\d{1,20})\nage: \d+\ndelay: \d+\n"
+    rb"ttr: (\d{1,20})\ntime-left: \d+\nfile: \d+\nreserves: (\d{1,20})\ntimeouts: \d+\n"
+    rb"releases: (\d{1,20})\nburies: (\d{1,20})\n")
+_COUNTS_BY_KEY = re.compile(rb"^(pri|ttr|reserves|releases|buries): (\d{1,20})$", re.M)
+
+Counts = tuple[bytes | None, ...]
+"""pri, ttr, reserves, releases, buries: each the digits sent, or None when missing."""
 
 
-def _stats(data: bytes) -> dict[str, str]:
-    """beanstalkd's stats document ('---' then 'key: value' lines)."""
-    found = {}
-    for line in data.splitlines():
-        key, sep, value = line.partition(b": ")
-        if sep:
-            found[key.decode()] = value.decode()
-    return found
+def _parse_counts(document: bytes) -> Counts:
+    found = _COUNTS_IN_ORDER.match(document)
+    if found is not None:
+        return found.groups()
+    named = dict(_COUNTS_BY_KEY.findall(document))
+    return tuple(named.get(name) for name in _COUNT_NAMES)
 
 
 class _Client:
-    """greenstalk's client, plus two pipelined commands the worker needs per job: the
-    delete of the finished job with the next reserve, and stats-job read without a YAML
-    parser."""
+    """A connection using and watching the channel's tube, plus the pipelined exchanges
+    the worker needs per job."""
 
     def __init__(self, address: tuple[str, int], tube: str, timeout: float) -> None:
-        greenstalk = _greenstalk()
-        self.greenstalk = greenstalk
-        sock = socket.create_connection(address, timeout=timeout)
-        sock.settimeout(None)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        self.client = greenstalk.Client(sock, encoding=None, use=tube, watch=tube)
+        self.conn = wire.Connection.connect(address, timeout)
+        self.tube = tube
+        setup: list[wire.Command[object]] = [wire.use(tube), wire.watch(tube)]
+        if tube != "default":
+            setup.append(wire.ignore("default"))
+        try:
+            self.conn.send(*setup)
+            for command in setup:
+                command.read(self.conn)
+        except BaseException:
+            self.conn.close()
+            raise
 
-    def _line(self) -> bytes:
-        line: bytes = self.client._reader.readline()
-        if not line:
-            raise ConnectionError("beanstalkd closed the connection")
-        return line
-
-    def _check(self, line: bytes, expected: bytes) -> list[bytes]:
-        parse = self.greenstalk._parse_response
-        return parse(line, expected)  # type: ignore[no-any-return]
+    def call(self, command: wire.Command[wire.T]) -> wire.T:
+        return self.conn.call(command)
 
     def cycle(self, finished: int | None, timeout: int, hint: int | None,
-              peek: bool) -> tuple[tuple[int, bytes] | None, dict[bytes, bytes] | None,
-                                   int | None]:
+              peek: bool) -> tuple[wire.Job | None, Counts | None, int | None]:
         """One round trip: delete the finished job, reserve the next, read the counts of
         ``hint`` (the job the reserve is expected to return) and, with ``peek``, ask
         peek-ready for the next hint. Returns (reserved job, its counts if the hint was
         right, the job peek-ready showed)."""
-        command = b"reserve-with-timeout %d\r\n" % timeout
+        conn = self.conn
+        reserve = wire.reserve_with_timeout(timeout)
+        commands: list[wire.Command[object]] = [reserve]
+        delete = stats = peeked = None
         if finished is not None:
-            command = b"delete %d\r\n" % finished + command
+            delete = wire.delete(finished)
+            commands = [delete, reserve]
         if hint is not None:
-            command += b"stats-job %d\r\n" % hint
+            stats = wire.stats_job(hint)
+            commands.append(stats)
         if peek:
-            command += b"peek-ready\r\n"
-        self.client._sock.sendall(command)
-        if finished is not None:
-            line = self._line()
-            if not line.startswith(b"DELETED") and not line.startswith(b"NOT_FOUND"):
-                self._check(line, b"DELETED")
-        reserved = None
-        line = self._line()
-        if line.startswith(b"RESERVED "):
-            _, job_id, size = line.split()
-            reserved = int(job_id), self._chunk(int(size))
-        elif not (line.startswith(b"TIMED_OUT") or line.startswith(b"DEADLINE_SOON")):
-            self._check(line, b"RESERVED")
+            peeked = wire.peek_ready()
+            commands.append(peeked)
+        conn.send(*commands)
+        if delete is not None:
+            try:
+                delete.read(conn)
+            except wire.NotFound:
+                pass  # its lease ran out: it runs again elsewhere
+        reserved: wire.Job | None
+        try:
+            reserved = reserve.read(conn)
+        except (wire.TimedOut, wire.DeadlineSoon):
+            reserved = None
         counts = None
-        if hint is not None:
-            counts = self._counts_reply()
-            if reserved is None or reserved[0] != hint:
+        if stats is not None:
+            counts = _counts(stats, conn)
+            if reserved is None or reserved.id != hint:
                 counts = None
-        return reserved, counts, self._peek_reply() if peek else None
+        return reserved, counts, None if peeked is None else _peeked(peeked, conn)
 
-    def _chunk(self, size: int) -> bytes:
-        data: bytes = self.client._reader.read(size + 2)
-        if len(data) != size + 2:
-            raise ConnectionError("beanstalkd closed the connection")
-        return data[:-2]
-
-    def _peek_reply(self) -> int | None:
-        line = self._line()
-        if line.startswith(b"NOT_FOUND"):
-            return None
-        job_id, size = (int(n) for n in self._check(line, b"FOUND"))
-        self._chunk(size)
-        return job_id
-
-    def _stats_document(self) -> bytes | None:
-        """The reply to stats-job: the document, or None for a job that is gone."""
-        line = self._line()
-        if line.startswith(b"NOT_FOUND"):
-            return None
-        (size,) = self._check(line, b"OK")
-        return self._chunk(int(size))
-
-    def _counts_reply(self) -> dict[bytes, bytes] | None:
-        document = self._stats_document()
-        return None if document is None else dict(_COUNTS.findall(document))
-
-    def counts_and_peek(self, job_id: int) -> tuple[dict[bytes, bytes] | None, int | None]:
-        self.client._sock.sendall(b"stats-job %d\r\npeek-ready\r\n" % job_id)
-        return self._counts_reply(), self._peek_reply()
-
-    def _stats_reply(self) -> dict[str, str] | None:
-        document = self._stats_document()
-        return None if document is None else _stats(document)
+    def counts_and_peek(self, job_id: int) -> tuple[Counts | None, int | None]:
+        stats, peeked = wire.stats_job(job_id), wire.peek_ready()
+        self.conn.send(stats, peeked)
+        return _counts(stats, self.conn), _peeked(peeked, self.conn)
 
     def job_stats(self, job_id: int) -> dict[str, str] | None:
-        self.client._sock.sendall(b"stats-job %d\r\n" % job_id)
-        return self._stats_reply()
+        try:
+            return wire.parse_stats(self.conn.call(wire.stats_job(job_id)))
+        except wire.NotFound:
+            return None
+
+    def tube_stats(self, tube: str) -> dict[str, str]:
+        """The tube's stats; none for a tube beanstalkd has dropped (it had no jobs)."""
+        try:
+            return wire.parse_stats(self.conn.call(wire.stats_tube(tube)))
+        except wire.NotFound:
+            return {}
+
+    def peek_body(self, job_id: int) -> bytes | None:
+        try:
+            return self.conn.call(wire.peek(job_id)).body
+        except wire.NotFound:
+            return None
 
     def close(self) -> None:
-        try:
-            self.client.close()
-        except OSError:
-            pass
+        self.conn.close()
+
+
+def _counts(command: wire.Command[bytes], conn: wire.Connection) -> Counts | None:
+    """The counts of a stats-job reply, or None for a job that is gone."""
+    try:
+        document = command.read(conn)
+    except wire.NotFound:
+        return None
+    found = _COUNTS_IN_ORDER.match(document)
+    return _parse_counts(document) if found is None else found.groups()
+
+
+def _peeked(command: wire.Command[wire.Job], conn: wire.Connection) -> int | None:
+    """The id a peek-ready reply shows, or None for an empty tube."""
+    try:
+        return command.read(conn).id
+    except wire.NotFound:
+        return None
 
 
 @dataclass
@@ -247,7 +253,6 @@ class BeanstalkDriver(Driver):
     def __init__(self, host: str = "127.0.0.1", port: int = 11300, *, channel: str = "queue",
                  lease_grace: float = 1.0, connect_timeout: float = 5.0) -> None:
         super().__init__(channel=channel)
-        _greenstalk()
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigError(f"beanstalk port must be 1-65535, got {port!r}", key="driver")
         self.address = (host, port)
@@ -280,10 +285,6 @@ class BeanstalkDriver(Driver):
 
     # -- connection ------------------------------------------------------------------
 
-    @staticmethod
-    def _gs() -> Any:
-        return _greenstalk()
-
     def _conn(self) -> _Client:
         if self._client is None:
             self._client = _Client(self.address, self.channel, self.connect_timeout)
@@ -294,15 +295,14 @@ class BeanstalkDriver(Driver):
         command expects, drops the connection and becomes DriverError: after a protocol
         error the stream may be out of step (beanstalkd reading a body as a command), and
         every later reply would belong to the command before it."""
-        gs = self._gs()
         try:
             return what(self._conn())
-        except (gs.NotFoundError, gs.TimedOutError, gs.DeadlineSoonError):
+        except (wire.NotFound, wire.TimedOut, wire.DeadlineSoon):
             raise  # ordinary answers, read in full: the stream is in step
-        except gs.JobTooBigError:
+        except wire.JobTooBig:
             self._drop()
             raise
-        except (OSError, ConnectionError, ValueError, gs.Error) as exc:
+        except (OSError, ValueError, wire.BeanstalkError) as exc:
             self._drop()
             detail = str(exc) or type(exc).__name__
             raise DriverError(f"{self.describe()}: {detail}") from exc
@@ -330,7 +330,7 @@ class BeanstalkDriver(Driver):
         """beanstalkd's max-job-size (its -z option), less the header our body carries."""
         if self._max_job_size is None:
             try:
-                stats = self._io(lambda c: c.client.stats())
+                stats = self._io(lambda c: wire.parse_stats(c.call(wire.stats())))
                 self._max_job_size = int(stats.get("max-job-size", 65535))
             except (DriverError, TypeError, ValueError) as exc:
                 logger.debug("cannot read max-job-size from %s: %s", self.describe(), exc)
@@ -340,12 +340,11 @@ class BeanstalkDriver(Driver):
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
         body = _body(payload, ttr, time.time())
-        gs = self._gs()
         pri, lease = self._priority(priority), self._lease(ttr)
         wait = _whole_seconds(delay, "delay")
         try:
-            job_id = self._io(lambda c: c.client.put(body, priority=pri, delay=wait, ttr=lease))
-        except gs.JobTooBigError:
+            job_id = self._io(lambda c: c.call(wire.put(body, pri, wait, lease)))
+        except wire.JobTooBig:
             raise InvalidArgumentError(
                 f"a job of {len(body)} bytes is larger than {self.describe()} accepts "
                 "(beanstalkd's max-job-size, -z, default 65535); nothing was queued") from None
@@ -371,7 +370,7 @@ class BeanstalkDriver(Driver):
                 raise
             if reserved is not None:
                 self._idle_pause = 0.02
-                job_id = reserved[0]
+                job_id = reserved.id
                 if counts is None:  # no hint or a wrong one: one more round trip
                     if self._hint is not None:
                         self._peek = not self._peek
@@ -380,7 +379,7 @@ class BeanstalkDriver(Driver):
                     if counts is None:
                         continue  # deleted meanwhile
                 self._hint = peeked if self._peek else job_id + 1
-                return self._message(job_id, reserved[1], counts)
+                return self._message(job_id, reserved.body, counts)
             if self._peek:
                 self._hint = peeked
             left = deadline - time.monotonic()
@@ -389,13 +388,14 @@ class BeanstalkDriver(Driver):
             time.sleep(min(left, self._idle_pause))
             self._idle_pause = min(self._idle_pause * 2, 0.1)
 
-    def _message(self, job_id: int, body: bytes, counts: dict[bytes, bytes]) -> Message:
+    def _message(self, job_id: int, body: bytes, counts: Counts) -> Message:
         ttr, pushed_at, payload = _unbody(body)
-        pri = int(counts.get(b"pri", 0))
-        reserves = int(counts.get(b"reserves", 1))
-        lost = reserves - 1 - int(counts.get(b"releases", 0)) - int(counts.get(b"buries", 0))
+        pri_sent, ttr_sent, reserves_sent, releases, buries = counts
+        pri = int(pri_sent or 0)
+        reserves = int(reserves_sent or 1)
+        lost = reserves - 1 - int(releases or 0) - int(buries or 0)
         if ttr is None:  # not pushed by us: beanstalkd's ttr is all there is
-            ttr = float(counts.get(b"ttr", 60))
+            ttr = float(ttr_sent or 60)
         return Message(
             str(job_id), payload, reserves, ttr, priority=pri >> 8, pushed_at=pushed_at,
             redelivered=(lost & _LOST_MASK) != (pri & _LOST_MASK),
@@ -413,20 +413,19 @@ class BeanstalkDriver(Driver):
         """Run ``what`` on a reserved job; NOT_FOUND means its lease ran out first."""
         try:
             self._io(what)
-        except self._gs().NotFoundError:
+        except wire.NotFound:
             logger.warning("job %s: its lease ended before the outcome was saved; it will "
                            "run again", message.id)
 
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
         handle: _Handle = message.handle
-        job = self._gs().Job(handle.job_id, b"")
         pri, wait = self._priority(handle.priority, handle.lost), _whole_seconds(delay, "delay")
-        self._lost(message, lambda c: c.client.release(job, priority=pri, delay=wait))
+        self._lost(message, lambda c: c.call(wire.release(handle.job_id, pri, wait)))
 
     def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
         handle: _Handle = message.handle
         if not keep:
-            self._lost(message, lambda c: c.client.delete(handle.job_id))
+            self._lost(message, lambda c: c.call(wire.delete(handle.job_id)))
             return
         record = json.dumps({"id": handle.job_id, "error": error.as_dict(),
                              "finished_at": time.time()}).encode()
@@ -436,24 +435,21 @@ class BeanstalkDriver(Driver):
             # so a worker lost between the two moves must leave a reason without a buried
             # job (its job comes back; the listing skips and drops the reason), never a
             # buried job without a reason, which no listing would show.
-            c.client.use(self.reasons_tube)
+            c.call(wire.use(self.reasons_tube))
             try:
-                c.client.put(record, priority=2**32 - 1, ttr=3600)
+                c.call(wire.put(record, wire.UINT32, 0, 3600))
             finally:
-                c.client.use(self.channel)
-            c.client.bury(self._gs().Job(handle.job_id, b""),
-                          priority=self._priority(handle.priority, handle.lost))
+                c.call(wire.use(self.channel))
+            c.call(wire.bury(handle.job_id, self._priority(handle.priority, handle.lost)))
         self._lost(message, bury)
 
     def flush(self) -> None:
         finished, self._finished = self._finished, None
         if finished is not None:
-            gs = self._gs()
-
             def delete(c: _Client) -> None:
                 try:
-                    c.client.delete(finished)
-                except gs.NotFoundError:
+                    c.call(wire.delete(finished))
+                except wire.NotFound:
                     pass
             try:
                 self._io(delete)
@@ -467,28 +463,29 @@ class BeanstalkDriver(Driver):
                  drop: set[int] | None = None) -> dict[int, dict[str, Any]]:
         """The records of the side tube, read by reserving each and releasing it back
         (beanstalkd cannot list ready jobs otherwise). Records of ``drop`` are deleted."""
-        gs = self._gs()
         found: dict[int, dict[str, Any]] = {}
         held = []
-        c.client.watch(self.reasons_tube)
-        c.client.ignore(self.channel)
+        c.call(wire.watch(self.reasons_tube))
+        c.call(wire.ignore(self.channel))
         try:
             while limit is None or len(found) < limit:
                 try:
-                    record = c.client.reserve(0)
-                except gs.TimedOutError:
+                    record = c.call(wire.reserve_with_timeout(0))
+                except (wire.TimedOut, wire.DeadlineSoon):
+                    # DEADLINE_SOON: this connection also holds a job whose ttr is nearly
+                    # up; the records read so far are the answer.
                     break
                 data = _reason(record.body)
                 if data is None or (drop is not None and data["id"] in drop):
-                    c.client.delete(record)  # unreadable, or the reason of a job that goes
+                    c.call(wire.delete(record.id))  # unreadable, or the reason of a job that goes
                     continue
                 found[data["id"]] = data
-                held.append(record)
+                held.append(record.id)
         finally:
-            for record in held:
-                c.client.release(record, priority=2**32 - 1)
-            c.client.watch(self.channel)
-            c.client.ignore(self.reasons_tube)
+            for record_id in held:
+                c.call(wire.release(record_id, wire.UINT32, 0))
+            c.call(wire.watch(self.channel))
+            c.call(wire.ignore(self.reasons_tube))
         return found
 
     # -- lookups and admin -----------------------------------------------------------
@@ -511,17 +508,12 @@ class BeanstalkDriver(Driver):
         number = self._job_id(job_id)
         if number is None:
             return None
-        gs = self._gs()
-
         def look(c: _Client) -> JobInfo | None:
             stats = c.job_stats(number)
             if stats is None:
                 return None
-            try:
-                body = c.client.peek(number).body
-            except gs.NotFoundError:
-                return None
-            return self._info(number, stats, body, c)
+            body = c.peek_body(number)
+            return None if body is None else self._info(number, stats, body, c)
         return self._io(look)  # type: ignore[no-any-return]
 
     def _info(self, number: int, stats: dict[str, str], body: bytes, c: _Client,
@@ -542,13 +534,8 @@ class BeanstalkDriver(Driver):
             payload=payload)
 
     def info(self) -> dict[JobStatus, int]:
-        gs = self._gs()
-
         def count(c: _Client) -> dict[JobStatus, int]:
-            try:
-                stats = c.client.stats_tube(self.channel)
-            except gs.NotFoundError:
-                stats = {}
+            stats = c.tube_stats(self.channel)
             return {JobStatus.WAITING: int(stats.get("current-jobs-ready", 0)),
                     JobStatus.DELAYED: int(stats.get("current-jobs-delayed", 0)),
                     JobStatus.RESERVED: int(stats.get("current-jobs-reserved", 0)),
@@ -560,8 +547,6 @@ class BeanstalkDriver(Driver):
         if status is not JobStatus.FAILED:
             raise NotSupportedError("the beanstalk driver can only list failed jobs: "
                                     "beanstalkd cannot list the others without taking them")
-        gs = self._gs()
-
         def listed(c: _Client) -> list[JobInfo]:
             found = []
             gone = set()
@@ -571,9 +556,8 @@ class BeanstalkDriver(Driver):
                     gone.add(number)
                 if stats is None or stats.get("state") != "buried":
                     continue
-                try:
-                    body = c.client.peek(number).body
-                except gs.NotFoundError:
+                body = c.peek_body(number)
+                if body is None:
                     continue
                 found.append(self._info(number, stats, body, c, reason))
                 if len(found) >= limit:
@@ -587,13 +571,11 @@ class BeanstalkDriver(Driver):
         number = self._job_id(job_id)
         if number is None:
             return False
-        gs = self._gs()
-
         def delete(c: _Client) -> bool:
             stats = c.job_stats(number)
             try:
-                c.client.delete(number)
-            except gs.NotFoundError:
+                c.call(wire.delete(number))
+            except wire.NotFound:
                 return False
             if stats is not None and stats.get("state") == "buried":
                 self._reasons(c, drop={number})
@@ -601,25 +583,22 @@ class BeanstalkDriver(Driver):
         return self._io(delete)  # type: ignore[no-any-return]
 
     def clear(self) -> None:
-        gs = self._gs()
-
         def empty(c: _Client, tube: str) -> None:
-            try:
-                stats = c.client.stats_tube(tube)
-            except gs.NotFoundError:
+            stats = c.tube_stats(tube)
+            if not stats:
                 return
-            c.client.use(tube)
-            for peek, count in ((c.client.peek_ready, "current-jobs-ready"),
-                                (c.client.peek_delayed, "current-jobs-delayed"),
-                                (c.client.peek_buried, "current-jobs-buried")):
+            c.call(wire.use(tube))
+            for peek, count in ((wire.peek_ready, "current-jobs-ready"),
+                                (wire.peek_delayed, "current-jobs-delayed"),
+                                (wire.peek_buried, "current-jobs-buried")):
                 # The jobs there at the start, and no more: pushes racing the clear must
                 # not keep it going forever.
                 for _ in range(int(stats.get(count, 0))):
                     try:
-                        c.client.delete(peek())
-                    except gs.NotFoundError:
+                        c.call(wire.delete(c.call(peek()).id))
+                    except wire.NotFound:
                         break
-            c.client.use(self.channel)
+            c.call(wire.use(self.channel))
 
         def run(c: _Client) -> None:
             empty(c, self.channel)
@@ -642,7 +621,7 @@ class BeanstalkDriver(Driver):
             actual = _STATE.get(stats.get("state", ""))
             if actual is not JobStatus.FAILED:
                 raise JobNotInStateError(f"job {job_id} is {actual}, not {state}")
-            c.client.kick_job(number)
+            c.call(wire.kick_job(number))
             self._reasons(c, drop={number})
         self._io(kick)
 

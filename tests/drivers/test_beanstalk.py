@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from drivers import beanstalk_wire
 from drivers.beanstalk import MAX_PRIORITY, BeanstalkDriver
 from queue_core import (
     ConfigError,
@@ -192,11 +193,14 @@ def test_a_reserve_is_one_round_trip_whatever_the_order(settings: dict[str, Any]
 
 
 def test_a_job_put_by_another_client_takes_beanstalkds_ttr(settings: dict[str, Any]) -> None:
-    import greenstalk
     queue = create_queue(settings)
-    client = greenstalk.Client(("127.0.0.1", port()), encoding=None, use=settings["channel"])
-    client.put(b'{"not": "ours"}', ttr=7)
-    client.close()
+    with socket.create_connection(("127.0.0.1", port()), timeout=5) as other:
+        other.sendall(b"use %s\r\nput 0 0 7 15\r\n{\"not\": \"ours\"}\r\n"
+                      % settings["channel"].encode())
+        replies = b""
+        while replies.count(b"\r\n") < 2:
+            replies += other.recv(100)
+    assert replies.startswith(b"USING ") and b"\r\nINSERTED " in replies
     message = queue.driver.reserve(0)
     assert message is not None
     assert (message.payload, message.ttr, message.attempt) == (b'{"not": "ours"}', 7.0, 1)
@@ -228,8 +232,10 @@ def test_a_protocol_error_drops_the_connection_instead_of_reading_out_of_step(
     queue = create_queue(settings)
     driver: Any = queue.driver
     queue.push(Record(journal, "before"))
+    unparsable = beanstalk_wire.put(b"body read as a command", 0, 0, 60)
+    unparsable.data = unparsable.data.replace(b"put 0 ", b"put -1 ", 1)
     with pytest.raises(DriverError):
-        driver._io(lambda c: c.client.put(b"body read as a command", priority=-1))
+        driver._io(lambda c: c.call(unparsable))
     assert driver._client is None
     job_id = queue.push(Record(journal, "after"))
     assert job_id is not None
@@ -251,18 +257,17 @@ def test_a_worker_lost_while_failing_a_job_leaves_it_listed_or_back(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The failed listing finds buried jobs through their reasons: a worker lost between
     writing the reason and burying the job must never leave a buried job without one."""
-    import greenstalk
     queue = create_queue(settings)
     job_id = queue.push(Fail(journal, "f"))
     message = queue.driver.reserve(0)
     assert message is not None and message.id == job_id
-    real = getattr(greenstalk.Client, lost_at)
+    real = beanstalk_wire.Connection.call
 
-    def lost(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if lost_at == "put" and args[0][:1] != b"{":
-            return real(self, *args, **kwargs)
+    def lost(self: Any, command: Any) -> Any:
+        if command.name != lost_at or (lost_at == "put" and b"\r\n{" not in command.data):
+            return real(self, command)
         raise ConnectionError("the worker died here")
-    monkeypatch.setattr(greenstalk.Client, lost_at, lost)
+    monkeypatch.setattr(beanstalk_wire.Connection, "call", lost)
     from queue_core import DriverError, ErrorInfo
     with pytest.raises(DriverError):
         queue.driver.fail(message, error=ErrorInfo("RuntimeError", "boom"))
