@@ -334,8 +334,40 @@ def _sentinel(url: str, scheme: str, options: dict[str, Any],
             own[name] = value
     if ssl:
         options["ssl"] = True
-    sentinel = make(sentinels, sentinel_kwargs=own, **options)
+    sentinel = _newest_master_sentinel(make)(sentinels, sentinel_kwargs=own, **options)
     return SentinelConnector(sentinel.master_for(service), sentinel, service)
+
+
+def _newest_master_sentinel(base: Any) -> Any:
+    """redis-py's Sentinel, asking every Sentinel and believing the newest answer.
+
+    redis-py takes the first Sentinel that names a master. Right after a failover a
+    Sentinel that has not heard of it yet still names the old master, and if that master
+    is back (restarted empty, not yet made a replica) it passes every check: the worker
+    would move to an empty server and the queue would look drained. The configuration
+    epoch grows with every failover, so the highest one is the current master."""
+
+    class NewestMaster(base):  # type: ignore[misc]
+        def discover_master(self, service_name: str) -> tuple[str, int]:
+            best: tuple[int, str, int] | None = None
+            errors = []
+            for sentinel in self.sentinels:
+                try:
+                    state = sentinel.sentinel_masters().get(service_name)
+                except Exception as exc:  # one Sentinel down or slow: ask the others
+                    errors.append(f"{sentinel}: {exc!r}")
+                    continue
+                if state and self.check_master_state(state, service_name):
+                    epoch = state.get("config-epoch", 0)
+                    if best is None or epoch > best[0]:
+                        best = (epoch, state["ip"], state["port"])
+            if best is None:
+                from redis.sentinel import MasterNotFoundError
+                raise MasterNotFoundError(f"No master found for {service_name!r}"
+                                          + (f": {', '.join(errors)}" if errors else ""))
+            return best[1], best[2]
+
+    return NewestMaster
 
 
 def _cluster(url: str, scheme: str, options: dict[str, Any], slot_key: str) -> Connector:
