@@ -182,7 +182,7 @@ def test_redis_arbitrary_bytes_in_a_job_hash(redis_queue: Queue, values: dict[st
     driver: Any = redis_queue.driver
     job_id = driver.push(payload, ttr=60)
     key = f"{driver.prefix}j:{job_id}"
-    client = driver._client
+    client = driver._connector.client
     for name, value in values.items():
         if value is None:
             client.hdel(key, name)
