@@ -248,10 +248,11 @@ def _text_or(kind: type, parse: Callable[[str], Any]) -> Convert:
 def _wrong(path: str, kind: Any, value: Any) -> SerializationError:
     name = getattr(kind, "__qualname__", None) or str(kind)
     return SerializationError(f"field {path!r}: expected {name}, got "
-                              f"{type(value).__name__} {_short(value)}")
+                              f"{type(value).__name__} {short_repr(value)}")
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut to 60 characters."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -281,7 +282,7 @@ def _enum(kind: type[enum.Enum]) -> Convert:
         try:
             return kind(value)
         except (ValueError, TypeError):
-            raise SerializationError(f"field {path!r}: {_short(value)} is not a value of "
+            raise SerializationError(f"field {path!r}: {short_repr(value)} is not a value of "
                                      f"{kind.__qualname__}") from None
     return convert
 
@@ -310,7 +311,7 @@ def _positions(items: list[Convert | None]) -> Convert:
     def convert(value: Any, path: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(items):
             raise SerializationError(f"field {path!r}: expected a tuple of {len(items)} "
-                                     f"items, got {_short(value)}")
+                                     f"items, got {short_repr(value)}")
         return tuple(element if each is None else each(element, f"{path}[{index}]")
                      for index, (each, element) in enumerate(zip(items, value, strict=True)))
     return convert

@@ -18,7 +18,7 @@ from typing import Any
 from . import jsontypes
 from .errors import SerializationError
 from .job import Job, lookup
-from .schema import complete, object_state, plan_of, restore
+from .schema import complete, object_state, plan_of, restore, short_repr
 
 logger = logging.getLogger(__name__)
 
@@ -207,8 +207,8 @@ def _check_round_trip(name: str, cls: type[Job], state: dict[str, Any], args: st
         if key in restored and not _same(value, restored[key]):
             raise SerializationError(
                 f"cannot serialize job {name}: field {key!r} would come back as "
-                f"{type(restored[key]).__qualname__} {_short(restored[key])}, not "
-                f"{type(value).__qualname__} {_short(value)} (annotate the field with its "
+                f"{type(restored[key]).__qualname__} {short_repr(restored[key])}, not "
+                f"{type(value).__qualname__} {short_repr(value)} (annotate the field with its "
                 "type: an Enum, a dataclass or a tuple is rebuilt from its annotation)")
 
 
@@ -233,11 +233,6 @@ def _same(sent: Any, back: Any) -> bool:
         return bool(sent == back)
     except Exception:
         return False
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class PickleSerializer(Serializer):
