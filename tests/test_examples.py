@@ -13,8 +13,9 @@ from tests.support.procs import ROOT
 def test_quickstart_and_report(tmp_path: Path) -> None:
     copy = tmp_path / "project"
     shutil.copytree(ROOT / "examples", copy / "examples")
-    for package in ("queue_core", "drivers"):
-        shutil.copytree(ROOT / package, copy / package)
+    # The installed layout: the drivers live inside queue_core.
+    shutil.copytree(ROOT / "queue_core", copy / "queue_core")
+    shutil.copytree(ROOT / "drivers", copy / "queue_core" / "drivers")
     run = subprocess.run([sys.executable, "examples/quickstart.py"], cwd=copy,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import queue_core.drivers.amqp as amqp
+from queue_core.drivers.amqp import AmqpDriver, AmqpQuorumDriver, delay_ms
+from queue_core.drivers.amqp_wire import ProbeError, Wire
 
-import drivers.amqp as amqp
-from drivers.amqp import AmqpDriver, AmqpQuorumDriver, delay_ms
-from drivers.amqp_wire import ProbeError, Wire
 from queue_core import (
     ConfigError,
     DriverError,
@@ -272,7 +272,7 @@ def test_the_prefetch_follows_the_jobs_without_a_channel_wide_qos(
 def test_a_quorum_redelivery_the_broker_did_not_count_is_counted_by_a_copy() -> None:
     # RabbitMQ 4.3 no longer counts the return of a dead consumer's messages in
     # x-delivery-count; the flag alone must still count a run.
-    from drivers.amqp_wire import Delivery
+    from queue_core.drivers.amqp_wire import Delivery
     driver = AmqpQuorumDriver(URL, channel="unused")
     uncounted = Delivery(7, True, "unused")
     assert driver._counted(uncounted) is None
@@ -465,7 +465,7 @@ def test_a_push_the_broker_refuses_raises(settings: dict[str, Any], raw: Wire, j
     # A queue that takes nothing: the broker answers each publish with basic.nack.
     raw.declare(settings["channel"], {"x-max-length": 0, "x-overflow": "reject-publish"})
     queue = create_queue(settings)
-    with caplog.at_level(logging.WARNING, logger="drivers.amqp"):
+    with caplog.at_level(logging.WARNING, logger="queue_core.drivers.amqp"):
         with pytest.raises(DriverError, match="refused 1 message"):
             queue.push(Record(journal, "x"))
         with pytest.raises(DriverError, match="refused 3 message"):
@@ -479,7 +479,7 @@ def test_a_push_to_a_deleted_queue_declares_it_again(settings: dict[str, Any], r
     queue = create_queue(settings)
     queue.push(Record(journal, "a"))
     raw.delete(settings["channel"])  # the driver still takes it for declared
-    with caplog.at_level(logging.WARNING, logger="drivers.amqp"):
+    with caplog.at_level(logging.WARNING, logger="queue_core.drivers.amqp"):
         queue.push(Record(journal, "b"))  # mandatory: the broker returns it
     assert "was missing; declaring it again" in caplog.text
     raw.delete(settings["channel"])
@@ -502,7 +502,7 @@ def test_ttr_beyond_the_consumer_timeout_is_warned(caplog: pytest.LogCaptureFixt
     settings = settings_for(driver={"consumer_timeout": 60}, ttr=120)
     try:
         queue = create_queue(settings)
-        with caplog.at_level(logging.WARNING, logger="drivers.amqp"):
+        with caplog.at_level(logging.WARNING, logger="queue_core.drivers.amqp"):
             queue.run()
             assert "the queue's ttr of 120s is longer than the broker's consumer timeout " \
                    "of 60s" in caplog.text

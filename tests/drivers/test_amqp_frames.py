@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from queue_core.drivers.amqp_wire import Wire, encode_properties
 
-from drivers.amqp_wire import Wire, encode_properties
 from queue_core import JobStatus, Queue, create_queue
 from tests.support.jobs import Fail, Record, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
@@ -99,7 +99,7 @@ def test_a_retry_copy_leaves_out_headers_of_others_that_cannot_fit(
     queue = create_queue({**small_frames, "attempts": 2, "ttr": 5})
     done: list[Any] = []
     queue.on(Queue.EVENT_AFTER_EXEC, done.append)
-    with caplog.at_level(logging.WARNING, logger="drivers.amqp"):
+    with caplog.at_level(logging.WARNING, logger="queue_core.drivers.amqp"):
         run_until(queue, lambda: done, timeout=20)
     assert read_lines(journal) == ["f", "f"]
     assert [(event.id, event.attempt) for event in done] == [(job_id, 2)]

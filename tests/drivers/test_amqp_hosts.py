@@ -16,8 +16,9 @@ import pytest
 
 pytest.importorskip("pika", reason="pika is not installed (pip install -e '.[amqp]')")
 
-from drivers.amqp import AmqpDriver  # noqa: E402
-from drivers.amqp_wire import Wire, WireError  # noqa: E402
+from queue_core.drivers.amqp import AmqpDriver  # noqa: E402
+from queue_core.drivers.amqp_wire import Wire, WireError  # noqa: E402
+
 from queue_core import ConfigError, DriverError, JobStatus, create_queue  # noqa: E402
 from tests.support.jobs import Record, Sleep, read_lines  # noqa: E402
 from tests.support.procs import kill_group, queue_core, stop, wait_for  # noqa: E402

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from queue_core.drivers import beanstalk_wire
+from queue_core.drivers.beanstalk import MAX_PRIORITY, BeanstalkDriver
 
-from drivers import beanstalk_wire
-from drivers.beanstalk import MAX_PRIORITY, BeanstalkDriver
 from queue_core import (
     ConfigError,
     InvalidArgumentError,
@@ -174,7 +174,7 @@ def test_a_reserve_is_one_round_trip_whatever_the_order(settings: dict[str, Any]
                                                         order: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # The stats a reserve needs ride with it when the driver guessed which job comes
     # next: the next id in a FIFO tube, the job peek-ready shows in one read by priority.
-    from drivers import beanstalk
+    from queue_core.drivers import beanstalk
     extra: list[int] = []
     fallback = beanstalk._Client.counts_and_peek
 

@@ -9,8 +9,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from queue_core.drivers.beanstalk import BeanstalkDriver
 
-from drivers.beanstalk import BeanstalkDriver
 from queue_core import DriverError, InvalidArgumentError
 
 Handler = Callable[[bytes], bytes]

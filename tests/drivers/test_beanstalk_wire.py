@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
-from drivers import beanstalk_wire as wire
+from queue_core.drivers import beanstalk_wire as wire
 
 
 class Fake:

@@ -120,7 +120,7 @@ def test_an_idle_postgresql_worker_listens_instead_of_polling(journal: str) -> N
 
 def test_an_idle_postgresql_worker_finds_a_job_whose_notification_was_lost(
         journal: str) -> None:
-    from drivers.db import IDLE_RECHECK
+    from queue_core.drivers.db import IDLE_RECHECK
     settings = pg_settings()
     queue = create_queue(settings)
     queue.info()
@@ -176,7 +176,7 @@ def test_db_init_prints_the_schema_and_creates_the_table(tmp_path: Path, capsys)
 
 
 def test_url_forms_options_and_secrets(tmp_path: Path) -> None:
-    from drivers.db import DbDriver
+    from queue_core.drivers.db import DbDriver
     driver = DbDriver.from_url("postgresql://u:s3cret@127.0.0.1:5432/test?table=jobs"
                                "&lease_grace=2&connect_timeout=3", channel="c")
     assert driver.engine.dialect.driver == "psycopg"

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from queue_core.drivers import file as file_driver
+from queue_core.drivers.file import FileDriver
 
-from drivers import file as file_driver
-from drivers.file import FileDriver
 from queue_core import ConfigError, DriverError, JobStatus, Queue, create_queue
 from tests.support.jobs import Record, read_lines
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from queue_core.drivers import file as file_driver
+from queue_core.drivers.file import FileDriver
 
-from drivers import file as file_driver
-from drivers.file import FileDriver
 from queue_core import DriverError, JobStatus, Queue, create_queue
 from tests.support.jobs import Fail, Record, read_lines
 from tests.support.procs import ROOT, worker_env

@@ -243,7 +243,7 @@ def test_every_key_is_under_the_channel_hash_tag(settings: dict[str, Any],
 
 
 def test_url_forms_and_secrets() -> None:
-    from drivers.redis import RedisDriver
+    from queue_core.drivers.redis import RedisDriver
     driver = RedisDriver.from_url("redis://user:s3cret@127.0.0.1:6379/3?prefetch=4",
                                   channel="c")
     assert driver.prefetch == 4 and "s3cret" not in driver.describe()
@@ -475,5 +475,5 @@ def test_the_persistence_warning_can_be_silenced_and_is_not_given_with_aof(
 
 
 def test_the_driver_declares_redis_largest_payload() -> None:
-    from drivers.redis import RedisDriver
+    from queue_core.drivers.redis import RedisDriver
     assert RedisDriver.capabilities.max_payload == 512 * 1024 * 1024

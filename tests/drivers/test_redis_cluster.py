@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _driver(url: str, **options: Any) -> Any:
-    from drivers.redis import RedisDriver
+    from queue_core.drivers.redis import RedisDriver
     return RedisDriver.from_url(url, **options)
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from queue_core.drivers import file as file_driver
 
-from drivers import file as file_driver
 from queue_core import JobStatus, Queue, create_queue
 from tests.support.jobs import Noop
 

@@ -302,7 +302,7 @@ def test_an_unexpected_error_is_one_sentence_and_exit_1(command: list[str]) -> N
 
 
 def test_status_shows_damaged_times_as_stored(settings, queue, journal) -> None:  # type: ignore[no-untyped-def]
-    from drivers import file as file_driver
+    from queue_core.drivers import file as file_driver
     job_id = queue.push(Record(journal, "a"))
     driver = queue.driver
     marker = driver.root / "new" / job_id

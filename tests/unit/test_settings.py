@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from queue_core.drivers.file import FileDriver
+from queue_core.drivers.sync import SyncDriver
 
-from drivers.file import FileDriver
-from drivers.sync import SyncDriver
 from queue_core import (
     Backoff,
     ConfigError,
@@ -51,7 +51,8 @@ def test_a_full_settings_dict(tmp_path: Path) -> None:
 
 
 def test_driver_as_a_class_path_or_an_instance() -> None:
-    queue = create_queue({"driver": {"class": "drivers.sync.SyncDriver"}, "channel": "c"})
+    queue = create_queue({"driver": {"class": "queue_core.drivers.sync.SyncDriver"},
+                          "channel": "c"})
     assert isinstance(queue.driver, SyncDriver) and queue.driver.channel == "c"
     driver = SyncDriver()
     assert create_queue({"driver": driver}).driver is driver

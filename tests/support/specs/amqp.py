@@ -22,7 +22,7 @@ def available() -> str | None:
         import pika  # noqa: F401
     except ImportError:
         return "pika is not installed (pip install -e '.[amqp]')"
-    from drivers.amqp_wire import Wire, WireError
+    from queue_core.drivers.amqp_wire import Wire, WireError
     try:
         import pika
         Wire(pika.URLParameters(URL), heartbeat=0, connect_timeout=2, rpc_timeout=5,
@@ -42,7 +42,8 @@ def quorum_settings(tmp: Path, channel: str) -> dict[str, Any]:
 
 
 def delete_queues(settings: dict[str, Any]) -> None:
-    from drivers.amqp import AmqpDriver
+    from queue_core.drivers.amqp import AmqpDriver
+
     from queue_core import QueueError
     driver = AmqpDriver(URL, channel=settings["channel"],
                         queue_type=settings["driver"].get("queue_type", "classic"))
@@ -54,6 +55,7 @@ def delete_queues(settings: dict[str, Any]) -> None:
         driver.close()
 
 
-SPECS = [DriverSpec("amqp", "drivers.amqp:AmqpDriver", settings, available, delete_queues),
-         DriverSpec("amqp-quorum", "drivers.amqp:AmqpQuorumDriver", quorum_settings, available,
-                    delete_queues)]
+SPECS = [DriverSpec("amqp", "queue_core.drivers.amqp:AmqpDriver", settings, available,
+                    delete_queues),
+         DriverSpec("amqp-quorum", "queue_core.drivers.amqp:AmqpQuorumDriver", quorum_settings,
+                    available, delete_queues)]

@@ -59,4 +59,5 @@ def settings(tmp: Path, channel: str) -> dict[str, Any]:
             "channel": channel}
 
 
-SPECS = [DriverSpec("beanstalk", "drivers.beanstalk:BeanstalkDriver", settings, available)]
+SPECS = [DriverSpec("beanstalk", "queue_core.drivers.beanstalk:BeanstalkDriver", settings,
+                    available)]

@@ -44,10 +44,10 @@ def _settings(url: str) -> Any:
 
 
 SPECS = [
-    DriverSpec("sqlite", "drivers.db:DbDriver", _settings("sqlite:///{tmp}/queue.db"),
+    DriverSpec("sqlite", "queue_core.drivers.db:DbDriver", _settings("sqlite:///{tmp}/queue.db"),
                _sqlite_available),
-    DriverSpec("postgresql", "drivers.db:DbDriver", _settings(POSTGRESQL_URL),
+    DriverSpec("postgresql", "queue_core.drivers.db:DbDriver", _settings(POSTGRESQL_URL),
                lambda: _reachable(POSTGRESQL_URL)),
-    DriverSpec("mysql", "drivers.db:DbDriver", _settings(MYSQL_URL),
+    DriverSpec("mysql", "queue_core.drivers.db:DbDriver", _settings(MYSQL_URL),
                lambda: _reachable(MYSQL_URL)),
 ]

@@ -11,4 +11,4 @@ def settings(tmp: Path, channel: str) -> dict[str, Any]:
             "channel": channel}
 
 
-SPECS = [DriverSpec("file", "drivers.file:FileDriver", settings)]
+SPECS = [DriverSpec("file", "queue_core.drivers.file:FileDriver", settings)]

@@ -70,6 +70,6 @@ def cluster_settings(tmp: Path, channel: str) -> dict[str, Any]:
             "channel": channel}
 
 
-SPECS = [DriverSpec("redis", "drivers.redis:RedisDriver", settings, available),
-         DriverSpec("redis-cluster", "drivers.redis:RedisDriver", cluster_settings,
+SPECS = [DriverSpec("redis", "queue_core.drivers.redis:RedisDriver", settings, available),
+         DriverSpec("redis-cluster", "queue_core.drivers.redis:RedisDriver", cluster_settings,
                     cluster_available)]

@@ -1,0 +1,27 @@
+"""What ``pip install .`` puts into site-packages: queue_core alone, drivers inside it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.support.procs import ROOT
+
+
+def test_the_wheel_installs_only_queue_core(tmp_path: Path) -> None:
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+         "--disable-pip-version-check", "--wheel-dir", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = tmp_path.glob("queue_core-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"queue_core"}
+    shipped = {name for name in names if name.startswith("queue_core/drivers/")}
+    in_tree = {f"queue_core/drivers/{p.relative_to(ROOT / 'drivers').as_posix()}"
+               for p in (ROOT / "drivers").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert in_tree <= shipped, f"not in the wheel: {sorted(in_tree - shipped)}"
