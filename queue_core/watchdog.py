@@ -66,15 +66,17 @@ class Watchdog:
 
     def arm(self, seconds: float) -> None:
         """Interrupt the calling thread after ``seconds`` unless disarmed before."""
+        if self._thread is None:
+            # Started before the target is set: an interrupt must not land in arm() itself
+            # while it waits for the new thread to start.
+            self._thread = threading.Thread(target=self._watch, name="queue-core ttr watchdog",
+                                            daemon=True)
+            self._thread.start()
         with self._lock:
             self._target = threading.get_ident()
             self._deadline = time.monotonic() + seconds
             self._pending = False
             self.expired = False
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._watch, name="queue-core ttr watchdog",
-                                            daemon=True)
-            self._thread.start()
         self._wake.set()
 
     def disarm(self) -> None:
