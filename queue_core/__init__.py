@@ -4,6 +4,7 @@ Only the standard library is imported here; each driver imports its client libra
 when it is used.
 """
 
+from .consumer import Consumer
 from .driver import Capabilities, Driver, ErrorInfo, JobInfo, JobStatus, Message
 from .errors import (
     ConfigError,
@@ -24,14 +25,16 @@ from .queue import Queue
 from .retry import Backoff
 from .serializers import JsonSerializer, PickleSerializer, Serializer
 from .settings import create_queue
+from .store import Store
 from .worker import Worker
 
 __all__ = [
-    "Backoff", "Capabilities", "ConfigError", "DamagedJobError", "Driver", "DriverError",
+    "Backoff", "Capabilities", "ConfigError", "Consumer", "DamagedJobError", "Driver",
+    "DriverError",
     "ErrorInfo", "ExecEvent", "InvalidArgumentError", "Job", "JobInfo", "JobNotFoundError",
     "JobNotInStateError", "JobStatus", "JobTimeoutError", "JsonSerializer", "Message",
     "NotSupportedError", "PickleSerializer", "PushEvent", "Queue", "QueueError", "RetryEvent",
-    "RetryableJob", "SerializationError", "Serializer", "Worker", "WorkerEvent",
+    "RetryableJob", "SerializationError", "Serializer", "Store", "Worker", "WorkerEvent",
     "WorkerLostError", "create_queue",
 ]
 

@@ -33,6 +33,7 @@ from .driver import ErrorInfo
 from .errors import ConfigError, JobTimeoutError, WorkerLostError
 
 if TYPE_CHECKING:
+    from .consuming import Consumption
     from .job import Job
     from .queue import Queue
 
@@ -165,7 +166,8 @@ def _describe_exit(status: int) -> str:
     return f"exited with code {os.WEXITSTATUS(status)}"
 
 
-def run_forked(queue: Queue, job: Job, job_id: str, ttr: float) -> Outcome:
+def run_forked(queue: Queue, job: Job, job_id: str, ttr: float,
+               consumption: Consumption | None = None) -> Outcome:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
@@ -176,6 +178,8 @@ def run_forked(queue: Queue, job: Job, job_id: str, ttr: float) -> Outcome:
             if hasattr(signal, "SIGALRM"):
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
             queue.driver.after_fork()
+            if consumption is not None:
+                consumption.after_fork()
             execute_and_report(queue, job, write_fd)
             try:
                 queue.driver.close()

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import bounds, events
-from .driver import Capabilities, Driver, ErrorInfo, JobInfo, JobStatus, Message, PushRequest
+from .consuming import Consumption
+from .driver import Capabilities, ErrorInfo, JobInfo, JobStatus, Message, PushRequest
 from .errors import (
     ConfigError,
     DamagedJobError,
@@ -40,6 +41,7 @@ from .job import Job, RetryableJob
 from .records import usable_ttr
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
 from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
+from .store import Store
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -113,7 +115,7 @@ class Queue:
     EVENT_WORKER_LOOP = events.WORKER_LOOP
     EVENT_WORKER_STOP = events.WORKER_STOP
 
-    def __init__(self, driver: Driver | str, ttr: float = 300, attempts: int | None = 1,
+    def __init__(self, driver: Store | str, ttr: float = 300, attempts: int | None = 1,
                  backoff: Any = None, age_limit: float | None = None,
                  serializer: Serializer | str | None = None, keep_completed: bool = False,
                  keep_failed: bool = True, *, imports: Iterable[str] = (),
@@ -121,8 +123,9 @@ class Queue:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
-        if not isinstance(driver, Driver):
-            raise ConfigError(f"driver must be a Driver or a URL, got {driver!r}", key="driver")
+        if not isinstance(driver, Store):
+            raise ConfigError(f"driver must be a driver (a Store) or a URL, got {driver!r}",
+                              key="driver")
         self.driver = driver
         self.ttr: float = _setting(bounds.ttr, ttr, "ttr")
         self.attempts: int | None = _setting(bounds.attempts, attempts, "attempts")
@@ -135,7 +138,7 @@ class Queue:
                 raise ConfigError(f"{key} must be true or false, got {value!r}", key=key)
         self.keep_completed = keep_completed
         self.keep_failed = keep_failed
-        self.isolate = parse_mode(isolate)
+        self.isolate = self.isolation(isolate)
         if isinstance(imports, str):
             imports = [imports]
         self.imports = list(imports)
@@ -143,6 +146,7 @@ class Queue:
         self._events = EventHub()
         self._job_backoffs: dict[type, BackoffFn | None] = {}
         self._sync_worker: Worker | None = None
+        self._own_consumption: Consumption | None = None
         self._check_settings()
 
     # -- capabilities ----------------------------------------------------------------
@@ -154,6 +158,16 @@ class Queue:
     def _require(self, flag: str, feature: str) -> None:
         if not getattr(self.driver.capabilities, flag):
             raise NotSupportedError(f"the {self.driver.name} driver does not support {feature}")
+
+    def isolation(self, mode: bool | str) -> str | None:
+        """The isolation mode ``mode`` names, refused where children cannot reach the jobs."""
+        found = parse_mode(mode)
+        if found and not self.driver.capabilities.multiprocess:
+            raise NotSupportedError(
+                f"the {self.driver.name} driver does not support isolated jobs "
+                f"(isolate={mode!r}): it keeps its jobs in this process, and a job run in a "
+                "child process could not push or report to it")
+        return found
 
     def _check_settings(self) -> None:
         caps = self.driver.capabilities
@@ -375,17 +389,17 @@ class Queue:
 
     def handle_error(self, message: Message, job: Job | None, meta: dict[str, Any],
                      error: BaseException, attempt: int | None = None,
-                     lost: bool = False, info: ErrorInfo | None = None,
-                     unproven: bool = False) -> bool:
+                     lost: bool = False, info: ErrorInfo | None = None) -> bool:
         """Decide and carry out what follows a failed attempt. Returns True if retried.
 
         For a lost run (``lost=True``) nothing is moved when the answer is retry: the caller
         runs the job at once, because its lease already made it wait. A lost run that may
-        never have started (``unproven``) is retried whatever the limits say; an after_error
-        handler may still say no. ``info`` is what to store when the error was raised
-        elsewhere (an isolated child's traceback)."""
+        never have started (``message.may_not_have_started``) is retried whatever the limits
+        say; an after_error handler may still say no. ``info`` is what to store when the
+        error was raised elsewhere (an isolated child's traceback)."""
         attempt = message.attempt if attempt is None else attempt
-        retry = (self.driver.capabilities.retry if unproven
+        may_not_have_started = lost and message.may_not_have_started
+        retry = (self.driver.capabilities.retry if may_not_have_started
                  else self.can_retry(job, meta, attempt, error, message.pushed_at))
         delay = 0.0
         note = ""
@@ -421,10 +435,10 @@ class Queue:
             if not lost:
                 logger.info("job %s attempt %d failed (%s); retry in %.3gs", message.id,
                             attempt, info, delay)
-                self.report(self.driver.release, message, delay=delay, error=info)
+                self.report(self.settler(message).release, message, delay=delay, error=info)
             return True
         logger.warning("job %s failed for good after attempt %d: %s", message.id, attempt, info)
-        self.report(self.driver.fail, message, error=info, keep=self.keep_failed)
+        self.report(self.settler(message).fail, message, error=info, keep=self.keep_failed)
         self._after_fail(message, job, error, attempt)
         return False
 
@@ -432,6 +446,19 @@ class Queue:
         """The message's ttr, or the queue's when what the store gave is no ttr (a damaged
         record, failed without a run)."""
         return float(message.ttr) if usable_ttr(message.ttr) else self.ttr
+
+    def consume(self) -> Consumption:
+        """A consumer for one worker, wrapped with the core's consumer machinery."""
+        return Consumption(self.driver, self.driver.open_consumer())
+
+    def settler(self, message: Message) -> Consumption:
+        """The consumption that settles ``message``: the one that fetched it, or for a
+        message reserved straight from a driver, one the queue keeps."""
+        if message.owner is not None:
+            return message.owner
+        if self._own_consumption is None:
+            self._own_consumption = self.consume()
+        return self._own_consumption
 
     def report(self, call: Callable[..., None], message: Message, **kwargs: Any) -> None:
         """Carry out a driver move for a finished run, retrying a back end that is down
@@ -471,12 +498,11 @@ class Queue:
         error = WorkerLostError(
             f"the worker running attempt {lost_attempt} of job {message.id} vanished "
             "(killed, crashed or past its lease) before reporting a result")
-        if message.loss_unproven:
+        if message.may_not_have_started:
             logger.warning("job %s: the worker holding it was lost, and nothing tells whether "
                            "it had started the job or only prefetched it; running it again "
                            "as attempt %d", message.id, message.attempt)
-        return self.handle_error(message, job, meta, error, attempt=lost_attempt, lost=True,
-                                 unproven=message.loss_unproven)
+        return self.handle_error(message, job, meta, error, attempt=lost_attempt, lost=True)
 
     def decode(self, payload: bytes) -> tuple[Job, Meta]:
         """A payload read back from the store as a registered job and its checked per-push
@@ -490,7 +516,8 @@ class Queue:
         """A payload that cannot become a job is never retried: straight to FAILED."""
         logger.error("job %s cannot be decoded and is failed without retry: %s",
                      message.id, error)
-        self.report(self.driver.fail, message, error=error_info(error), keep=self.keep_failed)
+        self.report(self.settler(message).fail, message, error=error_info(error),
+                    keep=self.keep_failed)
         self._after_fail(message, None, error, message.attempt)
 
     def handle_damaged(self, message: Message, problem: str) -> None:
@@ -498,7 +525,8 @@ class Queue:
         the reason, never retried, and no decision is made on its values."""
         error = DamagedJobError(f"job {message.id} is damaged in the store: {problem}")
         logger.error("%s; it is failed without running", error)
-        self.report(self.driver.fail, message, error=error_info(error), keep=self.keep_failed)
+        self.report(self.settler(message).fail, message, error=error_info(error),
+                    keep=self.keep_failed)
         attempt = message.attempt
         self._after_fail(message, None, error,
                          attempt if type(attempt) is int and attempt > 0 else 0)
@@ -512,7 +540,7 @@ class Queue:
     def handle_success(self, message: Message, job: Job, result: Any,
                        event: ExecEvent | None) -> None:
         data = self.serializer.dumps_result(result) if self.keep_completed else None
-        self.report(self.driver.ack, message, result=data, keep=self.keep_completed)
+        self.report(self.settler(message).ack, message, result=data, keep=self.keep_completed)
         if self._events.has(events.AFTER_EXEC):
             if event is None:
                 event = ExecEvent(message.id, job, message.ttr, message.attempt, queue=self)
@@ -572,10 +600,13 @@ class Queue:
         return info
 
     def jobs(self, status: JobStatus | str, limit: int = 100) -> list[JobInfo]:
-        self._require("listing", "listing jobs")
+        wanted = JobStatus.parse(status)
+        if wanted not in self.driver.capabilities.listing:
+            raise NotSupportedError(f"the {self.driver.name} driver does not support listing "
+                                    f"{wanted} jobs")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgumentError(f"limit must be a whole number >= 1, got {limit!r}")
-        return [self._decoded(i) for i in self.driver.jobs(JobStatus.parse(status), limit)]
+        return [self._decoded(i) for i in self.driver.jobs(wanted, limit)]
 
     def failed(self, limit: int = 100) -> list[JobInfo]:
         return self.jobs(JobStatus.FAILED, limit)
@@ -590,6 +621,8 @@ class Queue:
             raise InvalidArgumentError(f"retry(state=) must be failed or done, got {state!r}")
         if wanted is JobStatus.DONE:
             self._require("keep_completed", "retrying completed jobs (they are not kept)")
+        if reset_attempts:
+            self._require("reset_attempts", "resetting the attempt count of a retried job")
         self.driver.retry(str(job_id), state=wanted, reset_attempts=bool(reset_attempts))
         logger.info("job %s sent back to waiting from %s", job_id, wanted)
         if self._events.has(events.AFTER_RETRY):
@@ -614,7 +647,10 @@ class Queue:
         return counts
 
     def close(self) -> None:
+        own, self._own_consumption = self._own_consumption, None
         try:
+            if own is not None:
+                own.close()
             self.driver.flush()
         finally:
             self.driver.close()

@@ -5,8 +5,9 @@ the job, and keeps raising every second if the job swallows it (where there is n
 as on Windows, a watchdog thread does the same: see watchdog.py); in isolated mode the job
 runs in a child process that is killed at its ttr (see isolation.py). SIGTERM, SIGINT,
 SIGQUIT and SIGHUP let the current job finish, then the worker stops; an idle worker stops
-within half a second. ``max_jobs``, ``max_memory`` and ``max_time`` make it stop cleanly
-(exit code 0) so that a supervisor replaces it. A back end that fails while the worker
+within half a second (about a second on beanstalk, whose server waits in whole seconds).
+``max_jobs``, ``max_memory`` and ``max_time`` make it stop cleanly (exit code 0) so that a
+supervisor replaces it. A back end that fails while the worker
 waits is retried with capped backoff, logged once per outage.
 
 This module imports on any platform: what only some have (``resource``, ``os.fork``,
@@ -27,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import events, host
+from .consuming import Consumption
 from .driver import Message
 from .errors import (
     ConfigError,
@@ -37,7 +39,7 @@ from .errors import (
     SerializationError,
 )
 from .events import ExecEvent, WorkerEvent
-from .isolation import Outcome, parse_mode, run_exec, run_forked
+from .isolation import Outcome, run_exec, run_forked
 from .job import Job
 from .records import damage
 from .watchdog import TtrExpired, Watchdog
@@ -51,7 +53,8 @@ logger = logging.getLogger(__name__)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
                      if hasattr(signal, name))
 WAIT_SLICE = 0.5
-"""Longest single wait on the back end, so that an idle worker notices a stop at once."""
+"""Longest single wait asked of the back end, so that an idle worker notices a stop soon
+(a back end may round it up: beanstalkd waits in whole seconds)."""
 OUTAGE_BACKOFF_MAX = 10.0
 SUPERVISOR_ENV = "QUEUE_CORE_SUPERVISOR_PID"
 """Set by ``listen --workers``: a worker whose supervisor is gone stops after its job."""
@@ -95,7 +98,7 @@ class Worker:
         self.queue = queue
         self.max_memory = _positive_or_none(max_memory, "max_memory")
         self.max_time = _positive_or_none(max_time, "max_time")
-        self.isolate = queue.isolate if isolate is None else parse_mode(isolate)
+        self.isolate = queue.isolate if isolate is None else queue.isolation(isolate)
         _check_platform(self.isolate, self.max_memory)
         self.app = app or os.environ.get("QUEUE_APP")
         supervisor = os.environ.get(SUPERVISOR_ENV, "")
@@ -120,6 +123,7 @@ class Worker:
         self._outage_since: float | None = None
         self._outage_delay = 0.0
         self._active = 0
+        self._consumption: Consumption | None = None
 
     # -- control ---------------------------------------------------------------------
 
@@ -156,7 +160,7 @@ class Worker:
         before = self.processed
         with self._session():
             while not self._should_stop():
-                message = self.queue.driver.reserve(0)
+                message = self._consuming().next(0)
                 if message is None:
                     break
                 self.process(message)
@@ -177,7 +181,7 @@ class Worker:
 
     def _reserve(self, wait: float) -> Message | None:
         try:
-            message = self.queue.driver.reserve(wait)
+            message = self._consuming().next(wait)
         except Exception as exc:
             self._outage(exc)
             return None
@@ -186,6 +190,11 @@ class Worker:
                            time.monotonic() - self._outage_since)
             self._outage_since = None
         return message
+
+    def _consuming(self) -> Consumption:
+        if self._consumption is None:
+            self._consumption = self.queue.consume()
+        return self._consumption
 
     def _outage(self, exc: Exception) -> None:
         now = time.monotonic()
@@ -255,8 +264,10 @@ class Worker:
             yield
         finally:
             self._active -= 1
+            consumption, self._consumption = self._consumption, None
             try:
-                self.queue.driver.flush()
+                if consumption is not None:
+                    consumption.close()
             except Exception:
                 logger.exception("could not flush %s; unreported outcomes come back with "
                                  "their lease", self.queue.driver.describe())
@@ -344,7 +355,7 @@ class Worker:
                 message.id, job, ttr, message.attempt, queue=queue))
             if event.handled:
                 logger.debug("job %s skipped by a before_exec handler", message.id)
-                queue.report(queue.driver.ack, message, keep=queue.keep_completed)
+                queue.report(queue.settler(message).ack, message, keep=queue.keep_completed)
                 return
         if self.isolate:
             outcome = self._execute_isolated(message, job, ttr)
@@ -359,7 +370,7 @@ class Worker:
         except KeyboardInterrupt:
             # Ctrl-C outside a signal-handling worker: give the job back, then stop.
             if queue.capabilities.retry:
-                queue.report(queue.driver.release, message, delay=0.0, error=None)
+                queue.report(queue.settler(message).release, message, delay=0.0, error=None)
             raise
         except (Exception, SystemExit) as error:
             queue.handle_error(message, job, meta, error)
@@ -370,7 +381,7 @@ class Worker:
         if self.isolate == "exec":
             assert self.app is not None
             return run_exec(self.app, message.payload, message.id, ttr)
-        return run_forked(self.queue, job, message.id, ttr)
+        return run_forked(self.queue, job, message.id, ttr, self._consumption)
 
     def _execute(self, job: Job, ttr: float) -> Any:
         if self._ttr_guard is None:

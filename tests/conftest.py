@@ -66,7 +66,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 REFUSALS = ("delay", "priority", "retry", "keep_completed", "status", "manual_retry", "remove",
-            "clear", "info", "listing")
+            "clear", "info", "listing", "reset_attempts", "multiprocess")
 """Capabilities whose absence the core must refuse with NotSupportedError."""
 
 

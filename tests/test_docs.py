@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from queue_core import Capabilities
+from queue_core import Capabilities, JobStatus
 from tests.support.drivers import all_specs
 from tests.support.procs import ROOT
 
@@ -67,3 +67,20 @@ def test_each_driver_page_tells_its_capabilities(name: str, driver_class: str) -
     assert set(table) == flags, f"{page}: rows {sorted(table)} vs flags {sorted(flags)}"
     wrong = {flag for flag in flags if table[flag] != getattr(declared, flag)}
     assert not wrong, f"{page} says the opposite of the driver for {sorted(wrong)}"
+    listed = _listed(page)
+    assert listed == set(declared.listing), (
+        f"{page}: the listing row names {sorted(listed)}, the driver lists "
+        f"{sorted(s.value for s in declared.listing)}")
+
+
+def _listed(page: Path) -> set[JobStatus]:
+    """The statuses the page's "listing" row names ("all statuses" for every one)."""
+    section = page.read_text().split("## Capabilities", 1)[1]
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0] == "listing":
+            if cells[1] == "all statuses":
+                return set(JobStatus)
+            return {JobStatus.parse(word) for word in re.findall(r"[a-z]+", cells[1])
+                    if word not in ("no", "only", "and")}
+    raise AssertionError(f"{page} has no listing row")

@@ -9,6 +9,7 @@ from queue_core import (
     JobNotFoundError,
     JobNotInStateError,
     JobStatus,
+    NotSupportedError,
     Queue,
     RetryEvent,
 )
@@ -27,7 +28,8 @@ def test_info_counts_jobs_per_status(make_queue, journal: str) -> None:
     assert set(counts) == set(JobStatus) - uncounted
     assert counts[JobStatus.WAITING] == 2
     assert counts[JobStatus.DELAYED] == 1
-    assert queue.driver.reserve(0) is not None
+    held = queue.consume().next(0)  # held: a consumption dropped would give its job back
+    assert held is not None
     after = queue.info()
     if JobStatus.RESERVED in uncounted:
         assert after[JobStatus.WAITING] == 1  # what can be seen of the reserve
@@ -124,3 +126,13 @@ def test_retry_errors_carry_bullmq_codes(queue: Queue, journal: str) -> None:
         assert waiting.value.code == -3
     with pytest.raises(InvalidArgumentError):
         queue.retry("123456", state="waiting")
+
+
+@pytest.mark.needs("listing")
+def test_only_the_statuses_a_driver_declares_can_be_listed(queue: Queue) -> None:
+    for status in JobStatus:
+        if status in queue.capabilities.listing:
+            assert queue.jobs(status) == []
+        else:
+            with pytest.raises(NotSupportedError, match=f"does not support listing {status}"):
+                queue.jobs(status)

@@ -21,6 +21,12 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
         with pytest.raises(NotSupportedError, match=match):
             make_queue().push(Record(journal, "x"), attempts=2)
         return
+    if lacking == "multiprocess":
+        with pytest.raises(NotSupportedError, match=match + " isolated jobs"):
+            create_queue(queue_settings(isolate=True))
+        with pytest.raises(NotSupportedError, match=match + " isolated jobs"):
+            make_queue().worker(isolate="fork")
+        return
     if lacking == "keep_completed":
         with pytest.raises(NotSupportedError, match=match + " keeping completed"):
             create_queue(queue_settings(keep_completed=True))
@@ -35,6 +41,7 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
         "clear": lambda: queue.clear(),
         "info": lambda: queue.info(),
         "listing": lambda: queue.failed(),
+        "reset_attempts": lambda: queue.retry("1", reset_attempts=True),
     }
     with pytest.raises(NotSupportedError, match=match):
         calls[lacking]()

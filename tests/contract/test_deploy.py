@@ -107,7 +107,7 @@ def _write(folder: Path, source: str) -> Path:
     return folder
 
 
-@pytest.mark.needs("!runs_at_push")
+@pytest.mark.needs("!runs_at_push", "multiprocess")
 def test_jobs_pushed_by_the_old_class_run_on_the_new_one(
         queue_settings, journal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.support.procs import queue_core, stop, wait_for

@@ -222,7 +222,7 @@ def test_a_stored_ttr_out_of_bounds_fails_the_job(make_queue, journal: str,
         assert info.error.type == "queue_core.errors.DamagedJobError"
 
 
-@pytest.mark.needs("!runs_at_push")
+@pytest.mark.needs("!runs_at_push", "multiprocess")
 def test_the_worker_process_survives_hostile_payloads(queue_settings, journal: str,
                                                       tmp_path: Path) -> None:
     """The same, through a real ``queue-core listen``: nothing imported, nothing stalls."""

@@ -20,15 +20,24 @@ def test_a_job_whose_worker_vanished_comes_back_after_its_lease(make_queue,
     queue.on(Queue.EVENT_AFTER_ERROR, errors.append)
     queue.on(Queue.EVENT_AFTER_EXEC, done.append)
     job_id = queue.push(Record(journal, "a"), ttr=1)
-    lost = queue.driver.reserve(0)  # a worker takes the job, then dies without a word
+    lost = queue.consume().next(0)  # a worker takes the job, then dies without a word
     assert lost is not None and lost.attempt == 1
     reserved = time.monotonic()
     if queue.capabilities.status:
         assert queue.status(job_id) is JobStatus.RESERVED
-    assert queue.run() == 0
+    by_connection = queue.capabilities.lease_by_connection
+    if by_connection:
+        # Its connection closes with its process, and the server takes the job back. (A
+        # beanstalkd 1.12 connection left open and silent may keep a reserved job past its
+        # ttr: a server bug, see docs/drivers/beanstalk.md.)
+        assert lost.owner is not None
+        lost.owner.consumer.close()
+    else:
+        assert queue.run() == 0
     run_until(queue, lambda: done, timeout=15)
     waited = time.monotonic() - reserved
-    assert waited >= 1.0, waited
+    if not by_connection:
+        assert waited >= 1.0, waited  # not before its lease ran out
     assert read_lines(journal) == ["a"]
     assert done[0].attempt == 2
     assert [(e.attempt, type(e.error).__name__) for e in errors] == [(1, "WorkerLostError")]
@@ -40,7 +49,7 @@ def test_a_lost_run_counts_against_attempts(make_queue, journal: str) -> None:
     failed: list[ExecEvent] = []
     queue.on(Queue.EVENT_AFTER_FAIL, failed.append)
     job_id = queue.push(Record(journal, "a"), ttr=1)
-    assert queue.driver.reserve(0) is not None
+    assert queue.consume().next(0) is not None
     run_until(queue, lambda: failed, timeout=15)
     assert read_lines(journal) == []
     assert type(failed[0].error).__name__ == "WorkerLostError"

@@ -23,7 +23,8 @@ from queue_core import JobStatus, Queue, create_queue
 from tests.support.jobs import Chaos, FailOnce, read_lines
 from tests.support.procs import ROOT, kill_group, queue_core, stop, wait_for, worker_env
 
-pytestmark = [pytest.mark.needs("ttr_lease", "!runs_at_push"), pytest.mark.slow]
+pytestmark = [pytest.mark.needs("ttr_lease", "!runs_at_push", "multiprocess"),
+              pytest.mark.slow]
 logger = logging.getLogger(__name__)
 
 JOBS = 2000

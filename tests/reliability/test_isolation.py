@@ -12,7 +12,7 @@ from queue_core import ExecEvent, JobStatus, Queue, create_queue
 from tests.support.jobs import Abort, Record, Temporary, count, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
 
-pytestmark = pytest.mark.needs("!runs_at_push")
+pytestmark = pytest.mark.needs("!runs_at_push", "multiprocess")
 
 
 @pytest.mark.needs("retry")

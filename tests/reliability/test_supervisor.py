@@ -14,7 +14,7 @@ from queue_core import JobStatus, create_queue
 from tests.support.jobs import Record, Sleep, read_lines
 from tests.support.procs import alive, children, kill_group, queue_core, stop, wait_for
 
-pytestmark = pytest.mark.needs("ttr_lease", "!runs_at_push")
+pytestmark = pytest.mark.needs("ttr_lease", "!runs_at_push", "multiprocess")
 
 
 def _done(path: Path) -> list[tuple[str, str]]:

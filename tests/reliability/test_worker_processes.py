@@ -15,7 +15,7 @@ from queue_core import JobStatus, create_queue
 from tests.support.jobs import KillWorker, Record, Sleep, SleepOnce, count, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for, workers
 
-pytestmark = pytest.mark.needs("ttr_lease", "!runs_at_push")
+pytestmark = pytest.mark.needs("ttr_lease", "!runs_at_push", "multiprocess")
 
 
 def exec_log(path: Path) -> list[tuple[str, str, int]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from queue_core import Capabilities, Driver
+from queue_core import Capabilities, Store
 
 LEASE_GRACE = 0.5
 """Short leases keep the ttr-recovery tests quick."""
@@ -32,9 +32,9 @@ class DriverSpec:
     that keeps every test's queues runs out of file handles)."""
 
     @property
-    def cls(self) -> type[Driver]:
+    def cls(self) -> type[Store]:
         module, _, name = self.driver_class.partition(":")
-        found: type[Driver] = getattr(importlib.import_module(module), name)
+        found: type[Store] = getattr(importlib.import_module(module), name)
         return found
 
     @property

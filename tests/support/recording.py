@@ -2,6 +2,8 @@
 
 It declares every capability so that the core's decisions, not a driver's limits, are
 what the tests observe. A released job is ready again at once; the delay is recorded.
+Its consumer passes every move to the driver's own methods, so that a test overrides
+``reserve``, ``ack``, ... on the driver to script a back end.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from queue_core import Capabilities, Driver, ErrorInfo, Message
+from queue_core import Capabilities, ErrorInfo, JobStatus, Message, Store
+from queue_core.consumer import Consumer, Settlement
 
 
 @dataclass
@@ -26,8 +30,28 @@ class Pushed:
     attempt: int = 0
 
 
+class _Relay(Consumer):
+    def __init__(self, driver: RecordingDriver) -> None:
+        self.driver = driver
+
+    def fetch(self, max_n: int, timeout: float,
+              settle: Sequence[Settlement] = ()) -> list[Message]:
+        self.settle(settle)
+        message = self.driver.reserve(timeout)
+        return [] if message is None else [message]
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        self.driver.ack(message, result=result, keep=keep)
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        self.driver.release(message, delay=delay, error=error)
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        self.driver.fail(message, error=error, keep=keep)
+
+
 @dataclass
-class RecordingDriver(Driver):
+class RecordingDriver(Store):
     name = "recording"
     capabilities = Capabilities(delay=True, priority=True, ttr_lease=True, retry=True,
                                 attempt_count=True, failed_store=True)
@@ -41,6 +65,9 @@ class RecordingDriver(Driver):
         super().__init__(channel="queue")
         self._ready: deque[Pushed] = deque()
         self._ids = itertools.count(1)
+
+    def open_consumer(self) -> Consumer:
+        return _Relay(self)
 
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
@@ -63,7 +90,7 @@ class RecordingDriver(Driver):
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
         self.released.append((message.id, message.attempt, delay,
                               None if error is None else error.type))
-        self._ready.append(message.handle)
+        self._ready.append(message.handle)  # type: ignore[arg-type]
 
     def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
         self.failed.append((message.id, message.attempt, error))
@@ -79,7 +106,7 @@ class RecordingDriver(Driver):
         """Reserve a job as a worker that then vanishes; the next reserve is a redelivery."""
         message = self.reserve()
         assert message is not None and message.id == job_id
-        self._ready.appendleft(message.handle)
+        self._ready.appendleft(message.handle)  # type: ignore[arg-type]
         return message
 
     def reserve_redelivered(self, timeout: float = 0.0) -> Any:
@@ -95,7 +122,8 @@ class SurprisingDriver(RecordingDriver):
 
     name = "surprising"
     capabilities = Capabilities(delay=True, ttr_lease=True, retry=True, attempt_count=True,
-                                failed_store=True, status=True, info=True, listing=True,
+                                failed_store=True, status=True, info=True,
+                                listing=frozenset(JobStatus),
                                 manual_retry=True, remove=True, clear=True)
 
     def _surprise(self, *args: Any, **kwargs: Any) -> Any:

@@ -27,7 +27,7 @@ class Losing(RecordingDriver):
         message = super().reserve(timeout)
         if message is not None and message.attempt > 1:
             message.redelivered = True
-            message.loss_unproven = self.unproven
+            message.may_not_have_started = self.unproven
         return message
 
 

@@ -1,0 +1,148 @@
+"""The consumer machinery every driver shares, owned by the core.
+
+A worker drives a ``Consumption``: it wraps the driver's Consumer with fetch-ahead sized
+from the job durations the worker measures (quick jobs are fetched several at a time, slow
+ones one by one, so that no job waits in a worker behind a long one), settlements kept back
+for drivers that fold them into their next call, translation of the client library's
+errors into DriverError, and a close that settles what is kept and gives back what was
+fetched but never begun.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from .consumer import Consumer, Settlement, Verdict
+from .errors import DriverError
+from .model import ErrorInfo, Message
+
+if TYPE_CHECKING:
+    from .store import Store
+
+logger = logging.getLogger(__name__)
+
+QUICK_JOB = 0.002
+"""Jobs quicker than this (seconds, running average) are fetched several at a time."""
+_AVERAGE_KEEP = 0.8
+"""Weight of the past in the running average of job durations."""
+
+T = TypeVar("T")
+
+
+class Consumption:
+    """One worker's consumer, with fetch-ahead, kept-back settlements and error translation."""
+
+    def __init__(self, store: Store, consumer: Consumer) -> None:
+        self.store = store
+        self.consumer = consumer
+        self._fetched: deque[Message] = deque()
+        self._kept: list[Settlement] = []
+        self._begun: dict[int, float] = {}
+        self._job_time: float | None = None
+        """Running average of job durations; until one is timed, a worker takes one job at
+        a time rather than a batch of slow ones."""
+        self._folds = consumer.folds_settlements
+
+    # -- taking jobs -----------------------------------------------------------------
+
+    def next(self, timeout: float) -> Message | None:
+        """The next job to run, begun; None when none came within ``timeout`` seconds."""
+        while True:
+            if not self._fetched:
+                got = self._carrying_kept(self.consumer.fetch, self._batch_size(), timeout)
+                if not got:
+                    return None
+                for message in got:
+                    message.owner = self
+                self._fetched.extend(got)
+            message = self._fetched.popleft()
+            try:
+                ours = self._carrying_kept(self.consumer.begin, message)
+            except BaseException:
+                # The reservations fetched with it may be gone with the connection: their
+                # leases bring them back.
+                self._fetched.clear()
+                raise
+            if ours is not False:  # a driver that says nothing means it is ours
+                self._begun[id(message)] = time.monotonic()
+                return message
+            logger.warning("job %s was fetched ahead and another worker took it before it "
+                           "began (its fetch lease ran out); skipping it here", message.id)
+
+    def _batch_size(self) -> int:
+        limit = self.consumer.prefetch
+        if limit <= 1 or self._job_time is None or self._job_time > QUICK_JOB:
+            return 1
+        return max(1, min(limit, int(QUICK_JOB / max(self._job_time, 1e-6))))
+
+    def _carrying_kept(self, call: Callable[..., T], *args: object) -> T:
+        """``call(*args, kept)``. Settlements whose call failed are kept to be tried again:
+        settling a reservation already settled is harmless to every driver."""
+        kept, self._kept = self._kept, []
+        try:
+            return self._call(call, *args, kept)
+        except BaseException:
+            self._kept[:0] = kept
+            raise
+
+    # -- settling --------------------------------------------------------------------
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        self._settle(Settlement(Verdict.ACK, message, result=result, keep=keep))
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        self._settle(Settlement(Verdict.RELEASE, message, delay=delay, error=error))
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        self._settle(Settlement(Verdict.FAIL, message, error=error, keep=keep))
+
+    def _settle(self, settlement: Settlement) -> None:
+        began = self._begun.pop(id(settlement.message), None)
+        if began is not None:
+            took = time.monotonic() - began
+            self._job_time = took if self._job_time is None else (
+                _AVERAGE_KEEP * self._job_time + (1 - _AVERAGE_KEEP) * took)
+        if self._folds:
+            self._kept.append(settlement)
+        else:
+            self._call(self.consumer.settle, (settlement,))
+
+    # -- lifetime --------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Carry out the settlements kept back."""
+        if self._kept:
+            self._carrying_kept(self.consumer.settle)
+
+    def close(self) -> None:
+        """Settle what is kept, give back what was fetched and not begun, close."""
+        try:
+            self.flush()
+            unbegun = list(self._fetched)
+            self._fetched.clear()
+            if unbegun:
+                self._call(self.consumer.give_back, unbegun)
+        finally:
+            self.consumer.close()
+
+    def after_fork(self) -> None:
+        """In a forked child: what the parent holds is the parent's to settle."""
+        self._fetched.clear()
+        self._kept = []
+        self._begun.clear()
+        self.consumer.after_fork()
+
+    def _call(self, call: Callable[..., T], *args: object) -> T:
+        try:
+            return call(*args)
+        except DriverError:
+            raise
+        except self.store.transient_errors as exc:
+            raise DriverError(f"{self.store.describe()}: {type(exc).__name__}: {exc}") from exc
+
+    def describe(self) -> str:
+        return self.store.describe()

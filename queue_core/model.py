@@ -1,0 +1,199 @@
+"""The values drivers and the core exchange: job states, capabilities, a reserved
+message, a stored job's record, an attempt's error."""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .consuming import Consumption
+
+UNREADABLE = "DamagedJobRecord"
+"""The error type shown for a stored record (or part of one) that cannot be read."""
+
+DEFAULT_PRIORITY = 1024
+"""The priority a job gets when none is given (beanstalkd's customary default)."""
+
+
+class JobStatus(str, enum.Enum):
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    RESERVED = "reserved"
+    DONE = "done"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: JobStatus | str) -> JobStatus:
+        if isinstance(value, JobStatus):
+            return value
+        text = str(value).strip().lower()
+        aliases = {"completed": "done", "complete": "done", "ready": "waiting", "wait": "waiting"}
+        text = aliases.get(text, text)
+        try:
+            return cls(text)
+        except ValueError:
+            names = ", ".join(s.value for s in cls)
+            raise ConfigError(f"unknown job status {value!r}; expected one of {names}") from None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a driver can do. The core checks these flags once and refuses the rest."""
+
+    delay: bool = False
+    priority: bool = False
+    priority_range: tuple[int, int] = (0, 2**32 - 1)
+    ttr_lease: bool = False
+    """A job reserved by a worker that vanished comes back when its lease (ttr) runs out."""
+    lease_by_connection: bool = False
+    """The server also takes a job back as soon as its worker's connection closes
+    (beanstalkd, AMQP), instead of only when the lease runs out."""
+    retry: bool = False
+    """``release(delay)`` puts a job back for another attempt."""
+    attempt_count: bool = False
+    status: bool = False
+    failed_store: bool = False
+    last_error: bool = False
+    """``get`` of a job waiting for a retry shows the error of its last attempt."""
+    keep_completed: bool = False
+    manual_retry: bool = False
+    remove: bool = False
+    clear: bool = False
+    info: bool = False
+    listing: frozenset[JobStatus] = frozenset()
+    """The statuses ``jobs(status, limit)`` can list (the ``failed`` command lists FAILED)."""
+    reset_attempts: bool = False
+    """``retry(..., reset_attempts=True)`` starts the attempt count again."""
+    multiprocess: bool = True
+    """Workers and producers in other processes share the jobs (False: one process only,
+    as with the memory driver)."""
+    bulk_push: bool = False
+    """``push_many`` costs one round trip rather than one per job."""
+    runs_at_push: bool = False
+    """The queue runs each job inside ``push`` (the sync driver)."""
+    max_delay: float | None = None
+    """The longest delay the back end can hold, when below queue-core's own bound."""
+    max_payload: int | None = None
+    """The largest payload in bytes (a driver whose server decides overrides
+    ``Store.payload_limit``)."""
+    uncounted: frozenset[JobStatus] = frozenset()
+    """Statuses ``info`` cannot count on this back end; it leaves them out rather than
+    report a number it does not know (AMQP cannot count the messages workers hold)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """Why an attempt failed, as stored with the job."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ErrorInfo | None:
+        """The error as stored; a stored value that is not one still reads as an error."""
+        if not data:
+            return None
+        if not isinstance(data, dict):
+            return cls(UNREADABLE, f"the stored error is not an object: {repr(data)[:200]}")
+        return cls(str(data.get("type", "")), str(data.get("message", "")),
+                   str(data.get("traceback", "")))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes | None) -> ErrorInfo | None:
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+        except (ValueError, TypeError, RecursionError):
+            return cls(UNREADABLE, f"the stored error is not JSON: {repr(raw)[:200]}")
+        return cls.from_dict(data)
+
+    def __str__(self) -> str:
+        # Shown in log lines: a message of megabytes would make one line of megabytes.
+        message = self.message if len(self.message) <= LOGGED_MESSAGE else (
+            f"{self.message[:LOGGED_MESSAGE]}... [{len(self.message)} characters]")
+        return f"{self.type}: {message}" if message else self.type
+
+
+LOGGED_MESSAGE = 2000
+"""Characters of an error message a log line shows; the store keeps the whole message."""
+
+
+@dataclass
+class Message:
+    """A reserved job, as a driver hands it to the worker."""
+
+    id: str
+    payload: bytes
+    attempt: int
+    """1-based number of the run that is about to start (reserves so far, this one included)."""
+    ttr: float
+    priority: int | None = None
+    pushed_at: float | None = None
+    redelivered: bool = False
+    """The previous run of this job ended without a verdict: its worker was lost."""
+    may_not_have_started: bool = False
+    """With ``redelivered``: the lost run may never have begun (the worker that died may
+    only have fetched it ahead). The loss is counted in ``attempt`` but never ends the job:
+    it runs again."""
+    handle: object = field(default=None, repr=False)
+    """Driver-private: whatever it needs to settle this reservation."""
+    owner: Consumption | None = field(default=None, repr=False, compare=False)
+    """The worker's consumption that holds this reservation (set by the core)."""
+
+
+class PushRequest(NamedTuple):
+    """One job for ``Store.push_many`` (a tuple: one is built per pushed job)."""
+
+    payload: bytes
+    ttr: float
+    delay: float = 0.0
+    priority: int | None = None
+
+
+@dataclass
+class JobInfo:
+    """Everything stored about one job. ``queue.get(id)`` returns it."""
+
+    id: str
+    status: JobStatus
+    attempt: int = 0
+    priority: int | None = None
+    ttr: float | None = None
+    pushed_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    ready_at: float | None = None
+    error: ErrorInfo | None = None
+    result: Any = None
+    job_name: str | None = None
+    payload: bytes = field(default=b"", repr=False)
+
+
+_CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_channel(channel: object) -> str:
+    if not isinstance(channel, str) or not _CHANNEL_RE.match(channel):
+        raise ConfigError(
+            f"channel {channel!r} is not valid: use 1 to 100 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit", key="channel")
+    return channel
+
+
