@@ -1,0 +1,254 @@
+"""The memory driver: jobs kept in this process, for users' own tests and scripts.
+
+Unlike the sync driver it queues: a worker (``queue.run()``, or threads calling
+``listen``) runs the jobs, with retries, delays, priorities, ttr leases, status and the
+failed store, exactly as a server would. ``memory://name`` names a store that every queue
+of the process naming it shares; jobs end with the process.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from queue_core.consumer import Consumer, Settlement
+from queue_core.errors import JobNotFoundError, JobNotInStateError
+from queue_core.model import (
+    DEFAULT_PRIORITY,
+    Capabilities,
+    ErrorInfo,
+    JobInfo,
+    JobStatus,
+    Message,
+    PushRequest,
+)
+from queue_core.options import (
+    ADDRESS,
+    CHANNEL,
+    LEASE_GRACE,
+    Option,
+    check_options,
+    documented,
+    text,
+    url_and_options,
+)
+from queue_core.store import Store
+
+
+@dataclass
+class _Job:
+    info: JobInfo
+    token: int = 0
+    """Which reservation may settle the job: a new one, or a lease that ran out, changes it."""
+    lost: bool = False
+
+
+class _Jobs:
+    """The jobs of one store, behind one lock; the heaps hold (key, seq, id, token) and are
+    checked against the job when popped, which is cheaper than removing from them."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.jobs: dict[str, _Job] = {}
+        self.ready: list[tuple[int, int, str, int]] = []
+        self.timed: list[tuple[float, int, str, int]] = []
+        """Delayed jobs by ready_at, and reserved ones by the end of their lease."""
+        self.seq = itertools.count(1)
+        self.ids = itertools.count(1)
+
+    def put(self, job: _Job, status: JobStatus, ready_at: float) -> None:
+        job.token += 1
+        job.info.status, job.info.ready_at = status, ready_at
+        entry = (ready_at, next(self.seq), job.info.id, job.token)
+        if status is JobStatus.WAITING:
+            heapq.heappush(self.ready, (job.info.priority or 0, *entry[1:]))
+        elif status in (JobStatus.DELAYED, JobStatus.RESERVED):
+            heapq.heappush(self.timed, entry)
+        self.changed.notify_all()
+
+    def live(self, job_id: str, token: int) -> _Job | None:
+        job = self.jobs.get(job_id)
+        return job if job is not None and job.token == token else None
+
+    def due(self, now: float) -> float | None:
+        """Wake delayed jobs and reclaim lapsed leases; the time of the next such event."""
+        while self.timed and self.timed[0][0] <= now:
+            _, _, job_id, token = heapq.heappop(self.timed)
+            if (job := self.live(job_id, token)) is not None:
+                job.lost = job.info.status is JobStatus.RESERVED
+                self.put(job, JobStatus.WAITING, now)
+        return self.timed[0][0] if self.timed else None
+
+
+_NAMED: dict[tuple[str, str], _Jobs] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+OPTIONS = (
+    Option("name", text(empty=True), "",
+           "Queues of this process built with the same name and channel share their jobs; "
+           "without a name every driver has its own. memory://name gives it.", ADDRESS),
+    CHANNEL,
+    LEASE_GRACE,
+)
+
+
+@documented(OPTIONS)
+class MemoryDriver(Store):
+    """Jobs in this process's memory."""
+
+    name = "memory"
+    options: ClassVar[tuple[Option, ...]] = OPTIONS
+    capabilities = Capabilities(
+        delay=True, priority=True, ttr_lease=True, retry=True, attempt_count=True, status=True,
+        failed_store=True, last_error=True, keep_completed=True, manual_retry=True, remove=True,
+        clear=True, info=True, listing=frozenset(JobStatus), reset_attempts=True,
+        bulk_push=True, multiprocess=False)
+
+    def __init__(self, name: str = "", *, channel: str = "queue", lease_grace: float = 1.0) -> None:
+        super().__init__(channel=channel)
+        self.lease_grace = check_options(self.name, OPTIONS,
+                                         {"lease_grace": lease_grace})["lease_grace"]
+        self.store_name = name
+        with _NAMED_LOCK:
+            self._jobs = _NAMED.setdefault((name, self.channel), _Jobs()) if name else _Jobs()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemoryDriver:
+        base, values = url_and_options(cls.name, cls.options, url, options)
+        parts = urlsplit(base)
+        return cls((parts.netloc + parts.path).strip("/"), **values)
+
+    def describe(self) -> str:
+        return f"memory://{self.store_name}:{self.channel}"
+
+    def open_consumer(self) -> Consumer:
+        return _MemoryConsumer(self)
+
+    def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
+             priority: int | None = None) -> str:
+        return self.push_many([PushRequest(payload, ttr, delay, priority)])[0]
+
+    def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
+        now, ids = time.time(), []
+        with self._jobs.changed:
+            for r in requests:
+                job_id = str(next(self._jobs.ids))
+                info = JobInfo(job_id, JobStatus.WAITING, priority=(
+                    DEFAULT_PRIORITY if r.priority is None else r.priority), ttr=r.ttr,
+                    pushed_at=now, payload=bytes(r.payload))
+                self._jobs.jobs[job_id] = job = _Job(info)
+                self._jobs.put(job, JobStatus.DELAYED if r.delay > 0 else JobStatus.WAITING,
+                               now + r.delay)
+                ids.append(job_id)
+        return ids
+
+    def status(self, job_id: str) -> JobStatus | None:
+        found = self.get(job_id)
+        return None if found is None else found.status
+
+    def get(self, job_id: str) -> JobInfo | None:
+        with self._jobs.changed:
+            self._jobs.due(time.time())
+            job = self._jobs.jobs.get(job_id)
+            return None if job is None else replace(job.info)
+
+    def info(self) -> dict[JobStatus, int]:
+        with self._jobs.changed:
+            self._jobs.due(time.time())
+            counts = dict.fromkeys(JobStatus, 0)
+            for job in self._jobs.jobs.values():
+                counts[job.info.status] += 1
+            return counts
+
+    def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
+        with self._jobs.changed:
+            self._jobs.due(time.time())
+            found = [replace(j.info) for j in self._jobs.jobs.values() if j.info.status is status]
+        return found[:limit]
+
+    def remove(self, job_id: str) -> bool:
+        with self._jobs.changed:
+            return self._jobs.jobs.pop(job_id, None) is not None
+
+    def clear(self) -> None:
+        with self._jobs.changed:
+            self._jobs.jobs.clear()
+
+    def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
+        with self._jobs.changed:
+            job = self._jobs.jobs.get(job_id)
+            if job is None:
+                raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+            if job.info.status is not state:
+                raise JobNotInStateError(f"job {job_id} is {job.info.status}, not {state}")
+            info = job.info
+            info.error = info.result = info.started_at = info.finished_at = None
+            info.attempt = 0 if reset_attempts else info.attempt
+            self._jobs.put(job, JobStatus.WAITING, time.time())
+
+
+class _MemoryConsumer(Consumer):
+    prefetch = 1
+
+    def __init__(self, store: MemoryDriver) -> None:
+        self.store = store
+        self.jobs = store._jobs
+
+    def fetch(self, max_n: int, timeout: float,
+              settle: Sequence[Settlement] = ()) -> list[Message]:
+        self.settle(settle)
+        deadline = time.monotonic() + timeout
+        taken: list[Message] = []
+        with self.jobs.changed:
+            while True:
+                now = time.time()
+                wake = self.jobs.due(now)
+                while self.jobs.ready and len(taken) < max_n:
+                    _, _, job_id, token = heapq.heappop(self.jobs.ready)
+                    if (job := self.jobs.live(job_id, token)) is not None:
+                        taken.append(self._reserve(job, now))
+                left = deadline - time.monotonic()
+                if taken or left <= 0:
+                    return taken
+                self.jobs.changed.wait(left if wake is None else min(left, wake - now))
+
+    def _reserve(self, job: _Job, now: float) -> Message:
+        info = job.info
+        info.attempt += 1
+        info.started_at = now
+        lost, job.lost = job.lost, False
+        self.jobs.put(job, JobStatus.RESERVED, now + self.store.lease_seconds(info.ttr or 0))
+        return Message(info.id, info.payload, info.attempt, info.ttr or 0, info.priority,
+                       info.pushed_at, redelivered=lost, handle=job.token)
+
+    def _finish(self, message: Message, status: JobStatus | None, **values: Any) -> None:
+        with self.jobs.changed:
+            job = self.jobs.live(message.id, message.handle)  # type: ignore[arg-type]
+            if job is None:
+                return  # its lease ran out: the job is another reservation's now
+            if status is None:
+                del self.jobs.jobs[message.id]
+                return
+            for key, value in values.items():
+                setattr(job.info, key, value)
+            self.jobs.put(job, status, values.pop("ready_at", time.time()))
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        self._finish(message, JobStatus.DONE if keep else None, result=result,
+                     finished_at=time.time())
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        now = time.time()
+        self._finish(message, JobStatus.DELAYED if delay > 0 else JobStatus.WAITING,
+                     error=error, ready_at=now + delay)
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        self._finish(message, JobStatus.FAILED if keep else None, error=error,
+                     finished_at=time.time())
