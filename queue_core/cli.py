@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any
 
 from .console import ProgressBar, VerboseReporter, is_terminal
 from .driver import JobInfo, JobStatus
+from .driver_commands import DriverCommand
 from .errors import (
     ConfigError,
     DriverError,
@@ -38,7 +40,7 @@ from .errors import (
 from .isolation import DEFAULT_MODE, MODES, encode_outcome, execute_and_report
 from .job import lookup, registered_names
 from .queue import Queue
-from .settings import queue_from_target
+from .settings import SCHEMES, queue_from_target
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -105,7 +107,20 @@ def _number(minimum: float, integer: bool = False) -> Callable[[str], float]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE_COMMANDS = ("listen", "run", "info", "status", "failed", "retry", "remove", "clear",
+                 "push", "exec")
+
+
+def _names_a_core_command(argv: Sequence[str]) -> bool:
+    """Whether the command line names one of the core's commands: the first two words
+    that are not options (``--app`` takes one) hold the command."""
+    words = [word for word in argv if not word.startswith("-")]
+    return any(word in CORE_COMMANDS for word in words[:2])
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``argv`` given and naming a core command, the drivers' commands are
+    left out (finding them imports every driver module: ``exec`` runs once per job)."""
     parser = _Parser(prog="queue-core", description="Run and inspect a queue-core queue.",
                      epilog="Exit codes: 0 done, 1 could not do it, 2 bad arguments or "
                             "settings, 130 interrupted.")
@@ -157,13 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     clear.set_defaults(handler=cmd_clear)
 
-    db = commands.add_parser("db", help="the DB driver's table")
-    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND",
-                                    parser_class=_CommandParser, required=True)
-    db_init = db_commands.add_parser("init", help="create the table and its indexes")
-    db_init.add_argument("--sql", action="store_true",
-                         help="print the SQL instead of running it (for a DBA to apply)")
-    db_init.set_defaults(handler=cmd_db_init)
+    if argv is None or not _names_a_core_command(argv):
+        _add_driver_commands(commands)
 
     push = commands.add_parser("push", help="push a job by its registered name")
     push.add_argument("job_name", metavar="JOB_NAME")
@@ -177,6 +187,35 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--report-fd", type=_number(0, True), required=True)
     execute.set_defaults(handler=cmd_exec)
     return parser
+
+
+def driver_commands() -> list[DriverCommand]:
+    """The commands of every driver class settings.SCHEMES names, in its order. Driver
+    modules import their client libraries lazily, so this stays cheap; a driver module
+    that cannot be imported here adds no command."""
+    found: list[DriverCommand] = []
+    for target in dict.fromkeys(SCHEMES.values()):
+        module_name, _, class_name = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            logging.getLogger(__name__).debug("no commands from %s: %s", module_name, exc)
+            continue
+        found += getattr(getattr(module, class_name, None), "cli_commands", ())
+    return found
+
+
+def _add_driver_commands(commands: Any) -> None:
+    groups: dict[str, Any] = {}
+    for command in driver_commands():
+        if command.group not in groups:
+            group = commands.add_parser(command.group, help=command.group_help)
+            groups[command.group] = group.add_subparsers(
+                dest=f"{command.group}_command", metavar="COMMAND",
+                parser_class=_CommandParser, required=True)
+        parser = groups[command.group].add_parser(command.name, help=command.help)
+        command.add_arguments(parser)
+        parser.set_defaults(handler=command.run)
 
 
 def _worker_options(parser: argparse.ArgumentParser) -> None:
@@ -410,20 +449,6 @@ def cmd_clear(queue: Queue, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_db_init(queue: Queue, args: argparse.Namespace) -> int:
-    driver: Any = queue.driver
-    if not callable(getattr(driver, "ddl", None)):
-        raise NotSupportedError(f"the {driver.name} driver keeps no table; 'db init' is for "
-                                "the db driver")
-    if args.sql:
-        for statement in driver.ddl():
-            print(f"{statement};\n")
-        return EXIT_OK
-    driver.create_table()
-    print(f"table {driver.table} is ready in {driver.describe()}")
-    return EXIT_OK
-
-
 def cmd_push(queue: Queue, args: argparse.Namespace) -> int:
     queue.import_job_modules()
     cls = lookup(args.job_name)
@@ -468,7 +493,7 @@ Handler = Callable[[Queue, argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_arguments(parser, argv)
         if args.command is None:

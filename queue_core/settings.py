@@ -1,7 +1,7 @@
 """``create_queue(settings | URL)``: the component configuration, Yii style.
 
 Settings are the ``Queue`` keyword arguments plus ``driver`` (a URL, a dict with
-``class`` or ``url`` and its arguments, or a Driver), ``channel``, ``imports`` (job
+``class`` or ``url`` and its arguments, or a driver object), ``channel``, ``imports`` (job
 modules a worker imports at start) and ``events`` (``{"after_error": "pkg.mod:handler"}``).
 Every unknown key or bad value raises ConfigError naming the key.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from .driver import Driver
 from .errors import ConfigError, QueueError
 from .events import EVENT_NAMES
+from .options import redact_url
 from .queue import Queue
+from .store import Store
 
 DEFAULT_DRIVER_URL = "file://./queue-data"
 """The embedded default: a directory next to where the app runs, no server needed."""
@@ -24,6 +24,7 @@ DEFAULT_DRIVER_URL = "file://./queue-data"
 SCHEMES: dict[str, str] = {
     "sync": "queue_core.drivers.sync:SyncDriver",
     "file": "queue_core.drivers.file:FileDriver",
+    "memory": "queue_core.drivers.memory:MemoryDriver",
     "sqlite": "queue_core.drivers.db:DbDriver",
     "postgresql": "queue_core.drivers.db:DbDriver",
     "postgres": "queue_core.drivers.db:DbDriver",
@@ -44,19 +45,6 @@ SCHEMES: dict[str, str] = {
 QUEUE_KEYS = ("ttr", "attempts", "backoff", "age_limit", "serializer", "keep_completed",
               "keep_failed", "imports", "isolate")
 SETTING_KEYS = ("driver", "channel", "events", *QUEUE_KEYS)
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def import_object(path: Any, key: str) -> Any:
@@ -82,7 +70,7 @@ def import_object(path: Any, key: str) -> Any:
     return target
 
 
-def driver_class_for_url(url: str) -> type[Driver]:
+def driver_class_for_url(url: str) -> type[Store]:
     if not isinstance(url, str) or "://" not in url and not url.startswith("file:"):
         raise ConfigError(f"driver URL {url!r} has no scheme (like file:///path or "
                           "redis://host)", key="driver")
@@ -98,21 +86,21 @@ def driver_class_for_url(url: str) -> type[Driver]:
     except ImportError as exc:
         raise ConfigError(f"the {scheme!r} driver is not available ({exc})",
                           key="driver") from exc
-    cls: type[Driver] = getattr(module, class_name)
+    cls: type[Store] = getattr(module, class_name)
     return cls
 
 
-def driver_from_url(url: str, **options: Any) -> Driver:
+def driver_from_url(url: str, **options: Any) -> Store:
     return driver_class_for_url(url).from_url(url, **options)
 
 
-def _build_driver(value: Any, channel: Any) -> Driver:
+def _build_driver(value: Any, channel: Any) -> Store:
     options: dict[str, Any] = {} if channel is None else {"channel": channel}
     if value is None:
         value = DEFAULT_DRIVER_URL
-    if isinstance(value, Driver):
+    if isinstance(value, Store):
         if channel is not None:
-            raise ConfigError("channel cannot be set when driver is a Driver object: pass "
+            raise ConfigError("channel cannot be set when driver is a driver object: pass "
                               "channel= to the driver instead", key="channel")
         return value
     if isinstance(value, str):
@@ -128,21 +116,24 @@ def _build_driver(value: Any, channel: Any) -> Driver:
             cls = spec.pop("class")
             if isinstance(cls, str):
                 cls = import_object(cls, "driver.class")
-            if not isinstance(cls, type) or not issubclass(cls, Driver):
-                raise ConfigError(f"driver.class must be a Driver subclass, got {cls!r}",
+            if not isinstance(cls, type) or not issubclass(cls, Store):
+                raise ConfigError(f"driver.class must be a driver class (a Store subclass), "
+                                  f"got {cls!r}",
                                   key="driver.class")
             return _call_driver(cls, **{**options, **spec})
         raise ConfigError("driver as a dict needs 'class' or 'url'", key="driver")
-    raise ConfigError(f"driver must be a URL, a dict or a Driver, got {value!r}", key="driver")
+    raise ConfigError(f"driver must be a URL, a dict or a driver object, got {value!r}",
+                      key="driver")
 
 
-def _call_driver(factory: Any, *args: Any, **kwargs: Any) -> Driver:
+def _call_driver(factory: Any, *args: Any, **kwargs: Any) -> Store:
     try:
         driver = factory(*args, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"driver: {exc}", key="driver") from exc
-    if not isinstance(driver, Driver):
-        raise ConfigError(f"driver factory returned {driver!r}, not a Driver", key="driver")
+    if not isinstance(driver, Store):
+        raise ConfigError(f"driver factory returned {driver!r}, not a driver (a Store)",
+                          key="driver")
     return driver
 
 
