@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from queue_core.drivers import file as file_driver
-from queue_core.drivers.file import FileDriver
+from queue_core.drivers.file import FileDriver, records, segments
+from queue_core.drivers.file.consumer import BULK_ADOPT, DirWatch
 
-from queue_core import ConfigError, DriverError, JobStatus, Queue, create_queue
+from queue_core import ConfigError, DriverError, JobStatus, Message, Queue, create_queue
+from queue_core.consumer import Consumer
 from tests.support.jobs import Record, read_lines
 
 
@@ -24,6 +25,15 @@ def _root(queue: Queue) -> Path:
     driver = queue.driver
     assert isinstance(driver, FileDriver)
     return driver.root
+
+
+def _take(consumer: Consumer) -> Message | None:
+    """The next ready job, begun, as a worker takes it; None when there is none."""
+    got = consumer.fetch(1, 0)
+    if not got:
+        return None
+    consumer.begin(got[0])
+    return got[0]
 
 
 def test_markers_are_symlinks_without_data_blocks(queue: Queue, tmp_path: Path) -> None:
@@ -57,9 +67,11 @@ def test_a_segment_with_a_live_job_is_kept(queue: Queue, tmp_path: Path) -> None
     queue.push_many([Record(journal, "a"), Record(journal, "b")])
     queue.close()
     worker = create_queue({"driver": f"file://{tmp_path}/q"})
-    message = worker.driver.reserve(0)
+    consumer = worker.driver.open_consumer()
+    message = _take(consumer)
     assert message is not None
-    worker.driver.ack(message)
+    consumer.ack(message)
+    consumer.close()
     worker.driver._collect(time.time_ns())  # type: ignore[attr-defined]
     assert len(list((_root(worker) / "segments").iterdir())) == 1
     assert worker.run() == 1
@@ -69,12 +81,12 @@ def test_a_segment_with_a_live_job_is_kept(queue: Queue, tmp_path: Path) -> None
 
 def test_an_orphan_record_of_a_crashed_push_is_reclaimed(tmp_path: Path) -> None:
     driver = FileDriver(tmp_path / "q")
-    driver._append(file_driver._record({"id": "f" * 32, "ttr": 5}, b"{}"))  # no marker
+    driver._appender.append(records.encode({"id": "f" * 32, "ttr": 5}, b"{}"))  # no marker
     segment = next((driver.root / "segments").iterdir())
-    driver._writer = None  # the pushing process died without sealing
+    driver._appender.writer = None  # the pushing process died without sealing
     driver._collect(time.time_ns())
     assert segment.exists()  # too young to judge
-    old = time.time_ns() - int((file_driver.ABANDONED_AGE + 60) * 1e9)
+    old = time.time_ns() - int((segments.ABANDONED_AGE + 60) * 1e9)
     os.utime(segment, ns=(old, old))
     driver._collect(time.time_ns())
     assert not segment.exists()
@@ -148,11 +160,94 @@ def test_jobs_pushed_while_a_backlog_is_adopted_are_not_forgotten(tmp_path: Path
     # the listing must not be thrown away, since new/ will not change again to say so.
     journal = str(tmp_path / "j")
     pusher = create_queue({"driver": f"file://{tmp_path}/q"})
-    worker = create_queue({"driver": f"file://{tmp_path}/q"})
-    pusher.push_many([Record(journal, f"a{i}") for i in range(file_driver.BULK_ADOPT + 1)])
-    taken = [worker.driver.reserve(0)]
+    worker = create_queue({"driver": f"file://{tmp_path}/q"}).driver.open_consumer()
+    pusher.push_many([Record(journal, f"a{i}") for i in range(BULK_ADOPT + 1)])
+    taken = [_take(worker)]
     pusher.push_many([Record(journal, f"b{i}") for i in range(3)])
-    time.sleep(2 * file_driver._DirWatch.QUIET_NS / 1e9)  # new/ is quiet: a clean listing
-    while (message := worker.driver.reserve(0)) is not None:
+    time.sleep(2 * DirWatch.QUIET_NS / 1e9)  # new/ is quiet: a clean listing
+    while (message := _take(worker)) is not None:
         taken.append(message)
-    assert len(taken) == file_driver.BULK_ADOPT + 4
+    assert len(taken) == BULK_ADOPT + 4
+
+
+def test_a_job_given_back_is_not_charged(tmp_path: Path) -> None:
+    driver = FileDriver(tmp_path / "q")
+    job_id = driver.push(b"{}", ttr=60)
+    consumer = driver.open_consumer()
+    (fetched,) = consumer.fetch(1, 0)
+    assert driver.status(job_id) is JobStatus.RESERVED
+    consumer.give_back([fetched])
+    assert driver.status(job_id) is JobStatus.WAITING
+    assert driver.get(job_id).attempt == 0  # type: ignore[union-attr]
+    again = _take(consumer)
+    assert again is not None and again.id == job_id
+    assert again.attempt == 1 and not again.redelivered
+    consumer.close()
+    driver.close()
+
+
+@pytest.mark.parametrize("begun", [False, True], ids=["fetched", "begun"])
+def test_a_lost_run_counts_only_once_begun(tmp_path: Path, begun: bool) -> None:
+    """A worker that dies holding a job: its lease brings the job back, as a lost run only
+    if the worker had begun it."""
+    driver = FileDriver(tmp_path / "q", lease_grace=0.05)
+    job_id = driver.push(b"{}", ttr=0.05)
+    lost = driver.open_consumer()
+    (fetched,) = lost.fetch(1, 0)
+    if begun:
+        lost.begin(fetched)
+    time.sleep(0.3)
+    other = driver.open_consumer()
+    (message,) = other.fetch(1, 2)
+    assert message.id == job_id
+    assert message.redelivered is begun
+    assert message.attempt == (2 if begun else 1)
+    for closable in (lost, other, driver):
+        closable.close()
+
+
+def test_one_store_serves_pushing_threads(tmp_path: Path) -> None:
+    """Threads pushing through one store at once: every record is whole and where its
+    marker says."""
+    import threading
+
+    from queue_core.model import PushRequest
+    driver = FileDriver(tmp_path / "q")
+    threads, per_thread = 8, 150
+    start = threading.Barrier(threads)
+
+    def push(number: int) -> None:
+        start.wait()
+        for n in range(per_thread):
+            if n % 3:
+                driver.push(f"{number}-{n}".encode(), ttr=60)
+            else:
+                driver.push_many([PushRequest(f"{number}-{n}".encode(), 60)])
+
+    pushers = [threading.Thread(target=push, args=(number,)) for number in range(threads)]
+    for thread in pushers:
+        thread.start()
+    for thread in pushers:
+        thread.join()
+    consumer = driver.open_consumer()
+    payloads = []
+    while (message := _take(consumer)) is not None:
+        payloads.append(message.payload.decode())
+        consumer.ack(message)
+    assert sorted(payloads) == sorted(f"{t}-{n}" for t in range(threads)
+                                      for n in range(per_thread))
+    assert driver.info()[JobStatus.FAILED] == 0
+    consumer.close()
+    driver.close()
+
+
+def test_a_record_with_a_damaged_length_does_not_stall_the_collector(tmp_path: Path) -> None:
+    import threading
+    driver = FileDriver(tmp_path / "q")
+    segment = driver.root / "segments" / ("ab" * 8)
+    segment.write_bytes(records.header(0, 1, False, 0, dead=True) + records.SEALED)
+    collector = threading.Thread(target=driver._collect, args=(time.time_ns(),), daemon=True)
+    collector.start()
+    collector.join(10)
+    assert not collector.is_alive()
+    driver.close()

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from queue_core.drivers import file as file_driver
-from queue_core.drivers.file import FileDriver
+from queue_core.drivers.file import FileDriver, records, segments
 
-from queue_core import DriverError, JobStatus, Queue, create_queue
+from queue_core import DriverError, ErrorInfo, JobStatus, Queue, create_queue
 from tests.support.jobs import Fail, Record, read_lines
 from tests.support.procs import ROOT, worker_env
 
@@ -95,10 +94,10 @@ def test_a_write_cut_short_does_not_shift_later_records(tmp_path: Path,
         if calls["n"] == 1:
             return real_write(fd, bytes(data)[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(file_driver.os, "write", half_then_full)
+    monkeypatch.setattr(os, "write", half_then_full)
     with pytest.raises(DriverError, match="No space left"):
         queue.push(Record(journal, "lost"))
-    monkeypatch.setattr(file_driver.os, "write", real_write)
+    monkeypatch.setattr(os, "write", real_write)
     queue.push_many([Record(journal, f"after{n}") for n in range(3)])
     _queue(tmp_path / "q").run()
     assert read_lines(journal) == ["before", "after0", "after1", "after2"]
@@ -115,10 +114,10 @@ def test_a_batch_whose_markers_cannot_all_be_made_leaves_nothing(
         if made["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_symlink(src, dst)
-    monkeypatch.setattr(file_driver.os, "symlink", third_fails)
+    monkeypatch.setattr(os, "symlink", third_fails)
     with pytest.raises(DriverError):
         queue.push_many([Record(str(tmp_path / "j"), f"r{n}") for n in range(5)])
-    monkeypatch.setattr(file_driver.os, "symlink", real_symlink)
+    monkeypatch.setattr(os, "symlink", real_symlink)
     assert sum(queue.info().values()) == 0
 
 
@@ -189,9 +188,11 @@ def _reserve_failing(queue: Queue, journal: str, earlier_error: bool) -> Any:
     if earlier_error:
         queue.run(max_jobs=1)
         assert queue.status(job_id) is JobStatus.WAITING
-    message = queue.driver.reserve(0)
-    assert message is not None and message.id == job_id
-    return message
+    consumer = queue.driver.open_consumer()
+    (message,) = consumer.fetch(1, 0)
+    assert message.id == job_id
+    consumer.begin(message)
+    return consumer, message
 
 
 @pytest.mark.parametrize("earlier_error", [False, True], ids=["segment", "records"])
@@ -204,20 +205,20 @@ def test_a_job_removed_while_its_failure_is_saved_stays_removed(
     record is gone."""
     queue = _queue(tmp_path / "q")
     other = _queue(tmp_path / "q")  # the CLI, another process
-    message = _reserve_failing(queue, str(tmp_path / "j"), earlier_error)
+    consumer, message = _reserve_failing(queue, str(tmp_path / "j"), earlier_error)
     driver = queue.driver
     assert isinstance(driver, FileDriver)
-    real = FileDriver._write_record_file
+    real = segments.Files.write_record_file
 
-    def then_admin(self: FileDriver, job_id: str, data: bytes) -> Any:
+    def then_admin(self: Any, job_id: str, data: bytes) -> Any:
         written = real(self, job_id, data)
         if admin == "remove":
             assert other.remove(job_id)
         else:
             other.clear()
         return written
-    monkeypatch.setattr(FileDriver, "_write_record_file", then_admin)
-    driver.fail(message, error=file_driver.ErrorInfo("RuntimeError", "boom"))
+    monkeypatch.setattr(segments.Files, "write_record_file", then_admin)
+    consumer.fail(message, error=ErrorInfo("RuntimeError", "boom"))
     monkeypatch.undo()
     assert driver.status(message.id) is None
     assert sum(other.info().values()) == 0
@@ -229,21 +230,23 @@ def test_a_job_back_from_its_lease_is_not_saved_twice(tmp_path: Path,
     """A worker past its lease saves a failure while another worker holds the job: the
     second holder's reservation stands, and no second entry appears."""
     queue = _queue(tmp_path / "q")
-    message = _reserve_failing(queue, str(tmp_path / "j"), earlier_error=False)
-    driver = queue.driver
-    assert isinstance(driver, FileDriver)
+    consumer, message = _reserve_failing(queue, str(tmp_path / "j"), earlier_error=False)
     other = _queue(tmp_path / "q")
-    real = FileDriver._write_record_file
+    other_consumer = other.driver.open_consumer()
+    real = segments.Files.write_record_file
     taken: list[Any] = []
 
-    def then_taken_back(self: FileDriver, job_id: str, data: bytes) -> Any:
+    def then_taken_back(self: Any, job_id: str, data: bytes) -> Any:
         written = real(self, job_id, data)
         reserved = next((_root(queue) / "reserved").iterdir())
         os.rename(reserved, _root(queue) / "new" / job_id)  # what lease recovery does
-        taken.append(other.driver.reserve(0))
+        got = other_consumer.fetch(1, 0)
+        taken.append(got[0] if got else None)
+        if got:
+            other_consumer.begin(got[0])
         return written
-    monkeypatch.setattr(FileDriver, "_write_record_file", then_taken_back)
-    driver.fail(message, error=file_driver.ErrorInfo("RuntimeError", "late"))
+    monkeypatch.setattr(segments.Files, "write_record_file", then_taken_back)
+    consumer.fail(message, error=ErrorInfo("RuntimeError", "late"))
     monkeypatch.undo()
     assert taken[0] is not None and taken[0].id == message.id
     markers = [p.name for state in ("new", "waiting", "delayed", "reserved", "done", "failed")
@@ -301,7 +304,7 @@ def test_a_marker_never_leads_outside_the_queue(tmp_path: Path, target: str) -> 
     readable job record there) must not make the worker read or write that file."""
     queue = _queue(tmp_path / "q")
     victim = tmp_path / "victim"
-    record = file_driver._record({"id": "x", "ttr": 5}, b'{"job":"nope","args":{}}')
+    record = records.encode({"id": "x", "ttr": 5}, b'{"job":"nope","args":{}}')
     victim.write_bytes(record)
     job_id = uuid.uuid4().hex
     marker = _root(queue) / "new" / job_id

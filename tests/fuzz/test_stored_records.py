@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from queue_core.drivers import file as file_driver
+from queue_core.drivers.file import records as file_records
 
 from queue_core import JobStatus, Queue, create_queue
 from tests.support.jobs import Noop
@@ -114,9 +114,9 @@ def test_file_arbitrary_bytes_as_a_record(file_queue: Queue, data: bytes) -> Non
 def test_file_arbitrary_fields_in_a_record(file_queue: Queue, meta: dict[str, Any],
                                            payload: bytes, attempt: Any,
                                            running: str) -> None:
-    record = bytearray(file_driver._record(meta, payload))
+    record = bytearray(file_records.encode(meta, payload))
     attempt_text = (f"{attempt:010d}" if isinstance(attempt, int) else attempt).encode()
-    record[file_driver._ATTEMPT_AT:file_driver._ATTEMPT_AT + 10] = attempt_text
+    record[file_records.ATTEMPT_AT:file_records.ATTEMPT_AT + 10] = attempt_text
     record[27:28] = running.encode()
     _settle(file_queue, _file_record(file_queue, bytes(record)))
 
