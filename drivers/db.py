@@ -10,10 +10,14 @@ What Yii2-queue's DB driver is known for, and what this one does instead:
 - Slow reserves with a large delayed backlog: delayed rows live under their own status, and
   reserve reads two index ranges that hold only due or waiting rows.
 
-On PostgreSQL the ack of the finished job, the promotion of due rows and the reserve of the
-next job are one statement: one round trip and one commit per job. An idle worker LISTENs
-and wakes on the NOTIFY every push sends; other servers are polled at a short interval that
-grows while the queue stays empty.
+``DbDriver`` is the store (pushes and admin, on pooled connections); each worker opens a
+consumer with a connection of its own. The consumer folds the outcome of the finished job
+into the transaction of its next reserve: on PostgreSQL the ack, the promotion of due rows
+and the reserve of the next job are one statement, so one round trip and one commit per
+job. An idle PostgreSQL consumer LISTENs and wakes on the NOTIFY every push, release and
+retry sends; on SQLite and MySQL they ring a same-host doorbell (for MySQL, pushers on
+other hosts do not reach it: their jobs wait for the poll, at a short interval that grows
+while the queue stays empty).
 """
 
 from __future__ import annotations
@@ -27,21 +31,10 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
-from queue_core.driver import (
-    DEFAULT_PRIORITY,
-    UNREADABLE,
-    Capabilities,
-    Driver,
-    ErrorInfo,
-    JobInfo,
-    JobStatus,
-    Message,
-    PushRequest,
-)
+from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import (
     ConfigError,
     DriverError,
@@ -49,17 +42,46 @@ from queue_core.errors import (
     JobNotFoundError,
     JobNotInStateError,
 )
+from queue_core.model import (
+    DEFAULT_PRIORITY,
+    UNREADABLE,
+    Capabilities,
+    ErrorInfo,
+    JobInfo,
+    JobStatus,
+    Message,
+    PushRequest,
+)
+from queue_core.options import (
+    ADDRESS,
+    CHANNEL,
+    FLAG,
+    LEASE_GRACE,
+    SETTINGS,
+    URL,
+    Kind,
+    Option,
+    anything,
+    check_options,
+    documented,
+    mapping,
+    number,
+    redact_url,
+    seconds,
+    text,
+    url_and_options,
+    whole,
+)
 from queue_core.records import as_bytes, as_float, as_int, as_time
-from queue_core.settings import redact_url
+from queue_core.store import Store
 
+from . import db_cli
 from .db_sql import Sql, build_table, ddl
+from .local_wakeup import Doorbell, doorbell_beside, doorbell_on_host
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "table": str, "create_table": lambda v: v.lower() in ("1", "true", "yes"),
-    "lease_grace": float, "poll_interval": float, "max_poll_interval": float}
 INSERT_CHUNK = 500
 """Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
 PACKET_HEAD = 512
@@ -75,21 +97,103 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
 _STATUSES = {status.value: status for status in JobStatus}
 
 
-@dataclass
-class _Finished:
-    id: int
-    attempt: Any
-    result: bytes | None
-    keep: bool
+_DBAPI_URL_OPTIONS = (
+    # libpq (psycopg)
+    "application_name", "channel_binding", "client_encoding", "connect_timeout",
+    "gssencmode", "host", "hostaddr", "keepalives", "keepalives_count", "keepalives_idle",
+    "keepalives_interval", "krbsrvname", "load_balance_hosts", "options", "passfile", "port",
+    "require_auth", "requirepeer", "service", "ssl_max_protocol_version",
+    "ssl_min_protocol_version", "sslcert", "sslcertmode", "sslcompression", "sslcrl",
+    "sslcrldir", "sslkey", "sslmode", "sslnegotiation", "sslpassword", "sslrootcert",
+    "sslsni", "target_session_attrs", "tcp_user_timeout",
+    # PyMySQL, as SQLAlchemy's MySQL dialect reads them
+    "autocommit", "binary_prefix", "charset", "client_flag", "init_command", "local_infile",
+    "program_name", "read_timeout", "server_public_key", "sql_mode", "ssl_ca", "ssl_capath",
+    "ssl_cert", "ssl_check_hostname", "ssl_cipher", "ssl_disabled", "ssl_key",
+    "ssl_verify_cert", "ssl_verify_identity", "unix_socket", "write_timeout",
+    # sqlite3, as SQLAlchemy's pysqlite dialect reads them
+    "cache", "cached_statements", "check_same_thread", "immutable", "mode", "nolock",
+    "timeout", "uri", "vfs",
+)
+"""The database clients' own query options, passed on in the URL: libpq's, PyMySQL's
+and sqlite3's."""
+_ENGINE_OPTIONS = (
+    Option("connect_args", mapping(), None, "Keyword arguments of the DB-API connect call.",
+           SETTINGS, passed_on=True, none=True),
+    Option("echo", anything("true, false or 'debug'"), False, "Log every statement.",
+           SETTINGS, passed_on=True),
+    Option("echo_pool", anything("true, false or 'debug'"), False,
+           "Log the pool's checkouts.", SETTINGS, passed_on=True),
+    Option("execution_options", mapping(), None, "Execution options of every connection.",
+           SETTINGS, passed_on=True, none=True),
+    Option("hide_parameters", FLAG, False, "Leave statement parameters out of errors.",
+           SETTINGS, passed_on=True),
+    Option("isolation_level", text(), None, "The isolation level of every connection.",
+           SETTINGS, passed_on=True, none=True),
+    Option("logging_name", text(), None, "The engine's logger name.", SETTINGS,
+           passed_on=True, none=True),
+    Option("max_overflow", whole(-1), 10, "Connections beyond pool_size (-1: no limit).",
+           SETTINGS, passed_on=True),
+    Option("pool_pre_ping", FLAG, True, "Test a pooled connection before use.", SETTINGS,
+           passed_on=True),
+    Option("pool_recycle", number(-1), -1,
+           "Seconds after which a pooled connection is replaced (-1: never).", SETTINGS,
+           passed_on=True),
+    Option("pool_reset_on_return", anything("'rollback', 'commit' or None"), "rollback",
+           "What a connection does when it goes back to the pool.", SETTINGS,
+           passed_on=True, none=True),
+    Option("pool_size", whole(0), 5, "Connections the pool keeps open.", SETTINGS,
+           passed_on=True),
+    Option("pool_timeout", seconds(0), 30.0,
+           "Seconds to wait for a free connection of the pool.", SETTINGS, passed_on=True),
+    Option("pool_use_lifo", FLAG, False, "Reuse the most recently returned connection.",
+           SETTINGS, passed_on=True),
+    Option("poolclass", anything("a SQLAlchemy Pool class"), None,
+           "The pool class (SQLAlchemy's choice by default).", SETTINGS, passed_on=True,
+           none=True),
+    Option("query_cache_size", whole(0), 500, "Statements kept compiled.", SETTINGS,
+           passed_on=True),
+)
+"""``sqlalchemy.create_engine``'s keyword options the driver passes on."""
+_TABLE = Kind("str", "1 to 60 letters, digits or '_', not starting with a digit",
+              lambda raw: raw, lambda value: isinstance(value, str)
+              and bool(_TABLE_NAME.match(value)))
+OPTIONS = (
+    Option("url_or_engine", anything("a database URL or an SQLAlchemy Engine"),
+           "sqlite:///queue.db",
+           "The database: a URL (sqlite:///path.db, postgresql://user:pass@host/db, "
+           "mysql://user:pass@host/db) or an SQLAlchemy Engine.", ADDRESS),
+    CHANNEL,
+    Option("table", _TABLE, "queue", "The table; several channels share it."),
+    Option("create_table", FLAG, True,
+           "Create the table and its indexes on first use if they are missing."),
+    LEASE_GRACE,
+    Option("poll_interval", seconds(0, above=True), 0.05,
+           "First wait of an idle worker on SQLite and MySQL; doubles while idle."),
+    Option("max_poll_interval", seconds(0, above=True), 1.0,
+           "Longest such wait (PostgreSQL workers LISTEN instead of polling)."),
+    *_ENGINE_OPTIONS,
+    *(Option(name, text(empty=True), None,
+             "The database client's own option (libpq, PyMySQL or sqlite3).", URL,
+             passed_on=True) for name in _DBAPI_URL_OPTIONS),
+)
 
 
-class DbDriver(Driver):
+@documented(OPTIONS)
+class DbDriver(Store):
+    """Jobs in one table of SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy Core.
+
+    The URL's query string takes the options below; the database client's own
+    (``sslmode``, ``charset``, ...) stay in the URL the client reads."""
+
     name = "db"
+    options = OPTIONS
+    cli_commands = db_cli.COMMANDS
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(-(2**31), 2**31 - 1), ttr_lease=True,
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, manual_retry=True, remove=True, clear=True, info=True,
-        listing=True, bulk_push=True)
+        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
@@ -101,18 +205,14 @@ class DbDriver(Driver):
         except ImportError:
             raise ConfigError("the db driver needs SQLAlchemy: pip install 'queue-core[db]'",
                               key="driver") from None
-        if not isinstance(table, str) or not _TABLE_NAME.match(table):
-            raise ConfigError(f"table {table!r} is not valid: use 1 to 60 letters, digits or "
-                              "'_', not starting with a digit", key="driver.table")
-        for key, value in (("lease_grace", lease_grace), ("poll_interval", poll_interval),
-                           ("max_poll_interval", max_poll_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"{key} must be a number of seconds > 0, got {value!r}",
-                                  key=f"driver.{key}")
-        self.table = table
-        self.lease_grace = float(lease_grace)
-        self.poll_interval = float(poll_interval)
-        self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)
+        checked = check_options(self.name, self.options, {
+            "table": table, "create_table": create_table, "lease_grace": lease_grace,
+            "poll_interval": poll_interval, "max_poll_interval": max_poll_interval})
+        engine_options = check_options(self.name, self.options, engine_options)
+        self.table: str = checked["table"]
+        self.lease_grace = checked["lease_grace"]
+        self.poll_interval: float = checked["poll_interval"]
+        self.max_poll_interval = max(checked["max_poll_interval"], self.poll_interval)
         if isinstance(url_or_engine, sqlalchemy.engine.Engine):
             if engine_options:
                 raise ConfigError("engine options cannot be given with an engine",
@@ -140,32 +240,41 @@ class DbDriver(Driver):
         self._create_table = bool(create_table)
         self._table_ready = False
         self._table_lock = threading.Lock()
-        self._conn: Any = None
-        self._listener: Any = None
-        self._finished: _Finished | None = None
-        self._idle = self.poll_interval
-        self._quiet_until = 0.0
-        self._local = threading.local()
         self.notify_channel = _notify_name(table, channel)
+        # SQLite has no LISTEN: idle consumers wait on a same-host doorbell next to the
+        # database file, which pushes, releases and retries ring once committed. The
+        # store's own only rings; each consumer binds one to wait on.
+        self._doorbell = self.doorbell()
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> DbDriver:
-        base, _, query = url.partition("?")
-        kept = []
-        for key, value in parse_qsl(query):
-            if key in _URL_OPTIONS:
-                try:
-                    options.setdefault(key, _URL_OPTIONS[key](value))
-                except ValueError:
-                    raise ConfigError(f"db URL option {key}={value!r} is not valid",
-                                      key=f"driver.{key}") from None
-            else:
-                kept.append((key, value))  # the database driver's own (sslmode, charset...)
-        return cls(f"{base}?{urlencode(kept)}" if kept else base, **options)
+    def from_url(cls, url: str, **given: Any) -> DbDriver:
+        base, values = url_and_options(cls.name, cls.options, url, given)
+        kept = {key: values.pop(key) for key in _DBAPI_URL_OPTIONS if key in values}
+        return cls(f"{base}?{urlencode(kept)}" if kept else base, **values)
 
     def describe(self) -> str:
         return (f"{redact_url(self.engine.url.render_as_string(hide_password=False))} "
                 f"table {self.table} channel {self.channel}")
+
+    def open_consumer(self) -> Consumer:
+        return _DbConsumer(self)
+
+    def doorbell(self) -> Doorbell | None:
+        """A new doorbell of this table and channel: next to an SQLite file, or on this
+        host for MySQL (which has no LISTEN; workers on other hosts poll)."""
+        topic = f"{self.table}\0{self.channel}"
+        if self.dialect == "sqlite":
+            return doorbell_beside(self.engine.url.database, topic)
+        if self.dialect == "mysql":
+            url = self.engine.url
+            return doorbell_on_host(f"{url.host}:{url.port}/{url.database}", topic)
+        return None
+
+    def ring(self) -> None:
+        """Wake this channel's idle consumers on this host after a commit that made a job
+        ready."""
+        if self._doorbell is not None:
+            self._doorbell.ring()
 
     # -- schema ------------------------------------------------------------------------
 
@@ -235,9 +344,7 @@ class DbDriver(Driver):
             except self._errors:
                 broken = True
             if broken:
-                conn.invalidate()
-                if conn is self._conn:
-                    self._conn = None
+                conn.invalidate()  # a consumer that passed it in opens another
             if isinstance(exc, self._errors):
                 raise DriverError(f"db {self.describe()}: {_first_line(exc)}") from exc
             raise
@@ -252,31 +359,6 @@ class DbDriver(Driver):
             return bool(self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, None))
         except Exception:  # noqa: BLE001 - when in doubt, start afresh
             return True
-
-    def _worker_connection(self) -> Any:
-        if self._conn is None:
-            conn = self._checkout()
-            if self.dialect == "postgresql":
-                try:
-                    # One statement per move, each its own transaction: autocommit saves
-                    # the round trip of a COMMIT.
-                    conn.driver_connection.autocommit = True
-                    with conn.cursor() as cursor:
-                        # The worker's own commits (reserve and ack) need not wait for the
-                        # disk: a crash of the server can forget the last of them, which
-                        # only runs a job again. Pushes keep the server's durable setting.
-                        cursor.execute("SET synchronous_commit TO off")
-                        # A queue table swings from empty to 100,000 rows in seconds, so
-                        # its statistics are always stale; a plan made while it looked
-                        # empty would scan the whole table per job. Reserve is written for
-                        # its indexes: tell the planner to use them.
-                        cursor.execute("SET enable_seqscan TO off")
-                except self._errors as exc:
-                    conn.invalidate()
-                    conn.close()
-                    raise DriverError(f"db {self.describe()}: {_first_line(exc)}") from exc
-            self._conn = conn
-        return self._conn
 
     # -- push ------------------------------------------------------------------------------
 
@@ -311,6 +393,7 @@ class DbDriver(Driver):
                     first = int(cursor.lastrowid)
                     ids += [str(first + i) for i in range(len(chunk))]
             self._notify(cursor)
+        self.ring()
         return ids
 
     def payload_limit(self) -> int | None:
@@ -356,198 +439,6 @@ class DbDriver(Driver):
         if self.dialect == "postgresql":
             # Delivered at commit, to workers LISTENing on this table and channel.
             cursor.execute("SELECT pg_notify(%(n)s, '')", {"n": self.notify_channel})
-
-    # -- reserve ---------------------------------------------------------------------------
-
-    def reserve(self, timeout: float = 0.0) -> Message | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            now = time.monotonic()
-            if timeout > 0 and self._quiet(now):
-                # Nothing can have become ready since the last look: no notification came
-                # and the next delayed or leased job is not due yet. (A reserve that does
-                # not wait, as ``run`` does, always looks.)
-                left = deadline - now
-                if left <= 0:
-                    return None
-                if self._wait_for_notify(min(left, self._quiet_until - now)):
-                    self._quiet_until = 0.0
-                continue
-            message, promoted = self._reserve_once()
-            if message is not None:
-                self._idle = self.poll_interval
-                return message
-            if promoted:
-                continue  # rows came due: they are waiting now
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            due = self._seconds_to_next_due()
-            wait = min(left, due)
-            if self.dialect == "postgresql":
-                self._quiet_until = time.monotonic() + min(due, IDLE_RECHECK)
-                if self._wait_for_notify(max(0.0, wait)):
-                    self._quiet_until = 0.0
-                    continue
-            else:
-                time.sleep(max(0.0, min(wait, self._idle)))
-                self._idle = min(self._idle * 2, self.max_poll_interval)
-
-    def _quiet(self, now: float) -> bool:
-        """Whether an idle PostgreSQL worker may skip looking at the table: it listens, it
-        has no ack to carry, and its quiet time has not run out."""
-        return (now < self._quiet_until and self._listener is not None
-                and self._finished is None)
-
-    def _reserve_once(self) -> tuple[Message | None, int]:
-        conn = self._worker_connection()
-        finished = self._finished
-        with self._transaction(conn) as cursor:
-            if self.dialect == "postgresql":
-                row, promoted = self._pg_cycle(cursor, finished)
-            else:
-                if finished is not None:
-                    self._ack_row(cursor, finished)
-                promoted = self._promote(cursor)
-                row = self._take(cursor)
-        self._finished = None
-        if row is None:
-            return None, promoted
-        job_id, payload, attempt, ttr, priority, pushed_at, running = row
-        # Built leniently: a value that is not what it should be reaches the core's check
-        # as it was read, and the job fails instead of coming back with every lease. The
-        # attempt as read is the reservation token an ack, release or fail must name.
-        running = as_int(running)
-        return Message(str(job_id), as_bytes(payload), as_int(attempt), as_float(ttr),
-                       priority=as_int(priority), pushed_at=as_float(pushed_at),
-                       redelivered=type(running) is int and running > 1,
-                       handle=attempt), promoted
-
-    def _pg_cycle(self, cursor: Any, finished: _Finished | None) -> tuple[Any, int]:
-        params: dict[str, Any] = {"c": self.channel, "grace": self.lease_grace, "aid": 0}
-        kind = None
-        if finished is not None:
-            kind = "keep" if finished.keep else "delete"
-            params.update(aid=finished.id, aatt=finished.attempt, ares=finished.result)
-        cursor.execute(self.sql.pg_cycle(kind), params)
-        row = cursor.fetchone()
-        return (None if row[0] is None else row[:7]), int(row[7])
-
-    def _ack_row(self, cursor: Any, finished: _Finished) -> None:
-        params = {"aid": finished.id, "aatt": finished.attempt}
-        if finished.keep:
-            cursor.execute(self.sql.ack_keep, {**params, "ares": finished.result})
-        else:
-            cursor.execute(self.sql.ack_delete, params)
-
-    def _promote(self, cursor: Any) -> int:
-        if self.dialect == "sqlite":
-            cursor.execute(self.sql.promote, {"c": self.channel})
-            return max(0, int(cursor.rowcount))
-        cursor.execute(self.sql.promote_select, {"c": self.channel})
-        ids = [row[0] for row in cursor.fetchall()]
-        if ids:
-            cursor.execute(self.sql.promote_ids(len(ids)),
-                           {f"i{i}": job_id for i, job_id in enumerate(ids)})
-        return len(ids)
-
-    def _take(self, cursor: Any) -> Any:
-        params = {"c": self.channel, "grace": self.lease_grace}
-        if self.dialect == "sqlite":
-            cursor.execute(self.sql.take_returning, params)
-            return cursor.fetchone()
-        cursor.execute(self.sql.pick, params)
-        picked = cursor.fetchone()
-        if picked is None:
-            return None
-        cursor.execute(self.sql.take, {**params, "id": picked[0]})
-        cursor.execute(self.sql.taken, {"id": picked[0]})
-        return cursor.fetchone()
-
-    def _seconds_to_next_due(self) -> float:
-        with self._transaction(self._worker_connection()) as cursor:
-            cursor.execute(self.sql.next_due, {"c": self.channel})
-            delayed, leased, now = cursor.fetchone()
-        # A time that is no number (SQLite text, a NaN) never comes due: waiting for it
-        # would spin or fail.
-        dues = [due - float(now) for due in map(as_time, (delayed, leased)) if due is not None]
-        return max(0.0, min(dues)) if dues else float("inf")
-
-    def _wait_for_notify(self, seconds: float) -> bool:
-        """Wait on LISTEN for a push; True when one came. The first call only subscribes
-        (a push just before it would be missed), so the caller looks again at once."""
-        if self._listener is None:
-            self._listener = self._listen()
-            return True
-        driver_conn = self._listener.driver_connection
-        try:
-            ready, _, _ = select.select([driver_conn.fileno()], [], [], seconds)
-            if not ready:
-                return False
-            # Read what arrived (several pushes wake us once); a closed connection raises.
-            for _ in driver_conn.notifies(timeout=0, stop_after=64):
-                pass
-            return True
-        except (self._errors + (ValueError,)) as exc:
-            self._drop_listener()
-            raise DriverError(f"db {self.describe()}: listening: {_first_line(exc)}") from exc
-
-    def _listen(self) -> Any:
-        conn = self._checkout()
-        try:
-            conn.driver_connection.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(f'LISTEN "{self.notify_channel}"')
-        except self._errors as exc:
-            conn.invalidate()
-            conn.close()
-            raise DriverError(f"db {self.describe()}: listening: {_first_line(exc)}") from exc
-        return conn
-
-    def _drop_listener(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            try:
-                listener.invalidate()
-                listener.close()
-            except self._errors:
-                pass
-
-    # -- outcomes --------------------------------------------------------------------------
-
-    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        # Carried by the next reserve's transaction (or by flush): no commit of its own.
-        if self._finished is not None:
-            self.flush()
-        self._finished = _Finished(int(message.id), message.handle, result, keep)
-
-    def _outcome(self, write: Callable[[Any], None], notify: bool = False) -> None:
-        with self._transaction(self._worker_connection()) as cursor:
-            if self._finished is not None:
-                self._ack_row(cursor, self._finished)
-            write(cursor)
-            if notify:
-                self._notify(cursor)
-        self._finished = None
-
-    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        params = {"aid": int(message.id), "aatt": message.handle,
-                  "status": "delayed" if delay > 0 else "waiting", "delay": float(delay),
-                  "error": None if error is None else json.dumps(error.as_dict())}
-        self._outcome(lambda cursor: cursor.execute(self.sql.release, params), notify=True)
-
-    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        params: dict[str, Any] = {"aid": int(message.id), "aatt": message.handle}
-        if keep:
-            statement = self.sql.fail
-            params["error"] = json.dumps(error.as_dict())
-        else:
-            statement = self.sql.ack_delete
-        self._outcome(lambda cursor: cursor.execute(statement, params))
-
-    def flush(self) -> None:
-        if self._finished is not None:
-            self._outcome(lambda cursor: None)
 
     # -- lookups and admin -----------------------------------------------------------------
 
@@ -656,7 +547,6 @@ class DbDriver(Driver):
 
     def clear(self) -> None:
         self._read(self.sql.clear, {"c": self.channel}, lambda cursor: None)
-        self._finished = None
 
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
         number = _job_number(job_id)
@@ -674,29 +564,308 @@ class DbDriver(Driver):
                 raise JobNotInStateError(f"job {job_id} is {stored}, not {state}")
             cursor.execute(self.sql.requeue, {"id": number, "reset": int(reset_attempts)})
             self._notify(cursor)
+        self.ring()
 
     def after_fork(self) -> None:
-        # The parent's connections are the parent's: forget them without closing.
-        self._conn = None
-        self._listener = None
-        self._finished = None
+        # The parent's pooled connections are the parent's: forget them without closing.
         self.engine.dispose(close=False)
+        if self._doorbell is not None:
+            self._doorbell.after_fork()
 
     def close(self) -> None:
+        # Consumers close their own connections (the core closes them before the store).
+        if self._doorbell is not None:
+            self._doorbell.close()
+        self.engine.dispose()
+
+
+class _DbConsumer(Consumer):
+    """One worker's side of the table, on a connection of its own: it reserves, settles and
+    waits (LISTEN on PostgreSQL, the doorbell on SQLite and MySQL, with a poll behind it)."""
+
+    prefetch = 1
+    folds_settlements = True
+    """The core hands the outcomes of finished jobs to the next fetch, which carries them
+    out in its own transaction (on PostgreSQL an ack is part of the reserve's statement)."""
+
+    def __init__(self, store: DbDriver) -> None:
+        self.store = store
+        self.sql = store.sql
+        self._conn: Any = None
+        self._listener: Any = None
+        self._idle = store.poll_interval
+        self._quiet_until = 0.0
+        self._doorbell = store.doorbell()
+        self._inherited: list[Any] = []
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        # One thrown away as broken (store._transaction invalidates it) is replaced.
+        if self._conn is None or not self._conn.is_valid:
+            store = self.store
+            conn = store._checkout()
+            try:
+                if store.dialect == "postgresql":
+                    # One statement per move, each its own transaction: autocommit saves
+                    # the round trip of a COMMIT.
+                    conn.driver_connection.autocommit = True
+                    with conn.cursor() as cursor:
+                        # The worker's own commits (reserve and ack) need not wait for the
+                        # disk: a crash of the server can forget the last of them, which
+                        # only runs a job again. Pushes keep the server's durable setting.
+                        cursor.execute("SET synchronous_commit TO off")
+                        # A queue table swings from empty to 100,000 rows in seconds, so
+                        # its statistics are always stale; a plan made while it looked
+                        # empty would scan the whole table per job. Reserve is written for
+                        # its indexes: tell the planner to use them.
+                        cursor.execute("SET enable_seqscan TO off")
+                elif store._mysql:
+                    with conn.cursor() as cursor:
+                        # InnoDB's default (repeatable read) also locks the gaps between
+                        # index entries: workers deleting and reserving rows side by side
+                        # deadlock on each other's gaps. Every move names its rows by id or
+                        # locks them (SKIP LOCKED), which read committed keeps.
+                        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            except store._errors as exc:
+                conn.invalidate()
+                conn.close()
+                raise DriverError(f"db {store.describe()}: {_first_line(exc)}") from exc
+            self._conn = conn
+        return self._conn
+
+    # -- reserve ---------------------------------------------------------------------------
+
+    def fetch(self, max_n: int, timeout: float,
+              settle: Sequence[Settlement] = ()) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            if timeout > 0 and not settle and self._quiet(now):
+                # Nothing can have become ready since the last look: no notification came
+                # and the next delayed or leased job is not due yet. (A fetch that does
+                # not wait, as ``run`` does, always looks.)
+                left = deadline - now
+                if left <= 0:
+                    return []
+                if self._wait_for_notify(min(left, self._quiet_until - now)):
+                    self._quiet_until = 0.0
+                continue
+            message, promoted = self._reserve_once(settle)
+            settle = ()
+            if message is not None:
+                self._idle = self.store.poll_interval
+                return [message]
+            if promoted:
+                continue  # rows came due: they are waiting now
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            due = self._seconds_to_next_due()
+            wait = min(left, due)
+            if self.store.dialect == "postgresql":
+                self._quiet_until = time.monotonic() + min(due, IDLE_RECHECK)
+                if self._wait_for_notify(max(0.0, wait)):
+                    self._quiet_until = 0.0
+                    continue
+            else:
+                nap = max(0.0, min(wait, self._idle))
+                if self._doorbell is not None:
+                    self._doorbell.wait(nap)  # a commit that readies a job rings
+                else:
+                    time.sleep(nap)
+                self._idle = min(self._idle * 2, self.store.max_poll_interval)
+
+    def _quiet(self, now: float) -> bool:
+        """Whether an idle PostgreSQL consumer may skip looking at the table: it listens and
+        its quiet time has not run out."""
+        return now < self._quiet_until and self._listener is not None
+
+    def _reserve_once(self, settle: Sequence[Settlement]) -> tuple[Message | None, int]:
+        """Carry out ``settle`` and reserve one job, in one transaction."""
+        readied = False
+        with self.store._transaction(self._connection()) as cursor:
+            if self.store.dialect == "postgresql":
+                # The common case, one ack, rides in the reserve's own statement.
+                folded = settle[0] if len(settle) == 1 and (
+                    settle[0].verdict is Verdict.ACK) else None
+                if folded is None:
+                    readied = self._settle_rows(cursor, settle)
+                row, promoted = self._pg_cycle(cursor, folded)
+            else:
+                readied = self._settle_rows(cursor, settle)
+                promoted = self._promote(cursor)
+                row = self._take(cursor)
+        if readied:
+            self.store.ring()
+        if row is None:
+            return None, promoted
+        job_id, payload, attempt, ttr, priority, pushed_at, running = row
+        # Built leniently: a value that is not what it should be reaches the core's check
+        # as it was read, and the job fails instead of coming back with every lease. The
+        # attempt as read is the reservation token an ack, release or fail must name.
+        running = as_int(running)
+        return Message(str(job_id), as_bytes(payload), as_int(attempt), as_float(ttr),
+                       priority=as_int(priority), pushed_at=as_float(pushed_at),
+                       redelivered=type(running) is int and running > 1,
+                       handle=attempt), promoted
+
+    def _pg_cycle(self, cursor: Any, ack: Settlement | None) -> tuple[Any, int]:
+        params: dict[str, Any] = {"c": self.store.channel, "grace": self.store.lease_grace,
+                                  "aid": 0}
+        kind = None
+        if ack is not None:
+            kind = "keep" if ack.keep else "delete"
+            params.update(aid=int(ack.message.id), aatt=ack.message.handle, ares=ack.result)
+        cursor.execute(self.sql.pg_cycle(kind), params)
+        row = cursor.fetchone()
+        return (None if row[0] is None else row[:7]), int(row[7])
+
+    def _promote(self, cursor: Any) -> int:
+        channel = {"c": self.store.channel}
+        if self.store.dialect == "sqlite":
+            cursor.execute(self.sql.promote, channel)
+            return max(0, int(cursor.rowcount))
+        cursor.execute(self.sql.promote_select, channel)
+        ids = [row[0] for row in cursor.fetchall()]
+        if ids:
+            cursor.execute(self.sql.promote_ids(len(ids)),
+                           {f"i{i}": job_id for i, job_id in enumerate(ids)})
+        return len(ids)
+
+    def _take(self, cursor: Any) -> Any:
+        params = {"c": self.store.channel, "grace": self.store.lease_grace}
+        if self.store.dialect == "sqlite":
+            cursor.execute(self.sql.take_returning, params)
+            return cursor.fetchone()
+        cursor.execute(self.sql.pick, params)
+        picked = cursor.fetchone()
+        if picked is None:
+            return None
+        cursor.execute(self.sql.take, {**params, "id": picked[0]})
+        cursor.execute(self.sql.taken, {"id": picked[0]})
+        return cursor.fetchone()
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _seconds_to_next_due(self) -> float:
+        with self.store._transaction(self._connection()) as cursor:
+            cursor.execute(self.sql.next_due, {"c": self.store.channel})
+            delayed, leased, now = cursor.fetchone()
+        # A time that is no number (SQLite text, a NaN) never comes due: waiting for it
+        # would spin or fail.
+        dues = [due - float(now) for due in map(as_time, (delayed, leased)) if due is not None]
+        return max(0.0, min(dues)) if dues else float("inf")
+
+    def _wait_for_notify(self, seconds: float) -> bool:
+        """Wait on LISTEN for a push; True when one came. The first call only subscribes
+        (a push just before it would be missed), so the caller looks again at once."""
+        if self._listener is None:
+            self._listener = self._listen()
+            return True
+        driver_conn = self._listener.driver_connection
         try:
-            self.flush()
-        except DriverError as exc:
-            logger.warning("could not save the last outcome to %s: %s", self.describe(), exc)
+            ready, _, _ = select.select([driver_conn.fileno()], [], [], seconds)
+            if not ready:
+                return False
+            # Read what arrived (several pushes wake us once); a closed connection raises.
+            for _ in driver_conn.notifies(timeout=0, stop_after=64):
+                pass
+            return True
+        except (self.store._errors + (ValueError,)) as exc:
+            self._drop_listener()
+            raise DriverError(f"db {self.store.describe()}: listening: "
+                              f"{_first_line(exc)}") from exc
+
+    def _listen(self) -> Any:
+        store = self.store
+        conn = store._checkout()
+        try:
+            conn.driver_connection.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f'LISTEN "{store.notify_channel}"')
+        except store._errors as exc:
+            conn.invalidate()
+            conn.close()
+            raise DriverError(f"db {store.describe()}: listening: {_first_line(exc)}") from exc
+        return conn
+
+    def _drop_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.invalidate()
+                listener.close()
+            except self.store._errors:
+                pass
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        self.settle([Settlement(Verdict.ACK, message, result=result, keep=keep)])
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        self.settle([Settlement(Verdict.RELEASE, message, delay=delay, error=error)])
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        self.settle([Settlement(Verdict.FAIL, message, error=error, keep=keep)])
+
+    def settle(self, settlements: Sequence[Settlement]) -> None:
+        if not settlements:
+            return
+        with self.store._transaction(self._connection()) as cursor:
+            readied = self._settle_rows(cursor, settlements)
+        if readied:
+            self.store.ring()
+
+    def _settle_rows(self, cursor: Any, settlements: Sequence[Settlement]) -> bool:
+        """Carry out ``settlements`` in the transaction of ``cursor``; True when a release
+        made a job ready (or due later), which idle consumers are told of."""
+        sql = self.sql
+        readied = False
+        for s in settlements:
+            # The attempt a reservation read is its token: a row reserved again since
+            # (its lease ran out) does not match, and stays as the new worker has it.
+            params: dict[str, Any] = {"aid": int(s.message.id), "aatt": s.message.handle}
+            if s.verdict is Verdict.ACK and s.keep:
+                cursor.execute(sql.ack_keep, {**params, "ares": s.result})
+            elif s.verdict is Verdict.RELEASE:
+                cursor.execute(sql.release, {
+                    **params, "status": "delayed" if s.delay > 0 else "waiting",
+                    "delay": float(s.delay),
+                    "error": None if s.error is None else json.dumps(s.error.as_dict())})
+                readied = True
+            elif s.verdict is Verdict.FAIL and s.keep:
+                assert s.error is not None
+                cursor.execute(sql.fail, {**params, "error": json.dumps(s.error.as_dict())})
+            else:
+                cursor.execute(sql.ack_delete, params)
+        if readied:
+            self.store._notify(cursor)
+        return readied
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        # The parent's connections are the parent's. They stay referenced: collected, the
+        # pool would roll them back over the parent's sockets.
+        self._inherited += [conn for conn in (self._conn, self._listener) if conn is not None]
+        self._conn = self._listener = None
+        if self._doorbell is not None:
+            self._doorbell.after_fork()
+
+    def close(self) -> None:
         self._drop_listener()
+        if self._doorbell is not None:
+            self._doorbell.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                if self.dialect == "postgresql":
+                if self.store.dialect == "postgresql":
                     conn.driver_connection.autocommit = False  # the pool's default again
                 conn.close()
-            except self._errors:
+            except self.store._errors:
                 pass
-        self.engine.dispose()
 
 
 def _make_engine(url: str, options: dict[str, Any]) -> Any:

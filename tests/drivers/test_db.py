@@ -6,6 +6,7 @@ import logging
 import math
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from queue_core import ConfigError, DriverError, JobStatus, Queue, create_queue
+from queue_core import ConfigError, DriverError, ErrorInfo, JobStatus, Queue, create_queue
 from queue_core.cli import main
+from queue_core.consumer import Settlement, Verdict
 from queue_core.errors import InvalidArgumentError, JobNotInStateError
 from tests.support.jobs import Record, Sleep, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
@@ -142,14 +144,15 @@ def test_an_idle_postgresql_worker_finds_a_job_whose_notification_was_lost(
 def test_a_reserve_that_does_not_wait_looks_even_when_the_worker_is_idle(
         journal: str) -> None:
     queue = create_queue(pg_settings())
+    consumer = queue.driver.open_consumer()
     try:
-        assert queue.driver.reserve(0.6) is None  # idle: it stops looking at the table
+        assert consumer.fetch(1, 0.6) == []  # idle: it stops looking at the table
         queue.push(Record(journal, "x"))
         # A notification may still be on its way; ``run`` must not depend on it.
-        message = queue.driver.reserve(0)
-        assert message is not None
-        queue.driver.ack(message)
+        (message,) = consumer.fetch(1, 0)
+        consumer.ack(message)
     finally:
+        consumer.close()
         queue.clear()
 
 
@@ -199,19 +202,22 @@ def test_a_lease_taken_over_cannot_be_acked_by_its_old_worker(tmp_path: Path,
     settings = {"driver": {"url": f"sqlite:///{tmp_path}/q.db", "lease_grace": 0.1},
                 "ttr": 0.2, "attempts": 3}
     first, second = create_queue(settings), create_queue(settings)
+    old_worker, new_worker = first.consume(), second.consume()
     job_id = first.push(Record(journal, "x"))
-    stale = first.driver.reserve()
+    stale = old_worker.next(0)
     assert stale is not None
     time.sleep(0.5)  # its lease (ttr + grace) runs out
-    taken = second.driver.reserve()
+    taken = new_worker.next(0)
     assert taken is not None and taken.id == stale.id and taken.redelivered
     assert taken.attempt == 2
-    first.driver.ack(stale)
-    first.driver.flush()
+    old_worker.ack(stale)
+    old_worker.flush()
     assert second.status(job_id) is JobStatus.RESERVED  # the stale ack changed nothing
-    second.driver.ack(taken)
-    second.driver.flush()
+    new_worker.ack(taken)
+    new_worker.flush()
     assert second.status(job_id) is JobStatus.DONE  # not kept: gone
+    old_worker.close()
+    new_worker.close()
 
 
 # -- what a row holds is read, never trusted -----------------------------------------------
@@ -332,17 +338,18 @@ def test_an_idle_worker_waits_calmly_beside_a_row_that_never_comes_due(
         db: Callable[..., Queue], journal: str, due: Any) -> None:
     queue = db()
     _set(queue, queue.push(Record(journal, "x"), delay=60), "ready_at", due)
-    driver: Any = queue.driver
+    consumer: Any = queue.driver.open_consumer()
     looks = 0
-    look = driver._reserve_once
+    look = consumer._reserve_once
 
-    def counted() -> Any:
+    def counted(*args: Any) -> Any:
         nonlocal looks
         looks += 1
-        return look()
-    driver._reserve_once = counted
-    assert driver.reserve(0.5) is None  # neither raises nor looks at the table in a loop
+        return look(*args)
+    consumer._reserve_once = counted
+    assert consumer.fetch(1, 0.5) == []  # neither raises nor looks at the table in a loop
     assert looks < 20, looks
+    consumer.close()
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"], indirect=True)
@@ -396,3 +403,83 @@ def test_mysql_push_many_keeps_each_insert_within_the_packet(db: Callable[..., Q
     assert queue.info()[JobStatus.WAITING] == 300
     assert queue.run() == 300
     assert sorted(read_lines(journal)) == sorted(tags)
+
+
+# -- consumers: one per worker, each with its own connection and its own wait ---------------
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_consumers_of_one_store_work_in_threads_at_once(db: Callable[..., Queue],
+                                                        journal: str) -> None:
+    queue = db()
+    ids = queue.push_many([Record(journal, f"j{index}") for index in range(60)])
+    errors: list[BaseException] = []
+    taken: list[list[str]] = [[], [], []]
+
+    def work(mine: list[str]) -> None:
+        consumption = queue.consume()
+        try:
+            while (message := consumption.next(0.3)) is not None:
+                mine.append(message.id)
+                consumption.ack(message)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+        finally:
+            consumption.close()
+    threads = [threading.Thread(target=work, args=(mine,)) for mine in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(sum(taken, [])) == sorted(ids)  # every job once, none twice
+    counts = queue.info()
+    assert counts[JobStatus.WAITING] == counts[JobStatus.RESERVED] == 0
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_settlements_handed_to_fetch_are_carried_out_before_it_reserves(
+        db: Callable[..., Queue], journal: str) -> None:
+    queue = db()
+    first, second, third, fourth = (queue.push(Record(journal, tag))
+                                    for tag in ("a", "b", "c", "d"))
+    consumer = queue.driver.open_consumer()
+    try:
+        held = [consumer.fetch(1, 0)[0] for _ in range(3)]
+        assert [m.id for m in held] == [first, second, third]
+        (next_one,) = consumer.fetch(1, 0, settle=[
+            Settlement(Verdict.RELEASE, held[0], delay=0.0,
+                       error=ErrorInfo("Oops", "once")),
+            Settlement(Verdict.FAIL, held[1], error=ErrorInfo("Bad", "for good"), keep=True),
+            Settlement(Verdict.ACK, held[2], result=b'"c"', keep=True)])
+        # The release made the first job ready again before the reserve: it runs next.
+        assert next_one.id == first and next_one.attempt == 2
+        assert queue.status(str(second)) is JobStatus.FAILED
+        assert queue.get(str(second)).error == ErrorInfo("Bad", "for good")
+        assert queue.status(str(third)) is JobStatus.DONE
+        assert queue.status(str(fourth)) is JobStatus.WAITING
+        (last,) = consumer.fetch(1, 0, settle=[Settlement(Verdict.ACK, next_one)])
+        assert last.id == fourth and queue.driver.status(str(first)) is None  # acked: gone
+        consumer.settle([Settlement(Verdict.ACK, last)])  # what close carries out
+        assert queue.driver.status(str(fourth)) is None
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"], indirect=True)
+def test_a_worker_keeps_its_ack_back_for_the_next_fetch(db: Callable[..., Queue],
+                                                        journal: str) -> None:
+    """The ack of a finished job travels with the next reserve (on PostgreSQL in the same
+    statement), so a job costs one round trip; a clean stop saves the last one."""
+    queue = db(keep_completed=True)
+    first, second = (queue.push(Record(journal, tag)) for tag in ("a", "b"))
+    consumption = queue.consume()
+    message = consumption.next(0)
+    assert message is not None and message.id == first
+    consumption.ack(message, result=b'"a"', keep=True)
+    assert queue.status(str(first)) is JobStatus.RESERVED  # not sent yet
+    message = consumption.next(0)
+    assert message is not None and message.id == second
+    assert queue.status(str(first)) is JobStatus.DONE
+    consumption.ack(message)
+    consumption.close()
+    assert queue.driver.status(str(second)) is None
