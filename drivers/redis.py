@@ -1,12 +1,12 @@
 """The Redis driver: every move one Lua script, priorities and delays in sorted sets,
 a blocking wait, and about one cheap message per job in the steady state.
 
-A worker fetches a few ready jobs at once (more when jobs are quick, one when they are
-slow) *without starting them*. When it starts a job it sends one script call that acks
-the job it just finished and marks the next one started, without waiting for the reply
-(the replies are read at the next blocking call). So Redis always knows which job is
-running: after a crash that one counts as a lost run; jobs that were fetched but not
-begun come back after a short lease, uncharged. See redis_scripts.py for the key layout.
+A worker's consumer fetches a few ready jobs at once (as many as the core asks for)
+*without starting them*. When it begins a job it sends one script call that acks the job
+it just finished and marks the next one started, without waiting for the reply (the
+replies are read at the next blocking call). So Redis always knows which job is running:
+after a crash that one counts as a lost run; jobs that were fetched but not begun come
+back after a short lease, uncharged. See redis_scripts.py for the key layout.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import secrets
 import threading
@@ -23,47 +22,59 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from typing import Any, cast
+from urllib.parse import urlencode
 
-from queue_core.driver import (
+from queue_core.consumer import Consumer, Settlement, Verdict
+from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.model import (
     DEFAULT_PRIORITY,
     Capabilities,
-    Driver,
     ErrorInfo,
     JobInfo,
     JobStatus,
     Message,
     PushRequest,
 )
-from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.options import (
+    ADDRESS,
+    CHANNEL,
+    FLAG,
+    LEASE_GRACE,
+    Option,
+    check_options,
+    documented,
+    names,
+    redact_url,
+    seconds,
+    split_url,
+    text,
+    whole,
+)
 from queue_core.records import as_bytes, as_float, as_int, as_time
-from queue_core.settings import redact_url
+from queue_core.store import Store
 
 from . import redis_scripts as lua
-from .redis_connect import TOPOLOGY_OPTIONS, connector, not_run, unreachable
+from .redis_connect import (
+    CLIENT,
+    SOCKET_TIMEOUT,
+    TOPOLOGY,
+    connector,
+    not_run,
+    unreachable,
+)
 
 logger = logging.getLogger(__name__)
 
-_SETS = {JobStatus.WAITING: "w", JobStatus.DELAYED: "d", JobStatus.RESERVED: "r",
-         JobStatus.DONE: "done", JobStatus.FAILED: "f"}
+_SETS = dict(zip((JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED, JobStatus.DONE,
+                  JobStatus.FAILED), lua.SET_KEYS, strict=True))
 """The sorted set that holds the jobs of each state."""
-_OWN_OPTIONS = ("channel", "lease_grace", "prefetch", "prefetch_lease", "warn_persistence",
-                "wait", "wait_timeout")
-_CLIENT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive",
-                   "health_check_interval", "client_name", "username", "password", "db",
-                   "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
-                   "retry_on_timeout")
-QUICK_JOB = 0.002
-"""Jobs faster than this (seconds, running average) are fetched several at a time."""
 BLOCK_MAX = 5.0
 IDLE_CHECK = 1.0
 """A pooled connection unused for longer (seconds) is checked for a close by the server
 before it is used again."""
 MAX_BULK = 512 * 1024 * 1024
 """Redis's default proto-max-bulk-len: the largest string it accepts in one command."""
-_FLAGS = {"1": True, "true": True, "yes": True, "on": True,
-          "0": False, "false": False, "no": False, "off": False}
 
 
 def _bulk(args: Any) -> list[bytes]:
@@ -80,8 +91,28 @@ def _pack(*args: Any) -> bytes:
     return b"".join([b"*%d\r\n" % len(args), *_bulk(args)])
 
 
-_NUMBER_OPTIONS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
-_FLAG_OPTIONS = ("socket_keepalive", "retry_on_timeout", "warn_persistence", "cluster")
+_OWN = (
+    CHANNEL,
+    LEASE_GRACE,
+    Option("prefetch", whole(1), 32,
+           "The most jobs a worker fetches at once while jobs are quick."),
+    Option("prefetch_lease", seconds(1, above=True), 10.0,
+           "Seconds a fetched job that has not started yet stays leased to its worker."),
+    Option("warn_persistence", FLAG, True,
+           "Warn when a worker starts on a Redis that keeps nothing on disk."),
+    Option("wait", whole(0, 64), 0,
+           "Replicas each write must reach (WAIT) before it counts as done."),
+    Option("wait_timeout", seconds(0.001, 3600), 1.0,
+           "Seconds a write waits for those replicas."),
+)
+OPTIONS = (
+    Option("url", text(), "redis://127.0.0.1:6379/0",
+           "The server: redis://, rediss:// (TLS), unix://, redis+sentinel://host:port,"
+           "host:port/service_name[/db] or redis+cluster://host:port,host:port.", ADDRESS),
+    *_OWN,
+    *TOPOLOGY,
+    *CLIENT,
+)
 
 
 @dataclass
@@ -102,22 +133,6 @@ class _Script:
 
 
 @dataclass
-class _Buffered:
-    """A fetched job as read (lenient: a value that is not what it should be is kept as
-    read, and the core's check of the Message fails the job)."""
-
-    id: str
-    payload: Any
-    ttr: Any
-    priority: Any
-    pushed_at: Any
-    attempts_before: Any
-    redelivered: bool
-    token: str
-    fetched: float
-
-
-@dataclass
 class _Pending:
     """A command sent without waiting; resent after a reconnect until confirmed."""
 
@@ -131,17 +146,30 @@ class _Pending:
 
 @dataclass
 class _Handle:
+    """A fetched job's reservation."""
+
     token: str
-    attempts_before: int
+    attempts_before: Any
+    """As read (a damaged record's may be no number: the core's check fails the job)."""
+    fetched: float
+    """time.monotonic() of the fetch."""
+    clears: int
+    """The store's count of ``clear`` calls at the fetch."""
 
 
-class RedisDriver(Driver):
+@documented(OPTIONS)
+class RedisDriver(Store):
+    """Jobs in Redis sorted sets, moved by Lua scripts; one server, a Sentinel-managed
+    master or a Redis Cluster."""
+
     name = "redis"
+    options = OPTIONS
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(0, 2**32 - 1), ttr_lease=True, retry=True,
         attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True,
-        manual_retry=True, remove=True, clear=True, info=True, listing=True, bulk_push=True,
+        manual_retry=True, remove=True, clear=True, info=True,
+        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
         max_payload=MAX_BULK)
 
     payload_limit_setting = "Redis's proto-max-bulk-len"
@@ -157,25 +185,11 @@ class RedisDriver(Driver):
             raise ConfigError("the redis driver needs redis-py: pip install 'queue-core[redis]'",
                               key="driver") from None
         self._redis = redis  # the client library, imported here rather than per job
-        for key in client_options:
-            if key not in _CLIENT_OPTIONS and key not in TOPOLOGY_OPTIONS:
-                raise ConfigError(f"redis driver has no option {key!r}", key=f"driver.{key}")
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-            raise ConfigError(f"prefetch must be a whole number >= 1, got {prefetch!r}",
-                              key="driver.prefetch")
-        if not isinstance(prefetch_lease, (int, float)) or prefetch_lease <= 1:
-            raise ConfigError(f"prefetch_lease must be seconds > 1, got {prefetch_lease!r}",
-                              key="driver.prefetch_lease")
-        if not isinstance(warn_persistence, bool):
-            raise ConfigError(f"warn_persistence must be true or false, got "
-                              f"{warn_persistence!r}", key="driver.warn_persistence")
-        if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait <= 64:
-            raise ConfigError(f"wait must be the number of replicas (0 to 64) a write must "
-                              f"reach, got {wait!r}", key="driver.wait")
-        if (isinstance(wait_timeout, bool) or not isinstance(wait_timeout, (int, float))
-                or not 0.001 <= wait_timeout <= 3600):
-            raise ConfigError(f"wait_timeout must be seconds from 0.001 to 3600, got "
-                              f"{wait_timeout!r}", key="driver.wait_timeout")
+        checked = check_options(self.name, self.options, {
+            "lease_grace": lease_grace, "prefetch": prefetch, "prefetch_lease": prefetch_lease,
+            "warn_persistence": warn_persistence, "wait": wait, "wait_timeout": wait_timeout})
+        client_options = check_options(self.name, self.options, client_options)
+        wait_timeout = checked["wait_timeout"]
         self.url = url
         self.wait = wait
         self.wait_timeout = float(wait_timeout)
@@ -186,218 +200,52 @@ class RedisDriver(Driver):
         self.prefetch_lease = float(prefetch_lease)
         self.warn_persistence = warn_persistence
         self._persistence_checked = False
-        client_options.setdefault("socket_timeout", BLOCK_MAX + 10)
+        client_options.setdefault("socket_timeout", SOCKET_TIMEOUT)
         client_options.setdefault("socket_connect_timeout", 5)
         self.prefix = f"qc:{{{channel}}}:"
         p = self.prefix
-        self._connector = connector(url, client_options, p + "w")
+        self._connector = connector(url, client_options, p + lua.WAITING)
         # Only Sentinel can name a new master behind a connection that still works.
         self._stale = self._connector.stale if self._connector.kind == "sentinel" else None
-        self._keys = {name: p + name for name in ("id", "w", "d", "r", "done", "f", "n")}
-        k = self._keys
+        self._keys = {name: p + name for name in (lua.ID_COUNTER, *lua.SET_KEYS, lua.NOTIFY)}
+        w, d, r, done, f = (self._keys[name] for name in lua.SET_KEYS)
+        ids, n = self._keys[lua.ID_COUNTER], self._keys[lua.NOTIFY]
         self._scripts = {
-            "push": _Script(lua.PUSH, keys=(k["id"], k["w"], k["d"], k["n"])),
-            "reserve": _Script(lua.RESERVE, keys=(k["w"], k["d"], k["r"], k["f"])),
-            "finish_start": _Script(lua.FINISH_START, keys=(k["r"], k["done"])),
-            "release": _Script(lua.RELEASE, keys=(k["r"], k["w"], k["d"], k["n"])),
-            "fail": _Script(lua.FAIL, keys=(k["r"], k["f"])),
-            "remove": _Script(lua.REMOVE, keys=(k["w"], k["d"], k["r"], k["done"], k["f"])),
-            "clear": _Script(lua.CLEAR, keys=(k["w"], k["d"], k["r"], k["done"], k["f"], k["n"])),
-            "retry": _Script(lua.RETRY, keys=(k["w"], k["d"], k["r"], k["done"], k["f"], k["n"])),
+            "push": _Script(lua.PUSH, keys=(ids, w, d, n)),
+            "reserve": _Script(lua.RESERVE, keys=(w, d, r, f)),
+            "finish_start": _Script(lua.FINISH_START, keys=(r, done)),
+            "release": _Script(lua.RELEASE, keys=(r, w, d, n)),
+            "fail": _Script(lua.FAIL, keys=(r, f)),
+            "remove": _Script(lua.REMOVE, keys=(w, d, r, done, f)),
+            "clear": _Script(lua.CLEAR, keys=(w, d, r, done, f, n)),
+            "retry": _Script(lua.RETRY, keys=(w, d, r, done, f, n)),
         }
         for script in self._scripts.values():
             script.prepare()
         self._local = threading.local()
-        self._conn: Any = None
-        self._conn_pool: Any = None
-        self._pending: deque[_Pending] = deque()
-        self._unconfirmed: list[_Pending] = []
-        self._buffer: deque[_Buffered] = deque()
-        self._finished: tuple[str, _Handle, bytes | None, bool] | None = None
-        self._tokens = f"{secrets.token_hex(6)}:{os.getpid()}"
-        self._batches = 0
-        self._job_time = 1.0
-        self._last_reserve = 0.0
+        self._clears = 0
+        """How many times ``clear`` ran: consumers do not start what they fetched before."""
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisDriver:
-        base, _, query = url.partition("?")
-        # redis-py reads its own options from a plain URL; the multi-host forms are read
-        # here, so their query options are converted here too.
-        multi = "+" in base.partition("://")[0]
-        kept = []
-        for key, value in parse_qsl(query):
-            if key in ("lease_grace", "prefetch_lease", "wait_timeout"):
-                options.setdefault(key, _number(key, value))
-            elif key in ("prefetch", "wait"):
-                options.setdefault(key, _whole(key, value))
-            elif key in ("warn_persistence", "cluster") or multi and key in _FLAG_OPTIONS:
-                options.setdefault(key, _flag(key, value))
-            elif key in ("service_name", "sentinel_username", "sentinel_password"):
-                options.setdefault(key, value)
-            elif multi and key in _NUMBER_OPTIONS:
-                options.setdefault(key, _number(key, value))
-            elif multi and key in _CLIENT_OPTIONS:
-                options.setdefault(key, _whole(key, value) if key == "db" else value)
-            elif multi:
-                raise ConfigError(f"redis URL option {key!r} is not known", key=f"driver.{key}")
-            else:
-                kept.append((key, value))  # redis-py's own (db, socket_timeout, ...)
-        return cls(f"{base}?{urlencode(kept)}" if kept else base, **options)
+    def from_url(cls, url: str, **given: Any) -> RedisDriver:
+        base, found = split_url(cls.name, cls.options, url)
+        values = {**found, **check_options(cls.name, cls.options, given)}
+        kept = {}
+        if "+" not in base.partition("://")[0]:
+            # redis-py reads a plain URL's own options from its query, over keyword
+            # options: those the URL gave stay there (unless given as keywords too), in
+            # the text redis-py reads; the multi-host forms take keywords only.
+            kept = {key: values.pop(key) for key in names(CLIENT)
+                    if key in found and key not in given}
+        query = urlencode({key: str(value).lower() if isinstance(value, bool) else value
+                           for key, value in kept.items()})
+        return cls(f"{base}?{query}" if query else base, **values)
 
     def describe(self) -> str:
         return f"{redact_url(self.url)} channel {self.channel}"
 
-    # -- the worker's connection ---------------------------------------------------------
-
-    def _connection(self) -> Any:
-        if self._conn is None:
-            pool = self._connector.node().connection_pool
-            try:
-                conn: Any = pool.get_connection()
-            except TypeError:  # redis-py before 5.3 wants a command name
-                conn = pool.get_connection("EVALSHA")
-            self._conn, self._conn_pool = conn, pool
-            try:
-                self._load_scripts(conn)
-                # What was sent without an answer before the connection broke may not
-                # have happened: every such command checks tokens and counts, so sending
-                # it again is safe.
-                self._pending = deque()
-                for item in self._unconfirmed:
-                    self._write(item)
-                    self._pending.append(item)
-            except BaseException:
-                self._drop_connection()
-                raise
-        return self._conn
-
-    def _master_changed(self) -> None:
-        """The Sentinels name another master: what is owed goes there, on a new
-        connection (commands the old one may have run check tokens and counts)."""
-        logger.warning("redis %s: moving to the new master", self.describe())
-        self._drop_connection()
-
-    def _load_scripts(self, conn: Any) -> None:
-        for script in self._scripts.values():
-            conn.send_command("SCRIPT", "LOAD", script.source)
-        for _ in self._scripts:
-            conn.read_response()
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        pool, self._conn_pool = self._conn_pool, None
-        self._pending = deque()
-        self._unconfirmed = [item for item in self._unconfirmed if item.resend]
-        if conn is not None:
-            try:
-                conn.disconnect()
-            finally:
-                pool.release(conn)
-
-    def _write(self, item: _Pending) -> None:
-        self._conn.send_packed_command([self._scripts[item.script].call(item.args)],
-                                       check_health=False)
-
-    def _send(self, name: str, args: list[Any], resend: bool = True) -> _Pending:
-        """Send without waiting; the reply is read by the next round trip."""
-        item = _Pending(name, args, resend=resend)
-        self._unconfirmed.append(item)
-        if self._conn is None:
-            self._connection()  # a new connection sends every unconfirmed item, this one too
-        else:
-            self._write(item)
-            self._pending.append(item)
-        if self._wait_args is not None and resend:
-            self._send_wait()
-        return item
-
-    def _send_wait(self) -> None:
-        """WAIT after a write (the wait option): its reply, read with the others, says how
-        many replicas have every write of this connection so far."""
-        item = _Pending("WAIT", self._wait_args or [], on_reply=self._waited, resend=False)
-        self._unconfirmed.append(item)
-        self._conn.send_packed_command([_pack("WAIT", *item.args)], check_health=False)
-        self._pending.append(item)
-
-    def _waited(self, reached: Any) -> None:
-        short = not isinstance(reached, int) or reached < self.wait
-        if short and not self._short_writes:
-            logger.warning("redis %s: writes reached %s of the %d replicas asked for (wait) "
-                           "within %gs: a failover now can undo the latest acks, and their "
-                           "jobs run again", self.describe(), reached, self.wait,
-                           self.wait_timeout)
-        elif not short and self._short_writes:
-            logger.warning("redis %s: writes reach %d replicas again", self.describe(),
-                           self.wait)
-        self._short_writes = short
-
-    def _read_pending(self) -> list[_Pending]:
-        """Read the replies owed; return the commands the server did not run because it
-        had lost the scripts (NOSCRIPT), to send again."""
-        missing: list[_Pending] = []
-        while self._pending:
-            item = self._pending.popleft()
-            try:
-                reply = self._conn.read_response()
-            except self._redis.exceptions.NoScriptError:
-                missing.append(item)
-                continue
-            except self._redis.exceptions.ResponseError as exc:
-                if not_run(exc):
-                    # A demoted master, a slot that moved, a master short of replicas:
-                    # nothing ran. The connection goes; a new one (to the server that
-                    # serves the channel now) sends it again.
-                    self._connector.moved()
-                    self._drop_connection()
-                    raise DriverError(f"redis {self.describe()}: the server does not take "
-                                      f"the channel's writes now ({type(exc).__name__}: "
-                                      f"{exc}); trying again") from exc
-                # Sending it again would fail the same way; the replies still owed are
-                # read by no one, so the connection starts afresh (resending the rest).
-                self._unconfirmed.remove(item)
-                self._drop_connection()
-                raise DriverError(f"redis {self.describe()}: the {item.script} script "
-                                  f"failed: {exc}") from exc
-            self._unconfirmed.remove(item)
-            if item.on_reply is not None:
-                item.on_reply(reply)
-        return missing
-
-    def _drain(self) -> None:
-        missing = self._read_pending()
-        if not missing:
-            return
-        # The server lost its scripts (SCRIPT FLUSH, a restart, a failover to a server
-        # that never loaded them): none of these commands ran. Load the scripts and send
-        # them again, in order, once.
-        logger.warning("redis %s had lost the queue's scripts (NOSCRIPT); loaded them "
-                       "again", self.describe())
-        self._load_scripts(self._conn)
-        for item in missing:
-            self._write(item)
-            self._pending.append(item)
-        if self._read_pending():
-            self._drop_connection()  # the unconfirmed commands go again on a new one
-            raise DriverError(f"redis {self.describe()}: the scripts vanished again right "
-                              "after loading them (NOSCRIPT twice)")
-
-    def _call(self, name: str, args: list[Any], resend: bool = True) -> Any:
-        """Send, then read every earlier reply and this one: one round trip."""
-        item = self._send(name, args, resend)
-        replies: list[Any] = []
-        item.on_reply = replies.append
-        self._drain()
-        return replies[0]
-
-    def _io(self, what: Callable[[], Any]) -> Any:
-        """Run ``what``; a lost connection is dropped and becomes DriverError."""
-        try:
-            return what()
-        except unreachable() as exc:
-            self._connector.moved()
-            self._drop_connection()
-            raise DriverError(f"redis {self.describe()}: {exc}") from exc
+    def open_consumer(self) -> Consumer:
+        return _RedisConsumer(self)
 
     # -- push ------------------------------------------------------------------------
 
@@ -556,152 +404,6 @@ class RedisDriver(Driver):
                                                          int(last) + 1)]
         return ids
 
-    # -- reserve ---------------------------------------------------------------------
-
-    def _batch_size(self) -> int:
-        if self._job_time > QUICK_JOB:
-            return 1
-        return max(1, min(self.prefetch, int(QUICK_JOB / max(self._job_time, 1e-6))))
-
-    def reserve(self, timeout: float = 0.0) -> Message | None:
-        now = time.monotonic()
-        if self._last_reserve:
-            # How long the worker spent on the last job: fetch several at a time only when
-            # jobs are quick, so that slow jobs are never hoarded by one worker.
-            self._job_time = 0.8 * self._job_time + 0.2 * (now - self._last_reserve)
-        deadline = now + timeout
-        if self._stale is not None and self._conn is not None and self._stale(self._conn):
-            self._master_changed()
-        try:
-            while True:
-                message: Message | None = self._io(self._take_buffered)
-                if message is not None:
-                    return message
-                next_due, again = self._io(self._fetch)
-                if self._buffer or again:
-                    continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                wait = min(left, BLOCK_MAX)
-                if next_due > 0:
-                    wait = min(wait, next_due)
-                self._io(functools.partial(self._block, wait))
-        finally:
-            self._last_reserve = time.monotonic()
-
-    def _finish_args(self) -> list[Any]:
-        """FINISH_START's ack arguments for the job that finished last (if any)."""
-        finished, self._finished = self._finished, None
-        grace = int(self.lease_grace * 1000)
-        if finished is None:
-            return [self.prefix, grace, "", "", "0", ""]
-        job_id, handle, result, keep = finished
-        return [self.prefix, grace, job_id, handle.token, "1" if keep else "0",
-                b"" if result is None else result]
-
-    def _take_buffered(self) -> Message | None:
-        while self._buffer:
-            job = self._buffer.popleft()
-            args = [*self._finish_args(), job.id, job.token, job.attempts_before]
-            if time.monotonic() - job.fetched < self.prefetch_lease / 2:
-                try:
-                    self._send("finish_start", args)
-                except BaseException:
-                    # Not handed to the worker: resend the ack only, never the start.
-                    sent = next(item for item in reversed(self._unconfirmed)
-                                if item.script == "finish_start")
-                    sent.args[6:9] = ["", "", ""]
-                    raise
-                return self._message(job)
-            # It waited so long that its fetch lease may be over: start it only if it is
-            # still ours, which takes a round trip.
-            if int(self._call("finish_start", args)[1]) == 1:
-                return self._message(job)
-            logger.warning("job %s: its fetch lease ran out before it started; another "
-                           "worker has it", job.id)
-        return None
-
-    def _message(self, job: _Buffered) -> Message:
-        before = job.attempts_before
-        attempt = before + 1 if isinstance(before, int) else before
-        return Message(job.id, job.payload, attempt, job.ttr,
-                       priority=job.priority, pushed_at=job.pushed_at,
-                       redelivered=job.redelivered,
-                       handle=_Handle(job.token, job.attempts_before))
-
-    def _fetch(self) -> tuple[float, bool]:
-        """One round trip: the ack still owed, then a batch of jobs. Returns seconds until
-        the next delayed job is due (or -1), and whether to fetch again at once (damaged
-        records took the place of jobs)."""
-        finished = self._finish_args()
-        if finished[2]:
-            self._send("finish_start", [*finished, "", "", ""])
-        self._batches += 1
-        token = f"{self._tokens}:{self._batches}"
-        reply = self._call("reserve", [self.prefix, self._batch_size(), token,
-                                       int(self.prefetch_lease * 1000)], resend=False)
-        server_now, jobs, next_due, damaged = (int(reply[0]), reply[1], float(reply[2]),
-                                               reply[3])
-        fetched = time.monotonic()
-        for job_id, payload, ttr, pri, pushed, att, run in jobs:
-            try:
-                job = _Buffered(job_id.decode(), payload, float(ttr), int(pri),
-                                int(pushed) / 1000, int(att), run == b"1", token, fetched)
-            except (TypeError, ValueError):
-                # Not what a push wrote: kept as read, for the core's check to fail it.
-                job = _Buffered(job_id.decode(), as_bytes(payload), as_float(ttr),
-                                as_int(pri), _seconds(pushed), as_int(att), run == b"1",
-                                token, fetched)
-            self._buffer.append(job)
-        for job_id, reason in zip(damaged[::2], damaged[1::2], strict=True):
-            logger.error("job %s is damaged in the store: %s; it is failed without running",
-                         job_id.decode(errors="replace"), reason.decode(errors="replace"))
-        due = -1.0 if next_due < 0 else (next_due - server_now) / 1000
-        return due, bool(damaged) and not jobs
-
-    def _block(self, seconds: float) -> None:
-        """Wait for a push (or a delayed job's time) on the notify list."""
-        conn = self._connection()
-        self._drain()
-        conn.send_packed_command([_pack("BLPOP", self._keys["n"], f"{max(0.01, seconds):.3f}")],
-                                 check_health=False)
-        conn.read_response()
-
-    # -- outcomes --------------------------------------------------------------------
-
-    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        # Sent with the start of the next job (or by flush): no round trip of its own.
-        if self._finished is not None:
-            self.flush()
-        self._finished = (message.id, message.handle, result, keep)
-
-    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        handle: _Handle = message.handle
-        self._io(lambda: self._call("release", [
-            self.prefix, message.id, handle.token, int(round(delay * 1000)),
-            "" if error is None else json.dumps(error.as_dict()), "0"]))
-
-    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        handle: _Handle = message.handle
-        self._io(lambda: self._call("fail", [self.prefix, message.id, handle.token,
-                                             "1" if keep else "0",
-                                             json.dumps(error.as_dict())]))
-
-    def flush(self) -> None:
-        """Send the ack still owed and give back the jobs fetched but not started."""
-        def send() -> None:
-            finished = self._finish_args()
-            if finished[2]:
-                self._send("finish_start", [*finished, "", "", ""])
-            while self._buffer:
-                job = self._buffer.popleft()
-                self._send("release", [self.prefix, job.id, job.token, 0, "", "1"])
-            if self._unconfirmed:
-                self._connection()
-                self._drain()
-        self._io(send)
-
     # -- lookups and admin -----------------------------------------------------------
 
     def _admin(self, call: Callable[[Any], Any]) -> Any:
@@ -716,7 +418,7 @@ class RedisDriver(Driver):
             raise DriverError(f"redis {self.describe()}: {exc}") from exc
 
     def _key(self, job_id: str) -> str:
-        return f"{self.prefix}j:{job_id}"
+        return f"{self.prefix}{lua.JOB}{job_id}"
 
     def _lookup(self, job_id: str, fields: bool) -> tuple[JobStatus | None, dict[bytes, bytes]]:
         """A job's state (the sorted set it is in) and, if asked, its hash: one round trip."""
@@ -742,7 +444,7 @@ class RedisDriver(Driver):
     def info(self) -> dict[JobStatus, int]:
         def count(r: Any) -> list[int]:
             pipe = r.pipeline(transaction=False)
-            for name in ("w", "d", "r", "done", "f"):
+            for name in lua.SET_KEYS:
                 pipe.zcard(self._keys[name])
             return pipe.execute()  # type: ignore[no-any-return]
         waiting, delayed, reserved, done, failed = self._admin(count)
@@ -773,8 +475,7 @@ class RedisDriver(Driver):
             if left <= 0:
                 break
             left = int(self._run_script("clear", [self.prefix]))
-        self._buffer.clear()
-        self._finished = None
+        self._clears += 1
 
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
         reply = self._run_script("retry", [self.prefix, job_id, state.value,
@@ -810,47 +511,381 @@ class RedisDriver(Driver):
                 "(?warn_persistence=0 in the URL).", self.describe())
 
     def after_fork(self) -> None:
-        # The parent owns its connection and whatever it fetched.
-        self._conn = None
-        self._pending = deque()
-        self._unconfirmed = []
-        self._buffer = deque()
-        self._finished = None
+        # The parent owns its connections.
         self._local = threading.local()
         self._connector.after_fork()
 
     def close(self) -> None:
-        try:
-            self.flush()
-        except DriverError as exc:
-            logger.warning("could not give back fetched jobs to %s: %s", self.describe(), exc)
-        self._drop_connection()
         self._drop_thread_connection()
         self._connector.close()
 
 
-def _number(key: str, value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"redis URL option {key}={value!r} is not a number",
-                          key=f"driver.{key}") from None
+class _RedisConsumer(Consumer):
+    """One worker's connection: fetches jobs unstarted, starts each with one script call
+    that also carries the settlements the core kept back, and reads the replies of such
+    calls at its next blocking call."""
 
+    folds_settlements = True
 
-def _whole(key: str, value: str) -> int:
-    number = _number(key, value)
-    if not math.isfinite(number) or number != int(number):
-        raise ConfigError(f"redis URL option {key}={value!r} is not a whole number",
-                          key=f"driver.{key}")
-    return int(number)
+    def __init__(self, store: RedisDriver) -> None:
+        # The driver's prefetch option sets it for each store.
+        self.prefetch = store.prefetch  # type: ignore[misc]
+        self.store = store
+        self._redis = store._redis
+        self._scripts = store._scripts
+        self._connector = store._connector
+        self._stale = store._stale
+        self._prefix = store.prefix
+        self._grace = int(store.lease_grace * 1000)
+        self._lease = int(store.prefetch_lease * 1000)
+        self._fresh = store.prefetch_lease / 2
+        """Seconds a fetched job may wait and still be started without a round trip."""
+        self._notify = store._keys[lua.NOTIFY]
+        self._conn: Any = None
+        self._conn_pool: Any = None
+        self._pending: deque[_Pending] = deque()
+        self._unconfirmed: list[_Pending] = []
+        self._tokens = f"{secrets.token_hex(6)}:{os.getpid()}"
+        self._batches = 0
+        self._short_writes = False
 
+    def describe(self) -> str:
+        return self.store.describe()
 
-def _flag(key: str, value: str) -> bool:
-    try:
-        return _FLAGS[value.strip().lower()]
-    except KeyError:
-        raise ConfigError(f"redis URL option {key}={value!r} is not 1 or 0 (true or false)",
-                          key=f"driver.{key}") from None
+    # -- taking jobs -----------------------------------------------------------------
+
+    def fetch(self, max_n: int, timeout: float,
+              settle: Sequence[Settlement] = ()) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        self._check_master()
+        while True:
+            found: tuple[list[Message], float, bool] = self._io(
+                functools.partial(self._fetch, max_n, settle))
+            messages, next_due, again = found
+            settle = ()  # sent and confirmed by that round trip
+            if messages:
+                return messages
+            if again:
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            wait = min(left, BLOCK_MAX)
+            if next_due > 0:
+                wait = min(wait, next_due)
+            self._io(functools.partial(self._block, wait))
+
+    def _fetch(self, max_n: int,
+               settle: Sequence[Settlement]) -> tuple[list[Message], float, bool]:
+        """One round trip: the settlements, then up to ``max_n`` jobs. Returns them, the
+        seconds until the next delayed job is due (or -1), and whether to fetch again at
+        once (damaged records took the place of jobs)."""
+        self._send_settlements(settle)
+        self._batches += 1
+        token = f"{self._tokens}:{self._batches}"
+        reply = self._call("reserve", [self._prefix, max_n, token, self._lease], resend=False)
+        server_now, jobs, next_due, damaged = (int(reply[0]), reply[1], float(reply[2]),
+                                               reply[3])
+        fetched, clears = time.monotonic(), self.store._clears
+        messages = []
+        for job_id, payload, ttr, pri, pushed, att, run in jobs:
+            try:
+                before: Any = int(att)
+                message = Message(job_id.decode(), payload, before + 1, float(ttr),
+                                  priority=int(pri), pushed_at=int(pushed) / 1000)
+            except (TypeError, ValueError):
+                # Not what a push wrote: kept as read, for the core's check to fail it.
+                before = as_int(att)
+                message = Message(job_id.decode(), as_bytes(payload),
+                                  before + 1 if isinstance(before, int) else before,
+                                  as_float(ttr), priority=as_int(pri),
+                                  pushed_at=_seconds(pushed))
+            message.redelivered = run == b"1"
+            message.handle = _Handle(token, before, fetched, clears)
+            messages.append(message)
+        for job_id, reason in zip(damaged[::2], damaged[1::2], strict=True):
+            logger.error("job %s is damaged in the store: %s; it is failed without running",
+                         job_id.decode(errors="replace"), reason.decode(errors="replace"))
+        due = -1.0 if next_due < 0 else (next_due - server_now) / 1000
+        return messages, due, bool(damaged) and not jobs
+
+    def _block(self, seconds: float) -> None:
+        """Wait for a push (or a delayed job's time) on the notify list."""
+        conn = self._connection()
+        self._drain()
+        conn.send_packed_command([_pack("BLPOP", self._notify, f"{max(0.01, seconds):.3f}")],
+                                 check_health=False)
+        conn.read_response()
+
+    def begin(self, message: Message, settle: Sequence[Settlement] = ()) -> bool:
+        """Mark ``message`` started with one script call that also acks a finished job,
+        sent without waiting for the reply."""
+        handle = cast(_Handle, message.handle)
+        self._check_master()
+        try:
+            acked = self._send_settlements(settle, fold=True)
+            args = [*self._ack_args(acked), message.id, handle.token, handle.attempts_before]
+            start = _Pending("finish_start", args)
+            try:
+                if (time.monotonic() - handle.fetched < self._fresh
+                        and handle.clears == self.store._clears):
+                    self._submit(start)
+                    return True
+                # It waited so long that its fetch lease may be over (or the queue was
+                # cleared since): start it only if it is still ours, which takes a round
+                # trip.
+                replies: list[Any] = []
+                start.on_reply = replies.append
+                self._submit(start)
+                self._drain()
+            except BaseException:
+                # Not handed to the worker: resend the ack only, never the start.
+                start.args[6:9] = ["", "", ""]
+                raise
+        except unreachable() as exc:
+            raise self._lost(exc) from exc
+        # Not 1: its fetch lease ran out and another worker has it (the core skips it).
+        return bool(int(replies[0][1]) == 1)
+
+    # -- settling --------------------------------------------------------------------
+
+    def _ack_args(self, acked: Settlement | None) -> list[Any]:
+        """FINISH_START's ack arguments for ``acked`` (if any)."""
+        if acked is None:
+            return [self._prefix, self._grace, "", "", "0", ""]
+        handle = cast(_Handle, acked.message.handle)
+        return [self._prefix, self._grace, acked.message.id, handle.token,
+                "1" if acked.keep else "0", b"" if acked.result is None else acked.result]
+
+    def _send_settlements(self, settle: Sequence[Settlement],
+                          fold: bool = False) -> Settlement | None:
+        """Send each settlement without waiting for its reply; with ``fold``, keep one ack
+        back and return it, for the caller's start to carry."""
+        folded = None
+        for s in settle:
+            if s.verdict is Verdict.ACK:
+                if fold and folded is None:
+                    folded = s
+                    continue
+                self._send("finish_start", [*self._ack_args(s), "", "", ""])
+                continue
+            handle = cast(_Handle, s.message.handle)
+            if s.verdict is Verdict.RELEASE:
+                self._send("release", [
+                    self._prefix, s.message.id, handle.token, int(round(s.delay * 1000)),
+                    "" if s.error is None else json.dumps(s.error.as_dict()), "0"])
+            else:
+                assert s.error is not None
+                self._send("fail", [self._prefix, s.message.id, handle.token,
+                                    "1" if s.keep else "0", json.dumps(s.error.as_dict())])
+        return folded
+
+    def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Carry out ``settlements`` in one round trip."""
+        if settlements:
+            self._io(functools.partial(self._confirm, settlements))
+
+    def _confirm(self, settlements: Sequence[Settlement] = ()) -> None:
+        """Send ``settlements``, then read every reply owed."""
+        self._send_settlements(settlements)
+        if self._unconfirmed:
+            self._connection()
+            self._drain()
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        self.settle((Settlement(Verdict.ACK, message, result=result, keep=keep),))
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        self.settle((Settlement(Verdict.RELEASE, message, delay=delay, error=error),))
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        self.settle((Settlement(Verdict.FAIL, message, error=error, keep=keep),))
+
+    def give_back(self, messages: Sequence[Message]) -> None:
+        """Back to waiting, uncharged: they were never started."""
+        def send() -> None:
+            for message in messages:
+                handle = cast(_Handle, message.handle)
+                self._send("release", [self._prefix, message.id, handle.token, 0, "", "1"])
+            self._confirm()
+        self._io(send)
+
+    # -- lifetime --------------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        # The parent owns the connection and whatever it sent.
+        self._conn = None
+        self._pending = deque()
+        self._unconfirmed = []
+
+    def close(self) -> None:
+        try:
+            self._io(self._confirm)
+        except DriverError as exc:
+            logger.warning("could not send what the worker owes to %s: %s; those jobs "
+                           "come back when their lease ends", self.describe(), exc)
+        finally:
+            self._drop_connection()
+
+    # -- the connection --------------------------------------------------------------
+
+    def _check_master(self) -> None:
+        if self._stale is not None and self._conn is not None and self._stale(self._conn):
+            # The Sentinels name another master: what is owed goes there, on a new
+            # connection (commands the old one may have run check tokens and counts).
+            logger.warning("redis %s: moving to the new master", self.describe())
+            self._drop_connection()
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            pool = self._connector.node().connection_pool
+            try:
+                conn: Any = pool.get_connection()
+            except TypeError:  # redis-py before 5.3 wants a command name
+                conn = pool.get_connection("EVALSHA")
+            self._conn, self._conn_pool = conn, pool
+            try:
+                self._load_scripts(conn)
+                # What was sent without an answer before the connection broke may not
+                # have happened: every such command checks tokens and counts, so sending
+                # it again is safe.
+                self._pending = deque()
+                for item in self._unconfirmed:
+                    self._write(item)
+                    self._pending.append(item)
+            except BaseException:
+                self._drop_connection()
+                raise
+        return self._conn
+
+    def _load_scripts(self, conn: Any) -> None:
+        for script in self._scripts.values():
+            conn.send_command("SCRIPT", "LOAD", script.source)
+        for _ in self._scripts:
+            conn.read_response()
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        pool, self._conn_pool = self._conn_pool, None
+        self._pending = deque()
+        self._unconfirmed = [item for item in self._unconfirmed if item.resend]
+        if conn is not None:
+            try:
+                conn.disconnect()
+            finally:
+                pool.release(conn)
+
+    def _write(self, item: _Pending) -> None:
+        self._conn.send_packed_command([self._scripts[item.script].call(item.args)],
+                                       check_health=False)
+
+    def _send(self, name: str, args: list[Any], resend: bool = True) -> _Pending:
+        """Send without waiting; the reply is read by the next round trip."""
+        item = _Pending(name, args, resend=resend)
+        self._submit(item)
+        return item
+
+    def _submit(self, item: _Pending) -> None:
+        self._unconfirmed.append(item)
+        if self._conn is None:
+            self._connection()  # a new connection sends every unconfirmed item, this one too
+        else:
+            self._write(item)
+            self._pending.append(item)
+        if self.store._wait_args is not None and item.resend:
+            self._send_wait()
+
+    def _send_wait(self) -> None:
+        """WAIT after a write (the wait option): its reply, read with the others, says how
+        many replicas have every write of this connection so far."""
+        item = _Pending("WAIT", self.store._wait_args or [], on_reply=self._waited,
+                        resend=False)
+        self._unconfirmed.append(item)
+        self._conn.send_packed_command([_pack("WAIT", *item.args)], check_health=False)
+        self._pending.append(item)
+
+    def _waited(self, reached: Any) -> None:
+        wanted = self.store.wait
+        short = not isinstance(reached, int) or reached < wanted
+        if short and not self._short_writes:
+            logger.warning("redis %s: writes reached %s of the %d replicas asked for (wait) "
+                           "within %gs: a failover now can undo the latest acks, and their "
+                           "jobs run again", self.describe(), reached, wanted,
+                           self.store.wait_timeout)
+        elif not short and self._short_writes:
+            logger.warning("redis %s: writes reach %d replicas again", self.describe(),
+                           wanted)
+        self._short_writes = short
+
+    def _read_pending(self) -> list[_Pending]:
+        """Read the replies owed; return the commands the server did not run because it
+        had lost the scripts (NOSCRIPT), to send again."""
+        missing: list[_Pending] = []
+        while self._pending:
+            item = self._pending.popleft()
+            try:
+                reply = self._conn.read_response()
+            except self._redis.exceptions.NoScriptError:
+                missing.append(item)
+                continue
+            except self._redis.exceptions.ResponseError as exc:
+                if not_run(exc):
+                    # A demoted master, a slot that moved, a master short of replicas:
+                    # nothing ran. The connection goes; a new one (to the server that
+                    # serves the channel now) sends it again.
+                    self._connector.moved()
+                    self._drop_connection()
+                    raise DriverError(f"redis {self.describe()}: the server does not take "
+                                      f"the channel's writes now ({type(exc).__name__}: "
+                                      f"{exc}); trying again") from exc
+                # Sending it again would fail the same way; the replies still owed are
+                # read by no one, so the connection starts afresh (resending the rest).
+                self._unconfirmed.remove(item)
+                self._drop_connection()
+                raise DriverError(f"redis {self.describe()}: the {item.script} script "
+                                  f"failed: {exc}") from exc
+            self._unconfirmed.remove(item)
+            if item.on_reply is not None:
+                item.on_reply(reply)
+        return missing
+
+    def _drain(self) -> None:
+        missing = self._read_pending()
+        if not missing:
+            return
+        # The server lost its scripts (SCRIPT FLUSH, a restart, a failover to a server
+        # that never loaded them): none of these commands ran. Load the scripts and send
+        # them again, in order, once.
+        logger.warning("redis %s had lost the queue's scripts (NOSCRIPT); loaded them "
+                       "again", self.describe())
+        self._load_scripts(self._conn)
+        for item in missing:
+            self._write(item)
+            self._pending.append(item)
+        if self._read_pending():
+            self._drop_connection()  # the unconfirmed commands go again on a new one
+            raise DriverError(f"redis {self.describe()}: the scripts vanished again right "
+                              "after loading them (NOSCRIPT twice)")
+
+    def _call(self, name: str, args: list[Any], resend: bool = True) -> Any:
+        """Send, then read every earlier reply and this one: one round trip."""
+        item = self._send(name, args, resend)
+        replies: list[Any] = []
+        item.on_reply = replies.append
+        self._drain()
+        return replies[0]
+
+    def _io(self, what: Callable[[], Any]) -> Any:
+        """Run ``what``; a lost connection is dropped and becomes DriverError."""
+        try:
+            return what()
+        except unreachable() as exc:
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: BaseException) -> DriverError:
+        self._connector.moved()
+        self._drop_connection()
+        return DriverError(f"redis {self.describe()}: {exc}")
 
 
 def _seconds(raw: Any) -> Any:
@@ -870,10 +905,11 @@ def _info(job_id: str, status: JobStatus, fields: dict[bytes, bytes]) -> JobInfo
         value = as_time(fields.get(name.encode()))
         return None if value is None else value / 1000
 
-    payload = as_bytes(fields.get(b"p", b""))
+    payload = as_bytes(fields.get(lua.PAYLOAD.encode(), b""))
     return JobInfo(
-        id=job_id, status=status, attempt=whole("att") or 0, priority=whole("pri"),
-        ttr=as_time(fields.get(b"ttr")), pushed_at=ms("pushed"), started_at=ms("st"),
-        finished_at=ms("fin"),
-        error=ErrorInfo.from_json(fields.get(b"err")),
-        result=fields.get(b"res"), payload=payload if isinstance(payload, bytes) else b"")
+        id=job_id, status=status, attempt=whole(lua.ATTEMPTS) or 0,
+        priority=whole(lua.PRIORITY), ttr=as_time(fields.get(lua.TTR.encode())),
+        pushed_at=ms(lua.PUSHED), started_at=ms(lua.STARTED), finished_at=ms(lua.FINISHED),
+        error=ErrorInfo.from_json(fields.get(lua.ERROR.encode())),
+        result=fields.get(lua.RESULT.encode()),
+        payload=payload if isinstance(payload, bytes) else b"")

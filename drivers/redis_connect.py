@@ -22,13 +22,83 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from queue_core.errors import ConfigError
-from queue_core.settings import redact_url
+from queue_core.options import (
+    FLAG,
+    SETTINGS,
+    Kind,
+    Option,
+    anything,
+    hosts,
+    names,
+    redact_url,
+    seconds,
+    text,
+    whole,
+)
 
 logger = logging.getLogger(__name__)
 
-TOPOLOGY_OPTIONS = ("sentinels", "service_name", "sentinel_username", "sentinel_password",
-                    "cluster")
+SOCKET_TIMEOUT = 15.0
+"""Seconds a command waits for its reply unless told otherwise: longer than the worker's
+longest blocking wait (redis.BLOCK_MAX)."""
+TOPOLOGY = (
+    Option("sentinels", hosts("a non-empty list of [host, port] pairs or 'host:port' "
+                              "strings"), None,
+           "The Sentinels of a redis:// URL's master set (a redis+sentinel:// URL lists "
+           "them itself).", SETTINGS, none=True),
+    Option("service_name", text(), None,
+           "The name of the master set the Sentinels watch (or the path of a "
+           "redis+sentinel:// URL).", none=True),
+    Option("sentinel_username", text(empty=True), None, "The user name on the Sentinels.",
+           none=True),
+    Option("sentinel_password", text(empty=True), None, "The password on the Sentinels.",
+           none=True),
+    Option("cluster", FLAG, False,
+           "A redis:// URL names a node of a Redis Cluster (as redis+cluster:// does)."),
+)
 """Driver options read here rather than passed to redis-py."""
+TOPOLOGY_OPTIONS = names(TOPOLOGY)
+
+
+def _client(name: str, kind: Kind, default: Any, help: str, **more: Any) -> Option:
+    return Option(name, kind, default, help, passed_on=True, **more)
+
+
+CLIENT = (
+    _client("db", whole(0), 0, "The database number (a redis:// URL's path gives it too)."),
+    _client("username", text(empty=True), None, "The user name (ACL).", none=True),
+    _client("password", text(empty=True), None, "The password.", none=True),
+    _client("client_name", text(), None, "The name CLIENT LIST shows.", none=True),
+    _client("socket_timeout", seconds(0, above=True), SOCKET_TIMEOUT,
+            "Seconds a command may wait for its reply (None: forever).", none=True),
+    _client("socket_connect_timeout", seconds(0, above=True), 5.0,
+            "Seconds to wait for a connection.", none=True),
+    _client("socket_keepalive", FLAG, False, "TCP keepalive on the connections.", none=True),
+    _client("socket_read_size", whole(1), 65536, "Bytes read from the socket at once."),
+    _client("health_check_interval", seconds(0), 0,
+            "Seconds a connection may be idle before it is checked with a PING."),
+    _client("retry_on_timeout", FLAG, False, "Retry a command once after a timeout."),
+    _client("retry_on_error", anything("a list of exception classes"), None,
+            "Errors after which a command is retried.", none=True),
+    _client("max_connections", whole(1), None, "The largest size of the connection pool.",
+            none=True),
+    _client("protocol", whole(2, 3), 2, "The RESP protocol version."),
+    _client("legacy_responses", FLAG, None, "redis-py's legacy_responses switch.", none=True),
+    _client("ssl_cert_reqs", anything("'none', 'optional' or 'required'"), "required",
+            "Whether the server's certificate is checked (rediss://)."),
+    _client("ssl_ca_certs", text(), None, "The CA bundle (rediss://).", none=True),
+    _client("ssl_certfile", text(), None, "The client certificate (rediss://).", none=True),
+    _client("ssl_keyfile", text(), None, "The client key (rediss://).", none=True),
+    _client("ssl_check_hostname", FLAG, True,
+            "Whether the server's host name must match its certificate (rediss://)."),
+    _client("ssl_include_verify_flags", anything("ssl.VerifyFlags"), None,
+            "Verify flags to set (rediss://).", none=True),
+    _client("ssl_exclude_verify_flags", anything("ssl.VerifyFlags"), None,
+            "Verify flags to clear (rediss://).", none=True),
+    _client("ssl_min_version", anything("an ssl.TLSVersion"), None,
+            "The oldest TLS version accepted (rediss://).", none=True),
+)
+"""redis-py's options: checked by the driver, then passed on to redis-py."""
 MASTER_CHECK = 1.0
 """Seconds between two checks that a Sentinel-managed connection still goes to the
 master the Sentinels name."""

@@ -2,7 +2,7 @@
 between two commands can lose or duplicate a job.
 
 Keys (``P`` = ``qc:{<channel>}:``, one hash tag per channel, so Redis Cluster keeps them on
-one slot):
+one slot; each key and field name is a constant below):
 
 - ``P id``        counter for job ids
 - ``P j:<id>``    hash: p payload, ttr, pri, pushed, att (runs started; missing: 0), run
@@ -26,7 +26,36 @@ to a worker.
 
 from __future__ import annotations
 
-from queue_core.driver import DEFAULT_PRIORITY, UNREADABLE
+from queue_core.model import DEFAULT_PRIORITY, UNREADABLE
+
+# The stored names, short because every job carries them. Stored data of earlier versions
+# uses them, so they are never renamed; the Lua below spells them as written here.
+ID_COUNTER = "id"
+WAITING = "w"
+DELAYED = "d"
+RESERVED = "r"
+DONE = "done"
+FAILED = "f"
+NOTIFY = "n"
+JOB = "j:"
+"""A job's hash is ``P j:<id>``."""
+SET_KEYS = (WAITING, DELAYED, RESERVED, DONE, FAILED)
+"""The sorted sets, one per state, in the order the scripts take them as KEYS."""
+
+PAYLOAD = "p"
+TTR = "ttr"
+PRIORITY = "pri"
+PUSHED = "pushed"
+ATTEMPTS = "att"
+RUNNING = "run"
+STARTED = "st"
+FINISHED = "fin"
+ERROR = "err"
+RESULT = "res"
+TOKEN = "tok"
+FIELDS = (PAYLOAD, TTR, PRIORITY, PUSHED, ATTEMPTS, RUNNING, STARTED, FINISHED, ERROR, RESULT,
+          TOKEN)
+"""Every field of a job's hash."""
 
 _PRELUDE = """
 local DEFAULT_PRIORITY = """ + str(DEFAULT_PRIORITY) + """

@@ -278,6 +278,108 @@ def test_stopping_gives_back_fetched_jobs_at_once(settings: dict[str, Any],
     assert queue.info()[JobStatus.RESERVED] == 0
 
 
+# -- consumers -----------------------------------------------------------------------------
+
+def _held_long(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings whose fetched jobs need a round trip to start after ``HELD`` seconds."""
+    return {**settings, "driver": {**settings["driver"], "prefetch_lease": 1.2}}
+
+
+HELD = 0.7
+"""Longer than half the fetch lease of ``_held_long``."""
+
+
+def test_a_job_fetched_ahead_that_another_worker_took_meanwhile_is_not_begun(
+        settings: dict[str, Any], journal: str) -> None:
+    import redis
+    queue = create_queue(_held_long(settings))
+    job_id = queue.push(Record(journal, "x"))
+    slow, quick = queue.driver.open_consumer(), queue.driver.open_consumer()
+    (held,) = slow.fetch(1, 0)
+    time.sleep(HELD)
+    # Its worker spent longer on another job than the fetch lease: another worker takes it.
+    redis.Redis.from_url(URL).zadd(_key(settings["channel"], held.id, "r"), {held.id: 1})
+    (taken,) = quick.fetch(1, 0)
+    assert taken.id == held.id == job_id
+    assert quick.begin(taken) is True
+    # Not ours any more: the core skips it (and logs why: tests/unit/test_consuming.py).
+    assert slow.begin(held) is False
+    info = queue.get(job_id)
+    assert (info.status, info.attempt) == (JobStatus.RESERVED, 1)  # started once only
+    quick.ack(taken)
+    assert queue.info()[JobStatus.RESERVED] == 0
+    slow.close()
+    quick.close()
+
+
+def test_a_job_fetched_long_ago_and_still_held_is_begun(settings: dict[str, Any],
+                                                         journal: str) -> None:
+    queue = create_queue(_held_long(settings))
+    job_id = queue.push(Record(journal, "x"))
+    consumer = queue.driver.open_consumer()
+    (message,) = consumer.fetch(1, 0)
+    time.sleep(HELD)
+    consumer.begin(message)  # a round trip that finds it still ours
+    assert queue.get(job_id).attempt == 1
+    consumer.ack(message)
+    assert queue.status(job_id) is JobStatus.DONE
+    consumer.close()
+
+
+def test_jobs_fetched_before_a_clear_are_not_begun(settings: dict[str, Any],
+                                                   journal: str) -> None:
+    queue = create_queue(settings)
+    queue.push(Record(journal, "x"))
+    consumer = queue.driver.open_consumer()
+    (message,) = consumer.fetch(1, 0)
+    queue.clear()
+    assert consumer.begin(message) is False
+    assert set(queue.info().values()) == {0}
+    consumer.close()
+
+
+def test_consumers_hold_their_own_reservations_and_settle_them_in_any_order(
+        settings: dict[str, Any], journal: str) -> None:
+    from queue_core import ErrorInfo
+    from queue_core.consumer import Settlement, Verdict
+    queue = create_queue({**settings, "keep_completed": True})
+    ids = queue.push_many([Record(journal, f"j{index}") for index in range(6)])
+    one, two = queue.driver.open_consumer(), queue.driver.open_consumer()
+    first, second = one.fetch(3, 0), two.fetch(3, 0)
+    assert [m.id for m in first + second] == ids
+    assert one._conn is not two._conn  # type: ignore[attr-defined]
+    for message in (*reversed(second), *first[:2]):
+        (one if message in first else two).begin(message)
+    two.settle([Settlement(Verdict.FAIL, second[2], error=ErrorInfo("E", "no"), keep=True),
+                Settlement(Verdict.ACK, second[0], keep=True)])
+    one.begin(first[2], [Settlement(Verdict.RELEASE, first[1], delay=60, error=None),
+                         Settlement(Verdict.ACK, first[0], keep=True)])
+    one.ack(first[2], keep=True)
+    two.release(second[1], delay=0, error=None)
+    assert [queue.status(job_id) for job_id in ids] == [
+        JobStatus.DONE, JobStatus.DELAYED, JobStatus.DONE, JobStatus.DONE, JobStatus.WAITING,
+        JobStatus.FAILED]
+    assert [queue.get(job_id).attempt for job_id in ids] == [1] * 6
+    one.close()
+    two.close()
+
+
+def test_a_consumer_gives_back_what_it_fetched_uncharged(settings: dict[str, Any],
+                                                         journal: str) -> None:
+    queue = create_queue(settings)
+    ids = queue.push_many([Record(journal, f"j{index}") for index in range(3)])
+    consumer = queue.driver.open_consumer()
+    fetched = consumer.fetch(3, 0)
+    assert [message.id for message in fetched] == ids
+    assert [queue.get(job_id).attempt for job_id in ids] == [0, 0, 0]  # not started yet
+    consumer.begin(fetched[0])
+    consumer.give_back(fetched[1:])
+    assert [queue.status(job_id) for job_id in ids] == [
+        JobStatus.RESERVED, JobStatus.WAITING, JobStatus.WAITING]
+    assert [queue.get(job_id).attempt for job_id in ids] == [1, 0, 0]
+    consumer.close()
+
+
 # -- damaged job hashes ------------------------------------------------------------------
 
 def _key(channel: str, job_id: str, name: str = "") -> str:
@@ -412,13 +514,15 @@ def test_a_release_of_a_hash_without_pri_does_not_lose_the_job(settings: dict[st
     channel = settings["channel"]
     queue = create_queue(settings)
     job_id = queue.push(Record(journal, "x"))
-    driver = queue.driver
-    message = driver.reserve(0)
-    assert message is not None and message.id == job_id
+    consumer = queue.driver.open_consumer()
+    (message,) = consumer.fetch(1, 0)
+    assert message.id == job_id
+    consumer.begin(message)
     r.hdel(_key(channel, job_id), "pri")
-    driver.release(message, delay=0, error=None)
+    consumer.release(message, delay=0, error=None)
     assert queue.status(job_id) is JobStatus.WAITING
-    assert driver.reserve(0) is None  # the pop finds the damage and fails the job
+    assert consumer.fetch(1, 0) == []  # the pop finds the damage and fails the job
+    consumer.close()
     info = queue.get(job_id)
     assert info.status is JobStatus.FAILED and info.error is not None
     assert info.error.type == "DamagedJobRecord" and "'pri'" in info.error.message

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from queue_core import JobStatus, Queue, create_queue
+from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.driver import ErrorInfo
 from tests.support.jobs import Record, Sleep, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
@@ -74,48 +75,61 @@ def test_push_and_push_many(make: Callable[..., Queue], flush: Callable[[], None
     assert [queue.status(job_id) for job_id in (one, *many)] == [JobStatus.WAITING] * 4
 
 
+def _begun(consumer: Consumer, settle: list[Settlement] | None = None) -> Any:
+    """The next job, fetched alone (carrying ``settle``) and begun, as a worker does."""
+    (message,) = consumer.fetch(1, 0, settle or [])
+    consumer.begin(message)
+    return message
+
+
 def test_reserve(make: Callable[..., Queue], flush: Callable[[], None], journal: str) -> None:
     queue = make()
-    assert queue.driver.reserve(0) is None  # the worker's connection, scripts loaded
+    consumer = queue.driver.open_consumer()
+    assert consumer.fetch(1, 0) == []  # the worker's connection, scripts loaded
     ids = queue.push_many([Record(journal, f"j{index}") for index in range(2)])
     flush()
-    message = queue.driver.reserve(0)
-    assert message is not None and message.id == ids[0]
+    message = _begun(consumer)
+    assert message.id == ids[0]
     assert queue.status(ids[1]) is JobStatus.WAITING  # not reserved for no one
+    consumer.close()
 
 
 def test_the_deferred_ack_sent_with_the_next_reserve_is_not_lost(
         make: Callable[..., Queue], flush: Callable[[], None], journal: str) -> None:
     queue = make()
     driver = queue.driver
+    consumer = driver.open_consumer()
     ids = queue.push_many([Record(journal, f"j{index}") for index in range(2)])
-    first = driver.reserve(0)
-    assert first is not None and first.id == ids[0]
-    driver.ack(first, keep=True)
+    first = _begun(consumer)
+    assert first.id == ids[0]
+    owed = [Settlement(Verdict.ACK, first, keep=True)]
     flush()  # the ack is still owed: it goes with the next reserve
-    second = driver.reserve(0)
-    assert second is not None and second.id == ids[1]
+    second = _begun(consumer, owed)
+    assert second.id == ids[1]
     assert driver.status(ids[0]) is JobStatus.DONE
     assert queue.info()[JobStatus.RESERVED] == 1  # only the second: nothing left behind
+    consumer.close()
 
 
 def test_starts_and_acks_of_fetched_jobs_are_not_lost(
         make: Callable[..., Queue], flush: Callable[[], None], journal: str) -> None:
     queue = make()
     driver: Any = queue.driver
-    driver._job_time = 0.0  # quick jobs: fetched several at a time, started unanswered
+    consumer = driver.open_consumer()
     ids = queue.push_many([Record(journal, f"j{index}") for index in range(4)])
-    first = driver.reserve(0)
-    assert first is not None and queue.info()[JobStatus.RESERVED] == 4  # one batch
-    driver.ack(first, keep=True)
+    # Quick jobs, as the core drives them: fetched several at a time, started unanswered.
+    fetched = consumer.fetch(4, 0)
+    first = fetched.pop(0)
+    consumer.begin(first)
+    assert queue.info()[JobStatus.RESERVED] == 4  # one batch
+    owed = [Settlement(Verdict.ACK, first, keep=True)]
     flush()
     seen = [first.id]
-    for _ in range(3):  # each sends the previous ack and its own start, unanswered
-        message = driver.reserve(0)
-        assert message is not None
+    for message in fetched:  # each sends the previous ack and its own start, unanswered
+        consumer.begin(message, owed)
         seen.append(message.id)
-        driver.ack(message, keep=True)
-    driver.flush()  # reads the replies: NOSCRIPT, reload, everything sent again once
+        owed = [Settlement(Verdict.ACK, message, keep=True)]
+    consumer.settle(owed)  # reads the replies: NOSCRIPT, reload, everything sent again once
     assert seen == ids
     assert [driver.status(job_id) for job_id in ids] == [JobStatus.DONE] * 4
     assert [queue.get(job_id).attempt for job_id in ids] == [1] * 4
@@ -124,30 +138,30 @@ def test_starts_and_acks_of_fetched_jobs_are_not_lost(
 def test_release_and_fail(make: Callable[..., Queue], flush: Callable[[], None],
                           journal: str) -> None:
     queue = make()
-    driver = queue.driver
+    consumer = queue.driver.open_consumer()
     ids = queue.push_many([Record(journal, f"j{index}") for index in range(2)])
-    first = driver.reserve(0)
-    assert first is not None
+    first = _begun(consumer)
     flush()
-    driver.release(first, delay=0, error=ErrorInfo("ValueError", "again"))
+    consumer.release(first, delay=0, error=ErrorInfo("ValueError", "again"))
     assert queue.status(ids[0]) is JobStatus.WAITING
-    message = driver.reserve(0)
-    assert message is not None and message.id == ids[0]
+    message = _begun(consumer)
+    assert message.id == ids[0]
     flush()
-    driver.fail(message, error=ErrorInfo("ValueError", "no more"))
+    consumer.fail(message, error=ErrorInfo("ValueError", "no more"))
     info = queue.get(ids[0])
     assert info.status is JobStatus.FAILED and info.error is not None
     assert info.error.message == "no more"
+    consumer.close()
 
 
 def test_admin_calls(make: Callable[..., Queue], flush: Callable[[], None],
                      journal: str) -> None:
     queue = make()
-    driver = queue.driver
+    consumer = queue.driver.open_consumer()
     ids = queue.push_many([Record(journal, f"j{index}") for index in range(3)])
-    message = driver.reserve(0)
-    assert message is not None
-    driver.fail(message, error=ErrorInfo("ValueError", "x"))
+    message = _begun(consumer)
+    consumer.fail(message, error=ErrorInfo("ValueError", "x"))
+    consumer.close()
     flush()
     queue.retry(ids[0])
     assert queue.status(ids[0]) is JobStatus.WAITING

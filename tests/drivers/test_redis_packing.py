@@ -2,7 +2,7 @@
 
 ``_pack``/``_bulk``/``_Script.call`` are checked byte for byte, against redis-py's packer
 and hiredis's reader (independent implementations), with binary payloads. The pipelines
-(pushes in chunks, the worker's deferred ack sent with its next reserve, NOSCRIPT) run
+(pushes in chunks, the worker's deferred ack sent with its next fetch, NOSCRIPT) run
 over a real redis-py connection whose socket is one end of a socketpair: the test writes
 hand-made RESP replies and reads what the driver wrote. The driver does not parse RESP
 itself (redis-py does); what it does with each kind of parsed reply is checked here."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -21,9 +22,11 @@ import pytest
 redis = pytest.importorskip("redis", reason="redis-py is not installed")
 hiredis = pytest.importorskip("hiredis", reason="hiredis is not installed")
 
+from queue_core.drivers import redis_scripts as lua  # noqa: E402
 from queue_core.drivers.redis import RedisDriver, _bulk, _pack, _Script  # noqa: E402
 
 from queue_core import DriverError  # noqa: E402
+from queue_core.consumer import Settlement, Verdict  # noqa: E402
 from queue_core.driver import PushRequest  # noqa: E402
 
 NOWHERE = "redis://127.0.0.1:1/0"
@@ -116,6 +119,26 @@ def test_every_script_of_a_driver_packs_its_keys_under_the_channel_hash_tag() ->
         assert command[3 + count:] == [b"x"]
 
 
+
+def test_stored_names_keep_their_spelling_and_the_scripts_use_only_those_named() -> None:
+    # Stored data of earlier versions uses these names: renaming one loses those jobs.
+    assert (lua.ID_COUNTER, lua.JOB, lua.NOTIFY, lua.SET_KEYS) == (
+        "id", "j:", "n", ("w", "d", "r", "done", "f"))
+    assert lua.FIELDS == ("p", "ttr", "pri", "pushed", "att", "run", "st", "fin", "err",
+                          "res", "tok")
+    sources = [lua.PUSH, lua.RESERVE, lua.FINISH_START, lua.RELEASE, lua.FAIL, lua.REMOVE,
+               lua.RETRY, lua.CLEAR]
+    used = set()
+    for source in sources:
+        for args in re.findall(r"redis\.p?call\('(?:HSET|HGET|HMGET|HDEL)',([^\n]*)", source):
+            used.update(re.findall(r"'([a-z]+)'", args))
+        assert "'j:'" in source or "KEYS[" in source
+    assert used == set(lua.FIELDS)
+    driver = RedisDriver(NOWHERE, channel="mail", warn_persistence=False)
+    assert driver._key("000000000001") == "qc:{mail}:j:000000000001"
+    assert set(driver._keys.values()) == {f"qc:{{mail}}:{name}" for name in (
+        "id", "w", "d", "r", "done", "f", "n")}
+
 # -- pipelines over a scripted connection --------------------------------------------
 
 
@@ -207,11 +230,26 @@ def scripted() -> Iterator[tuple[Scripted, RedisDriver]]:
     made = Scripted()
     driver = RedisDriver(NOWHERE, channel="mail", warn_persistence=False,
                          lease_grace=1.0, prefetch_lease=10)
-    # The producer's and the worker's connection are the scripted one.
+    # The producer's connection is the scripted one (and the worker's: see ``consumer``).
     driver._local.conn, driver._local.pool, driver._local.used = made.conn, made, 1e18
-    driver._conn, driver._conn_pool = made.conn, made
     yield made, driver
     made.close()
+
+
+@pytest.fixture
+def consumer(scripted: tuple[Scripted, RedisDriver]) -> Any:
+    """A worker's consumer of the scripted driver, on the scripted connection."""
+    made, driver = scripted
+    opened: Any = driver.open_consumer()
+    opened._conn, opened._conn_pool = made.conn, made
+    return opened
+
+
+def _begun(consumer: Any, settle: list[Settlement] | None = None) -> Any:
+    """The next job, fetched alone (carrying ``settle``) and begun, as a worker does."""
+    (message,) = consumer.fetch(1, 0, settle or [])
+    consumer.begin(message)
+    return message
 
 
 def _requests(count: int, ttr: float = 60.0) -> list[PushRequest]:
@@ -294,11 +332,10 @@ FINISH_OK = b"*2\r\n:1\r\n:1\r\n"
 
 
 def test_the_deferred_ack_goes_out_with_the_next_reserve_and_replies_match_in_order(
-        scripted: tuple[Scripted, RedisDriver]) -> None:
+        scripted: tuple[Scripted, RedisDriver], consumer: Any) -> None:
     peer, driver = scripted
     peer.reply(_reserve_reply(JOB_1))
-    message = driver.reserve(0)
-    assert message is not None
+    message = _begun(consumer)
     assert (message.id, message.payload, message.attempt, message.ttr) == (
         "000000000001", b"{\"x\": 1}\r\n\x00", 1, 60.0)
     # The reserve was a round trip; the start of the job went out without waiting.
@@ -308,33 +345,33 @@ def test_the_deferred_ack_goes_out_with_the_next_reserve_and_replies_match_in_or
     assert start[1] == driver._scripts["finish_start"].sha.encode()
     assert start[-3:-1] == [b"000000000001", message.handle.token.encode()]
 
-    driver.ack(message)
+    owed = [Settlement(Verdict.ACK, message)]
     peer.events.clear()
     peer.reply(FINISH_OK + FINISH_OK + _reserve_reply(due=b"$2\r\n-1"))
-    assert driver.reserve(0) is None
+    assert consumer.fetch(1, 0, owed) == []
     # The ack and the next reserve are written before any reply is read; the start's
     # reply still owed is read first, then the ack's, then the reserve's.
     assert peer.events == ["send", "send", "read", "read", "read"]
     ack, again = peer.sent()
     assert ack[1] == driver._scripts["finish_start"].sha.encode()
     assert b"000000000001" in ack and again[1] == driver._scripts["reserve"].sha.encode()
-    assert not driver._pending and not driver._unconfirmed
+    assert not consumer._pending and not consumer._unconfirmed
 
 
 def test_noscript_on_deferred_calls_loads_the_scripts_and_sends_them_again_in_order(
-        scripted: tuple[Scripted, RedisDriver], caplog: pytest.LogCaptureFixture) -> None:
+        scripted: tuple[Scripted, RedisDriver], consumer: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
     peer, driver = scripted
     peer.reply(_reserve_reply(JOB_1))
-    message = driver.reserve(0)
-    assert message is not None
-    driver.ack(message)
+    message = _begun(consumer)
+    owed = [Settlement(Verdict.ACK, message)]
     peer.sent()
     noscript = b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
     loaded = b"".join(b"$40\r\n%s\r\n" % script.sha.encode()
                       for script in driver._scripts.values())
     peer.reply(noscript * 3 + loaded + FINISH_OK + FINISH_OK + _reserve_reply())
     with caplog.at_level(logging.WARNING):
-        assert driver.reserve(0) is None
+        assert consumer.fetch(1, 0, owed) == []
     assert "lost the queue's scripts (NOSCRIPT)" in caplog.text
     sent = peer.sent()
     names = {script.sha.encode(): name for name, script in driver._scripts.items()}
@@ -344,42 +381,41 @@ def test_noscript_on_deferred_calls_loads_the_scripts_and_sends_them_again_in_or
     assert shown == ["finish_start", "reserve", *(f"load {name}" for name in driver._scripts),
                      "finish_start", "finish_start", "reserve"]
     assert sent[-2] == sent[0] and sent[-1] == sent[1]  # the same calls, sent again
-    assert driver._unconfirmed == []
+    assert consumer._unconfirmed == []
 
 
 def test_an_error_reply_to_a_deferred_call_is_a_driver_error_naming_the_script(
-        scripted: tuple[Scripted, RedisDriver]) -> None:
+        scripted: tuple[Scripted, RedisDriver], consumer: Any) -> None:
     peer, driver = scripted
     peer.reply(_reserve_reply(JOB_1))
-    message = driver.reserve(0)
-    assert message is not None
+    message = _begun(consumer)
     peer.reply(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
     with pytest.raises(DriverError, match="the finish_start script failed: WRONGTYPE Operation "
                        "against a key holding the wrong kind"):
-        driver.release(message, delay=0, error=None)
-    assert driver._conn is None and peer.released == [peer.conn]
+        consumer.release(message, delay=0, error=None)
+    assert consumer._conn is None and peer.released == [peer.conn]
 
 
 def test_damaged_records_in_a_reserve_reply_are_logged_and_skipped(
-        scripted: tuple[Scripted, RedisDriver], caplog: pytest.LogCaptureFixture) -> None:
+        scripted: tuple[Scripted, RedisDriver], consumer: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
     peer, driver = scripted
     peer.reply(_reserve_reply(damaged=[b"000000000009", b"no payload"])
                + _reserve_reply(JOB_1))
     with caplog.at_level(logging.ERROR):
-        message = driver.reserve(0)
-    assert message is not None and message.id == "000000000001"
+        message = _begun(consumer)
+    assert message.id == "000000000001"
     assert "job 000000000009 is damaged in the store: no payload" in caplog.text
 
 
 def test_null_bulk_fields_of_a_job_are_kept_as_read_for_the_core_to_fail(
-        scripted: tuple[Scripted, RedisDriver]) -> None:
+        scripted: tuple[Scripted, RedisDriver], consumer: Any) -> None:
     peer, driver = scripted
     reply = _reserve_reply([b"000000000003", b"{}", b"60", b"1", b"1", b"0", b"0"])
     # The ttr and the attempt count of the job as nulls ($-1), as a damaged hash reads.
     reply = reply.replace(b"$2\r\n60\r\n", b"$-1\r\n")
     reply = reply.replace(b"$1\r\n0\r\n", b"$-1\r\n", 1)
     peer.reply(reply)
-    message = driver.reserve(0)
-    assert message is not None
+    message = _begun(consumer)
     assert (message.id, message.payload, message.ttr, message.attempt) == (
         "000000000003", b"{}", None, None)

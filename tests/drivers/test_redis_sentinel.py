@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from queue_core import ConfigError, DriverError, JobStatus, create_queue
+from queue_core.consumer import Settlement, Verdict
 from tests.support.jobs import Record, Sleep, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
 from tests.support.redis_servers import SERVICE, RedisProcess, SentinelSet, missing_binaries
@@ -353,10 +354,12 @@ def test_a_demoted_master_answering_readonly_drops_the_connection_and_keeps_the_
     try:
         queue = create_queue(_settings(f"redis://127.0.0.1:{first.port}/0"))
         driver = queue.driver
+        consumer = driver.open_consumer()
         ids = queue.push_many([Record(journal, f"j{index}") for index in range(2)])
-        message = driver.reserve(0)
-        assert message is not None and message.id == ids[0]
-        driver.ack(message, keep=True)  # owed: sent with the next reserve
+        (message,) = consumer.fetch(1, 0)
+        assert message.id == ids[0]
+        consumer.begin(message)
+        owed = [Settlement(Verdict.ACK, message, keep=True)]  # sent with the next reserve
         a, b = redis.Redis(port=first.port), redis.Redis(port=second.port)
         b.replicaof("127.0.0.1", first.port)
         wait_for(lambda: b.info("replication")["master_link_status"] == "up", 10, "sync")
@@ -364,10 +367,11 @@ def test_a_demoted_master_answering_readonly_drops_the_connection_and_keeps_the_
         a.replicaof("127.0.0.1", second.port)  # demoted, its clients still connected
         wait_for(lambda: a.info("replication")["master_link_status"] == "up", 10, "sync")
         with pytest.raises(DriverError, match="ReadOnlyError"):
-            driver.reserve(0)
+            consumer.fetch(1, 0, owed)
         a.replicaof("NO", "ONE")
-        following = driver.reserve(0)
-        assert following is not None and following.id == ids[1]
+        # The driver itself sends the ack again (its caller does not).
+        (following,) = consumer.fetch(1, 0)
+        assert following.id == ids[1]
         assert driver.status(ids[0]) is JobStatus.DONE
     finally:
         first.kill()
@@ -411,18 +415,20 @@ def test_a_master_short_of_replicas_refuses_writes_and_nothing_owed_is_lost(
         client = redis.Redis(port=alone.port)
         queue = create_queue(_settings(f"redis://127.0.0.1:{alone.port}/0"))
         driver = queue.driver
+        consumer = driver.open_consumer()
         ids = queue.push_many([Record(journal, f"j{index}") for index in range(2)])
-        message = driver.reserve(0)
-        assert message is not None and message.id == ids[0]
-        driver.ack(message, keep=True)
+        (message,) = consumer.fetch(1, 0)
+        assert message.id == ids[0]
+        consumer.begin(message)
+        owed = [Settlement(Verdict.ACK, message, keep=True)]
         client.config_set("min-replicas-to-write", 1)
         with pytest.raises(DriverError, match="NOREPLICAS"):
-            driver.reserve(0)
+            consumer.fetch(1, 0, owed)
         with pytest.raises(DriverError, match="short of replicas"):
             queue.push(Record(journal, "refused"))
         client.config_set("min-replicas-to-write", 0)
-        following = driver.reserve(0)
-        assert following is not None and following.id == ids[1]
+        (following,) = consumer.fetch(1, 0)  # the driver sends the ack again itself
+        assert following.id == ids[1]
         assert driver.status(ids[0]) is JobStatus.DONE
         assert queue.info()[JobStatus.WAITING] == 0  # the refused push wrote nothing
     finally:
