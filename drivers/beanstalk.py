@@ -14,7 +14,10 @@ client's release changes can break the pipelining below.
   count), so ``reserves - 1 - releases - buries`` is the number of lost runs. beanstalkd's
   32-bit priority carries ours in its upper 24 bits and, in the lower 8, that number as
   of the job's last normal end; a job that comes back with a larger one was lost.
-- One round trip per job: the delete of the finished job, the next reserve and the stats
+- The store's connection serves pushes and admin, one thread at a time; each worker's
+  consumer has its own, which holds the jobs it reserved (closing it gives them back).
+- One round trip per job: the delete (or release) of the finished job, which the core
+  keeps back for the consumer to fold into its next fetch, the next reserve and the stats
   of the job that reserve will most likely return go out together. The guess is the id
   after the last job (beanstalkd numbers jobs in push order, so a FIFO tube hits every
   time), or, after a wrong guess, the job peek-ready shows. A wrong guess costs one more
@@ -29,20 +32,14 @@ import json
 import logging
 import math
 import re
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import urlsplit
 
-from queue_core.driver import (
-    DEFAULT_PRIORITY,
-    Capabilities,
-    Driver,
-    ErrorInfo,
-    JobInfo,
-    JobStatus,
-    Message,
-)
+from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import (
     ConfigError,
     DriverError,
@@ -51,7 +48,28 @@ from queue_core.errors import (
     JobNotInStateError,
     NotSupportedError,
 )
+from queue_core.model import (
+    DEFAULT_PRIORITY,
+    Capabilities,
+    ErrorInfo,
+    JobInfo,
+    JobStatus,
+    Message,
+)
+from queue_core.options import (
+    ADDRESS,
+    CHANNEL,
+    LEASE_GRACE,
+    Option,
+    check_options,
+    documented,
+    seconds,
+    text,
+    url_and_options,
+    whole,
+)
 from queue_core.records import as_time
+from queue_core.store import Store
 
 from . import beanstalk_wire as wire
 
@@ -68,6 +86,9 @@ _STATE = {"ready": JobStatus.WAITING, "delayed": JobStatus.DELAYED,
 _UINT32 = 2**32 - 1
 _BODY_HEADER_MAX = 64
 """Bytes our body header (marker, ttr, push time) may take ahead of the payload."""
+_LEASE_ENDED = "job %s: its lease ended before the outcome was saved; it will run again"
+
+T = TypeVar("T")
 
 
 def _whole_seconds(value: float, what: str, minimum: int = 0) -> int:
@@ -78,6 +99,15 @@ def _whole_seconds(value: float, what: str, minimum: int = 0) -> int:
         raise InvalidArgumentError(f"{what} {value!r} is out of range for the beanstalk "
                                    f"driver: 0 to {_UINT32} seconds")
     return max(minimum, math.ceil(value))
+
+
+def _priority(priority: int | None, lost: int = 0) -> int:
+    """Our priority in beanstalkd's upper 24 bits, the lost runs so far in the lower 8."""
+    ours = DEFAULT_PRIORITY if priority is None else priority
+    if isinstance(ours, bool) or not isinstance(ours, int) or not 0 <= ours <= MAX_PRIORITY:
+        raise InvalidArgumentError(f"priority {ours!r} is out of range for the beanstalk "
+                                   f"driver: 0 to {MAX_PRIORITY}")
+    return (ours << 8) | (lost & _LOST_MASK)
 
 
 def _body(payload: bytes, ttr: float, pushed_at: float) -> bytes:
@@ -151,19 +181,17 @@ class _Client:
     def call(self, command: wire.Command[wire.T]) -> wire.T:
         return self.conn.call(command)
 
-    def cycle(self, finished: int | None, timeout: int, hint: int | None,
+    def cycle(self, owed: Sequence[_Owed], timeout: int, hint: int | None,
               peek: bool) -> tuple[wire.Job | None, Counts | None, int | None]:
-        """One round trip: delete the finished job, reserve the next, read the counts of
-        ``hint`` (the job the reserve is expected to return) and, with ``peek``, ask
-        peek-ready for the next hint. Returns (reserved job, its counts if the hint was
-        right, the job peek-ready showed)."""
+        """One round trip: settle ``owed`` (the finished jobs' deletes and releases),
+        reserve the next job, read the counts of ``hint`` (the job the reserve is expected
+        to return) and, with ``peek``, ask peek-ready for the next hint. Returns (reserved
+        job, its counts if the hint was right, the job peek-ready showed)."""
         conn = self.conn
         reserve = wire.reserve_with_timeout(timeout)
-        commands: list[wire.Command[object]] = [reserve]
-        delete = stats = peeked = None
-        if finished is not None:
-            delete = wire.delete(finished)
-            commands = [delete, reserve]
+        commands: list[wire.Command[object]] = [item.command for item in owed]
+        commands.append(reserve)
+        stats = peeked = None
         if hint is not None:
             stats = wire.stats_job(hint)
             commands.append(stats)
@@ -171,11 +199,7 @@ class _Client:
             peeked = wire.peek_ready()
             commands.append(peeked)
         conn.send(*commands)
-        if delete is not None:
-            try:
-                delete.read(conn)
-            except wire.NotFound:
-                pass  # its lease ran out: it runs again elsewhere
+        _read_owed(owed, conn)
         reserved: wire.Job | None
         try:
             reserved = reserve.read(conn)
@@ -187,6 +211,11 @@ class _Client:
             if reserved is None or reserved.id != hint:
                 counts = None
         return reserved, counts, None if peeked is None else _peeked(peeked, conn)
+
+    def settle(self, owed: Sequence[_Owed]) -> None:
+        """One round trip: the deletes and releases, with no reserve."""
+        self.conn.send(*(item.command for item in owed))
+        _read_owed(owed, self.conn)
 
     def counts_and_peek(self, job_id: int) -> tuple[Counts | None, int | None]:
         stats, peeked = wire.stats_job(job_id), wire.peek_ready()
@@ -216,6 +245,25 @@ class _Client:
         self.conn.close()
 
 
+class _Owed(NamedTuple):
+    """A settlement that is one command, so that it can share a write with others."""
+
+    command: wire.Command[None]
+    job: str
+    warn: bool
+    """Warn when beanstalkd no longer knows the reservation: the job runs again. Not for
+    an ack's delete, where it may only mean that an earlier try of it went through."""
+
+
+def _read_owed(owed: Sequence[_Owed], conn: wire.Connection) -> None:
+    for item in owed:
+        try:
+            item.command.read(conn)
+        except wire.NotFound:
+            if item.warn:
+                logger.warning(_LEASE_ENDED, item.job)
+
+
 def _counts(command: wire.Command[bytes], conn: wire.Connection) -> Counts | None:
     """The counts of a stats-job reply, or None for a job that is gone."""
     try:
@@ -242,12 +290,80 @@ class _Handle:
     """Lost runs so far, written into the priority at this run's normal end."""
 
 
-class BeanstalkDriver(Driver):
+def _message(job_id: int, body: bytes, counts: Counts) -> Message:
+    ttr, pushed_at, payload = _unbody(body)
+    pri_sent, ttr_sent, reserves_sent, releases, buries = counts
+    pri = int(pri_sent or 0)
+    reserves = int(reserves_sent or 1)
+    lost = reserves - 1 - int(releases or 0) - int(buries or 0)
+    if ttr is None:  # not pushed by us: beanstalkd's ttr is all there is
+        ttr = float(ttr_sent or 60)
+    return Message(
+        str(job_id), payload, reserves, ttr, priority=pri >> 8, pushed_at=pushed_at,
+        redelivered=(lost & _LOST_MASK) != (pri & _LOST_MASK),
+        handle=_Handle(job_id, pri >> 8, lost))
+
+
+class _Link:
+    """One connection to the store's beanstalkd, using and watching its tube, opened on
+    first use. Not thread-safe: the store guards its own, and each consumer has one."""
+
+    def __init__(self, store: BeanstalkDriver) -> None:
+        self.store = store
+        self.client: _Client | None = None
+
+    def io(self, what: Callable[[_Client], T]) -> T:
+        """``what(client)``. A broken connection, or any reply that is not the answer a
+        command expects, drops the connection and becomes DriverError: after a protocol
+        error the stream may be out of step (beanstalkd reading a body as a command), and
+        every later reply would belong to the command before it."""
+        try:
+            if self.client is None:
+                store = self.store
+                self.client = _Client(store.address, store.channel, store.connect_timeout)
+            return what(self.client)
+        except (wire.NotFound, wire.TimedOut, wire.DeadlineSoon):
+            raise  # ordinary answers, read in full: the stream is in step
+        except wire.JobTooBig:
+            self.drop()
+            raise
+        except (OSError, ValueError, wire.BeanstalkError) as exc:
+            self.drop()
+            detail = str(exc) or type(exc).__name__
+            raise DriverError(f"{self.store.describe()}: {detail}") from exc
+
+    def drop(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's socket stays the parent's."""
+        self.client = None
+
+
+OPTIONS = (
+    Option("host", text(), "127.0.0.1", "The beanstalkd server's host name or address.",
+           ADDRESS),
+    Option("port", whole(1, 65535), 11300, "The beanstalkd server's port.", ADDRESS),
+    CHANNEL,
+    LEASE_GRACE,
+    Option("connect_timeout", seconds(0, above=True), 5.0,
+           "Seconds to wait for a connection to the server."),
+)
+
+
+@documented(OPTIONS)
+class BeanstalkDriver(Store):
+    """Jobs in a beanstalkd tube: ``beanstalk://host:port`` (the channel is the tube)."""
+
     name = "beanstalk"
+    options = OPTIONS
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(0, MAX_PRIORITY), ttr_lease=True,
         retry=True, attempt_count=True, status=True, failed_store=True, keep_completed=False,
-        manual_retry=True, remove=True, clear=True, info=True, listing=True,
+        manual_retry=True, remove=True, clear=True, info=True,
+        listing=frozenset({JobStatus.FAILED}),
         lease_by_connection=True)
 
     def __init__(self, host: str = "127.0.0.1", port: int = 11300, *, channel: str = "queue",
@@ -255,71 +371,39 @@ class BeanstalkDriver(Driver):
         super().__init__(channel=channel)
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigError(f"beanstalk port must be 1-65535, got {port!r}", key="driver")
+        checked = check_options(self.name, self.options, {
+            "lease_grace": lease_grace, "connect_timeout": connect_timeout})
         self.address = (host, port)
-        self.lease_grace = float(lease_grace)
-        self.connect_timeout = float(connect_timeout)
+        self.lease_grace = checked["lease_grace"]
+        self.connect_timeout: float = checked["connect_timeout"]
         self.reasons_tube = f"{channel}.failed"
-        self._client: _Client | None = None
-        self._finished: int | None = None
-        self._hint: int | None = None
-        # Ask peek-ready for the hints (True) or guess the next id (False); a wrong hint
-        # switches, so a FIFO tube guesses and a tube read out of order peeks.
-        self._peek = False
-        self._idle_pause = 0.02
+        # Pushes and admin of every thread share one connection, one call at a time;
+        # each worker's consumer has its own.
+        self._link = _Link(self)
+        self._lock = threading.Lock()
         self._max_job_size: int | None = None
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> BeanstalkDriver:
-        parts = urlsplit(url)
-        if parts.query:
-            raise ConfigError(f"beanstalk URL takes no options, got {parts.query!r}",
-                              key="driver")
+    def from_url(cls, url: str, **given: Any) -> BeanstalkDriver:
+        base, values = url_and_options(cls.name, cls.options, url, given)
+        parts = urlsplit(base)
         try:
             port = parts.port or 11300
         except ValueError:
             raise ConfigError(f"beanstalk URL {url!r} has a bad port", key="driver") from None
-        return cls(parts.hostname or "127.0.0.1", port, **options)
+        return cls(parts.hostname or "127.0.0.1", port, **values)
 
     def describe(self) -> str:
         return f"beanstalk://{self.address[0]}:{self.address[1]} tube {self.channel}"
 
-    # -- connection ------------------------------------------------------------------
+    def open_consumer(self) -> Consumer:
+        return _BeanstalkConsumer(self)
 
-    def _conn(self) -> _Client:
-        if self._client is None:
-            self._client = _Client(self.address, self.channel, self.connect_timeout)
-        return self._client
-
-    def _io(self, what: Any) -> Any:
-        """Run ``what(client)``. A broken connection, or any reply that is not the answer a
-        command expects, drops the connection and becomes DriverError: after a protocol
-        error the stream may be out of step (beanstalkd reading a body as a command), and
-        every later reply would belong to the command before it."""
-        try:
-            return what(self._conn())
-        except (wire.NotFound, wire.TimedOut, wire.DeadlineSoon):
-            raise  # ordinary answers, read in full: the stream is in step
-        except wire.JobTooBig:
-            self._drop()
-            raise
-        except (OSError, ValueError, wire.BeanstalkError) as exc:
-            self._drop()
-            detail = str(exc) or type(exc).__name__
-            raise DriverError(f"{self.describe()}: {detail}") from exc
-
-    def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+    def _io(self, what: Callable[[_Client], T]) -> T:
+        with self._lock:
+            return self._link.io(what)
 
     # -- push ------------------------------------------------------------------------
-
-    def _priority(self, priority: int | None, lost: int = 0) -> int:
-        ours = DEFAULT_PRIORITY if priority is None else priority
-        if isinstance(ours, bool) or not isinstance(ours, int) or not 0 <= ours <= MAX_PRIORITY:
-            raise InvalidArgumentError(f"priority {ours!r} is out of range for the beanstalk "
-                                       f"driver: 0 to {MAX_PRIORITY}")
-        return (ours << 8) | (lost & _LOST_MASK)
 
     def _lease(self, ttr: float) -> int:
         return _whole_seconds(ttr + self.lease_grace, "ttr", minimum=1)
@@ -340,7 +424,7 @@ class BeanstalkDriver(Driver):
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
         body = _body(payload, ttr, time.time())
-        pri, lease = self._priority(priority), self._lease(ttr)
+        pri, lease = _priority(priority), self._lease(ttr)
         wait = _whole_seconds(delay, "delay")
         try:
             job_id = self._io(lambda c: c.call(wire.put(body, pri, wait, lease)))
@@ -349,113 +433,6 @@ class BeanstalkDriver(Driver):
                 f"a job of {len(body)} bytes is larger than {self.describe()} accepts "
                 "(beanstalkd's max-job-size, -z, default 65535); nothing was queued") from None
         return str(job_id)
-
-    # -- reserve ---------------------------------------------------------------------
-
-    def reserve(self, timeout: float = 0.0) -> Message | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            # beanstalkd waits in whole seconds: block for those, poll for the rest so a
-            # worker can still stop within half a second.
-            wait = int(left) if left >= 1 else 0
-            finished, self._finished = self._finished, None
-            try:
-                reserved, counts, peeked = self._io(functools.partial(
-                    _Client.cycle, finished=finished, timeout=wait, hint=self._hint,
-                    peek=self._peek))
-            except DriverError:
-                self._finished = finished
-                self._hint = None
-                raise
-            if reserved is not None:
-                self._idle_pause = 0.02
-                job_id = reserved.id
-                if counts is None:  # no hint or a wrong one: one more round trip
-                    if self._hint is not None:
-                        self._peek = not self._peek
-                    counts, peeked = self._io(functools.partial(_Client.counts_and_peek,
-                                                               job_id=job_id))
-                    if counts is None:
-                        continue  # deleted meanwhile
-                self._hint = peeked if self._peek else job_id + 1
-                return self._message(job_id, reserved.body, counts)
-            if self._peek:
-                self._hint = peeked
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            time.sleep(min(left, self._idle_pause))
-            self._idle_pause = min(self._idle_pause * 2, 0.1)
-
-    def _message(self, job_id: int, body: bytes, counts: Counts) -> Message:
-        ttr, pushed_at, payload = _unbody(body)
-        pri_sent, ttr_sent, reserves_sent, releases, buries = counts
-        pri = int(pri_sent or 0)
-        reserves = int(reserves_sent or 1)
-        lost = reserves - 1 - int(releases or 0) - int(buries or 0)
-        if ttr is None:  # not pushed by us: beanstalkd's ttr is all there is
-            ttr = float(ttr_sent or 60)
-        return Message(
-            str(job_id), payload, reserves, ttr, priority=pri >> 8, pushed_at=pushed_at,
-            redelivered=(lost & _LOST_MASK) != (pri & _LOST_MASK),
-            handle=_Handle(job_id, pri >> 8, lost))
-
-    # -- outcomes --------------------------------------------------------------------
-
-    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        # Sent with the next reserve (or by flush).
-        if self._finished is not None:
-            self.flush()
-        self._finished = message.handle.job_id
-
-    def _lost(self, message: Message, what: Any) -> None:
-        """Run ``what`` on a reserved job; NOT_FOUND means its lease ran out first."""
-        try:
-            self._io(what)
-        except wire.NotFound:
-            logger.warning("job %s: its lease ended before the outcome was saved; it will "
-                           "run again", message.id)
-
-    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        handle: _Handle = message.handle
-        pri, wait = self._priority(handle.priority, handle.lost), _whole_seconds(delay, "delay")
-        self._lost(message, lambda c: c.call(wire.release(handle.job_id, pri, wait)))
-
-    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        handle: _Handle = message.handle
-        if not keep:
-            self._lost(message, lambda c: c.call(wire.delete(handle.job_id)))
-            return
-        record = json.dumps({"id": handle.job_id, "error": error.as_dict(),
-                             "finished_at": time.time()}).encode()
-
-        def bury(c: _Client) -> None:
-            # The reason first: the failed listing finds buried jobs through their reasons,
-            # so a worker lost between the two moves must leave a reason without a buried
-            # job (its job comes back; the listing skips and drops the reason), never a
-            # buried job without a reason, which no listing would show.
-            c.call(wire.use(self.reasons_tube))
-            try:
-                c.call(wire.put(record, wire.UINT32, 0, 3600))
-            finally:
-                c.call(wire.use(self.channel))
-            c.call(wire.bury(handle.job_id, self._priority(handle.priority, handle.lost)))
-        self._lost(message, bury)
-
-    def flush(self) -> None:
-        finished, self._finished = self._finished, None
-        if finished is not None:
-            def delete(c: _Client) -> None:
-                try:
-                    c.call(wire.delete(finished))
-                except wire.NotFound:
-                    pass
-            try:
-                self._io(delete)
-            except DriverError:
-                self._finished = finished
-                raise
 
     # -- failure reasons -------------------------------------------------------------
 
@@ -514,7 +491,7 @@ class BeanstalkDriver(Driver):
                 return None
             body = c.peek_body(number)
             return None if body is None else self._info(number, stats, body, c)
-        return self._io(look)  # type: ignore[no-any-return]
+        return self._io(look)
 
     def _info(self, number: int, stats: dict[str, str], body: bytes, c: _Client,
               reason: dict[str, Any] | None = None) -> JobInfo:
@@ -541,7 +518,7 @@ class BeanstalkDriver(Driver):
                     JobStatus.RESERVED: int(stats.get("current-jobs-reserved", 0)),
                     JobStatus.DONE: 0,
                     JobStatus.FAILED: int(stats.get("current-jobs-buried", 0))}
-        return self._io(count)  # type: ignore[no-any-return]
+        return self._io(count)
 
     def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
         if status is not JobStatus.FAILED:
@@ -565,7 +542,7 @@ class BeanstalkDriver(Driver):
             if gone:
                 self._reasons(c, drop=gone)  # reasons of jobs since deleted
             return found
-        return self._io(listed)  # type: ignore[no-any-return]
+        return self._io(listed)
 
     def remove(self, job_id: str) -> bool:
         number = self._job_id(job_id)
@@ -580,7 +557,7 @@ class BeanstalkDriver(Driver):
             if stats is not None and stats.get("state") == "buried":
                 self._reasons(c, drop={number})
             return True
-        return self._io(delete)  # type: ignore[no-any-return]
+        return self._io(delete)
 
     def clear(self) -> None:
         def empty(c: _Client, tube: str) -> None:
@@ -604,12 +581,8 @@ class BeanstalkDriver(Driver):
             empty(c, self.channel)
             empty(c, self.reasons_tube)
         self._io(run)
-        self._finished = None
 
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
-        if reset_attempts:
-            raise NotSupportedError("the beanstalk driver cannot reset attempts: beanstalkd's "
-                                    "reserve count of a job cannot be changed")
         number = self._job_id(job_id)
         if number is None:
             raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
@@ -626,14 +599,153 @@ class BeanstalkDriver(Driver):
         self._io(kick)
 
     def after_fork(self) -> None:
-        self._client = None  # the parent's socket stays the parent's
-        self._finished = None
+        self._link.forget()
+        self._lock = threading.Lock()  # a thread of the parent may have held it
+
+    def close(self) -> None:
+        with self._lock:
+            self._link.drop()
+
+
+class _BeanstalkConsumer(Consumer):
+    """One worker's connection. Jobs are reserved one at a time by beanstalkd's own
+    reserve, never ahead, so a crash never charges a job that had not started; the deletes
+    and releases the core keeps back go out in the same write as the next reserve."""
+
+    prefetch = 1
+    folds_settlements = True
+
+    def __init__(self, store: BeanstalkDriver) -> None:
+        self.store = store
+        self._link = _Link(store)
+        self._hint: int | None = None
+        # Ask peek-ready for the hints (True) or guess the next id (False); a wrong hint
+        # switches, so a FIFO tube guesses and a tube read out of order peeks.
+        self._peek = False
+        self._idle_pause = 0.02
+
+    def fetch(self, max_n: int, timeout: float,
+              settle: Sequence[Settlement] = ()) -> list[Message]:
+        owed = self._folded(settle)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            # Wait on beanstalkd itself: it hands a put to a waiting reserve at once, where
+            # polling finds it only at the next poll. It waits in whole seconds, so the wait
+            # rounds up (an idle worker notices a stop within about a second, not half).
+            # The reserve is read to its end before this call returns, never left pending:
+            # whatever beanstalkd hands over is returned and run, so a worker that stops
+            # meanwhile neither loses a job nor charges an attempt to one it did not run.
+            wait = min(math.ceil(left), wire.UINT32) if left > 0 else 0
+            try:
+                reserved, counts, peeked = self._link.io(functools.partial(
+                    _Client.cycle, owed=owed, timeout=wait, hint=self._hint,
+                    peek=self._peek))
+            except DriverError:
+                self._hint = None
+                raise
+            owed = []
+            if reserved is not None:
+                self._idle_pause = 0.02
+                job_id = reserved.id
+                if counts is None:  # no hint or a wrong one: one more round trip
+                    if self._hint is not None:
+                        self._peek = not self._peek
+                    counts, peeked = self._link.io(functools.partial(
+                        _Client.counts_and_peek, job_id=job_id))
+                    if counts is None:
+                        continue  # deleted meanwhile
+                self._hint = peeked if self._peek else job_id + 1
+                return [_message(job_id, reserved.body, counts)]
+            if self._peek:
+                self._hint = peeked
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            # A wait ended early by DEADLINE_SOON (this connection holds a job whose lease is
+            # nearly up) would be answered so again at once: pause instead of spinning.
+            time.sleep(min(left, self._idle_pause))
+            self._idle_pause = min(self._idle_pause * 2, 0.1)
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        self.settle((Settlement(Verdict.ACK, message, result=result, keep=keep),))
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        self.settle((Settlement(Verdict.RELEASE, message, delay=delay, error=error),))
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        self.settle((Settlement(Verdict.FAIL, message, error=error, keep=keep),))
+
+    def settle(self, settlements: Sequence[Settlement]) -> None:
+        owed, buries = self._split(settlements)
+        if owed:
+            self._link.io(functools.partial(_Client.settle, owed=owed))
+        for settlement in buries:
+            assert settlement.error is not None
+            self._bury(settlement.message, settlement.error)
+
+    def give_back(self, messages: Sequence[Message]) -> None:
+        # beanstalkd cannot take back the reserve it counted, but a release ends the run
+        # as a normal one, where the closing connection would make it a lost run.
+        self.settle([Settlement(Verdict.RELEASE, message) for message in messages])
+
+    def _folded(self, settlements: Sequence[Settlement]) -> list[_Owed]:
+        """What of ``settlements`` goes out with the next reserve. A bury cannot (its
+        commands must go in order, see _bury): with one, all are carried out first."""
+        owed, buries = self._split(settlements)
+        if not buries:
+            return owed
+        self.settle(settlements)
+        return []
+
+    @staticmethod
+    def _split(settlements: Sequence[Settlement]) -> tuple[list[_Owed], list[Settlement]]:
+        """The settlements that are one command each (deletes, releases), and the buries."""
+        owed, buries = [], []
+        for s in settlements:
+            handle = cast(_Handle, s.message.handle)
+            if s.verdict is Verdict.ACK:
+                owed.append(_Owed(wire.delete(handle.job_id), s.message.id, False))
+            elif s.verdict is Verdict.RELEASE:
+                command = wire.release(handle.job_id, _priority(handle.priority, handle.lost),
+                                       _whole_seconds(s.delay, "delay"))
+                owed.append(_Owed(command, s.message.id, True))
+            elif s.keep:
+                buries.append(s)
+            else:
+                owed.append(_Owed(wire.delete(handle.job_id), s.message.id, True))
+        return owed, buries
+
+    def _bury(self, message: Message, error: ErrorInfo) -> None:
+        handle = cast(_Handle, message.handle)
+        store = self.store
+        pri = _priority(handle.priority, handle.lost)
+        record = json.dumps({"id": handle.job_id, "error": error.as_dict(),
+                             "finished_at": time.time()}).encode()
+
+        def bury(c: _Client) -> None:
+            # The reason first: the failed listing finds buried jobs through their reasons,
+            # so a worker lost between the two moves must leave a reason without a buried
+            # job (its job comes back; the listing skips and drops the reason), never a
+            # buried job without a reason, which no listing would show.
+            c.call(wire.use(store.reasons_tube))
+            try:
+                c.call(wire.put(record, wire.UINT32, 0, 3600))
+            finally:
+                c.call(wire.use(store.channel))
+            c.call(wire.bury(handle.job_id, pri))
+        try:
+            self._link.io(bury)
+        except wire.NotFound:
+            logger.warning(_LEASE_ENDED, message.id)
+
+    # -- lifetime --------------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        self._link.forget()
         self._hint = None
 
     def close(self) -> None:
-        try:
-            self.flush()
-        except DriverError as exc:
-            logger.warning("could not delete the last finished job on %s: %s",
-                           self.describe(), exc)
-        self._drop()
+        self._link.drop()

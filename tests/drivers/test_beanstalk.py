@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -140,11 +141,15 @@ def test_what_beanstalkd_cannot_do_is_refused(settings: dict[str, Any], journal:
     queue = create_queue(settings)
     with pytest.raises(NotSupportedError, match="keeping completed jobs"):
         create_queue({**settings, "keep_completed": True})
-    with pytest.raises(NotSupportedError, match="can only list failed jobs"):
+    # The core refuses what the capabilities leave out, before the driver is asked; the
+    # driver refuses on its own too.
+    with pytest.raises(NotSupportedError, match="does not support listing waiting jobs"):
         queue.jobs("waiting")
+    with pytest.raises(NotSupportedError, match="can only list failed jobs"):
+        queue.driver.jobs(JobStatus.WAITING)
     job_id = queue.push(Fail(journal, "f"))
     queue.run()
-    with pytest.raises(NotSupportedError, match="cannot reset attempts"):
+    with pytest.raises(NotSupportedError, match="does not support resetting the attempt count"):
         queue.retry(job_id, reset_attempts=True)
     with pytest.raises(NotSupportedError, match="retrying completed jobs"):
         queue.retry(job_id, state="done")
@@ -201,8 +206,11 @@ def test_a_job_put_by_another_client_takes_beanstalkds_ttr(settings: dict[str, A
         while replies.count(b"\r\n") < 2:
             replies += other.recv(100)
     assert replies.startswith(b"USING ") and b"\r\nINSERTED " in replies
-    message = queue.driver.reserve(0)
-    assert message is not None
+    consumer = queue.driver.open_consumer()
+    try:
+        [message] = consumer.fetch(1, 0)
+    finally:
+        consumer.close()
     assert (message.payload, message.ttr, message.attempt) == (b'{"not": "ours"}', 7.0, 1)
 
 
@@ -236,7 +244,7 @@ def test_a_protocol_error_drops_the_connection_instead_of_reading_out_of_step(
     unparsable.data = unparsable.data.replace(b"put 0 ", b"put -1 ", 1)
     with pytest.raises(DriverError):
         driver._io(lambda c: c.call(unparsable))
-    assert driver._client is None
+    assert driver._link.client is None
     job_id = queue.push(Record(journal, "after"))
     assert job_id is not None
     assert queue.get(job_id).status is JobStatus.WAITING
@@ -259,8 +267,9 @@ def test_a_worker_lost_while_failing_a_job_leaves_it_listed_or_back(
     writing the reason and burying the job must never leave a buried job without one."""
     queue = create_queue(settings)
     job_id = queue.push(Fail(journal, "f"))
-    message = queue.driver.reserve(0)
-    assert message is not None and message.id == job_id
+    consumer = queue.driver.open_consumer()
+    [message] = consumer.fetch(1, 0)
+    assert message.id == job_id
     real = beanstalk_wire.Connection.call
 
     def lost(self: Any, command: Any) -> Any:
@@ -270,8 +279,9 @@ def test_a_worker_lost_while_failing_a_job_leaves_it_listed_or_back(
     monkeypatch.setattr(beanstalk_wire.Connection, "call", lost)
     from queue_core import DriverError, ErrorInfo
     with pytest.raises(DriverError):
-        queue.driver.fail(message, error=ErrorInfo("RuntimeError", "boom"))
+        consumer.fail(message, error=ErrorInfo("RuntimeError", "boom"))
     monkeypatch.undo()
+    consumer.close()
     observer = create_queue(settings)
     deadline = time.monotonic() + 5
     while observer.status(job_id) is JobStatus.RESERVED and time.monotonic() < deadline:
@@ -279,3 +289,45 @@ def test_a_worker_lost_while_failing_a_job_leaves_it_listed_or_back(
     buried = observer.info()[JobStatus.FAILED]
     assert len(observer.failed()) == buried
     assert observer.status(job_id) is JobStatus.WAITING  # back, to run again
+
+
+def test_each_consumer_holds_its_reservations_on_a_connection_of_its_own(
+        settings: dict[str, Any], journal: str) -> None:
+    """beanstalkd gives a worker's jobs back as soon as its connection closes: closing one
+    worker's consumer gives back its job and no other's."""
+    queue = create_queue(settings)
+    pushed = {queue.push(Record(journal, "a")), queue.push(Record(journal, "b"))}
+    one, two = queue.driver.open_consumer(), queue.driver.open_consumer()
+    try:
+        [first] = one.fetch(1, 0)
+        [second] = two.fetch(1, 0)
+        assert {first.id, second.id} == pushed
+        one.close()
+        wait_for(lambda: queue.status(first.id) is JobStatus.WAITING, 5, "the job back")
+        assert queue.status(second.id) is JobStatus.RESERVED
+    finally:
+        one.close()
+        two.close()
+
+
+def test_the_store_serves_several_threads_at_once(settings: dict[str, Any]) -> None:
+    queue = create_queue(settings)
+    driver = queue.driver
+    ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(50):
+                job_id = driver.push(b"{}", ttr=60)
+                assert driver.status(job_id) is JobStatus.WAITING
+                ids.append(job_id)
+        except BaseException as exc:
+            errors.append(exc)
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and len(set(ids)) == 400
+    assert queue.info()[JobStatus.WAITING] == 400

@@ -7,8 +7,13 @@ Covered: the tube setup (use, watch, ignore) in one write; the worker's cycle (t
 deferred delete of the job just finished, the reserve, the stats of the expected next job)
 in one write with the replies taken in order; a wrong guess costing exactly one more
 pipelined round trip; a delete the server no longer knows (lease over) not disturbing the
-reserve after it; and a deferred delete surviving a dropped connection to go out again,
-folded into the next reserve on the new one."""
+reserve after it; a deferred delete surviving a dropped connection to go out again,
+folded into the next reserve on the new one; and the outcomes still owed when a worker
+stops going out together in one write.
+
+The worker side is a consumer (``open_consumer``) driven as a worker drives it, through the
+core's Consumption, which keeps each outcome back for the driver to fold into its next
+fetch."""
 
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ from typing import Any
 
 import pytest
 from queue_core.drivers import beanstalk_wire as wire
-from queue_core.drivers.beanstalk import BeanstalkDriver
+from queue_core.drivers.beanstalk import BeanstalkDriver, _Handle
 
-from queue_core import DriverError
+from queue_core import DriverError, ErrorInfo, Message
+from queue_core.consumer import Consumer, Settlement, Verdict
+from queue_core.consuming import Consumption
 
 
 def stats_job(job_id: int, pri: int = 1024, reserves: int = 1) -> bytes:
@@ -122,12 +129,29 @@ def peer(monkeypatch: pytest.MonkeyPatch) -> Iterator[Peer]:
 def driver() -> Iterator[BeanstalkDriver]:
     made = BeanstalkDriver("127.0.0.1", 1, channel="mail", connect_timeout=1)
     yield made
-    made._drop()
+    made.close()
 
 
-def test_the_tube_setup_goes_out_in_one_write(peer: Peer, driver: BeanstalkDriver) -> None:
+@pytest.fixture
+def consumer(driver: BeanstalkDriver) -> Iterator[Any]:
+    made = driver.open_consumer()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def worker(driver: BeanstalkDriver, consumer: Consumer) -> Consumption:
+    return Consumption(driver, consumer)
+
+
+def owed(job_id: int) -> Message:
+    """A reservation of job ``job_id`` whose outcome is still to be sent."""
+    return Message(str(job_id), b"", 1, 60.0, handle=_Handle(job_id, 1024, 0))
+
+
+def test_the_tube_setup_goes_out_in_one_write(peer: Peer, consumer: Any) -> None:
     peer.expect(SETUP, (1, b"TIMED_OUT\r\n"))
-    assert driver.reserve(0) is None
+    assert consumer.fetch(1, 0) == []
     assert peer.writes[0] == [b"use mail\r\nwatch mail\r\nignore default\r\n",
                               b"reserve-with-timeout 0\r\n"]
     assert peer.batches[0] == [[b"use mail", b"watch mail", b"ignore default"],
@@ -135,7 +159,7 @@ def test_the_tube_setup_goes_out_in_one_write(peer: Peer, driver: BeanstalkDrive
 
 
 def test_the_deferred_delete_and_the_next_reserve_share_one_write_and_one_round_trip(
-        peer: Peer, driver: BeanstalkDriver) -> None:
+        peer: Peer, worker: Consumption) -> None:
     peer.expect(
         SETUP,
         (1, reserved(7, b"first")),
@@ -146,15 +170,15 @@ def test_the_deferred_delete_and_the_next_reserve_share_one_write_and_one_round_
         # The guess for after 8 is 9; nothing is ready, and 9's stats are not found.
         (3, b"DELETED\r\n" + b"TIMED_OUT\r\n" + b"NOT_FOUND\r\n"),
     )
-    first = driver.reserve(0)
+    first = worker.next(0)
     assert first is not None and (first.id, first.payload, first.attempt) == ("7", b"first", 1)
-    driver.ack(first)
+    worker.ack(first)
     assert len(peer.writes[0]) == 3  # the ack itself wrote nothing
-    second = driver.reserve(0)
+    second = worker.next(0)
     assert second is not None and (second.id, second.payload, second.attempt) == (
         "8", b"second", 2)
-    driver.ack(second)
-    assert driver.reserve(0) is None
+    worker.ack(second)
+    assert worker.next(0) is None
     assert peer.writes[0][1:] == [
         b"reserve-with-timeout 0\r\n",
         b"stats-job 7\r\npeek-ready\r\n",
@@ -165,7 +189,7 @@ def test_the_deferred_delete_and_the_next_reserve_share_one_write_and_one_round_
 
 
 def test_a_wrong_guess_costs_one_pipelined_round_trip_and_its_stats_are_not_used(
-        peer: Peer, driver: BeanstalkDriver) -> None:
+        peer: Peer, worker: Consumption) -> None:
     peer.expect(
         SETUP,
         (1, reserved(7, b"a")),
@@ -176,13 +200,13 @@ def test_a_wrong_guess_costs_one_pipelined_round_trip_and_its_stats_are_not_used
         # Now it peeks: delete, reserve, stats of the peeked hint, and the next peek.
         (4, b"DELETED\r\n" + reserved(15, b"c") + stats_job(15) + b"NOT_FOUND\r\n"),
     )
-    first = driver.reserve(0)
+    first = worker.next(0)
     assert first is not None
-    driver.ack(first)
-    second = driver.reserve(0)
+    worker.ack(first)
+    second = worker.next(0)
     assert second is not None and (second.id, second.priority, second.attempt) == ("12", 3, 1)
-    driver.ack(second)
-    third = driver.reserve(0)
+    worker.ack(second)
+    third = worker.next(0)
     assert third is not None and third.id == "15"
     assert peer.writes[0][3:] == [
         b"delete 7\r\nreserve-with-timeout 0\r\nstats-job 8\r\n",
@@ -192,39 +216,79 @@ def test_a_wrong_guess_costs_one_pipelined_round_trip_and_its_stats_are_not_used
 
 
 def test_a_delete_whose_lease_ran_out_leaves_the_reserve_after_it_in_step(
-        peer: Peer, driver: BeanstalkDriver) -> None:
+        peer: Peer, consumer: Any) -> None:
     peer.expect(SETUP, (3, b"NOT_FOUND\r\n" + reserved(6, b"x") + stats_job(6)))
-    driver._finished, driver._hint = 5, 6
-    message = driver.reserve(0)
-    assert message is not None and (message.id, message.payload) == ("6", b"x")
+    consumer._hint = 6
+    got = consumer.fetch(1, 0, [Settlement(Verdict.ACK, owed(5))])
+    assert [(message.id, message.payload) for message in got] == [("6", b"x")]
     assert peer.writes[0][1] == b"delete 5\r\nreserve-with-timeout 0\r\nstats-job 6\r\n"
-    assert driver._client is not None and driver._client.conn.pending == 0
+    assert consumer._link.client is not None and consumer._link.client.conn.pending == 0
 
 
 def test_a_deferred_delete_goes_out_again_with_the_reserve_on_the_next_connection(
-        peer: Peer, driver: BeanstalkDriver) -> None:
+        peer: Peer, consumer: Any, worker: Consumption) -> None:
     peer.expect(SETUP, (2, b"DELETED\r\n" + b"RESERVED 9\r\n"))  # a broken reserve reply
     peer.expect(SETUP, (2, b"DELETED\r\n" + b"TIMED_OUT\r\n"))
-    driver._finished = 5
+    worker.ack(owed(5))
     with pytest.raises(DriverError, match="unexpected reply b'RESERVED 9'"):
-        driver.reserve(0)
-    assert driver._client is None and driver._finished == 5
-    assert driver.reserve(0) is None
+        worker.next(0)
+    assert consumer._link.client is None
+    assert [kept.message.id for kept in worker._kept] == ["5"]
+    assert worker.next(0) is None
     assert peer.writes[1] == [b"use mail\r\nwatch mail\r\nignore default\r\n",
                               b"delete 5\r\nreserve-with-timeout 0\r\n"]
-    assert driver._finished is None
+    assert worker._kept == []
 
 
-def test_an_ack_with_one_still_owed_and_a_stop_send_the_deletes_on_their_own(
-        peer: Peer, driver: BeanstalkDriver) -> None:
+def test_the_deletes_still_owed_at_a_stop_go_out_together_on_their_own(
+        peer: Peer, worker: Consumption) -> None:
     peer.expect(SETUP, (1, reserved(1, b"a")), (2, stats_job(1) + b"FOUND 2 1\r\nb\r\n"),
-                (1, b"DELETED\r\n"), (1, b"NOT_FOUND\r\n"))
-    message = driver.reserve(0)
+                (2, b"DELETED\r\n" + b"NOT_FOUND\r\n"))
+    message = worker.next(0)
     assert message is not None
-    driver.ack(message)
-    driver._finished = 1
-    driver.ack(message)  # a second outcome before a reserve: the first delete goes now
-    assert peer.writes[0][-1] == b"delete 1\r\n"
-    driver.flush()  # a worker stopping: NOT_FOUND (lease over) is not an error
-    assert peer.writes[0][-1] == b"delete 1\r\n" and len(peer.writes[0]) == 5
-    assert driver._finished is None
+    worker.ack(message)
+    worker.ack(owed(2))  # a second outcome before a reserve: both wait
+    assert len(peer.writes[0]) == 3
+    worker.close()  # a worker stopping: NOT_FOUND (lease over) is not an error
+    assert peer.writes[0][-1] == b"delete 1\r\ndelete 2\r\n" and len(peer.writes[0]) == 4
+    assert worker._kept == []
+
+
+def test_a_release_rides_with_the_next_reserve_and_a_bury_goes_ahead_in_order(
+        peer: Peer, worker: Consumption) -> None:
+    peer.expect(
+        SETUP,
+        (1, reserved(7, b"a")),
+        (2, stats_job(7) + b"NOT_FOUND\r\n"),
+        # The release kept back, the reserve and the guessed stats: one write.
+        (3, b"RELEASED\r\n" + reserved(8, b"b") + stats_job(8)),
+        # A bury is its reason first (use, put with its body line, use back), then the bury
+        # itself, each answered before the next; the reserve follows.
+        (1, b"USING mail.failed\r\n"), (2, b"INSERTED 99\r\n"), (1, b"USING mail\r\n"),
+        (1, b"BURIED\r\n"),
+        (2, b"TIMED_OUT\r\n" + b"NOT_FOUND\r\n"),
+    )
+    first = worker.next(0)
+    assert first is not None
+    worker.release(first, delay=1.5, error=None)
+    assert len(peer.writes[0]) == 3  # kept back
+    second = worker.next(0)
+    assert second is not None and second.id == "8"
+    # Priority 1024 (4 once shifted) with no lost runs; the delay rounded up.
+    assert peer.writes[0][3] == b"release 7 1024 2\r\nreserve-with-timeout 0\r\nstats-job 8\r\n"
+    worker.fail(second, error=ErrorInfo("RuntimeError", "boom"))
+    assert worker.next(0) is None
+    writes = peer.writes[0][4:]
+    assert writes[0] == b"use mail.failed\r\n" and writes[1].startswith(b"put 4294967295 0 ")
+    assert b'"id": 8' in writes[1] and b'"boom"' in writes[1]
+    assert writes[2:] == [b"use mail\r\n", b"bury 8 1024\r\n",
+                          b"reserve-with-timeout 0\r\nstats-job 9\r\n"]
+
+
+def test_jobs_given_back_are_released_at_once_in_one_write(peer: Peer, consumer: Any) -> None:
+    # beanstalkd cannot take back the reserve it counted; a release at least ends the run
+    # as a normal one, where closing the connection would count it as a lost run.
+    peer.expect(SETUP, (2, b"RELEASED\r\n" + b"NOT_FOUND\r\n"))
+    consumer.give_back([owed(5), owed(6)])
+    # Priority 1024, shifted past the 8 bits of lost runs (none): 262144.
+    assert peer.writes[0][1:] == [b"release 5 262144 0\r\nrelease 6 262144 0\r\n"]

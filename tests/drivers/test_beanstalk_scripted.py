@@ -7,11 +7,14 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from queue_core.drivers.beanstalk import BeanstalkDriver
+from queue_core.drivers.beanstalk import BeanstalkDriver, _Handle
 
-from queue_core import DriverError, InvalidArgumentError
+from queue_core import DriverError, InvalidArgumentError, Message
+from queue_core.consumer import Settlement, Verdict
+from queue_core.consuming import Consumption
 
 Handler = Callable[[bytes], bytes]
 
@@ -80,8 +83,13 @@ def serve() -> Iterator[Serve]:
         return server, driver
     yield start
     for server, driver in made:
-        driver._drop()
+        driver.close()
         server.close()
+
+
+def owed(job_id: int) -> Message:
+    """A reservation of job ``job_id`` whose outcome is still to be sent."""
+    return Message(str(job_id), b"", 1, 60.0, handle=_Handle(job_id, 1024, 0))
 
 
 def test_ordinary_answers_keep_the_connection_and_garbage_drops_it(serve: Serve) -> None:
@@ -95,21 +103,26 @@ def test_ordinary_answers_keep_the_connection_and_garbage_drops_it(serve: Serve)
             return next(waits)
         return b"NOT_FOUND\r\n"  # delete, stats-job, peek-ready
     server, driver = serve(answer)
-    driver._finished = 5  # a job acked after its lease ran out: NOT_FOUND to its delete
-    driver._hint = 6
-    assert driver.reserve(0) is None  # delete, reserve (TIMED_OUT), stats-job: one trip
-    assert driver.reserve(0) is None  # DEADLINE_SOON
-    assert driver._client is not None and server.connections == 1
+    consumer: Any = driver.open_consumer()
+    consumer._hint = 6
+    # A job acked after its lease ran out: NOT_FOUND to its delete. Delete, reserve
+    # (TIMED_OUT), stats-job: one trip.
+    assert consumer.fetch(1, 0, [Settlement(Verdict.ACK, owed(5))]) == []
+    assert consumer.fetch(1, 0) == []  # DEADLINE_SOON
+    assert consumer._link.client is not None and server.connections == 1
     assert server.commands[3:6] == [b"delete 5", b"reserve-with-timeout 0", b"stats-job 6"]
     with pytest.raises(InvalidArgumentError, match="max-job-size.*nothing was queued"):
         driver.push(b"{}", ttr=60)
-    assert driver._client is None
+    assert driver._link.client is None
     with pytest.raises(DriverError, match="beanstalk://127.0.0.1:.* the number in reply "
                        "b'INSERTED seven' to put is not a number"):
         driver.push(b"{}", ttr=60)
-    assert driver._client is None
+    assert driver._link.client is None
     assert driver.push(b"{}", ttr=60) == "8"
-    assert server.connections == 3
+    # The consumer's connection, and the store's three: each drop made the next call
+    # connect afresh, and the store's drops left the consumer's alone.
+    assert server.connections == 4 and consumer._link.client is not None
+    consumer.close()
 
 
 @pytest.mark.parametrize("reply, message", [
@@ -124,7 +137,7 @@ def test_a_push_refused_by_the_server_is_a_driver_error(serve: Serve, reply: byt
     server, driver = serve(lambda line: reply)
     with pytest.raises(DriverError, match=message):
         driver.push(b"{}", ttr=60)
-    assert driver._client is None
+    assert driver._link.client is None
 
 
 @pytest.mark.parametrize("reply, message", [
@@ -141,8 +154,12 @@ def test_a_broken_reserve_reply_drops_the_connection_and_keeps_the_ack(
             return b"DELETED\r\n"
         return reply
     server, driver = serve(answer)
-    driver._finished = 5
+    consumer: Any = driver.open_consumer()
+    worker = Consumption(driver, consumer)
+    worker.ack(owed(5))
     with pytest.raises(DriverError, match=message):
-        driver.reserve(0)
-    assert driver._client is None
-    assert driver._finished == 5  # the delete goes out again with the next reserve
+        worker.next(0)
+    assert consumer._link.client is None
+    # The delete goes out again with the next reserve.
+    assert [kept.message.id for kept in worker._kept] == ["5"]
+    consumer.close()
