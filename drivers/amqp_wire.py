@@ -1,13 +1,15 @@
 """A lean AMQP 0-9-1 connection for the amqp driver, on pika's protocol codec.
 
 pika parses the URL (credentials, virtual host, TLS options) and encodes and decodes the
-protocol's methods and tables; this module owns the socket. pika's connection classes
-hand every frame of a message to the socket on its own and, in confirm mode, wait for
-the broker after each publish: on the benchmark machine its BlockingConnection confirmed
-about 1,400 publishes/s, batch or not, and consumed 10,500 to 12,300 messages/s with an
-ack each at prefetch 10 to 100, before any work. Here a message's frames, or a whole
-batch of messages, go out in one write, confirms are counted by sequence number and
-waited for once per batch, and deliveries are parsed straight from the read buffer.
+protocol's methods; this module owns the socket and the field tables, and reads each
+frame only within its own bounds (a damaged one drops the connection: WireError). pika's
+connection classes hand every frame of a message to the socket on its own and, in confirm
+mode, wait for the broker after each publish: on the benchmark machine its
+BlockingConnection confirmed about 1,400 publishes/s, batch or not, and consumed 10,500
+to 12,300 messages/s with an ack each at prefetch 10 to 100, before any work. Here a
+message's frames, or a whole batch of messages, go out in one write, confirms are counted
+by sequence number and waited for once per batch, and deliveries are parsed from each
+frame's own bytes.
 
 A Wire is one connection. Channel 1 carries the work; channel 2 runs probes that may fail
 (a passive declare of a delay queue that has expired), because the broker closes a channel
@@ -18,7 +20,9 @@ and opens a new one.
 
 from __future__ import annotations
 
+import calendar
 import logging
+import math
 import select
 import socket
 import struct
@@ -26,6 +30,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -35,12 +41,27 @@ PROBE = 2
 
 _HEAD = struct.Struct(">BHI")
 _ID = struct.Struct(">I")
+_I32 = struct.Struct(">i")
 _U16 = struct.Struct(">H")
 _U64 = struct.Struct(">Q")
 _Q = struct.Struct(">q")
 _CONTENT = struct.Struct(">HHQ")
 _ACK = struct.Struct(">BHIHHQB")
-_END = b"\xce"
+FRAME_METHOD = 1
+FRAME_HEADER = 2
+FRAME_BODY = 3
+FRAME_HEARTBEAT = 8
+FRAME_END = 0xCE
+_END = bytes([FRAME_END])
+_BASIC = 60
+"""The basic class: its methods below, and its content header's class id."""
+_BASIC_PUBLISH = 40
+_BASIC_ACK = 80
+_BASIC_NACK = 120
+_ACK_SIZE = 13
+"""The payload of basic.ack and basic.nack: class, method, delivery tag, flag bits."""
+_MULTIPLE = 1
+_REQUEUE = 2
 _HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 _PROTOCOL = b"AMQP\x00\x00\x09\x01"
 
@@ -56,6 +77,10 @@ _CONNECTION_CLOSE_OK = 0x000A0033
 _BLOCKED = 0x000A003C
 _UNBLOCKED = 0x000A003D
 _CHANNEL_CLOSE = 0x00140028
+_METHOD_NAMES = {_DELIVER: "basic.deliver", _GET_OK: "basic.get-ok", _RETURN: "basic.return",
+                 _CONFIRM_ACK: "basic.ack", _CONFIRM_NACK: "basic.nack"}
+_FRAME_NAMES = {FRAME_METHOD: "method", FRAME_HEADER: "content header",
+                FRAME_BODY: "content body"}
 
 _EMPTY = object()
 """The reply to a basic.get that found nothing."""
@@ -95,6 +120,11 @@ class ProbeError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class FrameError(ValueError):
+    """Bytes from the broker that do not parse: a frame, or a field in one, cut short or
+    inconsistent. The Wire drops the connection on it (a WireError)."""
 
 
 class Delivery:
@@ -151,25 +181,132 @@ def cut_utf8(text: str, limit: int, *, keep_end: bool = False, mark: bool = True
     return (data[:end] + note).decode()
 
 
+_I64_MIN = -2**63
+_I64_MAX = 2**63 - 1
+_LONGSTR_MAX = 2**32 - 1
+
+
+class _Unencodable(Exception):
+    """A value a field table cannot carry: why, the error to raise, and where it sits
+    inside the header's value (``['inner'][2]``), filled in on the way out."""
+
+    def __init__(self, why: str, error: type[Exception]) -> None:
+        super().__init__(why)
+        self.why = why
+        self.error = error
+        self.path = ""
+
+
+def _long_string(letter: bytes, data: bytes) -> bytes:
+    if len(data) > _LONGSTR_MAX:
+        raise _Unencodable(f"{len(data)} bytes are more than a long string holds", ValueError)
+    return letter + _ID.pack(len(data)) + data
+
+
 def _encode_value(value: Any) -> bytes:
     kind = type(value)
-    if kind is int:
+    if kind is int and _I64_MIN <= value <= _I64_MAX:
         return b"l" + _Q.pack(value)
     if kind is str:
-        data = utf8(value)
-        return b"S" + _ID.pack(len(data)) + data
-    pieces: list[bytes] = []
-    _pika().data.encode_value(pieces, value)
-    return b"".join(pieces)
+        return _long_string(b"S", utf8(value))
+    return _encode_other(value)
+
+
+def _encode_other(value: Any) -> bytes:
+    """The types the driver does not write itself (a foreign header, copied with the job),
+    with the letters pika writes, except that every integer is a signed 64-bit ``l``."""
+    if value is None:
+        return b"V"
+    if isinstance(value, bool):
+        return b"t\x01" if value else b"t\x00"
+    if isinstance(value, int):
+        if not _I64_MIN <= value <= _I64_MAX:
+            raise _Unencodable(f"the integer {value} is out of the signed 64-bit range of a "
+                               "table", ValueError)
+        return b"l" + _Q.pack(value)
+    if isinstance(value, str):
+        return _long_string(b"S", utf8(value))
+    if isinstance(value, (bytes, bytearray)):
+        return _long_string(b"x", bytes(value))
+    if isinstance(value, float):
+        # RabbitMQ and the table format carry doubles, but pika (1.4), which other
+        # consumers of the queue may use, reads them back as integers.
+        raise _Unencodable(f"the float {value!r} is refused: readers using pika would get "
+                           "it back cut to an integer", TypeError)
+    if isinstance(value, Decimal):
+        return _encode_decimal(value)
+    if isinstance(value, datetime):
+        seconds = calendar.timegm(value.utctimetuple())
+        if seconds < 0:
+            raise _Unencodable(f"the time {value.isoformat()} is before 1970, which an AMQP "
+                               "timestamp cannot hold", ValueError)
+        return b"T" + _U64.pack(seconds)
+    if isinstance(value, dict):
+        parts: list[bytes] = []
+        for key, item in value.items():
+            try:
+                parts.append(_table_key(key))
+                parts.append(_encode_value(item))
+            except _Unencodable as exc:
+                exc.path = f"[{repr(key)[:60]}]{exc.path}"
+                raise
+        body = b"".join(parts)
+        return b"F" + _ID.pack(len(body)) + body
+    if isinstance(value, (list, tuple)):
+        items: list[bytes] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(_encode_value(item))
+            except _Unencodable as exc:
+                exc.path = f"[{index}]{exc.path}"
+                raise
+        return _long_string(b"A", b"".join(items))
+    raise _Unencodable(f"a value of type {type(value).__name__} cannot be carried in an AMQP "
+                       "table (it takes str, int, bool, None, bytes, Decimal, datetime, dict "
+                       "and list)", TypeError)
+
+
+def _encode_decimal(value: Decimal) -> bytes:
+    """A decimal as pika writes it: a scale octet and a signed 32-bit integer."""
+    if not value.is_finite():
+        raise _Unencodable(f"the decimal {value} is not a finite number", ValueError)
+    value = value.normalize()
+    exponent = int(value.as_tuple().exponent)
+    scale = max(0, -exponent)
+    raw = int(value * (Decimal(10) ** scale))
+    if scale > 255 or not -2**31 <= raw < 2**31:
+        raise _Unencodable(f"the decimal {value} does not fit an AMQP decimal (a scale of at "
+                           "most 255, a signed 32-bit number of units)", ValueError)
+    return b"D" + bytes((scale,)) + _I32.pack(raw)
+
+
+def _table_key(key: Any) -> bytes:
+    if not isinstance(key, str):
+        raise _Unencodable(f"the key {key!r} is not a string", TypeError)
+    try:
+        return shortstr(key)
+    except ValueError as exc:
+        raise _Unencodable(str(exc), ValueError) from None
+
+
+def _encode_header(key: str, value: Any) -> bytes:
+    """The bytes of one table value; TypeError or ValueError naming the header (and where
+    inside it) and why, for a value a table cannot carry."""
+    try:
+        return _encode_value(value)
+    except _Unencodable as exc:
+        raise exc.error(f"header {key!r}{exc.path}: {exc.why}") from None
 
 
 def encode_table(table: dict[str, Any]) -> bytes:
-    """An AMQP field table. Integers and strings, which is all the driver writes, are
-    encoded here; anything else (a foreign header) goes through pika."""
+    """An AMQP field table. Raises TypeError or ValueError naming the header, and why,
+    for a key or value a table cannot carry."""
     parts: list[bytes] = []
     for key, value in table.items():
+        if not isinstance(key, str):
+            raise TypeError(f"header key {key!r} is not a string")
         parts.append(shortstr(key))
-        parts.append(_encode_value(value))
+        parts.append(_encode_header(key, value))
     body = b"".join(parts)
     return _ID.pack(len(body)) + body
 
@@ -239,9 +376,8 @@ def fit_properties(message_id: str, priority: int | None, headers: dict[str, Any
             dropped.append(str(key)[:80])
             continue
         try:
-            sizes[key] = len(_encode_value(value))
-        except (ValueError, TypeError, OverflowError, struct.error,
-                _pika().exceptions.UnsupportedAMQPFieldException):
+            sizes[key] = len(_encode_header(key, value))
+        except (ValueError, TypeError):
             dropped.append(key)
             continue
         kept[key] = value
@@ -286,66 +422,174 @@ def _read_shortstr(data: bytes | bytearray, offset: int) -> tuple[str, int]:
     return bytes(data[start:start + size]).decode("utf-8", "replace"), start + size
 
 
-def decode_table(data: bytes, offset: int) -> tuple[dict[str, Any], int]:
-    """An AMQP field table. Integers and strings, which is what the driver writes, are
-    read here; other values (the broker's ``x-death`` record) through pika."""
-    size = _ID.unpack_from(data, offset)[0]
-    offset += 4
-    end = offset + size
-    table: dict[str, Any] = {}
-    while offset < end:
-        length = data[offset]
-        key = data[offset + 1:offset + 1 + length].decode("utf-8", "replace")
-        offset += 1 + length
-        kind = data[offset]
-        if kind == 0x6C:  # 'l': signed 64-bit
-            table[key] = _Q.unpack_from(data, offset + 1)[0]
-            offset += 9
-        elif kind == 0x53:  # 'S': long string
-            length = _ID.unpack_from(data, offset + 1)[0]
-            start = offset + 5
-            table[key] = data[start:start + length].decode("utf-8", "replace")
-            offset = start + length
-        else:
+class _Unreadable(Exception):
+    """A well-formed field value this module cannot read (an unknown type letter)."""
+
+
+class _LeftOut:
+    """In place of a field value that is read past and left out of its table: a float
+    that is not a number, a timestamp out of Python's range."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+_FIXED: dict[int, struct.Struct] = {
+    # Type letters per AMQP 0-9-1 with RabbitMQ's errata (and pika's reading of them).
+    ord(letter): struct.Struct(form) for letter, form in (
+        ("t", ">B"), ("b", ">b"), ("B", ">B"), ("s", ">h"), ("U", ">h"), ("u", ">H"),
+        ("I", ">i"), ("i", ">I"), ("l", ">q"), ("L", ">q"), ("f", ">f"), ("d", ">d"),
+        ("T", ">Q"))}
+_SIZED = frozenset(b"SxA")
+"""Type letters of values that start with their size in bytes."""
+
+
+def _decode_value(data: bytes | bytearray, offset: int, end: int) -> tuple[Any, int]:
+    """The field value whose type octet is at ``offset``, read within ``end``."""
+    kind = data[offset]
+    offset += 1
+    fixed = _FIXED.get(kind)
+    if fixed is not None:
+        stop = offset + fixed.size
+        if stop > end:
+            raise FrameError(f"its {chr(kind)!r} value takes {fixed.size} bytes, "
+                             f"{end - offset} left")
+        value = fixed.unpack_from(data, offset)[0]
+        if kind == 0x74:  # 't'
+            return bool(value), stop
+        if kind == 0x54:  # 'T'
             try:
-                table[key], offset = _pika().data.decode_value(data, offset)
-            except Exception as exc:
-                # Whatever a foreign value makes pika raise: the table's size is known, so
-                # the rest of the message can still be read.
-                logger.warning("a header table could not be read past %r (%s: %s)", key,
-                               type(exc).__name__, exc)
-                break
+                return datetime.fromtimestamp(value, timezone.utc), stop
+            except (OverflowError, OSError, ValueError):
+                return _LeftOut(f"the timestamp {value} is out of range"), stop
+        if (kind == 0x66 or kind == 0x64) and not math.isfinite(value):
+            return _LeftOut(f"the float {value} is not a number"), stop
+        return value, stop
+    if kind in _SIZED:
+        start = offset + 4
+        if start > end:
+            raise FrameError(f"its {chr(kind)!r} value takes 4 bytes for its size, "
+                             f"{end - offset} left")
+        stop = start + _ID.unpack_from(data, offset)[0]
+        if stop > end:
+            raise FrameError(f"its {chr(kind)!r} value of {stop - start} bytes runs past "
+                             f"the end ({end - start} bytes left)")
+        if kind == 0x53:  # 'S'
+            return data[start:stop].decode("utf-8", "replace"), stop
+        if kind == 0x78:  # 'x'
+            return bytes(data[start:stop]), stop
+        items: list[Any] = []
+        while start < stop:
+            item, start = _decode_value(data, start, stop)
+            if not isinstance(item, _LeftOut):
+                items.append(item)
+        return items, stop
+    if kind == 0x46:  # 'F'
+        return decode_table(data, offset, end)
+    if kind == 0x44:  # 'D'
+        if offset + 5 > end:
+            raise FrameError(f"its 'D' value takes 5 bytes, {end - offset} left")
+        raw = _I32.unpack_from(data, offset + 1)[0]
+        return Decimal(raw) * Decimal(10) ** -data[offset], offset + 5
+    if kind == 0x56:  # 'V'
+        return None, offset
+    raise _Unreadable(f"unknown field type {chr(kind)!r}")
+
+
+def decode_table(data: bytes | bytearray, offset: int,
+                 limit: int | None = None) -> tuple[dict[str, Any], int]:
+    """An AMQP field table at ``offset``, and where it ends; every byte read lies before
+    ``limit`` (the end of its frame; by default the end of ``data``).
+
+    Raises FrameError when the table, or a key or value in it, runs past its end. A value
+    of a type this module does not know is logged and ends the table there (its size is
+    known, so the rest of the message can still be read); a float that is not a number,
+    or a timestamp out of range, is logged and left out."""
+    if limit is None:
+        limit = len(data)
+    start = offset + 4
+    if start > limit:
+        raise FrameError(f"a field table takes 4 bytes for its size, {limit - offset} "
+                         "left")
+    end = start + _ID.unpack_from(data, offset)[0]
+    if end > limit:
+        raise FrameError(f"a field table of {end - start} bytes runs past the end "
+                         f"({limit - start} bytes left)")
+    offset = start
+    table: dict[str, Any] = {}
+    key = ""
+    try:
+        while offset < end:
+            at = offset + 1 + data[offset]
+            if at >= end:
+                raise FrameError(f"a key of {data[offset]} bytes and its value run past the "
+                                 f"end of their table ({end - offset - 1} bytes left)")
+            key = data[offset + 1:at].decode("utf-8", "replace")
+            kind = data[at]
+            # The driver's own headers, inline: this runs for every message delivered.
+            if kind == 0x6C:  # 'l': signed 64-bit
+                offset = at + 9
+                if offset > end:
+                    raise FrameError(f"header {key!r}: its 'l' value takes 8 bytes, "
+                                     f"{end - at - 1} left")
+                table[key] = _Q.unpack_from(data, at + 1)[0]
+            elif kind == 0x53 and at + 5 <= end:  # 'S': long string
+                begin = at + 5
+                offset = begin + _ID.unpack_from(data, at + 1)[0]
+                if offset > end:
+                    raise FrameError(f"header {key!r}: its 'S' value of {offset - begin} "
+                                     f"bytes runs past the end ({end - begin} bytes left)")
+                table[key] = data[begin:offset].decode("utf-8", "replace")
+            else:
+                try:
+                    value, offset = _decode_value(data, at, end)
+                except FrameError as exc:
+                    raise FrameError(f"header {key!r}: {exc}") from None
+                if isinstance(value, _LeftOut):
+                    logger.warning("header %r left out: %s", key, value.why)
+                else:
+                    table[key] = value
+    except _Unreadable as exc:
+        logger.warning("a header table could not be read past %r (%s)", key, exc)
     return table, end
 
 
-def _decode_properties(data: bytes, delivery: Delivery) -> None:
-    """Keep headers, priority and message id; skip the other properties."""
-    offset = 0
+def _decode_properties(data: bytes, offset: int, delivery: Delivery) -> None:
+    """Keep headers, priority and message id; skip the other properties. Raises FrameError
+    when they run past the end of ``data``."""
     flags = 0
     shift = 0
-    while True:
-        word = _U16.unpack_from(data, offset)[0]
-        offset += 2
-        flags |= word << shift
-        if not word & 1:
-            break
-        shift += 16
-    if flags & 0x8000:  # content-type
-        offset += 1 + data[offset]
-    if flags & 0x4000:  # content-encoding
-        offset += 1 + data[offset]
-    if flags & 0x2000:
-        delivery.headers, offset = decode_table(data, offset)
-    if flags & 0x1000:  # delivery-mode
-        offset += 1
-    if flags & 0x0800:
-        delivery.priority = data[offset]
-        offset += 1
-    for bit in (0x0400, 0x0200, 0x0100):  # correlation-id, reply-to, expiration
-        if flags & bit:
+    try:
+        while True:
+            word = _U16.unpack_from(data, offset)[0]
+            offset += 2
+            flags |= word << shift
+            if not word & 1:
+                break
+            shift += 16
+        if flags & 0x8000:  # content-type
             offset += 1 + data[offset]
-    if flags & 0x0080:
-        delivery.message_id, offset = _read_shortstr(data, offset)
+        if flags & 0x4000:  # content-encoding
+            offset += 1 + data[offset]
+        if flags & 0x2000:
+            delivery.headers, offset = decode_table(data, offset)
+        if flags & 0x1000:  # delivery-mode
+            offset += 1
+        if flags & 0x0800:
+            delivery.priority = data[offset]
+            offset += 1
+        for bit in (0x0400, 0x0200, 0x0100):  # correlation-id, reply-to, expiration
+            if flags & bit:
+                offset += 1 + data[offset]
+        if flags & 0x0080:
+            delivery.message_id, offset = _read_shortstr(data, offset)
+    except (IndexError, struct.error):
+        offset = len(data) + 1
+    if offset > len(data):
+        raise FrameError(f"its properties (flags {flags:#06x}) run past the end of its "
+                         f"{len(data)} bytes")
 
 
 class Wire:
@@ -587,40 +831,47 @@ class Wire:
         buf = self._buf
         size = len(buf)
         pos = 0
+        kind = channel = 0
         try:
             while size - pos >= 8:
                 kind, channel, length = _HEAD.unpack_from(buf, pos)
                 end = pos + 7 + length
                 if end >= size:
                     break
-                if buf[end] != 0xCE:
+                if buf[end] != FRAME_END:
                     raise self._fail("protocol error: bad frame end")
                 start = pos + 7
                 pos = end + 1
-                if kind == 3:
+                # Each frame is decoded from a copy of its own payload, so that nothing cut
+                # short in it can be read from the frames after it.
+                if kind == FRAME_BODY:
                     self._body_frame(bytes(buf[start:end]))
-                elif kind == 1:
-                    self._method_frame(channel, buf, start, end)
-                elif kind == 2:
+                elif kind == FRAME_METHOD:
+                    self._method_frame(channel, bytes(buf[start:end]))
+                elif kind == FRAME_HEADER:
                     self._header_frame(bytes(buf[start:end]))
-                elif kind != 8:
+                elif kind != FRAME_HEARTBEAT:
                     raise self._fail(f"protocol error: frame type {kind}")
+        except (FrameError, IndexError, struct.error) as exc:
+            # struct.error and IndexError too: whatever a damaged frame makes the decoding
+            # raise, the connection is dropped with a WireError, never a raw exception.
+            raise self._fail(f"protocol error: {_FRAME_NAMES.get(kind, kind)} frame on "
+                             f"channel {channel}: {exc}") from exc
         finally:
             del buf[:pos]
 
-    def _method_frame(self, channel: int, buf: bytearray, start: int, end: int) -> None:
-        method_id = _ID.unpack_from(buf, start)[0]
-        at = start + 4
-        if method_id == _DELIVER:
-            at += 1 + buf[at]  # consumer tag
-            tag = _U64.unpack_from(buf, at)[0]
-            redelivered = bool(buf[at + 8])
-            _, at = _read_shortstr(buf, at + 9)  # exchange
-            routing_key, _ = _read_shortstr(buf, at)
-            self._start_content(1, Delivery(tag, redelivered, routing_key))
+    def _method_frame(self, channel: int, payload: bytes) -> None:
+        if len(payload) < 4:
+            raise FrameError(f"{len(payload)} bytes, too few for a method id")
+        method_id = _ID.unpack_from(payload, 0)[0]
+        if method_id == _DELIVER or method_id == _GET_OK or method_id == _RETURN:
+            self._content_method(method_id, payload)
         elif method_id == _CONFIRM_ACK or method_id == _CONFIRM_NACK:
-            tag = _U64.unpack_from(buf, at)[0]
-            multiple = buf[at + 8] & 1
+            if len(payload) < 13:
+                raise FrameError(f"{_METHOD_NAMES[method_id]} of {len(payload)} bytes cut "
+                                 "short: its fields take 13")
+            tag = _U64.unpack_from(payload, 4)[0]
+            multiple = payload[12] & 1
             if method_id == _CONFIRM_NACK:
                 self._nacked += (max(0, tag - self._settled) - sum(
                     1 for seq in self._settled_single if seq <= tag)) if multiple else 1
@@ -632,29 +883,55 @@ class Wire:
             while self._settled + 1 in self._settled_single:
                 self._settled += 1
                 self._settled_single.discard(self._settled)
-        elif method_id == _GET_OK:
-            tag = _U64.unpack_from(buf, at)[0]
-            redelivered = bool(buf[at + 8])
-            _, at = _read_shortstr(buf, at + 9)
-            routing_key, _ = _read_shortstr(buf, at)
-            self._start_content(2, Delivery(tag, redelivered, routing_key))
         elif method_id == _GET_EMPTY:
             self._replies[channel] = _EMPTY
-        elif method_id == _RETURN:
-            code = _U16.unpack_from(buf, at)[0]
-            text, at = _read_shortstr(buf, at + 2)
-            _, at = _read_shortstr(buf, at)
-            routing_key, _ = _read_shortstr(buf, at)
-            returned = Delivery(0, False, routing_key)
-            returned.reply = f"{code} {text}"
-            self._start_content(3, returned)
         else:
-            self._other_method(channel, method_id, bytes(buf[start:end]))
+            self._other_method(channel, method_id, payload)
+
+    def _content_method(self, method_id: int, payload: bytes) -> None:
+        """basic.deliver, basic.get-ok or basic.return: a message whose content follows."""
+        name = _METHOD_NAMES[method_id]
+        if self._content is not None:
+            raise FrameError(f"{name} came while the content of the message before "
+                             "it was incomplete")
+        try:
+            if method_id == _RETURN:
+                code = _U16.unpack_from(payload, 4)[0]
+                text, at = _read_shortstr(payload, 6)
+                _, at = _read_shortstr(payload, at)  # exchange
+                routing_key, at = _read_shortstr(payload, at)
+                delivery = Delivery(0, False, routing_key)
+                delivery.reply = f"{code} {text}"
+            else:
+                at = 4
+                if method_id == _DELIVER:
+                    at += 1 + payload[at]  # consumer tag
+                tag = _U64.unpack_from(payload, at)[0]
+                redelivered = bool(payload[at + 8])
+                _, at = _read_shortstr(payload, at + 9)  # exchange
+                routing_key, at = _read_shortstr(payload, at)
+                delivery = Delivery(tag, redelivered, routing_key)
+                if method_id == _GET_OK:
+                    at += 4  # message count
+        except (IndexError, struct.error):
+            at = len(payload) + 1
+        if at > len(payload):
+            raise FrameError(f"{name} cut short: its fields take more than the "
+                             f"{len(payload)} bytes of its frame")
+        self._start_content(method_id, delivery)
 
     def _other_method(self, channel: int, method_id: int, payload: bytes) -> None:
         pika = _pika()
-        method = pika.spec.methods[method_id]()
-        method.decode(payload, 4)
+        known = pika.spec.methods.get(method_id)
+        if known is None:
+            raise FrameError(f"unknown method {method_id >> 16}.{method_id & 0xFFFF}")
+        method = known()
+        try:
+            method.decode(payload, 4)
+        except Exception as exc:
+            # Whatever a cut or damaged method makes pika raise.
+            raise FrameError(f"{method.NAME} does not decode ({type(exc).__name__}: "
+                             f"{exc})") from exc
         if method_id == _CONNECTION_CLOSE:
             try:
                 self._method(0, pika.spec.Connection.CloseOk())
@@ -686,9 +963,9 @@ class Wire:
             return
         self._replies[channel] = method
 
-    def _start_content(self, kind: int, delivery: Delivery) -> None:
+    def _start_content(self, method_id: int, delivery: Delivery) -> None:
         self._content = delivery
-        self._content_kind = kind
+        self._content_kind = method_id
         self._body = []
         self._left = -1
 
@@ -696,8 +973,13 @@ class Wire:
         delivery = self._content
         if delivery is None:
             raise self._fail("protocol error: content header without a method")
+        if self._left >= 0:
+            raise FrameError("a second content header for one message")
+        if len(payload) < CONTENT_HEAD:
+            raise FrameError(f"{len(payload)} bytes, fewer than the {CONTENT_HEAD} of its "
+                             "class, weight and body size")
         _, _, size = _CONTENT.unpack_from(payload, 0)
-        _decode_properties(payload[12:], delivery)
+        _decode_properties(payload, CONTENT_HEAD, delivery)
         self._left = size
         if size == 0:
             self._content_done()
@@ -705,6 +987,9 @@ class Wire:
     def _body_frame(self, payload: bytes) -> None:
         if self._content is None or self._left < 0:
             raise self._fail("protocol error: content body without a header")
+        if len(payload) > self._left:
+            raise FrameError(f"{len(payload)} bytes where {self._left} were left of the "
+                             "body its header announced")
         self._body.append(payload)
         self._left -= len(payload)
         if self._left <= 0:
@@ -715,9 +1000,9 @@ class Wire:
         assert delivery is not None
         body = self._body
         delivery.body = body[0] if len(body) == 1 else b"".join(body)
-        if self._content_kind == 1:
+        if self._content_kind == _DELIVER:
             self.deliveries.append(delivery)
-        elif self._content_kind == 2:
+        elif self._content_kind == _GET_OK:
             self._replies[WORK] = delivery
         else:
             self.returned.append(delivery)
@@ -798,11 +1083,13 @@ class Wire:
         return None if reply is _EMPTY else reply
 
     def ack(self, tag: int, multiple: bool = False) -> None:
-        self._sendall(_ACK.pack(1, WORK, 13, 60, 80, tag, 1 if multiple else 0) + _END)
+        self._sendall(_ACK.pack(FRAME_METHOD, WORK, _ACK_SIZE, _BASIC, _BASIC_ACK, tag,
+                                _MULTIPLE if multiple else 0) + _END)
 
     def requeue(self, tag: int, multiple: bool = False) -> None:
         """basic.nack with requeue: the broker marks the messages redelivered."""
-        self._sendall(_ACK.pack(1, WORK, 13, 60, 120, tag, 2 | (1 if multiple else 0)) + _END)
+        self._sendall(_ACK.pack(FRAME_METHOD, WORK, _ACK_SIZE, _BASIC, _BASIC_NACK, tag,
+                                _REQUEUE | (_MULTIPLE if multiple else 0)) + _END)
 
     # -- publishing with confirms ------------------------------------------------------
 
@@ -811,26 +1098,28 @@ class Wire:
         """The frames of one message; pass them (several joined) to ``publish``."""
         head = self._publish_heads.get((routing_key, mandatory))
         if head is None:
-            payload = (b"\x00\x3c\x00\x28\x00\x00\x00" + shortstr(routing_key)
+            # Reserved short, the default exchange (an empty short string).
+            payload = (_U16.pack(_BASIC) + _U16.pack(_BASIC_PUBLISH) + b"\x00\x00\x00"
+                       + shortstr(routing_key)
                        + (b"\x01" if mandatory else b"\x00"))
-            head = _HEAD.pack(1, WORK, len(payload)) + payload + _END
+            head = _HEAD.pack(FRAME_METHOD, WORK, len(payload)) + payload + _END
             self._publish_heads[(routing_key, mandatory)] = head
         if len(properties) > self.header_room:
             # The broker would close the connection on it: the caller fits its properties
             # first (fit_properties), so this only guards against a mistake.
             raise WireError(f"the properties of a message take {len(properties)} bytes; "
                             f"frame_max {self.frame_max} leaves room for {self.header_room}")
-        header = _CONTENT.pack(60, 0, len(body)) + properties
-        parts = [head, _HEAD.pack(2, WORK, len(header)), header, _END]
+        header = _CONTENT.pack(_BASIC, 0, len(body)) + properties
+        parts = [head, _HEAD.pack(FRAME_HEADER, WORK, len(header)), header, _END]
         step = self.frame_max - FRAME_OVERHEAD
         if not body:
             pass
         elif len(body) <= step:
-            parts += [_HEAD.pack(3, WORK, len(body)), body, _END]
+            parts += [_HEAD.pack(FRAME_BODY, WORK, len(body)), body, _END]
         else:
             for start in range(0, len(body), step):
                 chunk = body[start:start + step]
-                parts += [_HEAD.pack(3, WORK, len(chunk)), chunk, _END]
+                parts += [_HEAD.pack(FRAME_BODY, WORK, len(chunk)), chunk, _END]
         return b"".join(parts)
 
     def publish(self, frames: bytes, count: int) -> int:
