@@ -21,6 +21,10 @@ same way, so a job's first loss is unproven: counted, but it never ends the job 
 ``_Runs.lose``). A job that kills its worker still ends FAILED: after ``attempts`` runs, or
 two with ``attempts=1``.
 
+The store (``AmqpDriver``) pushes and answers admin calls on a connection per thread,
+waiting for publisher confirms; each worker's consumer (``_AmqpConsumer``) takes jobs on
+a connection of its own and publishes its copies through the store.
+
 Copies carry the error text of a failure, cut (by bytes) so that their header frame fits
 the connection's frame_max (``_fit``). A driver may list several hosts (the nodes of a
 cluster): each connection tries them in turn (``_open``).
@@ -28,7 +32,6 @@ cluster): each connection tries them in turn (``_open``).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -38,18 +41,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from itertools import count
-from typing import Any, NamedTuple, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, NamedTuple, TypeVar, cast
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from queue_core.driver import (
-    Capabilities,
-    Driver,
-    ErrorInfo,
-    JobInfo,
-    JobStatus,
-    Message,
-    PushRequest,
-)
+from queue_core.consumer import Consumer, Settlement
 from queue_core.errors import (
     ConfigError,
     DriverError,
@@ -58,7 +53,27 @@ from queue_core.errors import (
     NotSupportedError,
     QueueError,
 )
-from queue_core.settings import redact_url
+from queue_core.model import Capabilities, ErrorInfo, JobInfo, JobStatus, Message, PushRequest
+from queue_core.options import (
+    ADDRESS,
+    CHANNEL,
+    LEASE_GRACE,
+    SETTINGS,
+    URL,
+    Kind,
+    Option,
+    check_options,
+    choice,
+    documented,
+    hosts,
+    names,
+    redact_url,
+    seconds,
+    text,
+    url_and_options,
+    whole,
+)
+from queue_core.store import Store
 
 from .amqp_wire import (
     Delivery,
@@ -81,9 +96,6 @@ LOWEST_PRIORITY = 5
 a job pushed without one runs as 5, the lowest. RabbitMQ keeps a sub-queue per level and
 advises at most 5: on the benchmark machine ``x-max-priority: 10`` cost up to a fifth of
 the confirmed push rate and up to a third of the delivery rate against 3."""
-QUICK_JOB = 0.002
-"""Jobs faster than this (seconds, running average) are prefetched; slower ones are taken
-one at a time, so that one worker never sits on jobs that others could run."""
 DELAY_REFRESH = 60.0
 """Seconds after which a delay queue is declared again before use: a declare renews its
 ``x-expires``, a publish does not."""
@@ -99,8 +111,52 @@ ERROR_LIMIT = 8192
 ERROR_TYPE_LIMIT = 1000
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
-_OWN_OPTIONS = {"prefetch": int, "queue_type": str, "consumer_timeout": float,
-                "lease_grace": float, "connect_timeout": float, "publish_timeout": float}
+
+
+def _pika_option(name: str, kind: Kind, default: Any, help: str) -> Option:
+    return Option(name, kind, default, help, URL, passed_on=True)
+
+
+_PIKA_OPTIONS = (
+    _pika_option("heartbeat", whole(0), None,
+                 "Seconds between heartbeats (0: none; the server's choice by default)."),
+    _pika_option("frame_max", whole(4096, 2**31 - 1), 131072, "The largest frame in bytes."),
+    _pika_option("channel_max", whole(1, 65535), 65535, "The most channels a connection has."),
+    _pika_option("connection_attempts", whole(1), 1, "Tries of each host per connect."),
+    _pika_option("retry_delay", seconds(0), 2.0, "Seconds between those tries."),
+    _pika_option("socket_timeout", seconds(0, above=True), 10.0,
+                 "Seconds a socket operation may take."),
+    _pika_option("stack_timeout", seconds(0, above=True), 15.0,
+                 "Seconds the whole connection set-up may take."),
+    _pika_option("blocked_connection_timeout", seconds(0, above=True), None,
+                 "Seconds a connection blocked by the broker may stay blocked."),
+    _pika_option("locale", text(), "en_US", "The locale asked of the broker."),
+    _pika_option("client_properties", text(), None,
+                 "Client properties shown by the broker, as pika reads them."),
+    _pika_option("ssl_options", text(), None, "TLS options (amqps://), as pika reads them."),
+    _pika_option("tcp_options", text(), None, "TCP options, as pika reads them."),
+)
+"""pika's URL options: checked here, then left in the URL pika reads."""
+OPTIONS = (
+    Option("url", text(), DEFAULT_URL,
+           "amqp://user:password@host:port/vhost or amqps://; several hosts (the nodes of "
+           "a cluster) as host1:port,host2:port, or in hosts.", ADDRESS),
+    Option("hosts", hosts("a non-empty list of 'host' or 'host:port' strings"), None,
+           "The hosts, tried in turn, for a URL that names none "
+           "(amqp://user:password@/vhost).", SETTINGS, none=True),
+    CHANNEL,
+    Option("prefetch", whole(1, 65535), 20, "Unacknowledged jobs a worker holds at most."),
+    Option("queue_type", choice("classic", "quorum"), None,
+           "'quorum' builds an AmqpQuorumDriver (replicated quorum queues).", none=True),
+    Option("consumer_timeout", seconds(0), 1800.0,
+           "The broker's consumer_timeout, in seconds: a worker warns when a ttr is "
+           "longer."),
+    LEASE_GRACE,
+    Option("connect_timeout", seconds(0), 5.0, "Seconds to wait for a connection."),
+    Option("publish_timeout", seconds(0), 30.0,
+           "Seconds a push waits for the broker's confirm."),
+    *_PIKA_OPTIONS,
+)
 _OUR_HEADERS = ("qc-attempt", "qc-lost", "qc-unproven", "qc-losses", "qc-error-type",
                 "qc-error", "qc-traceback", "qc-failed-at")
 _SHORTENED = (("qc-traceback", True, TRACEBACK_LIMIT), ("qc-error", False, ERROR_LIMIT),
@@ -298,24 +354,98 @@ CLASSIC_CAPABILITIES = Capabilities(
     delay=True, priority=True, priority_range=(0, LOWEST_PRIORITY), ttr_lease=True,
     lease_by_connection=True, retry=True, attempt_count=True, status=False,
     failed_store=True, last_error=False, keep_completed=False, manual_retry=True,
-    remove=False, clear=True, info=True, listing=True, bulk_push=True, max_delay=MAX_DELAY,
+    remove=False, clear=True, info=True,
+    listing=frozenset({JobStatus.FAILED}), reset_attempts=True, bulk_push=True, max_delay=MAX_DELAY,
     uncounted=frozenset({JobStatus.RESERVED}))
+QUORUM_CAPABILITIES = replace(CLASSIC_CAPABILITIES, priority=False, priority_range=(0, 0))
 
 
-class AmqpDriver(Driver):
+class ClassicQueues:
+    """What is particular to classic queues: priorities (``x-max-priority``), and a
+    redelivery that the broker only flags."""
+
+    name = "classic"
+    driver_name = "amqp"
+    capabilities = CLASSIC_CAPABILITIES
+    drains_before_cancel = False
+    """A quorum queue counts a delivery for what is on its way to a cancelled consumer."""
+
+    def base_arguments(self) -> dict[str, Any]:
+        # The classic queue format of RabbitMQ 3.10+ (the only one from 4.0): measured on
+        # the benchmark machine, a priority queue in it took confirmed batches and
+        # delivered about a quarter faster than in version 1.
+        return {"x-queue-version": 2}
+
+    def job_arguments(self) -> dict[str, Any]:
+        return {**self.base_arguments(), "x-max-priority": LOWEST_PRIORITY}
+
+    def delay_arguments(self, channel: str, ms: int) -> dict[str, Any]:
+        """A delay queue's: its messages dead-letter back to ``channel`` after ``ms``."""
+        return {**self.base_arguments(), "x-message-ttl": ms, "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": channel,
+                "x-expires": ms + int(DELAY_EXPIRY_MARGIN * 1000)}
+
+    def amqp_priority(self, priority: int | None) -> int | None:
+        return None if priority is None or priority == LOWEST_PRIORITY else (
+            LOWEST_PRIORITY - priority)
+
+    def our_priority(self, value: int | None) -> int | None:
+        return LOWEST_PRIORITY - min(value or 0, LOWEST_PRIORITY)
+
+    def redeliveries(self, headers: dict[str, Any]) -> int | None:
+        """Lost runs the broker counted for this copy, or None when it cannot count them
+        (a classic queue only flags a redelivery)."""
+        return None
+
+
+class QuorumQueues(ClassicQueues):
+    """Quorum queues: replicated, no priorities (RabbitMQ 3.x), ``x-delivery-count``."""
+
+    name = "quorum"
+    driver_name = "amqp-quorum"
+    capabilities = QUORUM_CAPABILITIES
+    drains_before_cancel = True
+
+    def base_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": "quorum"}
+
+    def job_arguments(self) -> dict[str, Any]:
+        return self.base_arguments()
+
+    def delay_arguments(self, channel: str, ms: int) -> dict[str, Any]:
+        # At-least-once dead-lettering: a message leaves the delay queue only once the
+        # main queue has it.
+        return {**super().delay_arguments(channel, ms),
+                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+    def amqp_priority(self, priority: int | None) -> int | None:
+        return None
+
+    def our_priority(self, value: int | None) -> int | None:
+        return None
+
+    def redeliveries(self, headers: dict[str, Any]) -> int | None:
+        # RabbitMQ 4.3 stopped counting a return of a dead consumer's messages (it counts
+        # rejects only); a redelivery it did not count is counted by a copy, as on a
+        # classic queue.
+        return _int(headers.get("x-delivery-count")) or None
+
+
+QUEUE_TYPES: dict[str, ClassicQueues] = {"classic": ClassicQueues(), "quorum": QuorumQueues()}
+
+
+@documented(OPTIONS)
+class AmqpDriver(Store):
     """Jobs in RabbitMQ queues (see the module docstring for the topology).
 
-    ``AmqpDriver(url, queue_type="quorum")`` builds an :class:`AmqpQuorumDriver`."""
+    ``queue_type="quorum"`` puts them in quorum queues: a URL or settings with it build an
+    :class:`AmqpQuorumDriver` (``from_url``); ``AmqpDriver(url, queue_type="quorum")``
+    is a driver on quorum queues too, with the quorum driver's name and capabilities."""
 
     name = "amqp"
+    options = OPTIONS
     capabilities = CLASSIC_CAPABILITIES
     queue_type = "classic"
-
-    def __new__(cls, *args: Any, **options: Any) -> AmqpDriver:
-        target: type[AmqpDriver] = cls
-        if cls is AmqpDriver and options.get("queue_type") == "quorum":
-            target = AmqpQuorumDriver
-        return super().__new__(target)
 
     def __init__(self, url: str | None = None, *, hosts: Sequence[str] | None = None,
                  channel: str = "queue", prefetch: int = 20, queue_type: str | None = None,
@@ -323,19 +453,23 @@ class AmqpDriver(Driver):
                  connect_timeout: float = 5.0, publish_timeout: float = 30.0) -> None:
         super().__init__(channel=channel)
         pika = _pika()
-        if queue_type is not None and queue_type != self.queue_type:
-            raise ConfigError(f"queue_type must be 'classic' or 'quorum', got {queue_type!r}",
-                              key="driver.queue_type")
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not (
-                1 <= prefetch <= 65535):
-            raise ConfigError(f"prefetch must be a whole number from 1 to 65535, got "
-                              f"{prefetch!r}", key="driver.prefetch")
-        for key, value in (("consumer_timeout", consumer_timeout), ("lease_grace", lease_grace),
-                           ("connect_timeout", connect_timeout),
-                           ("publish_timeout", publish_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{key} must be a number of seconds >= 0, got {value!r}",
-                                  key=f"driver.{key}")
+        checked = check_options(self.name, self.options, {
+            "prefetch": prefetch, "queue_type": queue_type, "consumer_timeout": consumer_timeout,
+            "lease_grace": lease_grace, "connect_timeout": connect_timeout,
+            "publish_timeout": publish_timeout})
+        kind = QUEUE_TYPES[checked["queue_type"] or self.queue_type]
+        if kind.name != self.queue_type:
+            if type(self) is not AmqpDriver:
+                raise ConfigError(f"queue_type {kind.name!r} does not go with "
+                                  f"{type(self).__name__}: it is {self.queue_type!r}",
+                                  key="driver.queue_type")
+            # Settings that name the class (``{"class": ..., "queue_type": "quorum"}``)
+            # build it so: this driver is the quorum driver in all but its class.
+            self.name = kind.driver_name  # type: ignore[misc]
+            self.capabilities = kind.capabilities  # type: ignore[misc]
+            self.queue_type = kind.name
+        self.kind = kind
+        """What is particular to the type of queues."""
         if url is None:
             url = DEFAULT_URL if hosts is None else "amqp://guest:guest@/%2F"
         scheme = url.split(":", 1)[0].lower() if isinstance(url, str) else ""
@@ -351,47 +485,41 @@ class AmqpDriver(Driver):
         """The host the last connection went to."""
         self.url = url
         self.prefetch = prefetch
-        self.consumer_timeout = float(consumer_timeout)
-        self.lease_grace = float(lease_grace)
-        self.connect_timeout = float(connect_timeout)
-        self.publish_timeout = float(publish_timeout)
+        self.consumer_timeout: float = checked["consumer_timeout"]
+        self.lease_grace = checked["lease_grace"]
+        self.connect_timeout: float = checked["connect_timeout"]
+        self.publish_timeout: float = checked["publish_timeout"]
         heartbeat = self.brokers[0].heartbeat
         self.heartbeat: int | None = heartbeat if isinstance(heartbeat, int) else None
         self.failed_queue = f"{channel}.failed"
         self.registry_queue = f"{channel}.delays"
-        self._plain_arguments = self._base_arguments()
-        self._main_arguments = self._queue_arguments()
+        self._plain_arguments = self.kind.base_arguments()
+        self._main_arguments = self.kind.job_arguments()
         self._local = threading.local()
         self._producers: list[Wire] = []
         self._producers_lock = threading.Lock()
         self._declared: dict[str, float] = {}
         self._mismatched: set[str] = set()
-        self._worker: Wire | None = None
-        self._consuming = False
-        self._prefetch_now = 0
-        self._held: dict[int, _Handle] = {}
-        self._job_time = 1.0
-        self._last_reserve = 0.0
         self._warned_ttrs: set[float] = set()
+        self._consumers: set[_AmqpConsumer] = set()
+        """The consumers open: one that a caller dropped still holds its jobs, which
+        the next fetch of another takes back once their lease ends."""
+        self._consumers_lock = threading.Lock()
+        self._idle: list[Wire] = []
+        """Worker connections that closed consumers left in good order, for the next
+        consumers (``run`` opens one each time): under ``_consumers_lock``."""
         self._new_ids()
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> AmqpDriver:
-        """Our own options may ride in the query string (``?prefetch=50``); the rest
-        (``heartbeat``, ``ssl_options``, ...) is pika's."""
-        parts = urlsplit(url)
-        kept = []
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            kind = _OWN_OPTIONS.get(key)
-            if kind is None:
-                kept.append((key, value))
-                continue
-            try:
-                options.setdefault(key, kind(value))
-            except ValueError:
-                raise ConfigError(f"amqp URL option {key}={value!r} is not a "
-                                  f"{kind.__name__}", key=f"driver.{key}") from None
-        return cls(urlunsplit(parts._replace(query=urlencode(kept))), **options)
+    def from_url(cls, url: str, **given: Any) -> AmqpDriver:
+        """Our own options may ride in the query string (``?prefetch=50``), and pika's
+        (``heartbeat``, ``ssl_options``, ...), which stay in the URL pika reads.
+        ``queue_type`` chooses the class: :class:`AmqpQuorumDriver` for quorum queues."""
+        base, values = url_and_options(cls.name, cls.options, url, given)
+        kept = {key: values.pop(key) for key in names(_PIKA_OPTIONS) if key in values}
+        chosen = {"classic": AmqpDriver, "quorum": AmqpQuorumDriver}.get(
+            values.get("queue_type") or "", cls)
+        return chosen(f"{base}?{urlencode(kept)}" if kept else base, **values)
 
     @property
     def params(self) -> Any:
@@ -423,27 +551,6 @@ class AmqpDriver(Driver):
         return f"{self._id_prefix}-{next(self._ids):x}"
 
     # -- topology --------------------------------------------------------------------
-
-    def _base_arguments(self) -> dict[str, Any]:
-        # The classic queue format of RabbitMQ 3.10+ (the only one from 4.0): measured on
-        # the benchmark machine, a priority queue in it took confirmed batches and
-        # delivered about a quarter faster than in version 1.
-        return {"x-queue-version": 2}
-
-    def _queue_arguments(self) -> dict[str, Any]:
-        return {**self._plain_arguments, "x-max-priority": LOWEST_PRIORITY}
-
-    def _delay_arguments(self, ms: int) -> dict[str, Any]:
-        return {**self._plain_arguments, "x-message-ttl": ms, "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self.channel,
-                "x-expires": ms + int(DELAY_EXPIRY_MARGIN * 1000)}
-
-    def _amqp_priority(self, priority: int | None) -> int | None:
-        return None if priority is None or priority == LOWEST_PRIORITY else (
-            LOWEST_PRIORITY - priority)
-
-    def _our_priority(self, value: int | None) -> int | None:
-        return LOWEST_PRIORITY - min(value or 0, LOWEST_PRIORITY)
 
     def _declare(self, wire: Wire, queue: str, arguments: dict[str, Any]) -> int:
         """Declare a queue; its count of ready messages. A queue that exists with other
@@ -481,7 +588,7 @@ class AmqpDriver(Driver):
         last = self._declared.get(name)
         if fresh or last is None or now - last >= DELAY_REFRESH:
             self._ensure(wire, self.channel, self._main_arguments)
-            self._declare(wire, name, self._delay_arguments(ms))
+            self._declare(wire, name, self.kind.delay_arguments(self.channel, ms))
             self._declared[name] = now
             # Listed again whenever it may have expired since our last declare, since an
             # expired queue's record is pruned (a record alone never keeps a queue).
@@ -587,7 +694,7 @@ class AmqpDriver(Driver):
             # Checked here too (the core bounds it first): a header that cannot be encoded
             # must be refused before anything is sent.
             raise InvalidArgumentError(f"ttr {ttr!r} is out of range for the amqp driver")
-        return properties_head(self._amqp_priority(priority),
+        return properties_head(self.kind.amqp_priority(priority),
                                {"qc-ttr": int(round(ttr * 1000)), "qc-pushed": now_ms})
 
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
@@ -667,166 +774,37 @@ class AmqpDriver(Driver):
             raise WireError(f"the broker could not route {len(again)} message(s) even "
                             "after declaring their queue")
 
-    # -- reserve ---------------------------------------------------------------------
+    # -- consumers -------------------------------------------------------------------
+
+    def open_consumer(self) -> Consumer:
+        consumer = _AmqpConsumer(self)
+        with self._consumers_lock:
+            self._consumers.add(consumer)
+        return consumer
 
     def _worker_wire(self) -> Wire:
-        wire = self._worker
-        if wire is None:
-            self._io(lambda producer: self._ensure(producer, self.channel,
-                                                   self._main_arguments))
-            try:
-                wire = self._open(self.heartbeat, "worker")
-            except WireError as exc:
-                raise DriverError(f"{self.describe()}: {exc}") from exc
-            # A job may run longer than the broker waits for a heartbeat.
-            wire.keep_alive()
-            self._worker = wire
-            self._consuming = False
-            self._prefetch_now = 0
-            self._held.clear()
+        """A connection for a consumer: one another consumer left, or a new one."""
+        while True:
+            with self._consumers_lock:
+                wire = self._idle.pop() if self._idle else None
+            if wire is None:
+                break
+            if wire.dead is None and wire.usable():
+                return wire
+            wire.close()
+        self._io(lambda producer: self._ensure(producer, self.channel, self._main_arguments))
+        try:
+            wire = self._open(self.heartbeat, "worker")
+        except WireError as exc:
+            raise DriverError(f"{self.describe()}: {exc}") from exc
+        # A job may run longer than the broker waits for a heartbeat.
+        wire.keep_alive()
         return wire
 
-    def _drop_worker(self) -> None:
-        wire, self._worker = self._worker, None
-        self._consuming = False
-        self._held.clear()
-        if wire is not None:
-            wire.close()
-
-    def _on_worker(self, what: Callable[[Wire], T]) -> T:
-        wire = self._worker_wire()
-        try:
-            return what(wire)
-        except WireError as exc:
-            raise self._worker_lost(exc) from exc
-
-    def _worker_lost(self, exc: WireError) -> DriverError:
-        wire = self._worker
-        error = self._error(wire, exc)
-        if wire is not None:
-            self._lost(wire)
-        self._drop_worker()
-        return error
-
-    def reserve(self, timeout: float = 0.0) -> Message | None:
-        now = time.monotonic()
-        if self._last_reserve:
-            # How long the worker spent on the last job: prefetch only quick jobs.
-            self._job_time = 0.8 * self._job_time + 0.2 * (now - self._last_reserve)
-        try:
-            if self._held:
-                self._expire_held(now)
-            if not self._consuming and timeout <= 0:
-                # ``run``: take one ready job, hold nothing else.
-                while True:
-                    delivery = self._on_worker(lambda wire: wire.get(self.channel))
-                    if delivery is None:
-                        return None
-                    message = self._accept(delivery)
-                    if message is not None:
-                        return message
-            wire = self._worker_wire()
-            deadline = now + timeout
-            while True:
-                try:
-                    delivery = self._next(wire, max(0.0, deadline - time.monotonic()))
-                except WireError as exc:
-                    raise self._worker_lost(exc) from exc
-                if delivery is None:
-                    return None
-                message = self._accept(delivery)
-                if message is not None:
-                    return message
-        finally:
-            self._last_reserve = time.monotonic()
-
-    def _next(self, wire: Wire, timeout: float) -> Delivery | None:
-        if self._job_time < QUICK_JOB:
-            want = self.prefetch
-        elif self._job_time > 2 * QUICK_JOB or not self._consuming:
-            want = 1
-        else:
-            # Between the two: as it is, so that jobs near the limit do not make the
-            # consumer start over and over.
-            want = self._prefetch_now
-        if self._consuming and want != self._prefetch_now:
-            # A prefetch applies to consumers started afterwards: a new consumer.
-            self._cancel(wire)
-        if not self._consuming:
-            wire.qos(want)
-            self._prefetch_now = want
-            wire.consume(self.channel)
-            self._consuming = True
-        return wire.next_delivery(timeout)
-
-    def _cancel(self, wire: Wire) -> None:
-        """Stop the consumer; what it was sent stays in the buffer."""
-        if self.queue_type == "quorum":
-            # A quorum queue takes back what is on its way to a consumer being cancelled
-            # and counts a delivery, which would count as a lost run: first let the broker
-            # send all it may (the prefetch is used up, or nothing came for a while).
-            while (len(wire.deliveries) + len(self._held) < self._prefetch_now
-                   and wire.poll(0.05)):
-                pass
-        wire.cancel()
-        self._consuming = False
-
-    def _accept(self, delivery: Delivery) -> Message | None:
-        """The Message for a delivery, or None when the delivery was a lost run that had
-        to be counted first (classic queues)."""
-        runs = self._counted(delivery)
-        if runs is None:
-            self._charge(delivery, _Runs.stored(delivery.headers).lose(1),
-                         "its worker was lost")
-            return None
-        wire = self._worker
-        assert wire is not None
-        headers = delivery.headers
-        ttr = _int(headers.get("qc-ttr"), 60000) / 1000
-        if ttr > self.consumer_timeout and ttr not in self._warned_ttrs:
-            self._warned_ttrs.add(ttr)
-            self._warn_ttr(ttr, "a job's")
-        pushed = headers.get("qc-pushed")
-        attempt = runs.counted + 1
-        handle = _Handle(wire, delivery, time.monotonic() + ttr + self.lease_grace, attempt,
-                         runs.losses)
-        self._held[delivery.tag] = handle
-        return Message(delivery.message_id or f"amqp-{delivery.tag}", delivery.body, attempt,
-                       ttr, priority=self._our_priority(delivery.priority),
-                       pushed_at=pushed / 1000 if isinstance(pushed, int) else None,
-                       redelivered=runs.lost, loss_unproven=runs.unproven, handle=handle)
-
-    def _counted(self, delivery: Delivery) -> _Runs | None:
-        """The runs of a delivery, or None when the broker flagged a redelivery that no
-        header counts yet (a classic queue): the caller counts it with a copy."""
-        runs = _Runs.stored(delivery.headers)
-        if delivery.redelivered:
-            redeliveries = self._redeliveries(delivery.headers)
-            if redeliveries is None:
-                return None
-            if redeliveries > 0:
-                runs = runs.lose(redeliveries)
-        return runs
-
-    def _redeliveries(self, headers: dict[str, Any]) -> int | None:
-        """Lost runs the broker counted for this copy, or None when it cannot count them
-        (a classic queue only flags a redelivery)."""
-        return None
-
-    def _charge(self, delivery: Delivery, runs: _Runs, why: str) -> None:
-        """Publish a copy of a held delivery that counts ``runs``, then ack the
-        delivery."""
-        logger.info("job %s: %s; counting it as attempt %d%s", delivery.message_id, why,
-                    runs.counted, " (unproven: it may only have been prefetched)"
-                    if runs.unproven else "")
-        try:
-            self._republish(self.channel, delivery.body, _copy_id(delivery), delivery.priority,
-                            runs.headers(delivery), 0.0)
-        except DriverError:
-            # Not counted: leave it to the broker, which hands it out again.
-            self._on_worker(lambda wire: wire.requeue(delivery.tag))
-            raise
-        self._on_worker(lambda wire: wire.ack(delivery.tag))
+    def _overdue(self, now: float) -> list[_AmqpConsumer]:
+        """This process's consumers that may hold a job past its lease."""
+        with self._consumers_lock:
+            return [consumer for consumer in self._consumers if consumer.lease_end <= now]
 
     def _republish(self, queue: str, body: bytes, message_id: str, priority: int | None,
                    headers: dict[str, Any], delay: float) -> None:
@@ -859,101 +837,6 @@ class AmqpDriver(Driver):
                            ", ".join(repr(key) for key in fitted.dropped), wire.frame_max,
                            wire.address)
         return fitted.properties
-
-    def _expire_held(self, now: float) -> None:
-        """A job handed out and never reported on (the caller vanished without a word)
-        comes back when its lease ends, counted as a lost run, as on other drivers."""
-        for tag, handle in list(self._held.items()):
-            if handle.deadline > now:
-                continue
-            del self._held[tag]
-            if handle.wire is not self._worker:
-                continue
-            self._charge(handle.delivery, _Runs(handle.attempt, True, False, handle.losses + 1),
-                         "it was reserved and not reported on within its lease")
-
-    # -- outcomes --------------------------------------------------------------------
-
-    def _settle(self, message: Message) -> _Handle | None:
-        """The handle of a job this worker still holds, or None (logged) when the broker
-        has already taken it back: its connection was lost."""
-        handle: _Handle = message.handle
-        if self._held.pop(handle.delivery.tag, None) is None or handle.wire is not self._worker:
-            logger.warning("job %s: the connection that held it was lost; the broker "
-                           "hands it out again", message.id)
-            return None
-        return handle
-
-    def _ack(self, message: Message, handle: _Handle) -> None:
-        # At once, one by one: an ack held back to go out with others would make a
-        # worker killed meanwhile run finished jobs again.
-        try:
-            handle.wire.ack(handle.delivery.tag)
-        except WireError as exc:
-            self._lost(handle.wire)
-            self._drop_worker()
-            logger.warning("job %s: its outcome is saved but the ack was lost (%s); the "
-                           "broker hands it out again", message.id, exc)
-
-    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        handle = self._settle(message)
-        if handle is not None:
-            self._ack(message, handle)
-
-    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        handle = self._settle(message)
-        if handle is None:
-            return
-        try:
-            self._republish(self.channel, message.payload, message.id, handle.delivery.priority,
-                            handle.copy_headers(message.attempt), delay)
-        except DriverError:
-            self._held[handle.delivery.tag] = handle  # still ours: the core tries again
-            raise
-        self._ack(message, handle)
-
-    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        handle = self._settle(message)
-        if handle is None:
-            return
-        if keep:
-            headers = handle.copy_headers(message.attempt)
-            headers.update({
-                "qc-error-type": _text(error.type), "qc-error": _text(error.message),
-                "qc-traceback": _text(error.traceback),
-                "qc-failed-at": int(time.time() * 1000)})
-            try:
-                self._republish(self.failed_queue, message.payload, message.id,
-                                handle.delivery.priority, headers, 0.0)
-            except DriverError:
-                self._held[handle.delivery.tag] = handle
-                raise
-        self._ack(message, handle)
-
-    def flush(self) -> None:
-        """Stop consuming and give back what was prefetched and not started, uncounted."""
-        wire = self._worker
-        if wire is None or not self._consuming:
-            return
-        try:
-            self._cancel(wire)
-        except WireError as exc:
-            raise self._worker_lost(exc) from exc
-        self._prefetch_now = 0
-        self._give_back(wire)
-
-    def _give_back(self, wire: Wire) -> None:
-        while wire.deliveries:
-            delivery = wire.deliveries.popleft()
-            runs = self._counted(delivery)
-            if runs is None:
-                self._charge(delivery, _Runs.stored(delivery.headers).lose(1),
-                             "its worker was lost")
-                continue
-            # A copy, not a nack: a nack would flag it redelivered, which counts a run.
-            self._republish(self.channel, delivery.body, _copy_id(delivery), delivery.priority,
-                            runs.headers(delivery), 0.0)
-            self._on_worker(functools.partial(Wire.ack, tag=delivery.tag))
 
     # -- lookups and admin -----------------------------------------------------------
 
@@ -1047,7 +930,7 @@ class AmqpDriver(Driver):
         return JobInfo(
             id=delivery.message_id or "", status=JobStatus.FAILED,
             attempt=_int(headers.get("qc-attempt")),
-            priority=self._our_priority(delivery.priority),
+            priority=self.kind.our_priority(delivery.priority),
             ttr=_int(headers.get("qc-ttr"), 60000) / 1000,
             pushed_at=pushed / 1000 if isinstance(pushed, int) else None,
             finished_at=finished / 1000 if isinstance(finished, int) else None,
@@ -1084,18 +967,10 @@ class AmqpDriver(Driver):
             wire.purge(self.failed_queue)
             self._registry(wire, purge=True)
         self._io(empty)
-        worker = self._worker
-        if worker is not None:
-            # Prefetched, not started: ours to drop too.
-            while worker.deliveries:
-                delivery = worker.deliveries.popleft()
-                self._on_worker(functools.partial(Wire.ack, tag=delivery.tag))
 
     def delete_queues(self) -> None:
         """Delete every queue of this channel (the jobs, the failed store, the delay
-        queues and their registry). Not part of the Driver API: for tests and tear-down."""
-        self._drop_worker()
-
+        queues and their registry). Not part of the Store API: for tests and tear-down."""
         def delete(wire: Wire) -> None:
             self._ensure(wire, self.registry_queue, self._plain_arguments)
             for name in self._registry(wire):
@@ -1107,23 +982,27 @@ class AmqpDriver(Driver):
 
     def after_fork(self) -> None:
         # The parent's sockets stay the parent's: forgotten, not closed.
-        for wire in [*self._producers, *([self._worker] if self._worker else [])]:
+        for wire in self._producers:
             wire.abandon()
         self._producers = []
         self._producers_lock = threading.Lock()
         self._local = threading.local()
-        self._worker = None
-        self._consuming = False
-        self._held.clear()
+        for wire in self._idle:
+            wire.abandon()
+        self._consumers = set()
+        self._consumers_lock = threading.Lock()
+        self._idle = []
         self._new_ids()
 
     def close(self) -> None:
-        try:
-            self.flush()
-        except DriverError as exc:
-            logger.warning("could not give back prefetched jobs to %s: %s (the broker "
-                           "hands them out again)", self.describe(), exc)
-        self._drop_worker()
+        with self._consumers_lock:
+            consumers = list(self._consumers)
+        for consumer in consumers:
+            consumer.close()
+        with self._consumers_lock:
+            idle, self._idle = self._idle, []
+        for wire in idle:
+            wire.close()
         with self._producers_lock:
             wires, self._producers = self._producers, []
         for wire in wires:
@@ -1131,35 +1010,347 @@ class AmqpDriver(Driver):
         self._local = threading.local()
 
 
+@documented(OPTIONS)
 class AmqpQuorumDriver(AmqpDriver):
     """Quorum queues (replicated; ``x-delivery-count`` counts lost runs, up to RabbitMQ
     4.2). RabbitMQ 3.x quorum queues have no priorities."""
 
     name = "amqp-quorum"
-    capabilities = replace(CLASSIC_CAPABILITIES, priority=False, priority_range=(0, 0))
+    capabilities = QUORUM_CAPABILITIES
     queue_type = "quorum"
 
-    def _base_arguments(self) -> dict[str, Any]:
-        return {"x-queue-type": "quorum"}
 
-    def _queue_arguments(self) -> dict[str, Any]:
-        return {"x-queue-type": "quorum"}
+class _AmqpConsumer(Consumer):
+    """One worker's own connection: a consumer whose prefetch follows the core's ``max_n``
+    (``basic.get`` for ``run``, which holds nothing ahead), the deliveries it holds, and
+    their settlement: a copy published through the store, which waits for the broker's
+    confirm, then an ack here."""
 
-    def _delay_arguments(self, ms: int) -> dict[str, Any]:
-        # At-least-once dead-lettering: a message leaves the delay queue only once the
-        # main queue has it.
-        return {**super()._delay_arguments(ms), "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish"}
+    # An ack costs no round trip, and one held back to go out with the next fetch would
+    # make a worker killed meanwhile run a finished job again.
+    folds_settlements = False
 
-    def _amqp_priority(self, priority: int | None) -> int | None:
-        return None
+    def __init__(self, store: AmqpDriver) -> None:
+        self.store = store
+        # The driver's prefetch option caps it for each store.
+        self.prefetch = store.prefetch  # type: ignore[misc]
+        self._wire: Wire | None = None
+        self._consuming = False
+        self._qos = 0
+        """The prefetch of the consumer: the channel's for consumers started next."""
+        self._held: dict[int, _Handle] = {}
+        self.lease_end = math.inf
+        """No held job's lease ends before this (monotonic seconds): a bound that
+        ``_expire_held`` makes exact."""
 
-    def _our_priority(self, value: int | None) -> int | None:
-        return None
+    # -- connection ------------------------------------------------------------------
 
-    def _redeliveries(self, headers: dict[str, Any]) -> int | None:
-        # RabbitMQ 4.3 stopped counting a return of a dead consumer's messages (it counts
-        # rejects only); a redelivery it did not count is counted by a copy, as on a
-        # classic queue.
-        return _int(headers.get("x-delivery-count")) or None
+    def _connected(self) -> Wire:
+        wire = self._wire
+        if wire is None:
+            wire = self.store._worker_wire()
+            self._wire = wire
+            self._consuming = False
+            self._qos = 0
+            self._held.clear()
+        return wire
 
+    def _drop(self) -> None:
+        wire, self._wire = self._wire, None
+        self._consuming = False
+        self._held.clear()
+        if wire is not None:
+            wire.close()
+
+    def _on_wire(self, what: Callable[[Wire], T]) -> T:
+        wire = self._connected()
+        try:
+            return what(wire)
+        except WireError as exc:
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: WireError) -> DriverError:
+        wire = self._wire
+        error = self.store._error(wire, exc)
+        if wire is not None:
+            self.store._lost(wire)
+        self._drop()
+        return error
+
+    # -- fetching --------------------------------------------------------------------
+
+    def fetch(self, max_n: int, timeout: float,
+              settle: Sequence[Settlement] = ()) -> list[Message]:
+        self.settle(settle)
+        now = time.monotonic()
+        # A worker vanished without a word (or a caller went on without an outcome):
+        # what it holds comes back when its lease ends, as on other drivers. Its
+        # connection would hand it back only once it closes.
+        for consumer in self.store._overdue(now):
+            consumer._expire_held(now)
+        taken: list[Message] = []
+        if not self._consuming and timeout <= 0:
+            # ``run``: take one ready job, hold nothing else.
+            while not taken:
+                delivery = self._on_wire(lambda wire: wire.get(self.store.channel))
+                if delivery is None:
+                    break
+                self._take(delivery, taken)
+            return taken
+        wire = self._connected()
+        deadline = now + timeout
+        try:
+            self._prefetch(wire, max_n)
+            while not taken:
+                delivery = wire.next_delivery(max(0.0, deadline - time.monotonic()))
+                if delivery is None:
+                    break
+                self._take(delivery, taken)
+            # Then what has come already, up to max_n, stopping at a lost run, which is
+            # counted by a copy first (the next fetch does it).
+            while (len(taken) < max_n and wire.deliveries
+                   and self._counted(wire.deliveries[0]) is not None):
+                self._take(wire.deliveries.popleft(), taken)
+        except WireError as exc:
+            raise self._lost(exc) from exc
+        return taken
+
+    def _prefetch(self, wire: Wire, max_n: int) -> None:
+        """Consume with a prefetch of ``max_n``, the core's count (up to ``prefetch``).
+        A prefetch is set per consumer (RabbitMQ 4.3 refuses a channel-wide one), so a new
+        one takes a new consumer, which costs three round trips, and on a quorum queue a
+        wait (``_cancel``). It changes only when the count asked for is under half or over
+        twice the one in force, not at every small move of the core's running average."""
+        want = max(1, min(max_n, self.prefetch))
+        current = self._qos
+        if self._consuming and (want * 2 < current or want > current * 2):
+            self._cancel(wire)
+        if not self._consuming:
+            if want != current:
+                wire.qos(want)
+                self._qos = want
+            wire.consume(self.store.channel)
+            self._consuming = True
+
+    def _cancel(self, wire: Wire) -> None:
+        """Stop the consumer; what it was sent stays in the buffer."""
+        if self.store.kind.drains_before_cancel:
+            # A quorum queue takes back what is on its way to a consumer being cancelled
+            # and counts a delivery, which would count as a lost run: first let the broker
+            # send all it may (the prefetch is used up, or nothing came for a while).
+            while (len(wire.deliveries) + len(self._held) < self._qos
+                   and wire.poll(0.05)):
+                pass
+        wire.cancel()
+        self._consuming = False
+
+    def _take(self, delivery: Delivery, taken: list[Message]) -> None:
+        message = self._accept(delivery)
+        if message is not None:
+            taken.append(message)
+
+    def _accept(self, delivery: Delivery) -> Message | None:
+        """The Message for a delivery, or None when the delivery was a lost run that had
+        to be counted first (classic queues)."""
+        runs = self._counted(delivery)
+        if runs is None:
+            self._charge(delivery, _Runs.stored(delivery.headers).lose(1),
+                         "its worker was lost")
+            return None
+        wire = self._wire
+        assert wire is not None
+        store = self.store
+        headers = delivery.headers
+        ttr = _int(headers.get("qc-ttr"), 60000) / 1000
+        if ttr > store.consumer_timeout and ttr not in store._warned_ttrs:
+            store._warned_ttrs.add(ttr)
+            store._warn_ttr(ttr, "a job's")
+        pushed = headers.get("qc-pushed")
+        attempt = runs.counted + 1
+        handle = _Handle(wire, delivery, time.monotonic() + ttr + store.lease_grace, attempt,
+                         runs.losses)
+        self._held[delivery.tag] = handle
+        self.lease_end = min(self.lease_end, handle.deadline)
+        return Message(delivery.message_id or f"amqp-{delivery.tag}", delivery.body, attempt,
+                       ttr, priority=store.kind.our_priority(delivery.priority),
+                       pushed_at=pushed / 1000 if isinstance(pushed, int) else None,
+                       redelivered=runs.lost, may_not_have_started=runs.unproven,
+                       handle=handle)
+
+    def _counted(self, delivery: Delivery) -> _Runs | None:
+        """The runs of a delivery, or None when the broker flagged a redelivery that no
+        header counts yet (a classic queue): the caller counts it with a copy."""
+        runs = _Runs.stored(delivery.headers)
+        if delivery.redelivered:
+            redeliveries = self.store.kind.redeliveries(delivery.headers)
+            if redeliveries is None:
+                return None
+            if redeliveries > 0:
+                runs = runs.lose(redeliveries)
+        return runs
+
+    def _charge(self, delivery: Delivery, runs: _Runs, why: str) -> None:
+        """Publish a copy of a held delivery that counts ``runs``, then ack the
+        delivery."""
+        logger.info("job %s: %s; counting it as attempt %d%s", delivery.message_id, why,
+                    runs.counted, " (unproven: it may only have been prefetched)"
+                    if runs.unproven else "")
+        store = self.store
+        try:
+            store._republish(store.channel, delivery.body, _copy_id(delivery),
+                             delivery.priority, runs.headers(delivery), 0.0)
+        except DriverError:
+            # Not counted: leave it to the broker, which hands it out again.
+            self._on_wire(lambda wire: wire.requeue(delivery.tag))
+            raise
+        self._on_wire(lambda wire: wire.ack(delivery.tag))
+
+    def _expire_held(self, now: float) -> None:
+        """A job handed out and never reported on comes back when its lease ends,
+        counted as a lost run. Called by whichever consumer of the process fetches next:
+        the one that holds the job may never be called again. (The dict operations on
+        ``_held`` are atomic, and an ack is one locked send.)"""
+        for tag, handle in list(self._held.items()):
+            if handle.deadline > now or self._held.pop(tag, None) is None:
+                continue
+            if handle.wire is not self._wire:
+                continue
+            self._charge(handle.delivery, _Runs(handle.attempt, True, False, handle.losses + 1),
+                         "it was reserved and not reported on within its lease")
+        self.lease_end = min((handle.deadline for handle in list(self._held.values())),
+                             default=math.inf)
+
+    def begin(self, message: Message, settle: Sequence[Settlement] = ()) -> bool:
+        self.settle(settle)
+        handle = cast(_Handle, message.handle)
+        if handle.wire is not self._wire or handle.wire.dead is not None:
+            # Fetched on a connection since lost: the broker hands it out again.
+            return False
+        # The lease runs from the start of the run: a job fetched ahead waited first.
+        handle.deadline = time.monotonic() + message.ttr + self.store.lease_grace
+        return True
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def _holding(self, message: Message) -> _Handle | None:
+        """The handle of a job this worker still holds, or None (logged) when the broker
+        has already taken it back: its connection was lost."""
+        handle = cast(_Handle, message.handle)
+        if self._held.pop(handle.delivery.tag, None) is None or handle.wire is not self._wire:
+            logger.warning("job %s: the connection that held it was lost; the broker "
+                           "hands it out again", message.id)
+            return None
+        return handle
+
+    def _ack(self, message: Message, handle: _Handle) -> None:
+        # At once, one by one: an ack held back to go out with others would make a
+        # worker killed meanwhile run finished jobs again.
+        try:
+            handle.wire.ack(handle.delivery.tag)
+        except WireError as exc:
+            self.store._lost(handle.wire)
+            self._drop()
+            logger.warning("job %s: its outcome is saved but the ack was lost (%s); the "
+                           "broker hands it out again", message.id, exc)
+
+    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        handle = self._holding(message)
+        if handle is not None:
+            self._ack(message, handle)
+
+    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        handle = self._holding(message)
+        if handle is None:
+            return
+        store = self.store
+        try:
+            store._republish(store.channel, message.payload, message.id,
+                             handle.delivery.priority, handle.copy_headers(message.attempt),
+                             delay)
+        except DriverError:
+            self._held[handle.delivery.tag] = handle  # still ours: the core tries again
+            raise
+        self._ack(message, handle)
+
+    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        handle = self._holding(message)
+        if handle is None:
+            return
+        if keep:
+            headers = handle.copy_headers(message.attempt)
+            headers.update({
+                "qc-error-type": _text(error.type), "qc-error": _text(error.message),
+                "qc-traceback": _text(error.traceback),
+                "qc-failed-at": int(time.time() * 1000)})
+            try:
+                self.store._republish(self.store.failed_queue, message.payload, message.id,
+                                      handle.delivery.priority, headers, 0.0)
+            except DriverError:
+                self._held[handle.delivery.tag] = handle
+                raise
+        self._ack(message, handle)
+
+    # -- giving back and closing -----------------------------------------------------
+
+    def give_back(self, messages: Sequence[Message]) -> None:
+        """Jobs fetched and never begun go back uncounted, once the consumer stopped (so
+        that the broker sends no more): as copies, since a nack or a reject would flag
+        them redelivered, which counts a lost run."""
+        wire = self._wire
+        if wire is None:
+            return
+        try:
+            self._stop(wire)
+            for message in messages:
+                handle = self._held.pop(cast(_Handle, message.handle).delivery.tag, None)
+                if handle is not None and handle.wire is wire:
+                    self._return(wire, handle.delivery)
+            self._return_buffered(wire)
+        except WireError as exc:
+            raise self._lost(exc) from exc
+
+    def _stop(self, wire: Wire) -> None:
+        if self._consuming:
+            self._cancel(wire)
+
+    def _return_buffered(self, wire: Wire) -> None:
+        """Give back what the broker sent and no fetch took."""
+        while wire.deliveries:
+            self._return(wire, wire.deliveries.popleft())
+
+    def _return(self, wire: Wire, delivery: Delivery) -> None:
+        runs = self._counted(delivery)
+        if runs is None:
+            self._charge(delivery, _Runs.stored(delivery.headers).lose(1),
+                         "its worker was lost")
+            return
+        store = self.store
+        store._republish(store.channel, delivery.body, _copy_id(delivery), delivery.priority,
+                         runs.headers(delivery), 0.0)
+        wire.ack(delivery.tag)
+
+    def after_fork(self) -> None:
+        # The parent's socket stays the parent's: forgotten, not closed.
+        if self._wire is not None:
+            self._wire.abandon()
+        self._wire = None
+        self._consuming = False
+        self._held.clear()
+
+    def close(self) -> None:
+        wire = self._wire
+        if wire is not None and wire.dead is None:
+            try:
+                self._stop(wire)
+                self._return_buffered(wire)
+            except (WireError, DriverError) as exc:
+                logger.warning("could not give back prefetched jobs to %s: %s (the broker "
+                               "hands them out again)", self.store.describe(), exc)
+        if wire is not None and wire.dead is None and not self._held:
+            # Nothing held: the connection can serve the next consumer.
+            self._wire = None
+            with self.store._consumers_lock:
+                self.store._idle.append(wire)
+        self._drop()
+        with self.store._consumers_lock:
+            self.store._consumers.discard(self)
