@@ -439,6 +439,7 @@ def test_mysql_a_push_on_this_host_wakes_a_blocked_reserve(
     import uuid
 
     from queue_core.drivers.db import DbDriver
+
     from tests.support.specs.db import MYSQL_URL, _reachable
     problem = _reachable(MYSQL_URL)
     if problem:
