@@ -669,15 +669,6 @@ class _BeanstalkConsumer(Consumer):
 
     # -- outcomes --------------------------------------------------------------------
 
-    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        self.settle((Settlement(Verdict.ACK, message, result=result, keep=keep),))
-
-    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        self.settle((Settlement(Verdict.RELEASE, message, delay=delay, error=error),))
-
-    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        self.settle((Settlement(Verdict.FAIL, message, error=error, keep=keep),))
-
     def settle(self, settlements: Sequence[Settlement]) -> None:
         owed, buries = self._split(settlements)
         if owed:

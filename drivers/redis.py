@@ -692,15 +692,6 @@ class _RedisConsumer(Consumer):
             self._connection()
             self._drain()
 
-    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        self.settle((Settlement(Verdict.ACK, message, result=result, keep=keep),))
-
-    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        self.settle((Settlement(Verdict.RELEASE, message, delay=delay, error=error),))
-
-    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        self.settle((Settlement(Verdict.FAIL, message, error=error, keep=keep),))
-
     def give_back(self, messages: Sequence[Message]) -> None:
         """Back to waiting, uncharged: they were never started."""
         def send() -> None:
