@@ -37,6 +37,8 @@ from queue_core.drivers.amqp_wire import (  # noqa: E402
     shortstr,
 )
 
+from tests.support.local import written  # noqa: E402
+
 NOWHERE = "amqp://guest:guest@127.0.0.1:1/%2F"
 """Parameters only: nothing ever connects to this address."""
 
@@ -124,19 +126,7 @@ class Peer:
         self.server.sendall(data)
 
     def sent(self) -> bytes:
-        self.server.setblocking(False)
-        data = b""
-        try:
-            while True:
-                chunk = self.server.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except BlockingIOError:
-            pass
-        finally:
-            self.server.setblocking(True)
-        return data
+        return written(self.server)
 
     def close(self) -> None:
         self.wire.abandon()

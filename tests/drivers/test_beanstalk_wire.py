@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from queue_core.drivers import beanstalk_wire as wire
 
+from tests.support.local import written
+
 
 class Fake:
     """The server end of a socketpair, with the client's Connection on the other end."""
@@ -42,20 +44,8 @@ class Fake:
         self.server.shutdown(socket.SHUT_WR)
 
     def sent(self) -> bytes:
-        """Everything the client has written so far (a socketpair delivers a write at once)."""
-        self.server.setblocking(False)
-        data = b""
-        try:
-            while True:
-                chunk = self.server.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except BlockingIOError:
-            pass
-        finally:
-            self.server.setblocking(True)
-        return data
+        """Everything the client has written so far."""
+        return written(self.server)
 
     def close(self) -> None:
         for thread in self.threads:

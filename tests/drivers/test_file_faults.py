@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from queue_core.drivers.file import FileDriver, records, segments
 
 from queue_core import DriverError, ErrorInfo, JobStatus, Queue, create_queue
 from tests.support.jobs import Fail, Record, read_lines
+from tests.support.local import umask
 from tests.support.procs import ROOT, worker_env
 
 SETTINGS_EXTRA = {"imports": ["tests.support.jobs"]}
@@ -141,17 +141,10 @@ def _exercise(queue: Queue, journal: str) -> None:
     assert queue.info()[JobStatus.FAILED] == 1
 
 
-@contextmanager
-def _umask(mask: int) -> Iterator[None]:
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def test_files_are_the_owners_alone_by_default(tmp_path: Path) -> None:
-    with _umask(0o022):
+    with umask(0o022):
         _exercise(_queue(tmp_path / "q"), str(tmp_path / "j"))
     files, folders = _modes(tmp_path / "q")
     assert files == {0o600}
@@ -159,9 +152,9 @@ def test_files_are_the_owners_alone_by_default(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["option", "url"])
-def test_mode_shares_the_queue_with_the_group_whatever_the_umask(tmp_path: Path,
+def test_mode_shares_the_queue_with_the_group_whatever_theumask(tmp_path: Path,
                                                                  how: str) -> None:
-    with _umask(0o077):
+    with umask(0o077):
         if how == "option":
             queue = create_queue({"driver": {"url": f"file://{tmp_path}/q", "mode": 0o660},
                                   **SETTINGS_EXTRA})

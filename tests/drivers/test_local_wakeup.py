@@ -10,8 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from queue_core.drivers.local_wakeup import Doorbell, doorbell_beside
 
 from queue_core.consumer import Consumer
 from queue_core.driver import Message
+from tests.support.local import umask
 
 pytestmark = pytest.mark.skipif(not local_wakeup._AVAILABLE,
                                 reason="no Unix sockets here: the doorbell is a no-op")
@@ -44,13 +44,6 @@ def _sockets(directory: Path) -> list[Path]:
     return [path for path in directory.iterdir() if stat.S_ISSOCK(path.lstat().st_mode)]
 
 
-@contextmanager
-def _umask(mask: int) -> Iterator[None]:
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 # -- the doorbell --------------------------------------------------------------------------
@@ -151,9 +144,9 @@ def test_a_directory_too_long_for_a_socket_path_still_works(tmp_path: Path) -> N
     assert _sockets(wake) == []
 
 
-def test_socket_files_and_folder_take_the_queue_mode_whatever_the_umask(
+def test_socket_files_and_folder_take_the_queue_mode_whatever_theumask(
         tmp_path: Path) -> None:
-    with _umask(0o077):
+    with umask(0o077):
         bell = Doorbell(tmp_path / "wake", mode=0o660)
         bell.wait(0)
     (sock,) = _sockets(tmp_path / "wake")
@@ -169,7 +162,7 @@ def test_beside_a_database_file_takes_its_mode(tmp_path: Path) -> None:
     bell = doorbell_beside(str(database), "queue\0default")
     assert bell is not None
     assert bell.directory == f"{database}.wake"
-    with _umask(0o077):
+    with umask(0o077):
         bell.wait(0)
     (sock,) = _sockets(tmp_path / "queue.db.wake")
     assert stat.S_IMODE(sock.stat().st_mode) == 0o640
@@ -318,7 +311,7 @@ def test_file_a_retried_job_wakes_a_blocked_reserve(tmp_path: Path,
 
 def test_file_a_waiting_worker_keeps_the_queue_mode(tmp_path: Path) -> None:
     from queue_core.drivers.file import FileDriver
-    with _umask(0o077):
+    with umask(0o077):
         driver = FileDriver(tmp_path / "q", mode=0o660)
         consumer = driver.open_consumer()
         _consumer_listening(consumer)

@@ -28,6 +28,7 @@ from queue_core.drivers.redis import RedisDriver, _bulk, _pack, _Script  # noqa:
 from queue_core import DriverError  # noqa: E402
 from queue_core.consumer import Settlement, Verdict  # noqa: E402
 from queue_core.driver import PushRequest  # noqa: E402
+from tests.support.local import written  # noqa: E402
 
 NOWHERE = "redis://127.0.0.1:1/0"
 """Only parsed: every connection the tests use is handed to the driver directly."""
@@ -194,18 +195,7 @@ class Scripted:
 
     def sent(self) -> list[list[Any]]:
         """Every command written since the last call, as hiredis reads them."""
-        self.server.setblocking(False)
-        data = b""
-        try:
-            while True:
-                chunk = self.server.recv(1 << 20)
-                if not chunk:
-                    break
-                data += chunk
-        except BlockingIOError:
-            pass
-        finally:
-            self.server.setblocking(True)
+        data = written(self.server)
         return [list(command) for command in read_all(data)]
 
     def release(self, conn: Any) -> None:  # the pool the worker's connection came from
