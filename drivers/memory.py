@@ -17,12 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from queue_core.consumer import Consumer, Settlement
+from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import JobNotFoundError, JobNotInStateError
 from queue_core.model import (
     DEFAULT_PRIORITY,
     Capabilities,
-    ErrorInfo,
     JobInfo,
     JobStatus,
     Message,
@@ -149,29 +148,28 @@ class MemoryDriver(Store):
                 ids.append(job_id)
         return ids
 
+    def _look(self, job_id: str | None = None) -> list[JobInfo]:
+        """Copies of the jobs (of one id), as they are now."""
+        with self._jobs.changed:
+            self._jobs.due(time.time())
+            jobs = self._jobs.jobs
+            found = jobs.values() if job_id is None else filter(None, [jobs.get(job_id)])
+            return [replace(job.info) for job in found]
+
     def status(self, job_id: str) -> JobStatus | None:
-        found = self.get(job_id)
-        return None if found is None else found.status
+        return next((info.status for info in self._look(job_id)), None)
 
     def get(self, job_id: str) -> JobInfo | None:
-        with self._jobs.changed:
-            self._jobs.due(time.time())
-            job = self._jobs.jobs.get(job_id)
-            return None if job is None else replace(job.info)
+        return next(iter(self._look(job_id)), None)
 
     def info(self) -> dict[JobStatus, int]:
-        with self._jobs.changed:
-            self._jobs.due(time.time())
-            counts = dict.fromkeys(JobStatus, 0)
-            for job in self._jobs.jobs.values():
-                counts[job.info.status] += 1
-            return counts
+        counts = dict.fromkeys(JobStatus, 0)
+        for info in self._look():
+            counts[info.status] += 1
+        return counts
 
     def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
-        with self._jobs.changed:
-            self._jobs.due(time.time())
-            found = [replace(j.info) for j in self._jobs.jobs.values() if j.info.status is status]
-        return found[:limit]
+        return [info for info in self._look() if info.status is status][:limit]
 
     def remove(self, job_id: str) -> bool:
         with self._jobs.changed:
@@ -228,27 +226,20 @@ class _MemoryConsumer(Consumer):
         return Message(info.id, info.payload, info.attempt, info.ttr or 0, info.priority,
                        info.pushed_at, redelivered=lost, handle=job.token)
 
-    def _finish(self, message: Message, status: JobStatus | None, **values: Any) -> None:
-        with self.jobs.changed:
-            job = self.jobs.live(message.id, message.handle)  # type: ignore[arg-type]
-            if job is None:
-                return  # its lease ran out: the job is another reservation's now
-            if status is None:
-                del self.jobs.jobs[message.id]
-                return
-            for key, value in values.items():
-                setattr(job.info, key, value)
-            self.jobs.put(job, status, values.pop("ready_at", time.time()))
-
-    def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        self._finish(message, JobStatus.DONE if keep else None, result=result,
-                     finished_at=time.time())
-
-    def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+    def settle(self, settlements: Sequence[Settlement]) -> None:
         now = time.time()
-        self._finish(message, JobStatus.DELAYED if delay > 0 else JobStatus.WAITING,
-                     error=error, ready_at=now + delay)
-
-    def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        self._finish(message, JobStatus.FAILED if keep else None, error=error,
-                     finished_at=time.time())
+        with self.jobs.changed:
+            for s in settlements:
+                job = self.jobs.live(s.message.id, s.message.handle)  # type: ignore[arg-type]
+                if job is None:
+                    continue  # its lease ran out: the job is another reservation's now
+                if s.verdict is Verdict.RELEASE:
+                    job.info.error = s.error
+                    self.jobs.put(job, JobStatus.DELAYED if s.delay > 0 else JobStatus.WAITING,
+                                  now + s.delay)
+                elif not s.keep:
+                    del self.jobs.jobs[job.info.id]
+                else:
+                    job.info.result, job.info.error, job.info.finished_at = s.result, s.error, now
+                    self.jobs.put(job, JobStatus.DONE if s.verdict is Verdict.ACK
+                                  else JobStatus.FAILED, now)
