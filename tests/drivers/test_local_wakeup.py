@@ -266,6 +266,18 @@ def test_file_a_push_through_the_same_store_wakes_its_consumer(
     _blocked_fetch_gets(consumer, lambda: store.push(b"payload", ttr=60))
 
 
+def _a_manual_retry_wakes(store: Any, admin: Any, worker: Consumer, idle: Consumer) -> None:
+    """A job failed by ``worker`` and retried through ``admin`` wakes ``idle``."""
+    from queue_core.model import ErrorInfo, JobStatus
+    message = _failed_run(store, worker)
+    worker.fail(message, error=ErrorInfo("RuntimeError", "boom"))
+
+    def retry() -> str:
+        admin.retry(message.id, state=JobStatus.FAILED)
+        return message.id
+    _blocked_fetch_gets(idle, retry)
+
+
 def _failed_run(store: Any, worker: Consumer) -> Message:
     """A job another worker ran and is about to settle."""
     job_id = store.push(b"payload", ttr=60)
@@ -294,19 +306,12 @@ def test_file_a_retried_job_wakes_a_blocked_reserve(tmp_path: Path,
                                                     request: pytest.FixtureRequest) -> None:
     from queue_core.drivers.file import FileDriver
 
-    from queue_core.model import ErrorInfo, JobStatus
     store = FileDriver(tmp_path / "q", poll_interval=30.0)
     worker, idle = store.open_consumer(), store.open_consumer()
     admin = FileDriver(tmp_path / "q", poll_interval=30.0)  # the CLI, another process
     for closable in (store, admin, worker, idle):
         request.addfinalizer(closable.close)
-    message = _failed_run(store, worker)
-    worker.fail(message, error=ErrorInfo("RuntimeError", "boom"))
-
-    def retry() -> str:
-        admin.retry(message.id, state=JobStatus.FAILED)
-        return message.id
-    _blocked_fetch_gets(idle, retry)
+    _a_manual_retry_wakes(store, admin, worker, idle)
 
 
 def test_file_a_waiting_worker_keeps_the_queue_mode(tmp_path: Path) -> None:
@@ -382,19 +387,12 @@ def test_sqlite_a_released_job_wakes_a_blocked_reserve(tmp_path: Path, delay: fl
 
 def test_sqlite_a_retried_job_wakes_a_blocked_reserve(tmp_path: Path,
                                                       request: pytest.FixtureRequest) -> None:
-    from queue_core.model import ErrorInfo, JobStatus
     store = _sqlite_store(tmp_path, request)
     admin = _sqlite_store(tmp_path, request)  # the CLI, another process
     worker, idle = store.open_consumer(), store.open_consumer()
     for closable in (worker, idle):
         request.addfinalizer(closable.close)
-    message = _failed_run(store, worker)
-    worker.fail(message, error=ErrorInfo("RuntimeError", "boom"))
-
-    def retry() -> str:
-        admin.retry(message.id, state=JobStatus.FAILED)
-        return message.id
-    _blocked_fetch_gets(idle, retry)
+    _a_manual_retry_wakes(store, admin, worker, idle)
 
 
 def test_sqlite_channels_have_their_own_sockets(tmp_path: Path) -> None:
