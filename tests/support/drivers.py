@@ -30,6 +30,10 @@ class DriverSpec:
     cleanup: Callable[[dict[str, Any]], None] | None = None
     """Removes what a test's channel left on a shared server, when the test ends (a broker
     that keeps every test's queues runs out of file handles)."""
+    copies_then_acks: bool = False
+    """A settlement that moves a job (a retry, the failed store) writes the copy, then
+    removes the original in a second step: a worker killed between them leaves both, and
+    the job runs once more (AMQP has no atomic publish-and-ack outside a transaction)."""
 
     @property
     def cls(self) -> type[Store]:

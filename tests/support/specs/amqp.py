@@ -56,6 +56,6 @@ def delete_queues(settings: dict[str, Any]) -> None:
 
 
 SPECS = [DriverSpec("amqp", "queue_core.drivers.amqp:AmqpDriver", settings, available,
-                    delete_queues),
+                    delete_queues, copies_then_acks=True),
          DriverSpec("amqp-quorum", "queue_core.drivers.amqp:AmqpQuorumDriver", quorum_settings,
-                    available, delete_queues)]
+                    available, delete_queues, copies_then_acks=True)]
