@@ -93,6 +93,12 @@ IDLE_RECHECK = 5.0
 """Seconds an idle PostgreSQL worker goes without looking at the table, when no
 notification came and nothing delayed or leased comes due: every change that makes a job
 ready (push, release, retry) NOTIFYs, so this only bounds the cost of a lost one."""
+IDLE_PING = 1.0
+"""Seconds a pooled connection may sit unused before it is tested on checkout (a server
+restart in between leaves it dead); one in use more often goes without the round trip."""
+PROMOTE_EVERY = 0.5
+"""MySQL: seconds a worker that keeps finding waiting jobs goes without promoting due
+delayed jobs and ended leases (it promotes at once whenever it finds nothing waiting)."""
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
 _STATUSES = {status.value: status for status in JobStatus}
 
@@ -134,8 +140,9 @@ _ENGINE_OPTIONS = (
            passed_on=True, none=True),
     Option("max_overflow", whole(-1), 10, "Connections beyond pool_size (-1: no limit).",
            SETTINGS, passed_on=True),
-    Option("pool_pre_ping", FLAG, True, "Test a pooled connection before use.", SETTINGS,
-           passed_on=True),
+    Option("pool_pre_ping", FLAG, False,
+           "Test a pooled connection before every use (without it, one unused for over a "
+           "second is tested).", SETTINGS, passed_on=True),
     Option("pool_recycle", number(-1), -1,
            "Seconds after which a pooled connection is replaced (-1: never).", SETTINGS,
            passed_on=True),
@@ -320,21 +327,31 @@ class DbDriver(Store):
             raise DriverError(f"db {self.describe()}: {_first_line(exc)}") from exc
 
     @contextmanager
-    def _transaction(self, conn: Any | None = None) -> Iterator[Any]:
+    def _transaction(self, conn: Any | None = None, *,
+                     one_statement: bool = False) -> Iterator[Any]:
         """A cursor in one transaction on ``conn`` (or a pooled connection): committed at
-        the end, rolled back on error; a broken connection is thrown away."""
+        the end, rolled back on error; a broken connection is thrown away. With
+        ``one_statement`` on a connection that autocommits, the statement is the
+        transaction: no BEGIN, no COMMIT."""
         own = conn is None
         if conn is None:
             conn = self._checkout()
         try:
             cursor = conn.cursor()
             try:
+                autocommits = self._autocommits(conn)
+                alone = one_statement and autocommits
                 if self.dialect == "sqlite":
                     # One writer at a time, taken now rather than at the first write, so
                     # two reserves never both read then fight to upgrade (SQLITE_BUSY).
                     cursor.execute("BEGIN IMMEDIATE")
+                elif self._mysql and autocommits and not alone:
+                    # (A PostgreSQL consumer's connection autocommits on purpose: each of
+                    # its statements is a transaction of its own.)
+                    cursor.execute("BEGIN")
                 yield cursor
-                conn.commit()
+                if not alone:
+                    conn.commit()
             finally:
                 cursor.close()
         except BaseException as exc:
@@ -351,6 +368,16 @@ class DbDriver(Store):
         finally:
             if own:
                 conn.close()
+
+    def _autocommits(self, conn: Any) -> bool:
+        """Whether ``conn`` commits each statement by itself (SQLite's BEGIN IMMEDIATE
+        is always sent, so it counts as not)."""
+        dbapi = conn.driver_connection
+        if self.dialect == "postgresql":
+            return bool(dbapi.autocommit)
+        if self._mysql:
+            return bool(dbapi.get_autocommit())
+        return False
 
     def _is_disconnect(self, exc: Any, conn: Any) -> bool:
         if isinstance(exc, OSError):
@@ -375,26 +402,57 @@ class DbDriver(Store):
         else:
             chunks = [requests[start:start + INSERT_CHUNK]
                       for start in range(0, len(requests), INSERT_CHUNK)]
+        if len(chunks) == 1 and self.dialect != "sqlite":
+            ids = self._insert_alone(chunks[0])
+            self.ring()
+            return ids
         with self._transaction() as cursor:
             for chunk in chunks:
-                params: dict[str, Any] = {"c": self.channel}
-                for i, r in enumerate(chunk):
-                    params[f"s{i}"] = "delayed" if r.delay > 0 else "waiting"
-                    params[f"p{i}"] = DEFAULT_PRIORITY if r.priority is None else r.priority
-                    params[f"d{i}"] = float(r.delay)
-                    params[f"ttr{i}"] = float(r.ttr)
-                    params[f"pl{i}"] = r.payload
-                cursor.execute(self.sql.insert(len(chunk), self._insert_returning), params)
-                if self._insert_returning:
-                    ids += [str(row[0]) for row in cursor.fetchall()]
-                else:
-                    # MySQL gives the first id of a multi-row insert; InnoDB hands one
-                    # statement consecutive ids.
-                    first = int(cursor.lastrowid)
-                    ids += [str(first + i) for i in range(len(chunk))]
+                cursor.execute(self.sql.insert(len(chunk), self._insert_returning),
+                               self._insert_params(chunk))
+                ids += self._inserted_ids(cursor, len(chunk))
             self._notify(cursor)
         self.ring()
         return ids
+
+    def _insert_params(self, chunk: Sequence[PushRequest]) -> dict[str, Any]:
+        params: dict[str, Any] = {"c": self.channel}
+        for i, r in enumerate(chunk):
+            params[f"s{i}"] = "delayed" if r.delay > 0 else "waiting"
+            params[f"p{i}"] = DEFAULT_PRIORITY if r.priority is None else r.priority
+            params[f"d{i}"] = float(r.delay)
+            params[f"ttr{i}"] = float(r.ttr)
+            params[f"pl{i}"] = r.payload
+        return params
+
+    def _inserted_ids(self, cursor: Any, rows: int) -> list[str]:
+        if self._insert_returning:
+            return [str(row[0]) for row in cursor.fetchall()]
+        # MySQL gives the first id of a multi-row insert; InnoDB hands one statement
+        # consecutive ids.
+        first = int(cursor.lastrowid)
+        return [str(first + i) for i in range(rows)]
+
+    def _insert_alone(self, chunk: Sequence[PushRequest]) -> list[str]:
+        """A push of one INSERT as its own transaction, in one round trip where the
+        connection allows: PostgreSQL sends its NOTIFY in the same statement, on a
+        connection switched to autocommit (no BEGIN, no COMMIT); MySQL's pooled connections
+        autocommit (see _make_engine). The commit is as durable as the server makes it."""
+        conn = self._checkout()
+        try:
+            dbapi = conn.driver_connection
+            if self.dialect == "postgresql":
+                dbapi.autocommit = True
+            try:
+                with self._transaction(conn, one_statement=True) as cursor:
+                    cursor.execute(self.sql.insert_alone(len(chunk), self._insert_returning),
+                                   {**self._insert_params(chunk), "n": self.notify_channel})
+                    return self._inserted_ids(cursor, len(chunk))
+            finally:
+                if self.dialect == "postgresql" and not dbapi.closed:
+                    dbapi.autocommit = False  # the pool's default again
+        finally:
+            conn.close()
 
     def payload_limit(self) -> int | None:
         """MySQL/MariaDB: what a one-row INSERT can carry within the server's
@@ -595,6 +653,7 @@ class _DbConsumer(Consumer):
         self._listener: Any = None
         self._idle = store.poll_interval
         self._quiet_until = 0.0
+        self._promote_at = 0.0
         self._doorbell = store.doorbell()
         self._inherited: list[Any] = []
 
@@ -621,6 +680,9 @@ class _DbConsumer(Consumer):
                         # its indexes: tell the planner to use them.
                         cursor.execute("SET enable_seqscan TO off")
                 elif store._mysql:
+                    # The pool's connections autocommit; a worker's moves are transactions
+                    # of several statements, begun implicitly.
+                    conn.driver_connection.autocommit(False)
                     with conn.cursor() as cursor:
                         # InnoDB's default (repeatable read) also locks the gaps between
                         # index entries: workers deleting and reserving rows side by side
@@ -692,10 +754,13 @@ class _DbConsumer(Consumer):
                 if folded is None:
                     readied = self._settle_rows(cursor, settle)
                 row, promoted = self._pg_cycle(cursor, folded)
-            else:
+            elif self.store.dialect == "sqlite":
                 readied = self._settle_rows(cursor, settle)
                 promoted = self._promote(cursor)
                 row = self._take(cursor)
+            else:
+                readied = self._settle_rows(cursor, settle)
+                row, promoted = self._mysql_take(cursor)
         if readied:
             self.store.ring()
         if row is None:
@@ -721,6 +786,23 @@ class _DbConsumer(Consumer):
         row = cursor.fetchone()
         return (None if row[0] is None else row[:7]), int(row[7])
 
+    def _mysql_take(self, cursor: Any) -> tuple[Any, int]:
+        """Reserve a waiting job, promoting due rows first only every PROMOTE_EVERY seconds
+        or when none is waiting: a promotion is a round trip that mostly finds nothing."""
+        now = time.monotonic()
+        promoted = 0
+        promote_first = now >= self._promote_at
+        if promote_first:
+            promoted = self._promote(cursor)
+        row = self._take(cursor)
+        if row is None and not promote_first:
+            promoted = self._promote(cursor)
+            if promoted:
+                row = self._take(cursor)
+        if promote_first or row is None:
+            self._promote_at = now + PROMOTE_EVERY
+        return row, promoted
+
     def _promote(self, cursor: Any) -> int:
         channel = {"c": self.store.channel}
         if self.store.dialect == "sqlite":
@@ -738,13 +820,14 @@ class _DbConsumer(Consumer):
         if self.store.dialect == "sqlite":
             cursor.execute(self.sql.take_returning, params)
             return cursor.fetchone()
-        cursor.execute(self.sql.pick, params)
+        # The row is read locked with its counts as the take leaves them, which saves
+        # reading it again after the UPDATE (MySQL has no UPDATE ... RETURNING).
+        cursor.execute(self.sql.pick_taken, params)
         picked = cursor.fetchone()
         if picked is None:
             return None
         cursor.execute(self.sql.take, {**params, "id": picked[0]})
-        cursor.execute(self.sql.taken, {"id": picked[0]})
-        return cursor.fetchone()
+        return picked
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -863,6 +946,8 @@ class _DbConsumer(Consumer):
             try:
                 if self.store.dialect == "postgresql":
                     conn.driver_connection.autocommit = False  # the pool's default again
+                elif self.store._mysql:
+                    conn.driver_connection.autocommit(True)
                 conn.close()
             except self.store._errors:
                 pass
@@ -885,14 +970,25 @@ def _make_engine(url: str, options: dict[str, Any]) -> Any:
         parsed = parsed.set(drivername=f"{backend}+{drivers[backend]}")
     if backend == "postgres":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    options.setdefault("pool_pre_ping", True)
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        # Pooled connections autocommit (a push is then one round trip) and every
+        # transaction of the driver begins and ends explicitly, so nothing is left open
+        # for a rollback on return to close.
+        options.setdefault("pool_reset_on_return", None)
+    if backend == "sqlite":
         options.setdefault("connect_args", {}).setdefault("timeout", 30.0)
         options.setdefault("connect_args", {}).setdefault("check_same_thread", False)
     try:
         engine = sqlalchemy.create_engine(parsed, **options)
     except (sqlalchemy.exc.ArgumentError, TypeError, ImportError) as exc:
         raise ConfigError(f"db URL {redact_url(url)!r}: {exc}", key="driver") from None
+    if not options.get("pool_pre_ping"):
+        _ping_after_idle(engine)
+    if engine.dialect.name in ("mysql", "mariadb"):
+        @event.listens_for(engine, "connect")
+        def _mysql_connect(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.autocommit(True)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
@@ -903,6 +999,30 @@ def _make_engine(url: str, options: dict[str, Any]) -> Any:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
     return engine
+
+
+def _ping_after_idle(engine: Any) -> None:
+    """Test a pooled connection on checkout when it sat unused for over IDLE_PING seconds:
+    a dead one is replaced before the driver's statement meets it (what pool_pre_ping does
+    on every checkout, at a round trip each)."""
+    import sqlalchemy
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means the connection is gone
+            raise sqlalchemy.exc.DisconnectionError(str(exc)) from exc
+        if alive is False:
+            raise sqlalchemy.exc.DisconnectionError("the connection did not answer a ping")
 
 
 def _notify_name(table: str, channel: str) -> str:

@@ -136,6 +136,17 @@ class Sql:
         return self.q("INSERT INTO {t} (channel, status, priority, ready_at, ttr, attempt, "
                       f"running, pushed_at, payload) VALUES {values}{tail}")
 
+    @cache  # noqa: B019 - a handful of statements per driver, kept for its life
+    def insert_alone(self, rows: int, returning: bool) -> str:
+        """An INSERT that is its own transaction; on PostgreSQL it also NOTIFYs the
+        channel's listeners (:n), delivered at its commit."""
+        insert = self.insert(rows, returning)
+        if self.dialect != "postgresql":
+            return insert
+        notify = "pg_notify(:n, '')" if self.paramstyle not in ("pyformat", "format") \
+            else "pg_notify(%(n)s, '')"
+        return f"WITH ins AS ({insert}) SELECT id, {notify} FROM ins"
+
     @cached_property
     def promote_select(self) -> str:
         return self.q(
@@ -154,12 +165,6 @@ class Sql:
         marks = ", ".join(f":i{i}" for i in range(count))
         return self.q(f"UPDATE {{t}} SET status = 'waiting' WHERE id IN ({marks})")
 
-    @cached_property
-    def pick(self) -> str:
-        lock = "" if self.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
-        return self.q("SELECT id FROM {t} WHERE channel = :c AND status = 'waiting' "
-                      f"ORDER BY priority, id LIMIT 1{lock}")
-
     # A damaged row must not make the reserve itself fail (an INTEGER at its largest
     # would overflow on +1, for every reserve of the channel): such a count is left as it
     # is, and a count SQLite holds as text or a blob compares above any number, so it is
@@ -170,13 +175,17 @@ class Sql:
     _TAKEN = "id, payload, attempt, ttr, priority, pushed_at, running"
 
     @cached_property
+    def pick_taken(self) -> str:
+        """MySQL: the next waiting row, locked, as ``take`` leaves it (the counts bumped)."""
+        return self.q(
+            f"SELECT id, payload, {_bumped('attempt')}, ttr, priority, pushed_at, "
+            f"{_bumped('running')} FROM {{t}} WHERE channel = :c AND status = 'waiting' "
+            "ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED")
+
+    @cached_property
     def take(self) -> str:
         """Reserve the row picked (MySQL, which has no UPDATE ... RETURNING)."""
         return self.q(f"UPDATE {{t}} SET {self._TAKE_SET} WHERE id = :id")
-
-    @cached_property
-    def taken(self) -> str:
-        return self.q(f"SELECT {self._TAKEN} FROM {{t}} WHERE id = :id")
 
     @cached_property
     def take_returning(self) -> str:
