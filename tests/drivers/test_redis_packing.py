@@ -15,6 +15,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -22,8 +23,8 @@ import pytest
 redis = pytest.importorskip("redis", reason="redis-py is not installed")
 hiredis = pytest.importorskip("hiredis", reason="hiredis is not installed")
 
-from queue_core.drivers import redis_scripts as lua  # noqa: E402
 from queue_core.drivers.redis import RedisDriver, _bulk, _pack, _Script  # noqa: E402
+from queue_core.drivers.redis import scripts as lua  # noqa: E402
 
 from queue_core import DriverError  # noqa: E402
 from queue_core.consumer import Settlement, Verdict  # noqa: E402
@@ -139,6 +140,23 @@ def test_stored_names_keep_their_spelling_and_the_scripts_use_only_those_named()
     assert driver._key("000000000001") == "qc:{mail}:j:000000000001"
     assert set(driver._keys.values()) == {f"qc:{{mail}}:{name}" for name in (
         "id", "w", "d", "r", "done", "f", "n")}
+
+
+def test_every_lua_file_is_loaded_and_every_script_has_its_own_file() -> None:
+    folder = resources.files("queue_core.drivers.redis") / "lua"
+    files = {entry.name.removesuffix(".lua") for entry in folder.iterdir()
+             if entry.name.endswith(".lua")}
+    # No orphan: every file in lua/ is read by scripts.py (and so ships for a reason).
+    assert files == set(lua.LOADED)
+    driver = RedisDriver(NOWHERE, channel="mail", warn_persistence=False)
+    sources = [script.source for script in driver._scripts.values()]
+    for name, text in lua.LOADED.items():
+        assert any(text in source for source in sources), f"lua/{name}.lua is in no script"
+    # No script without a file: each ends with the file of its own name.
+    for name, script in driver._scripts.items():
+        assert name in files, f"the {name} script has no lua/{name}.lua"
+        assert script.source.endswith(lua.LOADED[name]), name
+
 
 # -- pipelines over a scripted connection --------------------------------------------
 

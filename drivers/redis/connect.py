@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 SOCKET_TIMEOUT = 15.0
 """Seconds a command waits for its reply unless told otherwise: longer than the worker's
-longest blocking wait (redis.BLOCK_MAX)."""
+longest blocking wait (consumer.BLOCK_MAX)."""
 TOPOLOGY = (
     Option("sentinels", hosts("a non-empty list of [host, port] pairs or 'host:port' "
                               "strings"), None,

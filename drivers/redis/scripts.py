@@ -1,0 +1,334 @@
+"""The Lua scripts of the Redis driver: every state change is one script, so no crash
+between two commands can lose or duplicate a job. The sources live in ``lua/``; this
+module loads them, names the stored keys and fields, and packs each script's arguments.
+
+Keys (``P`` = ``qc:{<channel>}:``, one hash tag per channel, so Redis Cluster keeps them on
+one slot; each key and field name is a constant below):
+
+- ``P id``        counter for job ids
+- ``P j:<id>``    hash: p payload, ttr, pri, pushed, att (runs started; missing: 0), run
+                  (1 while a run is going on; missing: 0), st started, fin finished, err,
+                  res, tok token of the reservation; a job's state is the set it is in
+- ``P w``         sorted set of waiting ids, score = priority; ids are zero-padded, so equal
+                  priorities come out in push order
+- ``P d``         delayed ids, score = ready time (ms)
+- ``P r``         reserved ids, score = lease end (ms)
+- ``P done``, ``P f``   kept completed and failed ids, score = finish time (ms)
+- ``P n``         a list pushed on every push, so idle workers blocked on it wake up
+
+Times come from the server (``TIME``), so workers on several hosts agree.
+
+A job's fields are checked wherever a script reads them (tonumber, never a Lua error: an
+error aborts a script after its earlier writes, and the same record would make every
+later reserve of the queue fail). A record that cannot be used goes to ``P f`` with an
+``err`` of type DamagedJobRecord naming the field, instead of vanishing or being handed
+to a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from string import Template
+from typing import Any, NamedTuple, Protocol
+
+from queue_core.model import DEFAULT_PRIORITY, UNREADABLE
+
+# The stored names, short because every job carries them. Stored data of earlier versions
+# uses them, so they are never renamed; the Lua files spell them as written here.
+ID_COUNTER = "id"  # counter: the number of the last job id given out
+WAITING = "w"  # sorted set: ready ids, score = priority
+DELAYED = "d"  # sorted set: ids not ready yet, score = ready time (ms)
+RESERVED = "r"  # sorted set: fetched or running ids, score = lease end (ms)
+DONE = "done"  # sorted set: kept completed ids, score = finish time (ms)
+FAILED = "f"  # sorted set: kept failed ids, score = finish time (ms)
+NOTIFY = "n"  # list: a token per push, for idle workers blocked on BLPOP
+JOB = "j:"  # hash key prefix: a job's hash is ``P j:<id>``
+SET_KEYS = (WAITING, DELAYED, RESERVED, DONE, FAILED)
+"""The sorted sets, one per state, in the order the scripts take them as KEYS."""
+
+PAYLOAD = "p"  # the payload, as pushed
+TTR = "ttr"  # seconds a run may take
+PRIORITY = "pri"  # the priority, lowest first
+PUSHED = "pushed"  # push time (ms)
+ATTEMPTS = "att"  # runs started; missing: 0
+RUNNING = "run"  # 1 while a run is going on; missing: 0
+STARTED = "st"  # start time of the latest run (ms)
+FINISHED = "fin"  # finish time of a kept done or failed job (ms)
+ERROR = "err"  # the latest error, as ErrorInfo JSON
+RESULT = "res"  # the result of a kept done job
+TOKEN = "tok"  # the token of the reservation that holds the job
+FIELDS = (PAYLOAD, TTR, PRIORITY, PUSHED, ATTEMPTS, RUNNING, STARTED, FINISHED, ERROR, RESULT,
+          TOKEN)
+"""Every field of a job's hash."""
+
+# -- the Lua sources -----------------------------------------------------------------
+
+_VALUES = {"DEFAULT_PRIORITY": str(DEFAULT_PRIORITY), "UNREADABLE": UNREADABLE}
+"""The Python values the Lua files take, written ``$NAME`` there."""
+LOADED: dict[str, str] = {}
+"""Every file read from ``lua/``, by name without ``.lua``, with its values filled in."""
+
+
+def _piece(name: str) -> str:
+    if name not in LOADED:
+        # Through importlib.resources, so the files are found inside a wheel or zip too.
+        text = (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+        LOADED[name] = Template(text).substitute(_VALUES)
+    return LOADED[name]
+
+
+def _assemble(*names: str) -> str:
+    # Each piece began with a newline when the scripts were Python strings: joined that way
+    # the text, and so the SHA1 servers have cached, stays the same.
+    return "".join("\n" + _piece(name) for name in names)
+
+
+PUSH = _assemble("prelude", "push")
+RESERVE = _assemble("prelude", "damage", "reserve")
+FINISH_START = _assemble("prelude", "finish_start")
+RELEASE = _assemble("prelude", "release")
+FAIL = _assemble("prelude", "fail")
+REMOVE = _assemble("remove")
+RETRY = _assemble("prelude", "retry")
+CLEAR = _assemble("clear")
+
+# -- each script's keys and arguments ------------------------------------------------
+
+
+class Args(Protocol):
+    """A command's arguments, named; ``to_args`` lists them as the command takes them."""
+
+    def to_args(self) -> list[Any]: ...
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+class JobSettings(NamedTuple):
+    """What PUSH stores with a payload besides it."""
+
+    ttr: str
+    """Seconds, as ``repr(float)``."""
+    priority: int
+    delay_ms: int
+
+    def to_args(self) -> list[Any]:
+        return [self.ttr, self.priority, self.delay_ms]
+
+
+PUSH_KEYS = (ID_COUNTER, WAITING, DELAYED, NOTIFY)
+
+
+class PushArgs(NamedTuple):
+    """ARGV: prefix, then either '1', ttr, priority, delay_ms and one payload per job (a
+    batch whose jobs share those), or '0' and (payload, ttr, priority, delay_ms) per job.
+    Ids are consecutive: returns the last one."""
+
+    prefix: str
+    payloads: Sequence[bytes]
+    shared: JobSettings | None
+    """The settings of every job, when they all have the same; else None and ``each``."""
+    each: Sequence[JobSettings] = ()
+    """One per payload, when ``shared`` is None."""
+
+    def to_args(self) -> list[Any]:
+        if self.shared is not None:
+            return [self.prefix, "1", *self.shared.to_args(), *self.payloads]
+        args: list[Any] = [self.prefix, "0"]
+        for payload, settings in zip(self.payloads, self.each, strict=True):
+            args += [payload, *settings.to_args()]
+        return args
+
+
+RESERVE_KEYS = (WAITING, DELAYED, RESERVED, FAILED)
+
+
+class ReserveArgs(NamedTuple):
+    """Moves due delayed jobs and expired leases back to waiting (no separate sweeper, no
+    lock), then reserves up to ``max_jobs`` jobs WITHOUT starting them: a reserved job only
+    counts as a run once START marks it, so jobs a crashed worker had fetched but
+    not begun come back uncharged. A damaged record met on the way goes to the failed set,
+    and the pop goes on for the jobs it leaves unfilled. Returns {now, jobs, next due time
+    or -1, damaged ids and reasons (id, reason, ...)}."""
+
+    prefix: str
+    max_jobs: int
+    token: str
+    lease_ms: int
+    """The prefetch lease."""
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, self.max_jobs, self.token, self.lease_ms]
+
+
+# The token checks of the scripts below use pcall: a job key that is not a hash reads as
+# not ours, and RESERVE fails the job when its lease ends.
+
+FINISH_START_KEYS = (RESERVED, DONE)
+
+
+class Ack(NamedTuple):
+    """The finished job FINISH_START acks."""
+
+    job_id: str
+    token: str
+    keep: bool
+    result: bytes
+
+
+class Start(NamedTuple):
+    """The job FINISH_START marks started."""
+
+    job_id: str
+    token: str
+    attempts_before: Any
+    """As read (a damaged record's may be no number)."""
+
+
+class FinishStartArgs(NamedTuple):
+    """The ack of the finished job and the start of the next one, in one call. Both check
+    the reservation token, and the start the attempt count, so a resend is harmless.
+    ARGV: prefix, grace (ms), ack id ('' for none), ack token, keep ('1'/'0'), result,
+    start id ('' for none), start token, attempts before this start."""
+
+    prefix: str
+    grace_ms: int
+    ack: Ack | None
+    start: Start | None
+
+    def to_args(self) -> list[Any]:
+        ack = (["", "", "0", ""] if self.ack is None else
+               [self.ack.job_id, self.ack.token, _flag(self.ack.keep), self.ack.result])
+        start = (["", "", ""] if self.start is None else
+                 [self.start.job_id, self.start.token, self.start.attempts_before])
+        return [self.prefix, self.grace_ms, *ack, *start]
+
+    def ack_only(self) -> FinishStartArgs:
+        return self._replace(start=None)
+
+
+RELEASE_KEYS = (RESERVED, WAITING, DELAYED, NOTIFY)
+
+
+class ReleaseArgs(NamedTuple):
+    """ARGV: prefix, id, token, delay (ms), error json ('' keeps), '1' to leave 'run' as it
+    is (a job given back before it started)."""
+
+    prefix: str
+    job_id: str
+    token: str
+    delay_ms: int
+    error: str
+    """The error as JSON; '' keeps the one stored."""
+    given_back: bool
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, self.job_id, self.token, self.delay_ms, self.error,
+                _flag(self.given_back)]
+
+
+FAIL_KEYS = (RESERVED, FAILED)
+
+
+class FailArgs(NamedTuple):
+    """ARGV: prefix, id, token, keep ('1'/'0'), error json."""
+
+    prefix: str
+    job_id: str
+    token: str
+    keep: bool
+    error: str
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, self.job_id, self.token, _flag(self.keep), self.error]
+
+
+REMOVE_KEYS = SET_KEYS
+
+
+class RemoveArgs(NamedTuple):
+    """ARGV: prefix, id."""
+
+    prefix: str
+    job_id: str
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, self.job_id]
+
+
+RETRY_KEYS = (*SET_KEYS, NOTIFY)
+
+
+class RetryArgs(NamedTuple):
+    """ARGV: prefix, id, expected state ('done' or 'failed'), '1' to reset attempts.
+    Returns 1, -1 (no such job), the state the job is in, or {type} when the job's key is
+    not a hash (nothing is changed)."""
+
+    prefix: str
+    job_id: str
+    state: str
+    reset_attempts: bool
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, self.job_id, self.state, _flag(self.reset_attempts)]
+
+
+CLEAR_KEYS = (*SET_KEYS, NOTIFY)
+
+
+class ClearArgs(NamedTuple):
+    """ARGV: prefix. Deletes up to 1000 jobs per call; returns how many are left, so the
+    caller calls again until 0 (no long-running script)."""
+
+    prefix: str
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix]
+
+
+class WaitArgs(NamedTuple):
+    """WAIT's arguments (the wait option): not a script, but sent beside them."""
+
+    replicas: int
+    timeout_ms: int
+
+    def to_args(self) -> list[Any]:
+        return [self.replicas, self.timeout_ms]
+
+
+# -- packing -------------------------------------------------------------------------
+
+
+def bulk(args: Any) -> list[bytes]:
+    out = []
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return out
+
+
+def pack(*args: Any) -> bytes:
+    """A command in RESP, for the calls made once per job (redis-py's general packer
+    costs several times more)."""
+    return b"".join([b"*%d\r\n" % len(args), *bulk(args)])
+
+
+@dataclass
+class Script:
+    source: str
+    sha: str = ""
+    keys: tuple[str, ...] = ()
+    head: bytes = b""
+
+    def prepare(self) -> None:
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self.head = b"".join(bulk(("EVALSHA", self.sha, len(self.keys), *self.keys)))
+
+    def call(self, args: Sequence[Any]) -> bytes:
+        """EVALSHA of this script with ``args``, packed."""
+        return b"".join([b"*%d\r\n" % (3 + len(self.keys) + len(args)), self.head,
+                         *bulk(args)])
