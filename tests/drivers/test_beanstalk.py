@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from queue_core.drivers import beanstalk_wire
-from queue_core.drivers.beanstalk import MAX_PRIORITY, BeanstalkDriver
+from queue_core.drivers.beanstalk import MAX_PRIORITY, BeanstalkDriver, connection, protocol
 
 from queue_core import (
     ConfigError,
@@ -179,14 +178,14 @@ def test_a_reserve_is_one_round_trip_whatever_the_order(settings: dict[str, Any]
                                                         order: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # The stats a reserve needs ride with it when the driver guessed which job comes
     # next: the next id in a FIFO tube, the job peek-ready shows in one read by priority.
-    from queue_core.drivers import beanstalk
+    from queue_core.drivers.beanstalk import client
     extra: list[int] = []
-    fallback = beanstalk._Client.counts_and_peek
+    fallback = client.Client.counts_and_peek
 
     def counted(self: Any, job_id: int) -> Any:
         extra.append(job_id)
         return fallback(self, job_id)
-    monkeypatch.setattr(beanstalk._Client, "counts_and_peek", counted)
+    monkeypatch.setattr(client.Client, "counts_and_peek", counted)
     queue = create_queue(settings)
     for index in range(30):
         priority = 30 - index if order == "priority" else None
@@ -240,7 +239,7 @@ def test_a_protocol_error_drops_the_connection_instead_of_reading_out_of_step(
     queue = create_queue(settings)
     driver: Any = queue.driver
     queue.push(Record(journal, "before"))
-    unparsable = beanstalk_wire.put(b"body read as a command", 0, 0, 60)
+    unparsable = protocol.put(b"body read as a command", 0, 0, 60)
     unparsable.data = unparsable.data.replace(b"put 0 ", b"put -1 ", 1)
     with pytest.raises(DriverError):
         driver._io(lambda c: c.call(unparsable))
@@ -270,13 +269,13 @@ def test_a_worker_lost_while_failing_a_job_leaves_it_listed_or_back(
     consumer = queue.driver.open_consumer()
     [message] = consumer.fetch(1, 0)
     assert message.id == job_id
-    real = beanstalk_wire.Connection.call
+    real = connection.Connection.call
 
     def lost(self: Any, command: Any) -> Any:
         if command.name != lost_at or (lost_at == "put" and b"\r\n{" not in command.data):
             return real(self, command)
         raise ConnectionError("the worker died here")
-    monkeypatch.setattr(beanstalk_wire.Connection, "call", lost)
+    monkeypatch.setattr(connection.Connection, "call", lost)
     from queue_core import DriverError, ErrorInfo
     with pytest.raises(DriverError):
         consumer.fail(message, error=ErrorInfo("RuntimeError", "boom"))

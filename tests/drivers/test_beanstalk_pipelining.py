@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from queue_core.drivers import beanstalk_wire as wire
-from queue_core.drivers.beanstalk import BeanstalkDriver, _Handle
+from queue_core.drivers.beanstalk import BeanstalkDriver, _Handle, connection
 
 from queue_core import DriverError, ErrorInfo, Message
 from queue_core.consumer import Consumer, Settlement, Verdict
@@ -72,14 +71,14 @@ class Peer:
         self.errors: list[BaseException] = []
         self.threads: list[threading.Thread] = []
         self.sockets: list[socket.socket] = []
-        monkeypatch.setattr(wire.Connection, "connect", self._connect)
+        monkeypatch.setattr(connection.Connection, "connect", self._connect)
 
     def expect(self, *batches: tuple[int, bytes]) -> None:
         """The script of the next connection."""
         self.scripts.append(list(batches))
 
     def _connect(self, address: tuple[str, int], timeout: float | None = None
-                 ) -> wire.Connection:
+                 ) -> connection.Connection:
         index = len(self.writes)
         if index >= len(self.scripts):
             raise ConnectionRefusedError("no connection expected")
@@ -91,7 +90,7 @@ class Peer:
         thread = threading.Thread(target=self._serve, args=(server, index), daemon=True)
         thread.start()
         self.threads.append(thread)
-        return wire.Connection(Recording(client, self.writes[index]))  # type: ignore[arg-type]
+        return connection.Connection(Recording(client, self.writes[index]))  # type: ignore[arg-type]
 
     def _serve(self, server: socket.socket, index: int) -> None:
         reader = server.makefile("rb")

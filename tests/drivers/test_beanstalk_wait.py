@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from queue_core.drivers import beanstalk_wire as wire
-from queue_core.drivers.beanstalk import BeanstalkDriver
+from queue_core.drivers.beanstalk import BeanstalkDriver, connection, protocol
 
 from queue_core import JobStatus, Message, create_queue
 from queue_core.consumer import Consumer
@@ -59,10 +58,10 @@ def address() -> Iterator[tuple[str, int]]:
 
 
 def server_stats(address: tuple[str, int], job_id: str | None = None) -> dict[str, str]:
-    conn = wire.Connection.connect(address, 5)
+    conn = connection.Connection.connect(address, 5)
     try:
-        command = wire.stats() if job_id is None else wire.stats_job(int(job_id))
-        return wire.parse_stats(conn.call(command))
+        command = protocol.stats() if job_id is None else protocol.stats_job(int(job_id))
+        return protocol.parse_stats(conn.call(command))
     finally:
         conn.close()
 
