@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import queue_core.drivers.amqp as amqp
-from queue_core.drivers.amqp import AmqpDriver, AmqpQuorumDriver, delay_ms
-from queue_core.drivers.amqp_wire import ProbeError, Wire
+from queue_core.drivers.amqp import AmqpDriver, AmqpQuorumDriver, delay_ms, topology
+from queue_core.drivers.amqp.connection import ProbeError, Wire
+from queue_core.drivers.amqp.consumer import _AmqpConsumer
 
 from queue_core import (
     ConfigError,
@@ -93,7 +93,7 @@ def test_delays_round_up_to_three_significant_digits() -> None:
 def test_a_delayed_job_waits_in_its_delay_queue_which_expires_when_unused(
         settings: dict[str, Any], raw: Wire, journal: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(amqp, "DELAY_EXPIRY_MARGIN", 1.0)
+    monkeypatch.setattr(topology, "DELAY_EXPIRY_MARGIN", 1.0)
     queue = create_queue(settings)
     channel = settings["channel"]
     pushed = time.monotonic()
@@ -285,9 +285,9 @@ def test_the_prefetch_follows_the_jobs_without_a_channel_wide_qos(
 def test_a_quorum_redelivery_the_broker_did_not_count_is_counted_by_a_copy() -> None:
     # RabbitMQ 4.3 no longer counts the return of a dead consumer's messages in
     # x-delivery-count; the flag alone must still count a run.
-    from queue_core.drivers.amqp_wire import Delivery
+    from queue_core.drivers.amqp.connection import Delivery
     consumer = AmqpQuorumDriver(URL, channel="unused").open_consumer()
-    assert isinstance(consumer, amqp._AmqpConsumer)
+    assert isinstance(consumer, _AmqpConsumer)
     uncounted = Delivery(7, True, "unused")
     assert consumer._counted(uncounted) is None
     counted = Delivery(8, True, "unused")
@@ -601,7 +601,7 @@ def test_queue_type_chooses_the_class_in_urls_and_the_queues_in_the_constructor(
     driver = AmqpDriver("amqp://h/%2F", channel="mail", queue_type="quorum")
     assert type(driver) is AmqpDriver and driver.queue_type == "quorum"
     assert driver.name == "amqp-quorum" and not driver.capabilities.priority
-    assert driver.kind is amqp.QUEUE_TYPES["quorum"]
+    assert driver.kind is topology.QUEUE_TYPES["quorum"]
     assert AmqpDriver.name == "amqp" and AmqpDriver.capabilities.priority
     with pytest.raises(ConfigError, match="queue_type 'classic' does not go with "
                                           "AmqpQuorumDriver"):

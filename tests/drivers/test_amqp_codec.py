@@ -5,7 +5,7 @@ hand-built bytes with the spec's type letters, short string limits, and the conn
 handshake against a scripted peer.
 
 pika is used only to build the peer's bytes and as an independent encoder to compare
-with; every assertion is about what amqp_wire itself writes or reads."""
+with; every assertion is about what the amqp codec and connection themselves write or read."""
 
 from __future__ import annotations
 
@@ -21,20 +21,22 @@ import pytest
 
 pika = pytest.importorskip("pika", reason="pika is not installed (pip install -e '.[amqp]')")
 
-from queue_core.drivers import amqp_wire  # noqa: E402
-from queue_core.drivers.amqp_wire import (  # noqa: E402
+from queue_core.drivers.amqp import connection  # noqa: E402
+from queue_core.drivers.amqp.codec import (  # noqa: E402
     CONTENT_HEAD,
     FRAME_OVERHEAD,
-    WORK,
-    Delivery,
-    ProbeError,
-    Wire,
-    WireError,
     decode_table,
     encode_properties,
     encode_table,
     properties_head,
     shortstr,
+)
+from queue_core.drivers.amqp.connection import (  # noqa: E402
+    WORK,
+    Delivery,
+    ProbeError,
+    Wire,
+    WireError,
 )
 
 from tests.support.local import written  # noqa: E402
@@ -215,8 +217,8 @@ def test_ack_and_requeue_are_the_bytes_pika_writes(peer: Peer, multiple: bool) -
 
 
 def test_the_heartbeat_frame() -> None:
-    assert amqp_wire._HEARTBEAT == bytes(pika.frame.Heartbeat().marshal())
-    assert split_frames(amqp_wire._HEARTBEAT) == [(8, 0, b"")]
+    assert connection._HEARTBEAT == bytes(pika.frame.Heartbeat().marshal())
+    assert split_frames(connection._HEARTBEAT) == [(8, 0, b"")]
 
 
 # -- frames in -----------------------------------------------------------------------
@@ -646,7 +648,7 @@ def handshake(tune_frame_max: int, tune_heartbeat: int) -> Callable[..., None]:
 def _open(monkeypatch: pytest.MonkeyPatch, broker: Broker, url: str,
           heartbeat: int | None) -> Wire:
     # The socket module's own function, for this test only: Wire.open dials through it.
-    monkeypatch.setattr(amqp_wire.socket, "create_connection", broker.connect)
+    monkeypatch.setattr(connection.socket, "create_connection", broker.connect)
     return Wire(pika.URLParameters(url), heartbeat=heartbeat, connect_timeout=2,
                 rpc_timeout=2, name="negotiated")
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from queue_core.drivers.amqp_wire import Wire, encode_properties
+from queue_core.drivers.amqp.codec import encode_properties
+from queue_core.drivers.amqp.connection import Wire
 
 from queue_core import JobStatus, Queue, create_queue
 from tests.support.jobs import Fail, Record, read_lines

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("pika", reason="pika is not installed (pip install -e '.[amqp]')")
 
-from queue_core.drivers.amqp_wire import (  # noqa: E402
+from queue_core.drivers.amqp.codec import (  # noqa: E402
     CONTENT_HEAD,
     FRAME_OVERHEAD,
     cut_utf8,

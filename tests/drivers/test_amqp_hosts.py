@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("pika", reason="pika is not installed (pip install -e '.[amqp]')")
 
 from queue_core.drivers.amqp import AmqpDriver  # noqa: E402
-from queue_core.drivers.amqp_wire import Wire, WireError  # noqa: E402
+from queue_core.drivers.amqp.connection import Wire, WireError  # noqa: E402
 
 from queue_core import ConfigError, DriverError, JobStatus, create_queue  # noqa: E402
 from tests.support.jobs import Record, Sleep, read_lines  # noqa: E402

@@ -22,7 +22,7 @@ def available() -> str | None:
         import pika  # noqa: F401
     except ImportError:
         return "pika is not installed (pip install -e '.[amqp]')"
-    from queue_core.drivers.amqp_wire import Wire, WireError
+    from queue_core.drivers.amqp.connection import Wire, WireError
     try:
         import pika
         Wire(pika.URLParameters(URL), heartbeat=0, connect_timeout=2, rpc_timeout=5,
