@@ -1,0 +1,520 @@
+"""``DbDriver``, the DB driver's store: pushes, lookups and admin, each a short transaction
+on a pooled connection, and the table created on first use. Each worker opens a consumer
+(consumer.py) with a connection of its own."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from queue_core.consumer import Consumer
+from queue_core.errors import (
+    ConfigError,
+    DriverError,
+    InvalidArgumentError,
+    JobNotFoundError,
+    JobNotInStateError,
+)
+from queue_core.model import (
+    DEFAULT_PRIORITY,
+    UNREADABLE,
+    Capabilities,
+    ErrorInfo,
+    JobInfo,
+    JobStatus,
+    PushRequest,
+)
+from queue_core.options import check_options, documented, redact_url, url_and_options
+from queue_core.records import as_bytes, as_int, as_time
+from queue_core.store import Store
+
+from ..local_wakeup import Doorbell, doorbell_beside, doorbell_on_host
+from . import cli
+from .consumer import DbConsumer
+from .engine import first_line, make_engine, supported_dialect
+from .options import DBAPI_URL_OPTIONS, OPTIONS
+from .sql import Sql, build_table, ddl
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+INSERT_CHUNK = 500
+"""Rows per INSERT in push_many (SQLite allows 32,766 parameters per statement)."""
+PACKET_HEAD = 512
+"""Bytes of a MySQL INSERT before its rows, with room to spare (table name included)."""
+PACKET_ROW = 512
+"""Bytes of one row of that INSERT besides twice its payload (PyMySQL sends a payload
+as hex; a client that escapes it instead needs at most as much)."""
+_STATUSES = {status.value: status for status in JobStatus}
+
+
+@documented(OPTIONS)
+class DbDriver(Store):
+    """Jobs in one table of SQLite, PostgreSQL or MySQL/MariaDB, through SQLAlchemy Core.
+
+    The URL's query string takes the options below; the database client's own
+    (``sslmode``, ``charset``, ...) stay in the URL the client reads."""
+
+    name = "db"
+    options = OPTIONS
+    cli_commands = cli.COMMANDS
+    capabilities = Capabilities(
+        delay=True, priority=True, priority_range=(-(2**31), 2**31 - 1), ttr_lease=True,
+        retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
+        keep_completed=True, manual_retry=True, remove=True, clear=True, info=True,
+        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True)
+
+    def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
+                 table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
+                 poll_interval: float = 0.05, max_poll_interval: float = 1.0,
+                 **engine_options: Any) -> None:
+        super().__init__(channel=channel)
+        try:
+            import sqlalchemy
+        except ImportError:
+            raise ConfigError("the db driver needs SQLAlchemy: pip install 'queue-core[db]'",
+                              key="driver") from None
+        checked = check_options(self.name, self.options, {
+            "table": table, "create_table": create_table, "lease_grace": lease_grace,
+            "poll_interval": poll_interval, "max_poll_interval": max_poll_interval})
+        engine_options = check_options(self.name, self.options, engine_options)
+        self.table: str = checked["table"]
+        self.lease_grace = checked["lease_grace"]
+        self.poll_interval: float = checked["poll_interval"]
+        self.max_poll_interval = max(checked["max_poll_interval"], self.poll_interval)
+        if isinstance(url_or_engine, sqlalchemy.engine.Engine):
+            if engine_options:
+                raise ConfigError("engine options cannot be given with an engine",
+                                  key="driver")
+            self.engine = url_or_engine
+        elif isinstance(url_or_engine, str):
+            self.engine = make_engine(url_or_engine, engine_options)
+        else:
+            raise ConfigError(f"the db driver takes a URL or an SQLAlchemy Engine, got "
+                              f"{type(url_or_engine).__name__}", key="driver")
+        self.dialect = supported_dialect(self.engine)
+        dbapi: Any = self.engine.dialect.dbapi
+        self._errors: tuple[type[BaseException], ...] = (dbapi.Error, OSError)
+        self.sql = Sql(self.dialect, table, dbapi.paramstyle)
+        self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
+            getattr(self.engine.dialect, "insert_returning", False))
+        self._mysql = self.dialect in ("mysql", "mariadb")
+        if self._mysql:
+            self.payload_limit_setting = "half the server's max_allowed_packet: a payload " \
+                "travels hex-encoded"
+        self._max_packet: int | None = None
+        self._create_table = bool(create_table)
+        self._table_ready = False
+        self._table_lock = threading.Lock()
+        self.notify_channel = _notify_name(table, channel)
+        # SQLite has no LISTEN: idle consumers wait on a same-host doorbell next to the
+        # database file, which pushes, releases and retries ring once committed. The
+        # store's own only rings; each consumer binds one to wait on.
+        self._doorbell = self.doorbell()
+
+    @classmethod
+    def from_url(cls, url: str, **given: Any) -> DbDriver:
+        base, values = url_and_options(cls.name, cls.options, url, given)
+        kept = {key: values.pop(key) for key in DBAPI_URL_OPTIONS if key in values}
+        return cls(f"{base}?{urlencode(kept)}" if kept else base, **values)
+
+    def describe(self) -> str:
+        return (f"{redact_url(self.engine.url.render_as_string(hide_password=False))} "
+                f"table {self.table} channel {self.channel}")
+
+    def open_consumer(self) -> Consumer:
+        return DbConsumer(self)
+
+    def doorbell(self) -> Doorbell | None:
+        """A new doorbell of this table and channel: next to an SQLite file, or on this
+        host for MySQL (which has no LISTEN; workers on other hosts poll)."""
+        topic = f"{self.table}\0{self.channel}"
+        if self.dialect == "sqlite":
+            return doorbell_beside(self.engine.url.database, topic)
+        if self.dialect == "mysql":
+            url = self.engine.url
+            return doorbell_on_host(f"{url.host}:{url.port}/{url.database}", topic)
+        return None
+
+    def ring(self) -> None:
+        """Wake this channel's idle consumers on this host after a commit that made a job
+        ready."""
+        if self._doorbell is not None:
+            self._doorbell.ring()
+
+    # -- schema ------------------------------------------------------------------------
+
+    def ddl(self) -> list[str]:
+        """The statements that create the table and its indexes on this database."""
+        return ddl(build_table(self.table), self.engine.dialect)
+
+    def create_table(self) -> None:
+        """Create the table and its indexes unless they exist (what ``db init`` does)."""
+        table = build_table(self.table)
+        try:
+            table.metadata.create_all(self.engine, checkfirst=True)
+        except self._sa_errors() as exc:
+            # Two processes creating it at the same moment: the loser finds it there.
+            from sqlalchemy import inspect
+            try:
+                if inspect(self.engine).has_table(self.table):
+                    return
+            except self._sa_errors():
+                pass
+            raise DriverError(f"db {self.describe()}: cannot create the table: "
+                              f"{first_line(exc)}") from exc
+
+    def _sa_errors(self) -> tuple[type[BaseException], ...]:
+        import sqlalchemy
+        return (sqlalchemy.exc.SQLAlchemyError, *self._errors)
+
+    def _ensure_table(self) -> None:
+        if self._table_ready or not self._create_table:
+            return
+        with self._table_lock:
+            if not self._table_ready:
+                self.create_table()
+                self._table_ready = True
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _checkout(self) -> Any:
+        self._ensure_table()
+        try:
+            return self.engine.raw_connection()
+        except self._sa_errors() as exc:
+            raise DriverError(f"db {self.describe()}: {first_line(exc)}") from exc
+
+    @contextmanager
+    def _transaction(self, conn: Any | None = None, *,
+                     one_statement: bool = False) -> Iterator[Any]:
+        """A cursor in one transaction on ``conn`` (or a pooled connection): committed at
+        the end, rolled back on error; a broken connection is thrown away. With
+        ``one_statement`` on a connection that autocommits, the statement is the
+        transaction: no BEGIN, no COMMIT."""
+        own = conn is None
+        if conn is None:
+            conn = self._checkout()
+        try:
+            cursor = conn.cursor()
+            try:
+                autocommits = self._autocommits(conn)
+                alone = one_statement and autocommits
+                if self.dialect == "sqlite":
+                    # One writer at a time, taken now rather than at the first write, so
+                    # two reserves never both read then fight to upgrade (SQLITE_BUSY).
+                    cursor.execute("BEGIN IMMEDIATE")
+                elif self._mysql and autocommits and not alone:
+                    # (A PostgreSQL consumer's connection autocommits on purpose: each of
+                    # its statements is a transaction of its own.)
+                    cursor.execute("BEGIN")
+                yield cursor
+                if not alone:
+                    conn.commit()
+            finally:
+                cursor.close()
+        except BaseException as exc:
+            broken = isinstance(exc, self._errors) and self._is_disconnect(exc, conn)
+            try:
+                conn.rollback()
+            except self._errors:
+                broken = True
+            if broken:
+                conn.invalidate()  # a consumer that passed it in opens another
+            if isinstance(exc, self._errors):
+                raise DriverError(f"db {self.describe()}: {first_line(exc)}") from exc
+            raise
+        finally:
+            if own:
+                conn.close()
+
+    def _autocommits(self, conn: Any) -> bool:
+        """Whether ``conn`` commits each statement by itself (SQLite's BEGIN IMMEDIATE
+        is always sent, so it counts as not)."""
+        dbapi = conn.driver_connection
+        if self.dialect == "postgresql":
+            return bool(dbapi.autocommit)
+        if self._mysql:
+            return bool(dbapi.get_autocommit())
+        return False
+
+    def _is_disconnect(self, exc: Any, conn: Any) -> bool:
+        if isinstance(exc, OSError):
+            return True
+        try:
+            return bool(self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, None))
+        except Exception:  # noqa: BLE001 - when in doubt, start afresh
+            return True
+
+    # -- push ------------------------------------------------------------------------------
+
+    def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
+             priority: int | None = None) -> str:
+        return self.push_many([PushRequest(payload, ttr, delay, priority)])[0]
+
+    def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
+        ids: list[str] = []
+        if not requests:
+            return ids
+        if self._mysql:
+            chunks = self._packet_chunks(requests)
+        else:
+            chunks = [requests[start:start + INSERT_CHUNK]
+                      for start in range(0, len(requests), INSERT_CHUNK)]
+        if len(chunks) == 1 and self.dialect != "sqlite":
+            ids = self._insert_alone(chunks[0])
+            self.ring()
+            return ids
+        with self._transaction() as cursor:
+            for chunk in chunks:
+                cursor.execute(self.sql.insert(len(chunk), self._insert_returning),
+                               self._insert_params(chunk))
+                ids += self._inserted_ids(cursor, len(chunk))
+            self._notify(cursor)
+        self.ring()
+        return ids
+
+    def _insert_params(self, chunk: Sequence[PushRequest]) -> dict[str, Any]:
+        params: dict[str, Any] = {"c": self.channel}
+        for i, r in enumerate(chunk):
+            params[f"s{i}"] = "delayed" if r.delay > 0 else "waiting"
+            params[f"p{i}"] = DEFAULT_PRIORITY if r.priority is None else r.priority
+            params[f"d{i}"] = float(r.delay)
+            params[f"ttr{i}"] = float(r.ttr)
+            params[f"pl{i}"] = r.payload
+        return params
+
+    def _inserted_ids(self, cursor: Any, rows: int) -> list[str]:
+        if self._insert_returning:
+            # (A PostgreSQL INSERT alone also returns its NOTIFY's column.)
+            return [str(job_id) for job_id, *_ in cursor.fetchall()]
+        # MySQL gives the first id of a multi-row insert; InnoDB hands one statement
+        # consecutive ids.
+        first = int(cursor.lastrowid)
+        return [str(first + i) for i in range(rows)]
+
+    def _insert_alone(self, chunk: Sequence[PushRequest]) -> list[str]:
+        """A push of one INSERT as its own transaction, in one round trip where the
+        connection allows: PostgreSQL sends its NOTIFY in the same statement, on a
+        connection switched to autocommit (no BEGIN, no COMMIT); MySQL's pooled connections
+        autocommit (see make_engine). The commit is as durable as the server makes it."""
+        conn = self._checkout()
+        try:
+            dbapi = conn.driver_connection
+            if self.dialect == "postgresql":
+                dbapi.autocommit = True
+            try:
+                with self._transaction(conn, one_statement=True) as cursor:
+                    cursor.execute(self.sql.insert_alone(len(chunk), self._insert_returning),
+                                   {**self._insert_params(chunk), "n": self.notify_channel})
+                    return self._inserted_ids(cursor, len(chunk))
+            finally:
+                if self.dialect == "postgresql" and not dbapi.closed:
+                    dbapi.autocommit = False  # the pool's default again
+        finally:
+            conn.close()
+
+    def payload_limit(self) -> int | None:
+        """MySQL/MariaDB: what a one-row INSERT can carry within the server's
+        ``max_allowed_packet`` (a payload travels hex-encoded: twice its size). SQLite and
+        PostgreSQL (bytea holds up to 1 GB): no limit of the driver's own."""
+        if not self._mysql:
+            return None
+        return (self._packet() - PACKET_HEAD - PACKET_ROW) // 2
+
+    def _packet(self) -> int:
+        """The server's max_allowed_packet, asked once (a larger statement makes the server
+        drop the connection: "server has gone away")."""
+        if self._max_packet is None:
+            (packet,) = self._read("SELECT @@max_allowed_packet", {},
+                                   lambda cursor: cursor.fetchone())
+            self._max_packet = int(packet)
+        return self._max_packet
+
+    def _packet_chunks(self, requests: Sequence[PushRequest]) -> list[Sequence[PushRequest]]:
+        """MySQL: push_many's rows in INSERTs that each fit in max_allowed_packet, planned
+        before anything is written."""
+        packet = self._packet()
+        budget = packet - PACKET_HEAD
+        chunks: list[Sequence[PushRequest]] = []
+        start = size = 0
+        for index, request in enumerate(requests):
+            row = 2 * len(request.payload) + PACKET_ROW
+            if row > budget:
+                raise InvalidArgumentError(
+                    f"a payload of {len(request.payload)} bytes does not fit in an INSERT "
+                    f"within the server's max_allowed_packet of {packet} bytes (the largest "
+                    f"is {self.payload_limit()} bytes) on {self.describe()}; nothing was "
+                    "queued")
+            if index > start and (index - start >= INSERT_CHUNK or size + row > budget):
+                chunks.append(requests[start:index])
+                start, size = index, 0
+            size += row
+        chunks.append(requests[start:])
+        return chunks
+
+    def _notify(self, cursor: Any) -> None:
+        if self.dialect == "postgresql":
+            # Delivered at commit, to workers LISTENing on this table and channel.
+            cursor.execute("SELECT pg_notify(%(n)s, '')", {"n": self.notify_channel})
+
+    # -- lookups and admin -----------------------------------------------------------------
+
+    def _read(self, statement: str, params: dict[str, Any],
+              fetch: Callable[[Any], T]) -> T:
+        with self._transaction() as cursor:
+            cursor.execute(statement, params)
+            return fetch(cursor)
+
+    def _row(self, statement: str, job_id: str) -> Any:
+        """One job's row by its id, or None (an id that is not ours is no job)."""
+        number = _job_number(job_id)
+        if number is None:
+            return None
+        return self._read(statement, {"id": number, "c": self.channel},
+                          lambda cursor: cursor.fetchone())
+
+    def _status(self, raw: Any) -> JobStatus | None:
+        """The status a row holds, or None when it is not one queue-core knows."""
+        found = _STATUSES.get(raw) if isinstance(raw, str) else None
+        if found is None and self._mysql and isinstance(raw, str):
+            # The column's collation ignores case and trailing spaces: so do the server's
+            # own comparisons, so a worker treats such a row as that status.
+            found = _STATUSES.get(raw.rstrip(" ").lower())
+        return found
+
+    def status(self, job_id: str) -> JobStatus | None:
+        row = self._row(self.sql.status, job_id)
+        if row is None:
+            return None
+        (raw,) = row
+        # A status no worker will ever move: reported as failed, so an operator sees it
+        # (``get`` says why).
+        return self._status(raw) or JobStatus.FAILED
+
+    def get(self, job_id: str) -> JobInfo | None:
+        row = self._row(self.sql.get, job_id)
+        return None if row is None else self._info(row)
+
+    def info(self) -> dict[JobStatus, int]:
+        rows = self._read(self.sql.counts, {"c": self.channel}, lambda cursor: cursor.fetchall())
+        counts = dict.fromkeys(JobStatus, 0)
+        unknown: dict[Any, int] = {}
+        for raw, count in rows:
+            status = self._status(raw)
+            if status is None:
+                unknown[raw] = int(count)
+            else:
+                counts[status] += int(count)
+        if unknown:
+            self._warn_unknown(unknown)
+        return counts
+
+    def _warn_unknown(self, unknown: dict[Any, int]) -> None:
+        try:
+            ids = self._read(self.sql.with_status(len(unknown)),
+                             {"c": self.channel, **{f"s{i}": raw for i, raw in
+                                                    enumerate(unknown)}},
+                             lambda cursor: [str(job_id) for (job_id,) in cursor.fetchall()])
+        except DriverError:
+            ids = []
+        rows = sum(unknown.values())
+        named = ", ".join(f"{raw!r}: {count}" for raw, count in unknown.items())
+        logger.warning(
+            "%s: %d row%s with a status queue-core does not know (%s), left out of the "
+            "counts; 'queue-core status ID' shows such a row as failed and 'remove ID' "
+            "deletes it (ids: %s)", self.describe(), rows, "" if rows == 1 else "s", named,
+            ", ".join(ids) or "?")
+
+    def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
+        rows = self._read(self.sql.listing,
+                          {"c": self.channel, "status": status.value, "limit": int(limit)},
+                          lambda cursor: cursor.fetchall())
+        return [self._info(row) for row in rows]
+
+    def _info(self, row: Any) -> JobInfo:
+        """A row as JobInfo, whatever it holds: a value that cannot be read is left out
+        (None), a status queue-core does not know reads as failed, with the reason."""
+        (job_id, raw_status, attempt, priority, ttr, pushed_at, started_at, finished_at,
+         ready_at, error, result, payload) = row
+        status = self._status(raw_status)
+        if status is None:
+            failure: ErrorInfo | None = ErrorInfo(
+                UNREADABLE, f"its stored status {raw_status!r} is not one queue-core knows "
+                f"({', '.join(_STATUSES)}); no worker will move it")
+        else:
+            failure = ErrorInfo.from_json(error if isinstance(error, (str, bytes)) else None)
+        attempt = as_int(attempt)
+        priority = as_int(priority)
+        payload = as_bytes(payload)
+        return JobInfo(
+            id=str(job_id), status=status or JobStatus.FAILED,
+            attempt=attempt if type(attempt) is int else 0,
+            priority=priority if type(priority) is int else None,
+            ttr=as_time(ttr), pushed_at=as_time(pushed_at), started_at=as_time(started_at),
+            finished_at=as_time(finished_at),
+            ready_at=as_time(ready_at) if status is JobStatus.DELAYED else None,
+            error=failure, result=None if result is None else as_bytes(result),
+            payload=payload if isinstance(payload, bytes) else b"")
+
+    def remove(self, job_id: str) -> bool:
+        number = _job_number(job_id)
+        if number is None:
+            return False
+        return self._read(self.sql.remove, {"id": number, "c": self.channel},
+                          lambda cursor: bool(cursor.rowcount > 0))
+
+    def clear(self) -> None:
+        self._read(self.sql.clear, {"c": self.channel}, lambda cursor: None)
+
+    def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
+        number = _job_number(job_id)
+        if number is None:
+            raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+        with self._transaction() as cursor:
+            cursor.execute(self.sql.lock_one, {"id": number, "c": self.channel})
+            row = cursor.fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+            (raw,) = row
+            found = self._status(raw)
+            if found is not state:
+                stored = found or (f"stored with the status {raw!r}, which queue-core "
+                                   "does not know")
+                raise JobNotInStateError(f"job {job_id} is {stored}, not {state}")
+            cursor.execute(self.sql.requeue, {"id": number, "reset": int(reset_attempts)})
+            self._notify(cursor)
+        self.ring()
+
+    def after_fork(self) -> None:
+        # The parent's pooled connections are the parent's: forget them without closing.
+        self.engine.dispose(close=False)
+        if self._doorbell is not None:
+            self._doorbell.after_fork()
+
+    def close(self) -> None:
+        # Consumers close their own connections (the core closes them before the store).
+        if self._doorbell is not None:
+            self._doorbell.close()
+        self.engine.dispose()
+
+
+def _notify_name(table: str, channel: str) -> str:
+    name = f"qc_{table}_{channel}"
+    if len(name) > 63:  # PostgreSQL's identifier limit
+        name = f"qc_{zlib.crc32(name.encode()):08x}_{name[:40]}"
+    return name.replace('"', "")
+
+
+def _job_number(job_id: str) -> int | None:
+    try:
+        number = int(job_id)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None
+
