@@ -120,7 +120,32 @@ def summary(latencies: list[float], pushes: list[float]) -> dict[str, Any]:
         figures[f"p{p}_ms"] = percentile(ordered, p) * 1000
     figures["max_ms"] = ordered[-1] * 1000
     figures["push_p50_ms"] = percentile(sorted(pushes), 50) * 1000
+    # From the moment push() returned (the job stored as durably as the server makes it)
+    # to its start: the wake-up and the reserve, without the push's own commit.
+    woken = sorted(latency - push for latency, push in zip(latencies, pushes, strict=True))
+    figures["after_push_p50_ms"] = percentile(woken, 50) * 1000
+    figures["after_push_p99_ms"] = percentile(woken, 99) * 1000
     return figures
+
+
+def disk_sync_ms(directory: str, count: int = 200) -> dict[str, float]:
+    """p50 and p99 of fdatasync after a small write on this disk, which every durable push
+    (a database commit, a broker's confirm) waits for: the floor under their p99."""
+    path = os.path.join(directory, "sync-probe")
+    took: list[float] = []
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for _ in range(count):
+            os.write(descriptor, b"x" * 512)
+            start = time.perf_counter()
+            os.fdatasync(descriptor)
+            took.append(time.perf_counter() - start)
+            time.sleep(0.005)
+    finally:
+        os.close(descriptor)
+        os.unlink(path)
+    ordered = sorted(took)
+    return {"p50_ms": percentile(ordered, 50) * 1000, "p99_ms": percentile(ordered, 99) * 1000}
 
 
 def measure(name: str, target: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
@@ -190,12 +215,14 @@ def row(name: str, figures: dict[str, Any]) -> str:
     if "error" in figures:
         return f"  {name:<11} FAILED: {figures['error'].splitlines()[0]}"
     cells = "".join(f"{figures[key]:>9.1f}" for key in
-                    ("p50_ms", "p90_ms", "p99_ms", "max_ms", "push_p50_ms"))
+                    ("p50_ms", "p90_ms", "p99_ms", "max_ms", "push_p50_ms",
+                     "after_push_p50_ms", "after_push_p99_ms"))
     return f"  {name:<11}{figures['jobs']:>6}{cells}"
 
 
 HEADER = f"  {'driver':<11}{'jobs':>6}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}" \
-         f"{'push ms':>9}"
+         f"{'push ms':>9}{'after50':>9}{'after99':>9}"
+LEGEND = "  (push ms: median push() call; after50/after99: from push() returning to the start)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"code: {root} (git {state['head']}; uncommitted in queue_core/ drivers/: "
           f"{' '.join(line[3:] for line in state['changed']) or 'none'})")
     print(f"the pushing process runs {mine['queue_core']}")
+    with tempfile.TemporaryDirectory(prefix="latency-disk-") as probe:
+        meta["disk_sync"] = disk_sync_ms(probe)
+    print(f"this disk, fdatasync of a small write: p50 {meta['disk_sync']['p50_ms']:.1f} ms, "
+          f"p99 {meta['disk_sync']['p99_ms']:.1f} ms (what a durable push waits for)")
+    print(LEGEND)
 
     names = sorted(found) if args.driver == "all" else [args.driver]
     results: dict[str, dict[str, Any]] = {}
