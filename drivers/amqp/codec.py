@@ -589,14 +589,7 @@ def _decode_value(data: bytes | bytearray, offset: int, end: int) -> tuple[Any, 
             return _LeftOut(f"the float {value} is not a number"), stop
         return value, stop
     if kind in _SIZED:
-        start = offset + _ID.size
-        if start > end:
-            raise FrameError(f"its {chr(kind)!r} value takes {_ID.size} bytes for its size, "
-                             f"{end - offset} left")
-        stop = start + _ID.unpack_from(data, offset)[0]
-        if stop > end:
-            raise FrameError(f"its {chr(kind)!r} value of {stop - start} bytes runs past "
-                             f"the end ({end - start} bytes left)")
+        start, stop = _sized(data, offset, end, f"its {chr(kind)!r} value")
         if kind == _LONG_STRING:
             return data[start:stop].decode("utf-8", "replace"), stop
         if kind == _BYTE_ARRAY:
@@ -620,6 +613,19 @@ def _decode_value(data: bytes | bytearray, offset: int, end: int) -> tuple[Any, 
     raise _Unreadable(f"unknown field type {chr(kind)!r}")
 
 
+def _sized(data: bytes | bytearray, offset: int, end: int, what: str) -> tuple[int, int]:
+    """Where the bytes of a value that starts with its 32-bit size begin and end; raises
+    FrameError naming ``what`` when the size, or the value, runs past ``end``."""
+    start = offset + _ID.size
+    if start > end:
+        raise FrameError(f"{what} takes {_ID.size} bytes for its size, {end - offset} left")
+    stop = start + _ID.unpack_from(data, offset)[0]
+    if stop > end:
+        raise FrameError(f"{what} of {stop - start} bytes runs past the end "
+                         f"({end - start} bytes left)")
+    return start, stop
+
+
 def decode_table(data: bytes | bytearray, offset: int,
                  limit: int | None = None) -> tuple[dict[str, Any], int]:
     """An AMQP field table at ``offset``, and where it ends; every byte read lies before
@@ -631,15 +637,7 @@ def decode_table(data: bytes | bytearray, offset: int,
     or a timestamp out of range, is logged and left out."""
     if limit is None:
         limit = len(data)
-    start = offset + _ID.size
-    if start > limit:
-        raise FrameError(f"a field table takes {_ID.size} bytes for its size, "
-                         f"{limit - offset} left")
-    end = start + _ID.unpack_from(data, offset)[0]
-    if end > limit:
-        raise FrameError(f"a field table of {end - start} bytes runs past the end "
-                         f"({limit - start} bytes left)")
-    offset = start
+    offset, end = _sized(data, offset, limit, "a field table")
     table: dict[str, Any] = {}
     key = ""
     try:
