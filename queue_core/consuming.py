@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 QUICK_JOB = 0.002
-"""Jobs quicker than this (seconds, running average) are fetched as many at a time as the
-driver's consumer allows; slower than twice this, one at a time."""
+"""Jobs quicker than this (seconds, running average) are fetched several at a time."""
 _AVERAGE_KEEP = 0.8
 """Weight of the past in the running average of job durations."""
 
@@ -44,7 +43,6 @@ class Consumption:
         self._kept: list[Settlement] = []
         self._begun: dict[int, float] = {}
         self._job_time: float | None = None
-        self._batch = 1
         """Running average of job durations; until one is timed, a worker takes one job at
         a time rather than a batch of slow ones."""
         self._folds = consumer.folds_settlements
@@ -77,13 +75,9 @@ class Consumption:
 
     def _batch_size(self) -> int:
         limit = self.consumer.prefetch
-        if limit <= 1 or self._job_time is None or self._job_time > 2 * QUICK_JOB:
-            self._batch = 1
-        elif self._job_time < QUICK_JOB:
-            self._batch = limit
-        # In between: as it was, so that jobs near the limit do not swing the batch to and
-        # fro (a driver may pay round trips for a change, as AMQP's prefetch does).
-        return min(self._batch, limit)
+        if limit <= 1 or self._job_time is None or self._job_time > QUICK_JOB:
+            return 1
+        return max(1, min(limit, int(QUICK_JOB / max(self._job_time, 1e-6))))
 
     def _carrying_kept(self, call: Callable[..., T], *args: object) -> T:
         """``call(*args, kept)``. Settlements whose call failed are kept to be tried again:
