@@ -11,8 +11,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .model import ErrorInfo, Message
 
@@ -23,9 +22,9 @@ class Verdict(enum.Enum):
     FAIL = "fail"
 
 
-@dataclass(frozen=True)
-class Settlement:
-    """The outcome of one run, as the core hands it to ``Consumer.settle``."""
+class Settlement(NamedTuple):
+    """The outcome of one run, as the core hands it to ``Consumer.settle`` (a tuple: one
+    is built per job)."""
 
     verdict: Verdict
     message: Message

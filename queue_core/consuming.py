@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .consumer import Consumer, Settlement, Verdict
 from .errors import DriverError
@@ -60,13 +60,15 @@ class Consumption:
                     message.owner = self
                 self._fetched.extend(got)
             message = self._fetched.popleft()
+            kept, self._kept = self._kept, []
             try:
-                ours = self._carrying_kept(self.consumer.begin, message)
-            except BaseException:
+                ours = self.consumer.begin(message, kept)
+            except BaseException as exc:
+                self._kept[:0] = kept
                 # The reservations fetched with it may be gone with the connection: their
                 # leases bring them back.
                 self._fetched.clear()
-                raise
+                self._raise(exc)
             if ours is not False:  # a driver that says nothing means it is ours
                 self._begun[id(message)] = time.monotonic()
                 return message
@@ -84,15 +86,15 @@ class Consumption:
         settling a reservation already settled is harmless to every driver."""
         kept, self._kept = self._kept, []
         try:
-            return self._call(call, *args, kept)
-        except BaseException:
+            return call(*args, kept)
+        except BaseException as exc:
             self._kept[:0] = kept
-            raise
+            self._raise(exc)
 
     # -- settling --------------------------------------------------------------------
 
     def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        self._settle(Settlement(Verdict.ACK, message, result=result, keep=keep))
+        self._settle(Settlement(Verdict.ACK, message, result, keep))
 
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
         self._settle(Settlement(Verdict.RELEASE, message, delay=delay, error=error))
@@ -139,10 +141,14 @@ class Consumption:
     def _call(self, call: Callable[..., T], *args: object) -> T:
         try:
             return call(*args)
-        except DriverError:
-            raise
-        except self.store.transient_errors as exc:
+        except BaseException as exc:
+            self._raise(exc)
+
+    def _raise(self, exc: BaseException) -> NoReturn:
+        """Raise ``exc``, a client library's error as DriverError."""
+        if isinstance(exc, self.store.transient_errors) and not isinstance(exc, DriverError):
             raise DriverError(f"{self.store.describe()}: {type(exc).__name__}: {exc}") from exc
+        raise exc
 
     def describe(self) -> str:
         return self.store.describe()

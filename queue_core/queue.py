@@ -540,7 +540,8 @@ class Queue:
     def handle_success(self, message: Message, job: Job, result: Any,
                        event: ExecEvent | None) -> None:
         data = self.serializer.dumps_result(result) if self.keep_completed else None
-        self.report(self.settler(message).ack, message, result=data, keep=self.keep_completed)
+        self.report((message.owner or self.settler(message)).ack, message, result=data,
+                    keep=self.keep_completed)
         if self._events.has(events.AFTER_EXEC):
             if event is None:
                 event = ExecEvent(message.id, job, message.ttr, message.attempt, queue=self)

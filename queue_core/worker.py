@@ -181,7 +181,7 @@ class Worker:
 
     def _reserve(self, wait: float) -> Message | None:
         try:
-            message = self._consuming().next(wait)
+            message = (self._consumption or self._consuming()).next(wait)
         except Exception as exc:
             self._outage(exc)
             return None

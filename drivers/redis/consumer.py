@@ -38,12 +38,14 @@ logger = logging.getLogger(__name__)
 BLOCK_MAX = 5.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """A command sent without waiting; resent after a reconnect until confirmed."""
 
     script: str
     args: lua.Args
+    packed: bytes
+    """The command as sent (packed once: it is sent again as it was)."""
     on_reply: Callable[[Any], None] | None = None
     resend: bool = True
     """False for a read whose reply only its caller can use (a reserve): sent again
@@ -164,14 +166,18 @@ class RedisConsumer(Consumer):
     def begin(self, message: Message, settle: Sequence[Settlement] = ()) -> bool:
         """Mark ``message`` started with one script call that also acks a finished job,
         sent without waiting for the reply."""
-        handle = cast(_Handle, message.handle)
-        self._check_master()
+        handle: _Handle = message.handle  # type: ignore[assignment]
+        if self._stale is not None:
+            self._check_master()
         try:
-            acked = self._send_settlements(settle, fold=True)
+            if len(settle) == 1 and settle[0].verdict is Verdict.ACK:
+                acked: Settlement | None = settle[0]  # once per job: the one just finished
+            else:
+                acked = self._send_settlements(settle, fold=True)
             args = lua.FinishStartArgs(self._prefix, self._grace, self._ack(acked),
                                        lua.Start(message.id, handle.token,
                                                  handle.attempts_before))
-            start = _Pending("finish_start", args)
+            start = self._command("finish_start", args)
             try:
                 if (time.monotonic() - handle.fetched < self._fresh
                         and handle.clears == self.store._clears):
@@ -187,6 +193,7 @@ class RedisConsumer(Consumer):
             except BaseException:
                 # Not handed to the worker: resend the ack only, never the start.
                 start.args = args.ack_only()
+                start.packed = self._scripts["finish_start"].call(start.args.to_args())
                 raise
         except unreachable() as exc:
             raise self._lost(exc) from exc
@@ -199,9 +206,8 @@ class RedisConsumer(Consumer):
         """FINISH_START's ack of ``acked`` (if any)."""
         if acked is None:
             return None
-        handle = cast(_Handle, acked.message.handle)
-        return lua.Ack(acked.message.id, handle.token, acked.keep,
-                       b"" if acked.result is None else acked.result)
+        handle: _Handle = acked.message.handle  # type: ignore[assignment]
+        return lua.Ack(acked.message.id, handle.token, acked.keep, acked.result or b"")
 
     def _send_settlements(self, settle: Sequence[Settlement],
                           fold: bool = False) -> Settlement | None:
@@ -316,12 +322,14 @@ class RedisConsumer(Consumer):
                 pool.release(conn)
 
     def _write(self, item: _Pending) -> None:
-        self._conn.send_packed_command(
-            [self._scripts[item.script].call(item.args.to_args())], check_health=False)
+        self._conn.send_packed_command([item.packed], check_health=False)
+
+    def _command(self, name: str, args: lua.Args, resend: bool = True) -> _Pending:
+        return _Pending(name, args, self._scripts[name].call(args.to_args()), resend=resend)
 
     def _send(self, name: str, args: lua.Args, resend: bool = True) -> _Pending:
         """Send without waiting; the reply is read by the next round trip."""
-        item = _Pending(name, args, resend=resend)
+        item = self._command(name, args, resend)
         self._submit(item)
         return item
 
@@ -330,7 +338,7 @@ class RedisConsumer(Consumer):
         if self._conn is None:
             self._connection()  # a new connection sends every unconfirmed item, this one too
         else:
-            self._write(item)
+            self._conn.send_packed_command([item.packed], check_health=False)
             self._pending.append(item)
         wait = self.store._wait_args
         if wait is not None and item.resend:
@@ -339,10 +347,10 @@ class RedisConsumer(Consumer):
     def _send_wait(self, args: lua.WaitArgs) -> None:
         """WAIT after a write (the wait option): its reply, read with the others, says how
         many replicas have every write of this connection so far."""
-        item = _Pending("WAIT", args, on_reply=self._waited, resend=False)
+        item = _Pending("WAIT", args, pack("WAIT", *args.to_args()), on_reply=self._waited,
+                        resend=False)
         self._unconfirmed.append(item)
-        self._conn.send_packed_command([pack("WAIT", *item.args.to_args())],
-                                       check_health=False)
+        self._conn.send_packed_command([item.packed], check_health=False)
         self._pending.append(item)
 
     def _waited(self, reached: Any) -> None:

@@ -202,7 +202,8 @@ class FinishStartArgs(NamedTuple):
 
     def to_args(self) -> list[Any]:
         ack = (["", "", "0", ""] if self.ack is None else
-               [self.ack.job_id, self.ack.token, _flag(self.ack.keep), self.ack.result])
+               [self.ack.job_id, self.ack.token, "1" if self.ack.keep else "0",
+                self.ack.result])
         start = (["", "", ""] if self.start is None else
                  [self.start.job_id, self.start.token, self.start.attempts_before])
         return [self.prefix, self.grace_ms, *ack, *start]
