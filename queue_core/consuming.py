@@ -46,6 +46,9 @@ class Consumption:
         """Running average of job durations; until one is timed, a worker takes one job at
         a time rather than a batch of slow ones."""
         self._folds = consumer.folds_settlements
+        self._one_at_a_time = consumer.prefetch <= 1
+        self._marks_begin = type(consumer).begin is not Consumer.begin
+        """False: begin only carries out kept settlements, so with none kept it is skipped."""
 
     # -- taking jobs -----------------------------------------------------------------
 
@@ -53,13 +56,23 @@ class Consumption:
         """The next job to run, begun; None when none came within ``timeout`` seconds."""
         while True:
             if not self._fetched:
-                got = self._carrying_kept(self.consumer.fetch, self._batch_size(), timeout)
+                # _carrying_kept, written out: this runs once per job on many drivers.
+                kept, self._kept = self._kept, []
+                try:
+                    got = self.consumer.fetch(1 if self._one_at_a_time else self._batch_size(),
+                                              timeout, kept)
+                except BaseException as exc:
+                    self._kept[:0] = kept
+                    self._raise(exc)
                 if not got:
                     return None
                 for message in got:
                     message.owner = self
                 self._fetched.extend(got)
             message = self._fetched.popleft()
+            if not (self._kept or self._marks_begin):
+                self._begun[id(message)] = time.monotonic()
+                return message
             kept, self._kept = self._kept, []
             try:
                 ours = self.consumer.begin(message, kept)

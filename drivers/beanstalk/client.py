@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from queue_core.errors import DriverError
 
@@ -206,8 +206,8 @@ class Link:
         self.store = store
         self.client: Client | None = None
 
-    def io(self, what: Callable[[Client], T]) -> T:
-        """``what(client)``. A broken connection, or any reply that is not the answer a
+    def io(self, what: Callable[..., T], *args: Any) -> T:
+        """``what(client, *args)``. A broken connection, or any reply that is not the answer a
         command expects, drops the connection and becomes DriverError: after a protocol
         error the stream may be out of step (beanstalkd reading a body as a command), and
         every later reply would belong to the command before it."""
@@ -215,7 +215,7 @@ class Link:
             if self.client is None:
                 store = self.store
                 self.client = Client(store.address, store.channel, store.connect_timeout)
-            return what(self.client)
+            return what(self.client, *args)
         except (NotFound, TimedOut, DeadlineSoon):
             raise  # ordinary answers, read in full: the stream is in step
         except JobTooBig:

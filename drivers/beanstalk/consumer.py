@@ -11,14 +11,13 @@ job that had not started.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import DriverError
@@ -89,9 +88,7 @@ class BeanstalkConsumer(Consumer):
             # meanwhile neither loses a job nor charges an attempt to one it did not run.
             wait = min(math.ceil(left), UINT32) if left > 0 else 0
             try:
-                cycle = self._link.io(functools.partial(
-                    Client.cycle, owed=owed, timeout=wait, hint=self._hint,
-                    peek=self._peek))
+                cycle = self._link.io(Client.cycle, owed, wait, self._hint, self._peek)
             except DriverError:
                 self._hint = None
                 raise
@@ -104,8 +101,7 @@ class BeanstalkConsumer(Consumer):
                 if counts is None:  # no hint or a wrong one: one more round trip
                     if self._hint is not None:
                         self._peek = not self._peek
-                    lookup = self._link.io(functools.partial(
-                        Client.counts_and_peek, job_id=job_id))
+                    lookup = self._link.io(Client.counts_and_peek, job_id)
                     counts, peeked = lookup.counts, lookup.peeked
                     if counts is None:
                         continue  # deleted meanwhile
@@ -126,7 +122,7 @@ class BeanstalkConsumer(Consumer):
     def settle(self, settlements: Sequence[Settlement]) -> None:
         owed, buries = self._split(settlements)
         if owed:
-            self._link.io(functools.partial(Client.settle, owed=owed))
+            self._link.io(Client.settle, owed)
         for settlement in buries:
             assert settlement.error is not None
             self._bury(settlement.message, settlement.error)
@@ -139,6 +135,11 @@ class BeanstalkConsumer(Consumer):
     def _folded(self, settlements: Sequence[Settlement]) -> list[Owed]:
         """What of ``settlements`` goes out with the next reserve. A bury cannot (its
         commands must go in order, see _bury): with one, all are carried out first."""
+        if len(settlements) == 1 and settlements[0].verdict is Verdict.ACK:
+            # Once per job: the delete of the job just finished.
+            acked = settlements[0]
+            handle: _Handle = acked.message.handle  # type: ignore[assignment]
+            return [Owed(protocol.delete(handle.job_id), acked.message.id, False)]
         owed, buries = self._split(settlements)
         if not buries:
             return owed
@@ -150,7 +151,7 @@ class BeanstalkConsumer(Consumer):
         """The settlements that are one command each (deletes, releases), and the buries."""
         owed, buries = [], []
         for s in settlements:
-            handle = cast(_Handle, s.message.handle)
+            handle: _Handle = s.message.handle  # type: ignore[assignment]
             if s.verdict is Verdict.ACK:
                 owed.append(Owed(protocol.delete(handle.job_id), s.message.id, False))
             elif s.verdict is Verdict.RELEASE:
@@ -165,7 +166,7 @@ class BeanstalkConsumer(Consumer):
         return owed, buries
 
     def _bury(self, message: Message, error: ErrorInfo) -> None:
-        handle = cast(_Handle, message.handle)
+        handle: _Handle = message.handle  # type: ignore[assignment]
         store = self.store
         pri = encode_priority(handle.priority, handle.lost)
         record = json.dumps({"id": handle.job_id, "error": error.as_dict(),
