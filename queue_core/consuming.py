@@ -31,6 +31,7 @@ _AVERAGE_KEEP = 0.8
 """Weight of the past in the running average of job durations."""
 
 T = TypeVar("T")
+_new = tuple.__new__
 
 
 class Consumption:
@@ -107,7 +108,8 @@ class Consumption:
     # -- settling --------------------------------------------------------------------
 
     def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        self._settle(Settlement(Verdict.ACK, message, result, keep))
+        # tuple.__new__: Settlement's own __new__ is a Python call, and this runs per job.
+        self._settle(_new(Settlement, (Verdict.ACK, message, result, keep, 0.0, None)))
 
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
         self._settle(Settlement(Verdict.RELEASE, message, delay=delay, error=error))

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BLOCK_MAX = 5.0
+_new = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -174,9 +175,11 @@ class RedisConsumer(Consumer):
                 acked: Settlement | None = settle[0]  # once per job: the one just finished
             else:
                 acked = self._send_settlements(settle, fold=True)
-            args = lua.FinishStartArgs(self._prefix, self._grace, self._ack(acked),
-                                       lua.Start(message.id, handle.token,
-                                                 handle.attempts_before))
+            # Built with tuple.__new__: the NamedTuples' own __new__ is a Python call each,
+            # and these are built once per job.
+            args = _new(lua.FinishStartArgs, (
+                self._prefix, self._grace, self._ack(acked),
+                _new(lua.Start, (message.id, handle.token, handle.attempts_before))))
             start = self._command("finish_start", args)
             try:
                 if (time.monotonic() - handle.fetched < self._fresh
@@ -207,7 +210,7 @@ class RedisConsumer(Consumer):
         if acked is None:
             return None
         handle: _Handle = acked.message.handle  # type: ignore[assignment]
-        return lua.Ack(acked.message.id, handle.token, acked.keep, acked.result or b"")
+        return _new(lua.Ack, (acked.message.id, handle.token, acked.keep, acked.result or b""))
 
     def _send_settlements(self, settle: Sequence[Settlement],
                           fold: bool = False) -> Settlement | None:
