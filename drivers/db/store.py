@@ -203,7 +203,8 @@ class DbDriver(Store):
         try:
             cursor = conn.cursor()
             try:
-                autocommits = self._autocommits(conn)
+                # (Asked only where it matters: it costs a call per transaction.)
+                autocommits = (one_statement or self._mysql) and self._autocommits(conn)
                 alone = one_statement and autocommits
                 if self.dialect == "sqlite":
                     # One writer at a time, taken now rather than at the first write, so
