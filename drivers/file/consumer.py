@@ -117,7 +117,8 @@ class FileConsumer(Consumer):
 
     def fetch(self, max_n: int, timeout: float,
               settle: Sequence[Settlement] = ()) -> list[Message]:
-        self.settle(settle)
+        if settle:
+            self.settle(settle)
         deadline = time.monotonic() + timeout
         pause = 0.002
         poll = self.store.poll_interval
@@ -142,8 +143,9 @@ class FileConsumer(Consumer):
             pause = min(pause * 2, poll)
 
     def begin(self, message: Message, settle: Sequence[Settlement] = ()) -> bool:
-        self.settle(settle)
-        handle = cast(Handle, message.handle)
+        if settle:
+            self.settle(settle)
+        handle: Handle = message.handle  # type: ignore[assignment]
         # The run counts from here: a job fetched and given back was never charged.
         handle.started_ns = time.time_ns()
         self._files.update_header(message.id, handle.target,
@@ -350,7 +352,7 @@ class FileConsumer(Consumer):
         files.sync_dir(state)
 
     def _drop(self, message: Message) -> None:
-        handle = cast(Handle, message.handle)
+        handle: Handle = message.handle  # type: ignore[assignment]
         try:
             os.unlink(handle.path)
         except FileNotFoundError:
