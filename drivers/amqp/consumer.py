@@ -153,7 +153,8 @@ class _AmqpConsumer(Consumer):
 
     def fetch(self, max_n: int, timeout: float,
               settle: Sequence[Settlement] = ()) -> list[Message]:
-        self.settle(settle)
+        if settle:
+            self.settle(settle)
         now = time.monotonic()
         # A worker vanished without a word (or a caller went on without an outcome):
         # what it holds comes back when its lease ends, as on other drivers. Its
@@ -180,8 +181,10 @@ class _AmqpConsumer(Consumer):
                 self._take(delivery, taken)
             # Then what has come already, up to max_n, stopping at a lost run, which is
             # counted by a copy first (the next fetch does it).
-            while (len(taken) < max_n and wire.deliveries
-                   and self._counted(wire.deliveries[0]) is not None):
+            while len(taken) < max_n and wire.deliveries:
+                first = wire.deliveries[0]
+                if first.redelivered and self._counted(first) is None:
+                    break
                 self._take(wire.deliveries.popleft(), taken)
         except WireError as exc:
             raise self._lost(exc) from exc
@@ -293,8 +296,9 @@ class _AmqpConsumer(Consumer):
                              default=math.inf)
 
     def begin(self, message: Message, settle: Sequence[Settlement] = ()) -> bool:
-        self.settle(settle)
-        handle = cast(_Handle, message.handle)
+        if settle:
+            self.settle(settle)
+        handle: _Handle = message.handle  # type: ignore[assignment]
         if handle.wire is not self._wire or handle.wire.dead is not None:
             # Fetched on a connection since lost: the broker hands it out again.
             return False
@@ -307,7 +311,7 @@ class _AmqpConsumer(Consumer):
     def _holding(self, message: Message) -> _Handle | None:
         """The handle of a job this worker still holds, or None (logged) when the broker
         has already taken it back: its connection was lost."""
-        handle = cast(_Handle, message.handle)
+        handle: _Handle = message.handle  # type: ignore[assignment]
         if self._held.pop(handle.delivery.tag, None) is None or handle.wire is not self._wire:
             logger.warning("job %s: the connection that held it was lost; the broker "
                            "hands it out again", message.id)
