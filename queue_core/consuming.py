@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 QUICK_JOB = 0.002
 """Jobs quicker than this (seconds, running average) are fetched several at a time."""
-FETCH_AHEAD = 0.005
-"""Seconds of such jobs fetched at once: no job fetched with others waits longer than
-about this for the ones before it."""
 _AVERAGE_KEEP = 0.8
 """Weight of the past in the running average of job durations."""
 
@@ -96,7 +93,7 @@ class Consumption:
         limit = self.consumer.prefetch
         if limit <= 1 or self._job_time is None or self._job_time > QUICK_JOB:
             return 1
-        return max(1, min(limit, int(FETCH_AHEAD / max(self._job_time, 1e-6))))
+        return max(1, min(limit, int(QUICK_JOB / max(self._job_time, 1e-6))))
 
     def _carrying_kept(self, call: Callable[..., T], *args: object) -> T:
         """``call(*args, kept)``. Settlements whose call failed are kept to be tried again:
