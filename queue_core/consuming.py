@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 QUICK_JOB = 0.002
 """Jobs quicker than this (seconds, running average) are fetched several at a time."""
+FETCH_AHEAD = 0.005
+"""Seconds of such jobs fetched at once: no job fetched with others waits longer than
+about this for the ones before it."""
 _AVERAGE_KEEP = 0.8
 """Weight of the past in the running average of job durations."""
 
@@ -58,12 +61,15 @@ class Consumption:
         while True:
             if not self._fetched:
                 # _carrying_kept, written out: this runs once per job on many drivers.
-                kept, self._kept = self._kept, []
+                kept = self._kept
+                if kept:
+                    self._kept = []
                 try:
                     got = self.consumer.fetch(1 if self._one_at_a_time else self._batch_size(),
-                                              timeout, kept)
+                                              timeout, kept or ())
                 except BaseException as exc:
-                    self._kept[:0] = kept
+                    if kept:
+                        self._kept[:0] = kept
                     self._raise(exc)
                 if not got:
                     return None
@@ -71,14 +77,17 @@ class Consumption:
                     message.owner = self
                 self._fetched.extend(got)
             message = self._fetched.popleft()
-            if not (self._kept or self._marks_begin):
+            kept = self._kept
+            if kept:
+                self._kept = []
+            elif not self._marks_begin:
                 self._begun[id(message)] = time.monotonic()
                 return message
-            kept, self._kept = self._kept, []
             try:
-                ours = self.consumer.begin(message, kept)
+                ours = self.consumer.begin(message, kept or ())
             except BaseException as exc:
-                self._kept[:0] = kept
+                if kept:
+                    self._kept[:0] = kept
                 # The reservations fetched with it may be gone with the connection: their
                 # leases bring them back.
                 self._fetched.clear()
@@ -93,7 +102,7 @@ class Consumption:
         limit = self.consumer.prefetch
         if limit <= 1 or self._job_time is None or self._job_time > QUICK_JOB:
             return 1
-        return max(1, min(limit, int(QUICK_JOB / max(self._job_time, 1e-6))))
+        return max(1, min(limit, int(FETCH_AHEAD / max(self._job_time, 1e-6))))
 
     def _carrying_kept(self, call: Callable[..., T], *args: object) -> T:
         """``call(*args, kept)``. Settlements whose call failed are kept to be tried again:
@@ -108,25 +117,37 @@ class Consumption:
     # -- settling --------------------------------------------------------------------
 
     def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        # tuple.__new__: Settlement's own __new__ is a Python call, and this runs per job.
-        self._settle(_new(Settlement, (Verdict.ACK, message, result, keep, 0.0, None)))
+        self._timed(message)
+        if self._folds:
+            # tuple.__new__: Settlement's own __new__ is a Python call, and this runs per job.
+            self._kept.append(_new(Settlement, (Verdict.ACK, message, result, keep, 0.0, None)))
+            return
+        try:
+            self.consumer.ack(message, result=result, keep=keep)
+        except BaseException as exc:
+            self._raise(exc)
 
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
-        self._settle(Settlement(Verdict.RELEASE, message, delay=delay, error=error))
+        self._timed(message)
+        if self._folds:
+            self._kept.append(Settlement(Verdict.RELEASE, message, delay=delay, error=error))
+            return
+        self._call(self.consumer.release, message, delay=delay, error=error)
 
     def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
-        self._settle(Settlement(Verdict.FAIL, message, error=error, keep=keep))
+        self._timed(message)
+        if self._folds:
+            self._kept.append(Settlement(Verdict.FAIL, message, error=error, keep=keep))
+            return
+        self._call(self.consumer.fail, message, error=error, keep=keep)
 
-    def _settle(self, settlement: Settlement) -> None:
-        began = self._begun.pop(id(settlement.message), None)
+    def _timed(self, message: Message) -> None:
+        """Count the run of ``message`` in the running average of job durations."""
+        began = self._begun.pop(id(message), None)
         if began is not None:
             took = time.monotonic() - began
             self._job_time = took if self._job_time is None else (
                 _AVERAGE_KEEP * self._job_time + (1 - _AVERAGE_KEEP) * took)
-        if self._folds:
-            self._kept.append(settlement)
-        else:
-            self._call(self.consumer.settle, (settlement,))
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -153,9 +174,9 @@ class Consumption:
         self._begun.clear()
         self.consumer.after_fork()
 
-    def _call(self, call: Callable[..., T], *args: object) -> T:
+    def _call(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
         try:
-            return call(*args)
+            return call(*args, **kwargs)
         except BaseException as exc:
             self._raise(exc)
 

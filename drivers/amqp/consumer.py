@@ -195,10 +195,13 @@ class _AmqpConsumer(Consumer):
         A prefetch is set per consumer (RabbitMQ 4.3 refuses a channel-wide one), so a new
         one takes a new consumer, which costs three round trips, and on a quorum queue a
         wait (``_cancel``). It changes only when the count asked for is under half or over
-        twice the one in force, not at every small move of the core's running average."""
+        twice the one in force, not at every small move of the core's running average,
+        or when the cap is asked for: a count under half the cap would otherwise stay in
+        force for good while the jobs are quick enough for all of it."""
         want = max(1, min(max_n, self.prefetch))
         current = self._qos
-        if self._consuming and (want * 2 < current or want > current * 2):
+        if self._consuming and (want * 2 < current or want > current * 2
+                                or want == self.prefetch > current):
             self._cancel(wire)
         if not self._consuming:
             if want != current:
