@@ -302,6 +302,11 @@ class Wire:
             raise WireError(f"connection {self.dead or 'closed'}")
         with self._lock:
             try:
+                if self.sock.gettimeout() is not None:
+                    # A read leaves its timeout on the socket (0 when it only looked): a
+                    # send that fills the socket's buffer must wait for the broker to read,
+                    # not fail halfway through a frame.
+                    self.sock.settimeout(None)
                 self.sock.sendall(data)
             except OSError as exc:
                 raise self._fail(f"connection lost while sending: {exc}") from exc

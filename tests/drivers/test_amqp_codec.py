@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -219,6 +220,31 @@ def test_ack_and_requeue_are_the_bytes_pika_writes(peer: Peer, multiple: bool) -
 def test_the_heartbeat_frame() -> None:
     assert connection._HEARTBEAT == bytes(pika.frame.Heartbeat().marshal())
     assert split_frames(connection._HEARTBEAT) == [(8, 0, b"")]
+
+
+@pytest.mark.parametrize("left_by", [0.0, 0.01])
+def test_a_message_bigger_than_the_socket_buffer_goes_out_whole_after_a_timed_read(
+        peer: Peer, left_by: float) -> None:
+    # A read with a timeout leaves the socket with it (0: non-blocking, as the check of an
+    # idle connection reads), and a publish that fills the socket's buffer must wait for
+    # the broker to read rather than fail halfway through a frame.
+    peer.wire.poll(left_by)
+    frames = peer.wire.publish_bytes("jobs", b"x" * 4_000_000,
+                                     encode_properties("big", None, {}))
+    got = bytearray()
+
+    def slow_broker() -> None:
+        time.sleep(0.2)
+        while len(got) < len(frames):
+            got.extend(peer.server.recv(1 << 20))
+
+    reader = threading.Thread(target=slow_broker)
+    reader.start()
+    try:
+        assert peer.wire.publish(frames, 1) == 1
+    finally:
+        reader.join(10)
+    assert bytes(got) == frames
 
 
 # -- frames in -----------------------------------------------------------------------
