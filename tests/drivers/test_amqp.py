@@ -494,13 +494,17 @@ RABBITMQCTL = shutil.which("rabbitmqctl")
 def test_a_broker_restart_loses_no_job(settings: dict[str, Any], journal: str) -> None:
     assert RABBITMQCTL is not None
     queue = create_queue({**settings, "attempts": 3})
+    # Jobs long enough to outlast rabbitmqctl itself, which takes seconds on a loaded
+    # machine: with 50 ms jobs, every job could end before the broker went down, and the
+    # worker met the outage idle and was stopped before it looked again.
     for index in range(40):
-        queue.push(Sleep(journal, f"s{index}", 0.05))
+        queue.push(Sleep(journal, f"s{index}", 0.2))
     worker = queue_core({**settings, "attempts": 3}, "listen", "--timeout", "0.2")
     ends = lambda: {line for line in read_lines(journal) if line.startswith("end")}  # noqa: E731
     try:
         wait_for(lambda: len(ends()) >= 8, 30, "8 jobs")
         subprocess.run([RABBITMQCTL, "stop_app"], check=True, capture_output=True, timeout=60)
+        assert len(ends()) < 40, "every job ended before the broker went down"
         time.sleep(1.0)
         assert worker.poll() is None
         subprocess.run([RABBITMQCTL, "start_app"], check=True, capture_output=True, timeout=120)
