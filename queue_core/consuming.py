@@ -122,7 +122,7 @@ class Consumption:
             # tuple.__new__: Settlement's own __new__ is a Python call, and this runs per job.
             self._kept.append(_new(Settlement, (Verdict.ACK, message, result, keep, 0.0, None)))
             return
-        try:
+        try:  # _call, written out: this runs once per job
             self.consumer.ack(message, result=result, keep=keep)
         except BaseException as exc:
             self._raise(exc)
