@@ -67,3 +67,16 @@ def attempts(value: Any, what: str = "attempts") -> int | None:
         raise InvalidArgumentError(f"{what} must be a whole number from 1 to {MAX_ATTEMPTS} "
                                    f"(or None for no limit), got {value!r}")
     return value
+
+
+MAX_CONCURRENCY = 10_000
+"""The most jobs one worker process may have in flight."""
+
+
+def concurrency(value: Any, what: str = "concurrency") -> int:
+    """How many jobs one worker runs at once: a whole number from 1 to MAX_CONCURRENCY."""
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            1 <= value <= MAX_CONCURRENCY):
+        raise InvalidArgumentError(f"{what} must be a whole number from 1 to "
+                                   f"{MAX_CONCURRENCY}, got {value!r}")
+    return value

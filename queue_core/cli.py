@@ -219,6 +219,10 @@ def _add_driver_commands(commands: Any) -> None:
 
 
 def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=_number(1, True), default=None, metavar="N",
+                        help="jobs in flight in this worker: synchronous ones on N threads, "
+                             "async ones on its event loop (default: the queue's "
+                             "concurrency setting, 1 unless set)")
     parser.add_argument("--isolate", nargs="?", const=DEFAULT_MODE, choices=MODES, default=None,
                         help="run each job in a child process killed at its ttr (fork or "
                              f"exec; a bare --isolate means {DEFAULT_MODE} here)")
@@ -283,7 +287,8 @@ def _jsonable(value: Any) -> bool:
 # -- commands ------------------------------------------------------------------------
 
 def _worker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"max_jobs": args.max_jobs, "max_memory": args.max_memory,
+    return {"concurrency": args.concurrency, "max_jobs": args.max_jobs,
+            "max_memory": args.max_memory,
             "max_time": args.max_time, "isolate": args.isolate,
             "app": _app_target(args.app)}
 
@@ -294,7 +299,7 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
         command = [sys.executable, "-m", "queue_core", "--app", _app_target(args.app)]
         command += ["-" + "v" * args.verbose] if args.verbose else []
         command += ["listen", "--timeout", str(args.timeout)]
-        for option in ("isolate", "max_jobs", "max_memory", "max_time"):
+        for option in ("concurrency", "isolate", "max_jobs", "max_memory", "max_time"):
             value = getattr(args, option)
             if value is not None:
                 command += [f"--{option.replace('_', '-')}", str(value)]

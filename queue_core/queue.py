@@ -119,7 +119,7 @@ class Queue:
                  backoff: Any = None, age_limit: float | None = None,
                  serializer: Serializer | str | None = None, keep_completed: bool = False,
                  keep_failed: bool = True, *, imports: Iterable[str] = (),
-                 isolate: bool | str = False) -> None:
+                 isolate: bool | str = False, concurrency: int = 1) -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -139,6 +139,7 @@ class Queue:
         self.keep_completed = keep_completed
         self.keep_failed = keep_failed
         self.isolate = self.isolation(isolate)
+        self.concurrency: int = _setting(bounds.concurrency, concurrency, "concurrency")
         if isinstance(imports, str):
             imports = [imports]
         self.imports = list(imports)

@@ -22,13 +22,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import events, host
+from . import bounds, events, host
 from .consuming import Consumption
+from .dispatch import Dispatcher, Runners, stuck_message
 from .driver import Message
 from .errors import (
     ConfigError,
@@ -39,8 +40,10 @@ from .errors import (
     SerializationError,
 )
 from .events import ExecEvent, WorkerEvent
+from .inflight import Run
 from .isolation import Outcome, run_exec, run_forked
 from .job import Job
+from .job_loop import is_async
 from .records import damage
 from .watchdog import TtrExpired, Watchdog
 from .watchdog import available as watchdog_available
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from .queue import Queue
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
                      if hasattr(signal, name))
@@ -89,7 +93,7 @@ class Worker:
                  enforce_ttr: bool = True, max_jobs: int | None = None,
                  max_memory: float | None = None, max_time: float | None = None,
                  isolate: bool | str | None = None, app: str | None = None,
-                 emit_events: bool = True) -> None:
+                 emit_events: bool = True, concurrency: int | None = None) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise InvalidArgumentError(f"timeout must be seconds >= 0, got {timeout!r}")
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
@@ -99,7 +103,18 @@ class Worker:
         self.max_memory = _positive_or_none(max_memory, "max_memory")
         self.max_time = _positive_or_none(max_time, "max_time")
         self.isolate = queue.isolate if isolate is None else queue.isolation(isolate)
+        self.concurrency = queue.concurrency if concurrency is None else bounds.concurrency(
+            concurrency)
+        if self.isolate and self.concurrency > 1:
+            raise NotSupportedError(
+                f"isolated jobs run one at a time per worker (isolate={self.isolate!r}, "
+                f"concurrency={self.concurrency}): use --workers N for several at once")
         _check_platform(self.isolate, self.max_memory)
+        if enforce_ttr and self.concurrency > 1 and not watchdog_available():
+            raise NotSupportedError(
+                "ttr cannot be enforced on job threads: this interpreter cannot raise an "
+                "exception in another thread (no ctypes.pythonapi); run with concurrency 1 "
+                "or enforce_ttr=False")
         self.app = app or os.environ.get("QUEUE_APP")
         supervisor = os.environ.get(SUPERVISOR_ENV, "")
         self.supervisor_pid = int(supervisor) if supervisor.isdigit() else None
@@ -124,6 +139,7 @@ class Worker:
         self._outage_delay = 0.0
         self._active = 0
         self._consumption: Consumption | None = None
+        self._runners: Runners | None = None
 
     # -- control ---------------------------------------------------------------------
 
@@ -159,6 +175,9 @@ class Worker:
         """Process every job that is ready now; return how many were processed."""
         before = self.processed
         with self._session():
+            if self.concurrency > 1:
+                Dispatcher(self, self._job_runners(), self.concurrency).run()
+                return self.processed - before
             while not self._should_stop():
                 message = self._consuming().next(0)
                 if message is None:
@@ -172,6 +191,9 @@ class Worker:
         exit code."""
         wait = max(0.05, min(self.timeout, WAIT_SLICE))
         with self._session():
+            if self.concurrency > 1:
+                Dispatcher(self, self._job_runners(), self.concurrency).listen(wait)
+                return self.exit_code or 0
             while not self._should_stop():
                 message = self._reserve(wait)
                 if message is not None:
@@ -190,6 +212,11 @@ class Worker:
                            time.monotonic() - self._outage_since)
             self._outage_since = None
         return message
+
+    def _job_runners(self) -> Runners:
+        if self._runners is None:
+            self._runners = Runners(self.queue, self.concurrency, self.enforce_ttr)
+        return self._runners
 
     def _consuming(self) -> Consumption:
         if self._consumption is None:
@@ -264,6 +291,9 @@ class Worker:
             yield
         finally:
             self._active -= 1
+            runners, self._runners = self._runners, None
+            if runners is not None:
+                runners.close()
             consumption, self._consumption = self._consumption, None
             try:
                 if consumption is not None:
@@ -283,8 +313,8 @@ class Worker:
                 self.queue.trigger(events.WORKER_STOP, WorkerEvent(self, self.exit_code))
 
     def _choose_ttr_guard(self, main: bool) -> str | None:
-        if not self.enforce_ttr or self.isolate:
-            return None
+        if not self.enforce_ttr or self.isolate or self.concurrency > 1:
+            return None  # isolated: the child is killed; concurrent: see dispatch.py
         if not main:
             logger.warning("ttr is not enforced: the worker is not in the main thread")
             return None
@@ -322,7 +352,16 @@ class Worker:
         """Run one reserved job and report its outcome. Never raises for a job's fault."""
         self._current = message
         try:
-            self._process(message)
+            self.guarded(message, self._process, message)
+        finally:
+            self._current = None
+            self.processed += 1
+
+    def guarded(self, message: Message, step: Callable[..., T], *args: Any) -> T | None:
+        """``step(*args)`` for ``message``; a failure that is not the job's is logged (the
+        job's lease brings it back) and gives None."""
+        try:
+            return step(*args)
         except KeyboardInterrupt:
             raise
         except DriverError as exc:
@@ -331,32 +370,55 @@ class Worker:
         except Exception:
             logger.exception("job %s: internal error while handling it; its lease will bring "
                              "it back", message.id)
-        finally:
-            self._current = None
-            self.processed += 1
+        return None
 
-    def _process(self, message: Message) -> None:
+    def prepare(self, message: Message) -> tuple[Job, Any, ExecEvent | None] | None:
+        """Decode ``message`` and run what comes before its execute; None when that already
+        settled it (damaged, undecodable, a lost run not retried, skipped by before_exec)."""
         queue = self.queue
         problem = damage(message)
         if problem is not None:
             queue.handle_damaged(message, problem)
-            return
+            return None
         try:
             job, meta = queue.decode(message.payload)
         except SerializationError as exc:
             queue.handle_undecodable(message, exc)
-            return
+            return None
         if message.redelivered and not queue.handle_lost(message, job, meta):
-            return
-        ttr = message.ttr
+            return None
         event: ExecEvent | None = None
         if queue.has_handlers(events.BEFORE_EXEC):
             event = queue.trigger(events.BEFORE_EXEC, ExecEvent(
-                message.id, job, ttr, message.attempt, queue=queue))
+                message.id, job, message.ttr, message.attempt, queue=queue))
             if event.handled:
                 logger.debug("job %s skipped by a before_exec handler", message.id)
                 queue.report(queue.settler(message).ack, message, keep=queue.keep_completed)
-                return
+                return None
+        return job, meta, event
+
+    def conclude(self, run: Run) -> None:
+        """Settle a run that ended on a pool thread or the event loop."""
+        queue, message = self.queue, run.message
+        if run.abandoned:
+            logger.error(stuck_message(run))
+            return
+        if run.expired:
+            error = JobTimeoutError(f"job {message.id} exceeded its ttr of {run.ttr:g}s")
+            error.__cause__ = run.error
+            queue.handle_error(message, run.job, run.meta, error)
+        elif run.error is not None:
+            queue.handle_error(message, run.job, run.meta, run.error)
+        else:
+            queue.handle_success(message, run.job, run.result, run.event)
+
+    def _process(self, message: Message) -> None:
+        queue = self.queue
+        prepared = self.prepare(message)
+        if prepared is None:
+            return
+        job, meta, event = prepared
+        ttr = message.ttr
         if self.isolate:
             outcome = self._execute_isolated(message, job, ttr)
             if outcome.ok:
@@ -364,6 +426,9 @@ class Worker:
             else:
                 assert outcome.error is not None
                 queue.handle_error(message, job, meta, outcome.error, info=outcome.info)
+            return
+        if is_async(job):
+            self.conclude(self._job_runners().run_one(Run(message, job, meta, event, ttr)))
             return
         try:
             result = self._execute(job, ttr)

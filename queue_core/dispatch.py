@@ -1,0 +1,169 @@
+"""Several jobs in flight in one worker: the main thread fetches, starts and settles.
+
+Only ``execute`` leaves the main thread: a synchronous job runs on a pool thread, an
+``async def`` one on the worker's event loop. Decoding, the lost-run check, every event
+handler, the retry decision and every call to the back end stay on the main thread, so a
+driver's consumer is never used from two threads. A job is begun (and so counts as an
+attempt) only when a slot is free for it; on stop, fetching ends and the jobs running are
+let finish (each within its ttr), and what was fetched and not begun goes back uncharged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .errors import NotSupportedError
+from .inflight import STUCK_GRACE, Finished, Run, TtrWatch
+from .job_loop import JobLoop, is_async
+from .job_threads import JobThreads
+from .model import Message
+from .watchdog import available as thread_interrupts_available
+
+if TYPE_CHECKING:
+    from .queue import Queue
+    from .worker import Worker
+
+logger = logging.getLogger(__name__)
+
+BUSY_WAIT = 0.05
+"""Longest wait on the back end for one more job while others run: their outcomes are
+settled only between two waits."""
+
+
+class Runners:
+    """One worker's pool threads, event loop and ttr watch, each made when first needed."""
+
+    def __init__(self, queue: Queue, size: int, enforce_ttr: bool) -> None:
+        self.finished = Finished()
+        self._queue = queue
+        self._size = size
+        self._watch = TtrWatch(self._stuck)
+        self._enforce = enforce_ttr
+        self._threads: JobThreads | None = None
+        self._loop: JobLoop | None = None
+
+    def start(self, run: Run) -> None:
+        if is_async(run.job):
+            if self._loop is None:
+                self._loop = JobLoop(self._queue, self._watch, self.finished)
+            self._loop.submit(run)
+            return
+        if self._threads is None:
+            if self._enforce and not thread_interrupts_available():
+                raise NotSupportedError(
+                    "ttr cannot be enforced on job threads: this interpreter cannot raise "
+                    "an exception in another thread (no ctypes.pythonapi); run with "
+                    "concurrency 1, --isolate, or enforce_ttr=False")
+            self._threads = JobThreads(self._queue, self._size, self._watch, self.finished)
+        self._threads.submit(run)
+
+    def run_one(self, run: Run) -> Run:
+        """Start ``run`` alone and wait for it to end (or be given up)."""
+        self.start(run)
+        while True:
+            ended = self.finished.take(0.1)
+            if ended:
+                return ended[0]
+
+    def _stuck(self, run: Run) -> None:
+        if is_async(run.job):
+            if self._loop is not None:
+                self._loop.replace(run)
+        elif self._threads is not None:
+            self._threads.replace(run)
+        self.finished.put(run)
+
+    def close(self) -> None:
+        self._watch.close()
+        if self._threads is not None:
+            self._threads.close()
+        if self._loop is not None:
+            self._loop.close()
+
+
+class Dispatcher:
+    """The loops of a worker with ``concurrency`` above 1."""
+
+    def __init__(self, worker: Worker, runners: Runners, size: int) -> None:
+        self.worker = worker
+        self.runners = runners
+        self.size = size
+        self.running: set[Run] = set()
+
+    def listen(self, wait: float) -> None:
+        worker = self.worker
+        while True:
+            self._settle(self.runners.finished.take(None))
+            if worker._should_stop():
+                break
+            if self._room():
+                message = worker._reserve(wait if not self.running else min(wait, BUSY_WAIT))
+                if message is not None:
+                    self._start(message)
+            else:
+                self._settle(self.runners.finished.take(wait))
+            worker._loop_event()
+        self.drain()
+
+    def run(self) -> None:
+        """Every job ready now, with up to ``size`` in flight."""
+        worker = self.worker
+        while True:
+            self._settle(self.runners.finished.take(None))
+            if worker._should_stop():
+                break
+            if self._room():
+                message = worker._consuming().next(0)
+                if message is not None:
+                    self._start(message)
+                    worker._loop_event()
+                    continue
+                if not self.running:
+                    break
+            self._settle(self.runners.finished.take(BUSY_WAIT))
+            worker._loop_event()
+        self.drain()
+
+    def drain(self) -> None:
+        """Wait for every job in flight to end and settle it."""
+        if self.running:
+            logger.info("waiting for %d running jobs to finish", len(self.running))
+        while self.running:
+            self._settle(self.runners.finished.take(0.1))
+
+    def _room(self) -> bool:
+        worker = self.worker
+        if len(self.running) >= self.size:
+            return False
+        # max_jobs counts jobs begun: no job is begun that the worker would not finish.
+        return worker.max_jobs is None or worker.processed + len(self.running) < worker.max_jobs
+
+    def _start(self, message: Message) -> None:
+        worker = self.worker
+        prepared = worker.guarded(message, worker.prepare, message)
+        if prepared is None:
+            worker.processed += 1
+            return
+        job, meta, event = prepared
+        run = Run(message, job, meta, event, float(message.ttr))
+        self.running.add(run)
+        try:
+            self.runners.start(run)
+        except BaseException:
+            self.running.discard(run)
+            raise
+
+    def _settle(self, ended: list[Run]) -> None:
+        worker = self.worker
+        for run in ended:
+            self.running.discard(run)
+            worker.guarded(run.message, worker.conclude, run)
+            worker.processed += 1
+
+
+def stuck_message(run: Run) -> str:
+    return (f"job {run.message.id} is still running {STUCK_GRACE:g}s past its ttr of "
+            f"{run.ttr:g}s (blocked in C code, or an async job that blocks the event loop "
+            "or will not be cancelled): its slot is given up and its lease brings the job "
+            "back; run such jobs with --isolate, which kills them at their ttr")
