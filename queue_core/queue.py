@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import bounds, events
+from . import bounds, events, producing_async
 from .consuming import Consumption
 from .driver import Capabilities, ErrorInfo, JobInfo, JobStatus, Message, PushRequest
 from .errors import (
@@ -257,6 +257,33 @@ class Queue:
         if self.driver.capabilities.runs_at_push:
             self._run_at_push()
         return ids
+
+    # -- push and look up from asyncio code (producing_async.py) ---------------------
+
+    async def apush(self, job: Job, delay: float = 0, priority: int | None = None,
+                    ttr: float | None = None, *, attempts: int | None = _UNSET,
+                    backoff: Any = None) -> str | None:
+        """``push`` for asyncio code: the same arguments, checks, events, ids and errors,
+        without blocking the event loop. Concurrent calls of one loop share round trips."""
+        return await producing_async.apush(self, job, delay, priority, ttr, attempts, backoff)
+
+    async def apush_many(self, jobs: Iterable[Job], delay: float = 0,
+                         priority: int | None = None, ttr: float | None = None, *,
+                         attempts: int | None = _UNSET, backoff: Any = None
+                         ) -> list[str | None]:
+        """``push_many`` for asyncio code, as ``apush`` is ``push``."""
+        return await producing_async.apush_many(self, jobs, delay, priority, ttr, attempts,
+                                                backoff)
+
+    async def astatus(self, job_id: str) -> JobStatus:
+        """``status`` for asyncio code: the lookup runs in a thread."""
+        self._require("status", "job status")
+        return await producing_async.alookup(self, self.status, job_id)
+
+    async def aget(self, job_id: str) -> JobInfo:
+        """``get`` for asyncio code: the lookup runs in a thread."""
+        self._require("status", "job lookup")
+        return await producing_async.alookup(self, self.get, job_id)
 
     def _job_ttr(self, job: Job, ttr: float | None) -> float:
         """push(ttr=), else the job's get_ttr(), else the queue's ttr."""
