@@ -55,6 +55,7 @@ class Span:
     first_start: float
     last_end: float
     mean_job: float  # mean seconds from a job's start to its end
+    refill: float | None  # median seconds a slot stays empty (see span)
 
     @property
     def seconds(self) -> float:
@@ -82,7 +83,11 @@ class Tail:
         return self.lines
 
 
-def span(directory: str) -> Span:
+def span(directory: str, slots: int = 1) -> Span:
+    """The run recorded in ``directory``. With ``slots`` jobs in flight, the k-th job to
+    start after the first ``slots`` takes the place of the k-th job to end: ``refill`` is
+    the median time from that end to that start, the worker's own time between two jobs
+    of a slot (fetching, handing over, settling) as the jobs see it."""
     indexes: set[int] = set()
     starts: list[float] = []
     ends: list[float] = []
@@ -95,4 +100,8 @@ def span(directory: str) -> Span:
     if not starts:
         raise ValueError(f"no job recorded in {directory}")
     took = sum(e - s for s, e in zip(starts, ends, strict=True)) / len(starts)
-    return Span(len(indexes), len(starts), min(starts), max(ends), took)
+    ordered_starts, ordered_ends = sorted(starts), sorted(ends)
+    gaps = sorted(ordered_starts[k + slots] - ordered_ends[k]
+                  for k in range(len(starts) - slots))
+    refill = gaps[len(gaps) // 2] if gaps else None
+    return Span(len(indexes), len(starts), min(starts), max(ends), took, refill)
