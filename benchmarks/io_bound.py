@@ -121,13 +121,13 @@ def process_tree(root: int) -> list[int]:
         found.append(pid)
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
-        except FileNotFoundError:
+        except OSError:  # gone (FileNotFoundError), or going (ProcessLookupError)
             continue
         for task in tasks:
             try:
                 with open(f"/proc/{pid}/task/{task}/children") as handle:
                     todo.extend(int(child) for child in handle.read().split())
-            except (FileNotFoundError, ProcessLookupError):
+            except OSError:
                 pass
     return found
 
@@ -138,7 +138,7 @@ def rss_kb(pid: int) -> int:
             for line in handle:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:
         pass
     return 0  # gone, or a zombie (which has no VmRSS line)
 
@@ -152,7 +152,7 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     try:
         with open(path) as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:
         return 0.0
     # utime, stime, cutime, cstime: fields 14 to 17 of stat(5), 12 to 15 after the name
     if thread is not None:
