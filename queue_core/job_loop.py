@@ -13,6 +13,7 @@ import inspect
 import logging
 import threading
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from .inflight import STUCK_GRACE, Finished, Run, TtrWatch
@@ -100,7 +101,7 @@ class JobLoop:
 
     def _begin(self, run: Run) -> None:
         try:
-            task: asyncio.Task[Any] = asyncio.ensure_future(run.job.execute(self._queue))
+            task: asyncio.Task[Any] = asyncio.ensure_future(_outcome(run.job.execute(self._queue)))
         except BaseException as error:  # execute raised before its first await, or is odd
             run.error = error
             self._finished.put(run)
@@ -127,8 +128,21 @@ class JobLoop:
         if task.cancelled():
             if not run.expired:
                 run.error = asyncio.CancelledError()
-        elif task.exception() is not None:
-            run.error = task.exception()
         else:
-            run.result = task.result()
+            ok, value = task.result()
+            if ok:
+                run.result = value
+            else:
+                run.error = value
         self._finished.put(run)
+
+
+async def _outcome(job_run: Awaitable[Any]) -> tuple[bool, Any]:
+    """(True, result) or (False, error): a job's SystemExit or KeyboardInterrupt is its
+    failure, where a task would raise it out of the loop and stop every job on it."""
+    try:
+        return True, await job_run
+    except asyncio.CancelledError:
+        raise
+    except BaseException as error:
+        return False, error

@@ -1,7 +1,7 @@
 """The pool of threads that runs synchronous jobs when a worker has several in flight.
 
 Threads start as jobs need them, up to the worker's concurrency. At a job's ttr the watch
-raises ``TtrExpired`` inside its thread (``PyThreadState_SetAsyncExc``, as watchdog.py
+raises ``JobTimeoutError`` inside its thread (``PyThreadState_SetAsyncExc``, as watchdog.py
 does for one job). A thread given up as stuck is replaced at once and, should its job ever
 return, drops the outcome and exits.
 """
@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from .errors import JobTimeoutError
 from .inflight import Finished, Run, TtrWatch
 from .watchdog import TtrExpired, _raise_in
 
@@ -112,7 +113,9 @@ class JobThreads:
 
 
 def _interrupt(run: Run) -> None:
-    _raise_in(run.thread_id, TtrExpired)
+    # The class the job sees is the one it may catch; the run's ``expired`` flag, not the
+    # exception, tells the worker that its ttr ran out.
+    _raise_in(run.thread_id, JobTimeoutError)
 
 
 def _close(awaitable: object) -> None:

@@ -14,6 +14,17 @@ from tests.support.drivers import DriverSpec, selected_specs
 
 REQUIRE_ALL = os.environ.get("QUEUE_TEST_REQUIRE_ALL") == "1"
 
+WORKER_MODES: dict[str, dict[str, Any]] = {
+    "c1": {},
+    "threads8": {"concurrency": 8},
+    "async8": {"concurrency": 8,
+               "serializer": "tests.support.async_twins:AsyncTwinSerializer"},
+}
+"""How the worker of a contract or reliability test runs its jobs: one at a time in its
+main thread; eight at a time on pool threads; eight at a time on its event loop (every test
+job swapped for its async twin, see tests/support/async_twins.py). QUEUE_TEST_WORKER_MODES
+(comma-separated) picks some."""
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
@@ -30,6 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "needs(*flags): run only on drivers that declare these capabilities "
         "('!flag': that lack it)")
+    config.addinivalue_line(
+        "markers", "worker_modes(*names): run only in these worker modes (see WORKER_MODES)")
 
 
 _NO_SELECTED_DRIVER: set[str] = set()
@@ -38,7 +51,25 @@ none of them declares): left out of the run, not skipped, since a skip fails und
 QUEUE_TEST_REQUIRE_ALL=1."""
 
 
+def _worker_modes() -> list[str]:
+    chosen = os.environ.get("QUEUE_TEST_WORKER_MODES")
+    if not chosen:
+        return list(WORKER_MODES)
+    names = [name.strip() for name in chosen.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WORKER_MODES]
+    if unknown:
+        raise pytest.UsageError(f"QUEUE_TEST_WORKER_MODES: unknown {unknown}; known: "
+                                f"{', '.join(WORKER_MODES)}")
+    return names
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "worker_mode" in metafunc.fixturenames:
+        modes = _worker_modes()
+        marker = metafunc.definition.get_closest_marker("worker_modes")
+        if marker is not None:
+            modes = [mode for mode in modes if mode in marker.args]
+        metafunc.parametrize("worker_mode", modes)
     if "driver_spec" not in metafunc.fixturenames:
         return
     needs: set[str] = set()
@@ -94,15 +125,17 @@ def journal(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def queue_settings(driver_spec: DriverSpec,
-                   tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
-    """Settings for a queue on a fresh channel of the driver under test."""
+def queue_settings(driver_spec: DriverSpec, tmp_path: Path,
+                   worker_mode: str) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Settings for a queue on a fresh channel of the driver under test, its worker run the
+    way ``worker_mode`` says."""
     channel = f"t{uuid.uuid4().hex[:12]}"
     built: list[dict[str, Any]] = []
 
     def build(**extra: Any) -> dict[str, Any]:
         settings = driver_spec.settings(tmp_path, channel)
         settings["imports"] = ["tests.support.jobs"]
+        settings.update(WORKER_MODES[worker_mode])
         settings.update(extra)
         built.append(settings)
         return settings

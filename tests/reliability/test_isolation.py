@@ -12,7 +12,8 @@ from queue_core import ExecEvent, JobStatus, Queue, create_queue
 from tests.support.jobs import Abort, Record, Temporary, count, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
 
-pytestmark = pytest.mark.needs("!runs_at_push", "multiprocess")
+# Isolated jobs run one at a time per worker (--workers N runs several).
+pytestmark = [pytest.mark.needs("!runs_at_push", "multiprocess"), pytest.mark.worker_modes("c1")]
 
 
 @pytest.mark.needs("retry")

@@ -115,9 +115,19 @@ def test_two_workers_run_1000_jobs_exactly_once(queue_settings, journal: str,
         assert counts[JobStatus.WAITING] == counts.get(JobStatus.RESERVED, 0) == 0
 
 
-@pytest.mark.parametrize("isolate", [None, "fork", "exec"])
-def test_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal: str,
-                                                       isolate: str | None) -> None:
+def test_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal: str) -> None:
+    check_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal, None)
+
+
+@pytest.mark.worker_modes("c1")  # isolated jobs run one at a time per worker
+@pytest.mark.parametrize("isolate", ["fork", "exec"])
+def test_an_isolated_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal: str,
+                                                               isolate: str) -> None:
+    check_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal, isolate)
+
+
+def check_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal: str,
+                                                        isolate: str | None) -> None:
     settings = queue_settings()
     queue = create_queue(settings)
     slow = queue.push(Sleep(journal, "slow", 60), ttr=1)

@@ -6,6 +6,7 @@ lines from several processes never interleave.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import os
@@ -99,6 +100,14 @@ class Retryable(RetryableJob):
         return attempt < self.retry_until
 
 
+def pause(seconds: float) -> None:
+    """Sleep in slices, back in Python between them: ttr interrupts a job thread there (an
+    exception raised in a thread waits for a call in C to return, see job_threads.py)."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+
+
 @dataclass
 class Sleep(Job):
     """Writes 'start <tag>', sleeps, writes 'end <tag>'."""
@@ -109,7 +118,7 @@ class Sleep(Job):
 
     def execute(self, queue: Any) -> str:
         append(self.journal, f"start {self.tag}")
-        time.sleep(self.seconds)
+        pause(self.seconds)
         append(self.journal, f"end {self.tag}")
         return self.tag
 
@@ -126,7 +135,7 @@ class SleepOnce(Job):
         first = count(self.journal, f"start {self.tag}") == 0
         append(self.journal, f"start {self.tag}")
         if first:
-            time.sleep(self.seconds)
+            pause(self.seconds)
         append(self.journal, f"end {self.tag}")
         return self.tag
 
@@ -294,3 +303,77 @@ class Typed(Job):
         for name, value in sorted(vars(self).items()):
             if name != "journal":
                 append(self.journal, f"{name} {type(value).__name__} {value!r}")
+
+
+@dataclass
+class Spin(Job):
+    """Writes 'start <tag>' and spins in Python until interrupted."""
+
+    journal: str
+    tag: str
+
+    def execute(self, queue: Any) -> None:
+        append(self.journal, f"start {self.tag}")
+        while True:
+            pass
+
+
+@dataclass
+class AwaitForever(Job):
+    """An async job: writes 'start <tag>' and awaits something that never comes."""
+
+    journal: str
+    tag: str
+
+    async def execute(self, queue: Any) -> None:
+        append(self.journal, f"start {self.tag}")
+        await asyncio.Event().wait()
+
+
+@dataclass
+class AsyncRecord(Job):
+    """An async job: sleeps on the event loop, then appends its tag."""
+
+    journal: str
+    tag: str
+    seconds: float = 0.0
+
+    async def execute(self, queue: Any) -> str:
+        await asyncio.sleep(self.seconds)
+        append(self.journal, self.tag)
+        return self.tag
+
+
+@dataclass
+class AsyncStubborn(Job):
+    """An async job that swallows its cancellation, the ttr interrupt, for ``seconds``."""
+
+    journal: str
+    seconds: float
+
+    async def execute(self, queue: Any) -> None:
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            try:
+                await asyncio.sleep(0.05)
+            except BaseException as exc:
+                append(self.journal, f"swallowed {type(exc).__name__}")
+        append(self.journal, "returned")
+
+
+@dataclass
+class Hold(Job):
+    """Writes 'start <tag>', waits while the file ``hold`` exists (a minute at most), then
+    writes 'end <tag>'."""
+
+    journal: str
+    tag: str
+    hold: str
+
+    def execute(self, queue: Any) -> str:
+        append(self.journal, f"start {self.tag}")
+        end = time.monotonic() + 60
+        while os.path.exists(self.hold) and time.monotonic() < end:
+            time.sleep(0.05)
+        append(self.journal, f"end {self.tag}")
+        return self.tag

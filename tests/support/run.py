@@ -19,3 +19,11 @@ def run_until(queue: Queue, done: Callable[[], Any], timeout: float = 10.0,
         if not queue.run():
             time.sleep(0.02)
     return time.monotonic() - start
+
+
+def started_tags(queue: Queue) -> list[str]:
+    """The tags of Record jobs in the order the worker began them (several may then run at
+    once, and end in any order)."""
+    tags: list[str] = []
+    queue.on(Queue.EVENT_BEFORE_EXEC, lambda event: tags.append(event.job.tag))
+    return tags
