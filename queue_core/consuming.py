@@ -56,17 +56,20 @@ class Consumption:
 
     # -- taking jobs -----------------------------------------------------------------
 
-    def next(self, timeout: float) -> Message | None:
-        """The next job to run, begun; None when none came within ``timeout`` seconds."""
+    def next(self, timeout: float, room: int = 1) -> Message | None:
+        """The next job to run, begun; None when none came within ``timeout`` seconds.
+        ``room``: how many jobs the worker would begin now (it runs several at once), so a
+        fetch may bring that many, each begun as soon as it is asked for."""
         while True:
             if not self._fetched:
                 # _carrying_kept, written out: this runs once per job on many drivers.
                 kept = self._kept
                 if kept:
                     self._kept = []
+                size = 1 if self._one_at_a_time else max(
+                    self._batch_size(), min(room, self.consumer.prefetch))
                 try:
-                    got = self.consumer.fetch(1 if self._one_at_a_time else self._batch_size(),
-                                              timeout, kept or ())
+                    got = self.consumer.fetch(size, timeout, kept or ())
                 except BaseException as exc:
                     if kept:
                         self._kept[:0] = kept
@@ -97,6 +100,11 @@ class Consumption:
                 return message
             logger.warning("job %s was fetched ahead and another worker took it before it "
                            "began (its fetch lease ran out); skipping it here", message.id)
+
+    def has_fetched(self) -> bool:
+        """Whether jobs fetched and not yet begun are at hand (``next(0)`` needs no round
+        trip for them)."""
+        return bool(self._fetched)
 
     def _batch_size(self) -> int:
         limit = self.consumer.prefetch

@@ -97,10 +97,13 @@ class Dispatcher:
             self._settle(self.runners.finished.take(None))
             if worker._should_stop():
                 break
-            if self._room():
-                message = worker._reserve(wait if not self.running else min(wait, BUSY_WAIT))
+            room = self._room()
+            if room:
+                message = worker._reserve(wait if not self.running else min(wait, BUSY_WAIT),
+                                          room)
                 if message is not None:
                     self._start(message)
+                    self._start_fetched()
             else:
                 self._settle(self.runners.finished.take(wait))
             worker._loop_event()
@@ -113,10 +116,12 @@ class Dispatcher:
             self._settle(self.runners.finished.take(None))
             if worker._should_stop():
                 break
-            if self._room():
-                message = worker._consuming().next(0)
+            room = self._room()
+            if room:
+                message = worker._consuming().next(0, room)
                 if message is not None:
                     self._start(message)
+                    self._start_fetched()
                     worker._loop_event()
                     continue
                 if not self.running:
@@ -132,12 +137,23 @@ class Dispatcher:
         while self.running:
             self._settle(self.runners.finished.take(0.1))
 
-    def _room(self) -> bool:
+    def _room(self) -> int:
+        """How many more jobs may begin now."""
         worker = self.worker
-        if len(self.running) >= self.size:
-            return False
-        # max_jobs counts jobs begun: no job is begun that the worker would not finish.
-        return worker.max_jobs is None or worker.processed + len(self.running) < worker.max_jobs
+        room = self.size - len(self.running)
+        if worker.max_jobs is not None:
+            # max_jobs counts jobs begun: no job is begun that the worker would not finish.
+            room = min(room, worker.max_jobs - worker.processed - len(self.running))
+        return max(0, room)
+
+    def _start_fetched(self) -> None:
+        """Begin the jobs that came with the last fetch, while there is room for them."""
+        consumption = self.worker._consuming()
+        while consumption.has_fetched() and self._room() and not self.worker.stopping:
+            message = consumption.next(0)
+            if message is None:
+                return
+            self._start(message)
 
     def _start(self, message: Message) -> None:
         worker = self.worker

@@ -11,6 +11,7 @@ the job back.
 
 from __future__ import annotations
 
+import math
 import queue as stdqueue
 import threading
 import time
@@ -90,6 +91,8 @@ class TtrWatch:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._next = 0.0
+        """When the watch thread wakes next (infinity: not until woken)."""
 
     def watch(self, run: Run) -> None:
         """Start the clock of ``run`` (call with ``lock`` held)."""
@@ -100,7 +103,8 @@ class TtrWatch:
             self._thread = threading.Thread(target=self._loop, name="queue-core ttr watch",
                                             daemon=True)
             self._thread.start()
-        self._wake.set()
+        if run.deadline < self._next:
+            self._wake.set()  # it sleeps until a later deadline: wake it to wait for this one
 
     def forget(self, run: Run) -> bool:
         """Stop watching ``run`` (call with ``lock`` held); False if it was given up."""
@@ -130,6 +134,7 @@ class TtrWatch:
                         if run.interrupt is not None:
                             run.interrupt(run)
                 soonest = min((r.deadline for r in self._runs), default=None)
+                self._next = math.inf if soonest is None else soonest
             for run in stuck:
                 self._on_stuck(run)
             self._wake.wait(None if soonest is None else max(0.0, soonest - time.monotonic()))

@@ -201,9 +201,9 @@ class Worker:
                 self._loop_event()
         return self.exit_code or 0
 
-    def _reserve(self, wait: float) -> Message | None:
+    def _reserve(self, wait: float, room: int = 1) -> Message | None:
         try:
-            message = (self._consumption or self._consuming()).next(wait)
+            message = (self._consumption or self._consuming()).next(wait, room)
         except Exception as exc:
             self._outage(exc)
             return None

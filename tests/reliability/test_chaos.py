@@ -25,14 +25,13 @@ from tests.support.jobs import Chaos, FailOnce, read_lines
 from tests.support.procs import ROOT, kill_group, queue_core, stop, wait_for, worker_env
 
 pytestmark = [pytest.mark.needs("ttr_lease", "!runs_at_push", "multiprocess"),
-              pytest.mark.slow,
-              # Not yet with several jobs in flight: the threads8 and async8 runs of this
-              # suite fail (under investigation, see issue 16), so it stays one at a time.
-              pytest.mark.worker_modes("c1")]
+              pytest.mark.slow]
 logger = logging.getLogger(__name__)
 
 JOBS = 2000
 KILLS = 15
+JOB_SECONDS = 0.003
+"""How long each job works, with one job in flight per worker."""
 TTR = 2.0
 """Short: a job whose worker was killed comes back within ttr plus the lease grace."""
 
@@ -105,7 +104,11 @@ class Runs:
 
 
 def _push(queue: Queue, journal: str, tags: list[str], failing: set[str]) -> dict[str, str]:
-    jobs = [FailOnce(journal, tag) if tag in failing else Chaos(journal, tag) for tag in tags]
+    # A worker with N jobs in flight gets through them N times as fast: each job lasts N
+    # times as long, so that the kills still land while the backlog is worked off.
+    seconds = JOB_SECONDS * queue.concurrency
+    jobs = [FailOnce(journal, tag) if tag in failing else Chaos(journal, tag, seconds)
+            for tag in tags]
     ids: dict[str, str] = {}
     for start in range(0, len(jobs), 500):
         chunk = jobs[start:start + 500]

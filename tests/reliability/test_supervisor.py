@@ -58,18 +58,20 @@ def test_three_workers_run_1000_jobs_once_and_survive_a_sigkill(
     assert code == 0, err
     assert done_at_kill < 1000  # the kill happened while work remained
     assert "died (signal 9)" in err
+    # The killed worker held at most ``in_flight`` jobs: each one running (the SIGKILL cut
+    # it short) or finished with its ack not yet carried out (drivers that carry an ack
+    # with the next reserve, DB and Redis, may run such a job once more). Only those can
+    # have run twice, and each was charged one attempt more.
+    in_flight = queue.concurrency
     started = Counter(read_lines(journal))
     assert set(started) == tags
-    # Only a run the SIGKILL cut short can have started twice.
-    assert sum(n - 1 for n in started.values()) <= 1, started.most_common(3)
+    assert sum(n - 1 for n in started.values()) <= in_flight, started.most_common(3)
     if keep:
         infos = [queue.get(job_id) for job_id in ids]
         assert all(info.status is JobStatus.DONE for info in infos)
-        assert sum(info.attempt for info in infos) <= 1001
-    # Drivers that carry an ack with the next reserve (DB, Redis) may run the job the kill
-    # hit between its after_exec and that reserve once more: still at most one job twice.
+        assert sum(info.attempt for info in infos) <= 1000 + in_flight
     completed = Counter(job_id for _, job_id in _done(done_log))
-    assert sum(n - 1 for n in completed.values()) <= 1, completed.most_common(3)
+    assert sum(n - 1 for n in completed.values()) <= in_flight, completed.most_common(3)
 
 
 def test_sigterm_to_the_supervisor_stops_every_worker_after_its_job(

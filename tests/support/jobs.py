@@ -240,10 +240,11 @@ class Chaos(Job):
 
     journal: str
     tag: str
+    seconds: float = 0.003
 
     def execute(self, queue: Any) -> None:
         append(self.journal, f"start {self.tag} {os.getpid()}")
-        time.sleep(0.003)
+        time.sleep(self.seconds)
         append(self.journal, f"end {self.tag} {os.getpid()}")
 
 
