@@ -56,6 +56,9 @@ def test_sigkill_mid_job_then_another_worker_finishes_it_as_attempt_2(
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP],
                          ids=lambda s: signal.Signals(s).name)
+# One job at a time: the next job waits behind the running one. With several in flight,
+# see test_concurrency.py::test_a_stop_signal_lets_the_running_jobs_finish_and_gives_back_the_rest.
+@pytest.mark.worker_modes("c1")
 def test_a_stop_signal_lets_the_running_job_finish(queue_settings, journal: str,
                                                    sig: int) -> None:
     settings = queue_settings()
@@ -154,6 +157,9 @@ def check_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal:
         assert info.error.type == "queue_core.errors.JobTimeoutError"
 
 
+# One job at a time: with several in flight, the jobs begun beside the one that kills the
+# worker die with it and are charged too (see test_concurrency.py for that count).
+@pytest.mark.worker_modes("c1")
 @pytest.mark.needs("retry")
 def test_a_job_that_kills_its_worker_ends_failed_after_its_attempts(
         queue_settings, journal: str, tmp_path: Path) -> None:
