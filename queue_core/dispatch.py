@@ -92,41 +92,37 @@ class Dispatcher:
         self.running: set[Run] = set()
 
     def listen(self, wait: float) -> None:
-        worker = self.worker
-        while True:
-            self._settle(self.runners.finished.take(None))
-            if worker._should_stop():
-                break
-            room = self._room()
-            if room:
-                message = worker._reserve(wait if not self.running else min(wait, BUSY_WAIT),
-                                          room)
-                if message is not None:
-                    self._start(message)
-                    self._start_fetched()
-            else:
-                self._settle(self.runners.finished.take(wait))
-            worker._loop_event()
-        self.drain()
+        """Until the worker stops; a wait on the back end lasts up to ``wait`` seconds (a
+        back end that fails is waited out by the worker)."""
+        self._loop(wait, until_empty=False)
 
     def run(self) -> None:
         """Every job ready now, with up to ``size`` in flight."""
+        self._loop(BUSY_WAIT, until_empty=True)
+
+    def _loop(self, wait: float, until_empty: bool) -> None:
         worker = self.worker
+        finished = self.runners.finished
         while True:
-            self._settle(self.runners.finished.take(None))
+            self._settle(finished.take(None))
             if worker._should_stop():
                 break
             room = self._room()
-            if room:
-                message = worker._consuming().next(0, room)
+            if not room:
+                self._settle(finished.take(wait))
+            else:
+                if until_empty:
+                    message = worker._consuming().next(0, room)
+                else:
+                    message = worker._reserve(min(wait, BUSY_WAIT) if self.running else wait,
+                                              room)
                 if message is not None:
                     self._start(message)
                     self._start_fetched()
-                    worker._loop_event()
-                    continue
-                if not self.running:
-                    break
-            self._settle(self.runners.finished.take(BUSY_WAIT))
+                elif until_empty:
+                    if not self.running:
+                        break
+                    self._settle(finished.take(BUSY_WAIT))
             worker._loop_event()
         self.drain()
 
