@@ -40,6 +40,11 @@ class Consumer(ABC):
     prefetch: ClassVar[int] = 1
     """The most reservations one ``fetch`` may return. The core asks for fewer when jobs are
     slow, so that jobs waiting in this worker do not wait behind a long one."""
+    window: int = 1
+    """How many jobs the worker runs at once (the core sets it). A consumer that the back
+    end pushes jobs to (AMQP) keeps its prefetch at least this large and never changes it
+    while jobs run: a new consumer's prefetch would not count the jobs still running, and
+    the broker would send more than the worker has room for."""
     folds_settlements: ClassVar[bool] = False
     """True: the core may keep a settlement and pass it to the next ``fetch`` or ``begin``,
     which carries it out in the same round trip (``flush`` carries out what is left)."""

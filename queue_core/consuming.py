@@ -101,6 +101,10 @@ class Consumption:
             logger.warning("job %s was fetched ahead and another worker took it before it "
                            "began (its fetch lease ran out); skipping it here", message.id)
 
+    def allow_in_flight(self, count: int) -> None:
+        """The worker runs up to ``count`` jobs at once."""
+        self.consumer.window = count
+
     def has_fetched(self) -> bool:
         """Whether jobs fetched and not yet begun are at hand (``next(0)`` needs no round
         trip for them)."""

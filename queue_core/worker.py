@@ -221,6 +221,8 @@ class Worker:
     def _consuming(self) -> Consumption:
         if self._consumption is None:
             self._consumption = self.queue.consume()
+            if self.concurrency > 1:
+                self._consumption.allow_in_flight(self.concurrency)
         return self._consumption
 
     def _outage(self, exc: Exception) -> None:

@@ -198,8 +198,11 @@ class _AmqpConsumer(Consumer):
         twice the one in force, not at every small move of the core's running average,
         or when the cap is asked for: a count under half the cap would otherwise stay in
         force for good while the jobs are quick enough for all of it."""
-        want = max(1, min(max_n, self.prefetch))
+        window = self.window
+        want = max(1, min(max(max_n, window), max(self.prefetch, window)))
         current = self._qos
+        if window > 1 and self._consuming and current >= window:
+            return  # jobs are running; see Consumer.window
         if self._consuming and (want * 2 < current or want > current * 2
                                 or want == self.prefetch > current):
             self._cancel(wire)

@@ -147,7 +147,10 @@ def check_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal:
         kill_group(worker)
     assert code == 0
     assert took < 10, took
-    assert read_lines(journal) == ["start slow", "next"]
+    if queue.concurrency == 1:
+        assert read_lines(journal) == ["start slow", "next"]
+    else:  # "next" runs beside the slow job
+        assert sorted(read_lines(journal)) == ["next", "start slow"]
     assert "exceeded its ttr of 1s" in err
     if isolate:
         assert "its child process was killed" in err
