@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .errors import JobTimeoutError
 from .inflight import Finished, Run, TtrWatch
-from .watchdog import TtrExpired, _raise_in
+from .watchdog import _raise_in
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -98,9 +98,6 @@ class JobThreads:
                 run.result = result
             finally:
                 self._end(run, me)
-        except TtrExpired:
-            self._end(run, me)
-            run.expired = True
         except BaseException as error:  # a job's SystemExit or KeyboardInterrupt is its own
             self._end(run, me)
             run.error = error
