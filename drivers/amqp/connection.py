@@ -173,7 +173,7 @@ class Wire:
         self._published = 0
         self._settled = 0
         self._settled_single: set[int] = set()
-        self._nacked = 0
+        self._refused: list[int] = []
         self._publish_heads: dict[tuple[str, bool], bytes] = {}
         self._last_send = self._last_recv = time.monotonic()
         self._keeper: threading.Thread | None = None
@@ -419,8 +419,9 @@ class Wire:
         elif method_id == BASIC_ACK or method_id == BASIC_NACK:
             tag, multiple = decode_confirm(method_id, payload)
             if method_id == BASIC_NACK:
-                self._nacked += (max(0, tag - self._settled) - sum(
-                    1 for seq in self._settled_single if seq <= tag)) if multiple else 1
+                self._refused.extend(
+                    [seq for seq in range(self._settled + 1, tag + 1)
+                     if seq not in self._settled_single] if multiple else [tag])
             if multiple:
                 if tag > self._settled:
                     self._settled = tag
@@ -635,16 +636,28 @@ class Wire:
         self._published += count
         return self._published
 
-    def confirm(self, upto: int, timeout: float) -> list[Delivery]:
+    def settle(self, upto: int, timeout: float) -> tuple[list[Delivery], list[int]]:
         """Wait until the broker confirmed every message up to ``upto``; returns (and
-        forgets) the messages it returned as unroutable. Raises WireError when it refused
-        any (basic.nack) or said nothing in time; the connection is then dropped, since
-        what it did with the rest cannot be known."""
+        forgets) the messages it returned as unroutable and the sequence numbers of those
+        it refused (basic.nack), which it did not take and which may be sent again.
+        Raises WireError when it said nothing in time; the connection is then dropped,
+        since what it did with the rest cannot be known."""
         if not self._wait(lambda: self._settled >= upto, timeout):
             why = f" (the broker blocks publishing: {self.blocked})" if self.blocked else ""
             raise self._fail(f"no publisher confirm within {timeout:g}s{why}")
-        if self._nacked:
-            count, self._nacked = self._nacked, 0
-            raise self._fail(f"the broker refused {count} message(s) (basic.nack)")
         returned, self.returned = self.returned, []
+        refused, self._refused = self._refused, []
+        return returned, refused
+
+    def confirm(self, upto: int, timeout: float) -> list[Delivery]:
+        """``settle``, for a caller that cannot send again what the broker refused: any
+        refusal is a WireError, and the connection is dropped."""
+        returned, refused = self.settle(upto, timeout)
+        if refused:
+            raise self.refusal(len(refused))
         return returned
+
+    def refusal(self, count: int) -> WireError:
+        """The error for ``count`` messages the broker kept refusing; drops the
+        connection."""
+        return self._fail(f"the broker refused {count} message(s) (basic.nack)")

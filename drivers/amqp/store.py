@@ -66,6 +66,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PUSH_CHUNK = 1000
+REFUSAL_RESENDS = 3
+"""How often messages the broker refused (basic.nack: it did not take them) are sent
+again before the push fails; a quorum queue refuses now and then under load."""
+REFUSAL_PAUSE = 0.05
+"""Seconds before the first resend of refused messages, doubled for each next one."""
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
@@ -350,7 +355,7 @@ class AmqpDriver(Store):
         def send(wire: Wire) -> None:
             frames = wire.publish_bytes(self.topology.target(wire, delay), payload,
                                         properties)
-            self._confirm(wire, wire.publish(frames, 1))
+            self._confirm(wire, wire.publish(frames, 1), [frames])
         self._io(send)
         return job_id
 
@@ -371,6 +376,7 @@ class AmqpDriver(Store):
             targets: dict[float, str] = {}
             heads: dict[tuple[float, int | None], bytes] = {}
             frames: list[bytes] = []
+            sent: list[bytes] = []
             publish_bytes = wire.publish_bytes
             last = 0
             for job_id, request in zip(ids, requests, strict=True):
@@ -386,18 +392,34 @@ class AmqpDriver(Store):
                                             False))
                 if len(frames) == PUSH_CHUNK:
                     last = wire.publish(b"".join(frames), PUSH_CHUNK)
+                    sent += frames
                     frames = []
             if frames:
                 last = wire.publish(b"".join(frames), len(frames))
-            self._confirm(wire, last)
+                sent += frames
+            self._confirm(wire, last, sent)
         self._io(send)
         return ids
 
-    def _confirm(self, wire: Wire, last: int) -> None:
-        """Wait for the broker's confirms up to ``last``; what it returned as unroutable
-        (a delay queue that expired meanwhile, a queue someone deleted) is sent once more
-        after its queue is declared again."""
-        returned = wire.confirm(last, self.publish_timeout)
+    def _confirm(self, wire: Wire, last: int, sent: Sequence[bytes]) -> None:
+        """Wait for the broker's confirms of ``sent`` (each message's frames, the last
+        with sequence number ``last``). What it refused is sent again, a few times; what
+        it returned as unroutable (a delay queue that expired meanwhile, a queue someone
+        deleted) is sent once more after its queue is declared again."""
+        returned: list[Delivery] = []
+        for resend in range(REFUSAL_RESENDS + 1):
+            came_back, refused = wire.settle(last, self.publish_timeout)
+            returned += came_back
+            if not refused:
+                break
+            first = last - len(sent) + 1
+            if resend == REFUSAL_RESENDS or not all(first <= seq <= last for seq in refused):
+                raise wire.refusal(len(refused))
+            logger.warning("%s: the broker refused %d message(s) (basic.nack); sending "
+                           "them again", self.describe(), len(refused))
+            time.sleep(REFUSAL_PAUSE * 2 ** resend)
+            sent = [sent[seq - first] for seq in refused]
+            last = wire.publish(b"".join(sent), len(sent))
         if not returned:
             return
         again: list[bytes] = []
@@ -457,7 +479,8 @@ class AmqpDriver(Store):
                 target = queue
                 self.topology.ensure(wire, target, self.topology.plain_arguments)
             properties = self._fit(wire, message_id, priority, headers)
-            self._confirm(wire, wire.publish(wire.publish_bytes(target, body, properties), 1))
+            frames = wire.publish_bytes(target, body, properties)
+            self._confirm(wire, wire.publish(frames, 1), [frames])
         self._io(send)
 
     def _fit(self, wire: Wire, message_id: str, priority: int | None,
@@ -556,9 +579,9 @@ class AmqpDriver(Store):
                     found.headers.get("qc-attempt"))
                 properties = self._fit(wire, found.message_id or job_id, found.priority,
                                        headers)
-                queue = self.topology.target(wire, 0)
-                self._confirm(wire, wire.publish(
-                    wire.publish_bytes(queue, found.body, properties), 1))
+                frames = wire.publish_bytes(self.topology.target(wire, 0), found.body,
+                                            properties)
+                self._confirm(wire, wire.publish(frames, 1), [frames])
                 wire.ack(found.tag)
             finally:
                 if seen:

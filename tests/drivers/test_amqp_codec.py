@@ -386,6 +386,67 @@ def test_a_nack_fails_the_batch_counting_what_was_refused(peer: Peer) -> None:
     assert peer.wire.sock is None
 
 
+def test_settle_names_each_refused_message_and_keeps_the_connection(peer: Peer) -> None:
+    peer.wire.publish(b"", 6)
+    peer.send(_confirm(1, False) + _confirm(4, False) + _confirm(3, True, nack=True)
+              + _confirm(6, False, nack=True) + _confirm(5, False))
+    assert peer.wire.settle(6, 1) == ([], [2, 3, 6])
+    assert peer.wire.sock is not None
+
+
+def test_a_push_sends_again_exactly_what_the_broker_refused(peer: Peer) -> None:
+    from queue_core.drivers.amqp.store import AmqpDriver
+    driver = AmqpDriver(NOWHERE)
+    messages = [peer.wire.publish_bytes("jobs", f"job {n}".encode(), props_bytes(
+        message_id=f"m{n}")) for n in range(1, 5)]
+    last = peer.wire.publish(b"".join(messages), 4)
+    peer.sent()
+    peer.send(_confirm(1, False) + _confirm(3, True, nack=True) + _confirm(4, False))
+    outcome: list[BaseException | None] = []
+
+    def confirm() -> None:
+        try:
+            driver._confirm(peer.wire, last, messages)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+    thread = threading.Thread(target=confirm)
+    thread.start()
+    again = b""
+    deadline = time.monotonic() + 5
+    while len(again) < len(messages[1] + messages[2]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+        again += peer.sent()
+    assert again == messages[1] + messages[2]  # 2 and 3, as messages 5 and 6
+    peer.send(_confirm(6, True))
+    thread.join(5)
+    assert outcome == [None]
+
+
+def test_a_push_refused_every_time_fails_naming_the_count(peer: Peer) -> None:
+    from queue_core.drivers.amqp.store import REFUSAL_RESENDS, AmqpDriver
+    driver = AmqpDriver(NOWHERE)
+    message = peer.wire.publish_bytes("jobs", b"job", props_bytes(message_id="m"))
+    seen = []
+
+    def refuse_each() -> None:
+        received = b""
+        deadline = time.monotonic() + 5
+        while len(seen) <= REFUSAL_RESENDS and time.monotonic() < deadline:
+            received += peer.sent()
+            if len(received) >= len(message):
+                seen.append(received[:len(message)])
+                received = received[len(message):]
+                peer.send(_confirm(len(seen), False, nack=True))
+            time.sleep(0.005)
+    broker = threading.Thread(target=refuse_each)
+    broker.start()
+    with pytest.raises(WireError, match=r"refused 1 message\(s\) \(basic.nack\)"):
+        driver._confirm(peer.wire, peer.wire.publish(message, 1), [message])
+    broker.join(5)
+    assert seen == [message] * (REFUSAL_RESENDS + 1)
+
+
 def test_a_broker_closing_the_connection_gets_close_ok_and_its_code(peer: Peer) -> None:
     peer.send(method(0, pika.spec.Connection.Close(320, "CONNECTION_FORCED - shutdown", 0, 0)))
     with pytest.raises(WireError, match="closed the connection: 320 CONNECTION_FORCED") as err:
