@@ -48,8 +48,12 @@ class Fleet:
         self.workers.append(queue_core(self.settings, "listen", "--timeout", "0.2",
                                        stdout=subprocess.DEVNULL))
 
-    def kill_one(self) -> None:
-        victim = self.workers.pop(random.randrange(len(self.workers)))
+    def kill_one(self, pid: str | None = None) -> None:
+        """Kill the worker with ``pid``, or one picked at random."""
+        index = next((i for i, worker in enumerate(self.workers) if str(worker.pid) == pid),
+                     None)
+        victim = self.workers.pop(random.randrange(len(self.workers)) if index is None
+                                  else index)
         kill_group(victim)
         self.killed.add(str(victim.pid))
         self.start()
@@ -119,16 +123,35 @@ def _push(queue: Queue, journal: str, tags: list[str], failing: set[str]) -> dic
 
 
 def _kill_while_running(fleet: Fleet, journal: str, done: Any, kills: int) -> None:
-    """``kills`` SIGKILLs at random moments while jobs are being processed, each once the
-    workers have started jobs since the last one."""
-    for _ in range(kills):
+    """``kills`` SIGKILLs while jobs are being processed, each once the workers have
+    started jobs since the last one: every other one at a random moment (between jobs as
+    well as inside one), the others aimed at a worker seen inside a job."""
+    for number in range(kills):
         wanted = len(read_lines(journal)) + 20
         wait_for(lambda wanted=wanted: len(read_lines(journal)) > wanted or done(), 60,
                  "the workers to run jobs")
         time.sleep(random.uniform(0.05, 0.2))
         if done():
             break
-        fleet.kill_one()
+        fleet.kill_one(_inside_a_job(fleet, journal) if number % 2 else None)
+
+
+def _inside_a_job(fleet: Fleet, journal: str, within: float = 1.0) -> str | None:
+    """The pid of a live worker whose last journal line is a start, as soon as one is
+    seen (None if none is within ``within`` seconds)."""
+    live = {str(worker.pid) for worker in fleet.workers}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        last: dict[str, str] = {}
+        for line in read_lines(journal)[-50:]:
+            words = line.split()
+            if len(words) == 3:
+                last[words[2]] = words[0]
+        inside = [pid for pid, kind in last.items() if kind == "start" and pid in live]
+        if inside:
+            return random.choice(inside)
+        time.sleep(0.001)
+    return None
 
 
 def _assert_kills_landed(fleet: Fleet, runs: Runs, failing: set[str]) -> None:
