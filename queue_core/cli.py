@@ -35,9 +35,8 @@ from .errors import (
     JobNotInStateError,
     NotSupportedError,
     QueueError,
-    SerializationError,
 )
-from .isolation import DEFAULT_MODE, MODES, encode_outcome, execute_and_report
+from .isolation import DEFAULT_MODE, MODES
 from .job import lookup, registered_names
 from .queue import Queue
 from .settings import SCHEMES, queue_from_target
@@ -185,6 +184,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     execute = commands.add_parser("exec", help=argparse.SUPPRESS)
     execute.add_argument("--report-fd", type=_number(0, True), required=True)
+    execute.add_argument("--max-memory", type=_number(1), default=None)
     execute.set_defaults(handler=cmd_exec)
     return parser
 
@@ -225,7 +225,14 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
                              "concurrency setting, 1 unless set)")
     parser.add_argument("--isolate", nargs="?", const=DEFAULT_MODE, choices=MODES, default=None,
                         help="run each job in a child process killed at its ttr (fork or "
-                             f"exec; a bare --isolate means {DEFAULT_MODE} here)")
+                             f"exec; a bare --isolate means {DEFAULT_MODE} here); one child "
+                             "per job in flight, each running job after job")
+    parser.add_argument("--max-jobs-per-child", type=_number(1, True), default=None,
+                        metavar="N", help="with --isolate: replace a child after N jobs "
+                                          "(1: a fresh process for every job)")
+    parser.add_argument("--max-memory-per-child", type=_number(1), default=None, metavar="MB",
+                        help="with --isolate: replace a child once it uses this much memory "
+                             "after a job")
     parser.add_argument("--max-jobs", type=_number(1, True), default=None,
                         help="exit 0 after this many jobs")
     parser.add_argument("--max-memory", type=_number(1), default=None, metavar="MB",
@@ -288,7 +295,8 @@ def _jsonable(value: Any) -> bool:
 
 def _worker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"concurrency": args.concurrency, "max_jobs": args.max_jobs,
-            "max_memory": args.max_memory,
+            "max_memory": args.max_memory, "max_jobs_per_child": args.max_jobs_per_child,
+            "max_memory_per_child": args.max_memory_per_child,
             "max_time": args.max_time, "isolate": args.isolate,
             "app": _app_target(args.app)}
 
@@ -299,7 +307,8 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
         command = [sys.executable, "-m", "queue_core", "--app", _app_target(args.app)]
         command += ["-" + "v" * args.verbose] if args.verbose else []
         command += ["listen", "--timeout", str(args.timeout)]
-        for option in ("concurrency", "isolate", "max_jobs", "max_memory", "max_time"):
+        for option in ("concurrency", "isolate", "max_jobs", "max_memory", "max_time",
+                       "max_jobs_per_child", "max_memory_per_child"):
             value = getattr(args, option)
             if value is not None:
                 command += [f"--{option.replace('_', '-')}", str(value)]
@@ -479,18 +488,11 @@ def cmd_push(queue: Queue, args: argparse.Namespace) -> int:
 
 
 def cmd_exec(queue: Queue, args: argparse.Namespace) -> int:
-    """Internal: run one job for an isolated worker; the payload comes on stdin, the
-    outcome goes to the report file descriptor."""
+    """Internal: the life of an isolated worker's child made with exec; jobs come on
+    stdin, reports go to the report file descriptor (see job_children.py)."""
+    from .job_children import serve
     queue.import_job_modules()
-    payload = sys.stdin.buffer.read()
-    try:
-        job, _ = queue.decode(payload)
-    except SerializationError as exc:
-        with os.fdopen(int(args.report_fd), "wb") as out:
-            out.write(encode_outcome(False, exc, str(exc)))
-        return EXIT_OK
-    with os.fdopen(int(args.report_fd), "wb") as out:
-        execute_and_report(queue, job, out)
+    serve(queue, sys.stdin.fileno(), int(args.report_fd), args.max_memory)
     return EXIT_OK
 
 

@@ -1,7 +1,8 @@
 """Several jobs in flight in one worker: the main thread fetches, starts and settles.
 
 Only ``execute`` leaves the main thread: a synchronous job runs on a pool thread, an
-``async def`` one on the worker's event loop. Decoding, the lost-run check, every event
+``async def`` one on the worker's event loop, an isolated one in a child process
+(job_children.py) that a pool thread waits for. Decoding, the lost-run check, every event
 handler, the retry decision and every call to the back end stay on the main thread, so a
 driver's consumer is never used from two threads. A job is begun (and so counts as an
 attempt) only when a slot is free for it; on stop, fetching ends and the jobs running are
@@ -11,6 +12,9 @@ let finish (each within its ttr), and what was fetched and not begun goes back u
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from .errors import NotSupportedError
@@ -21,11 +25,15 @@ from .model import Message
 from .watchdog import available as thread_interrupts_available
 
 if TYPE_CHECKING:
+    from .job_children import ChildPool
     from .queue import Queue
     from .worker import Worker
 
 logger = logging.getLogger(__name__)
 
+STOP_NOW_WAIT = 2.0
+"""Seconds the worker waits for the jobs it interrupted on a second stop signal; one
+still running then is left to its lease."""
 BUSY_WAIT = 0.05
 """Longest wait on the back end for one more job while others run: their outcomes are
 settled only between two waits."""
@@ -34,8 +42,11 @@ settled only between two waits."""
 class Runners:
     """One worker's pool threads, event loop and ttr watch, each made when first needed."""
 
-    def __init__(self, queue: Queue, size: int, enforce_ttr: bool) -> None:
+    def __init__(self, queue: Queue, size: int, enforce_ttr: bool,
+                 children: ChildPool | None = None) -> None:
         self.finished = Finished()
+        self._children = children
+        self._isolated: ThreadPoolExecutor | None = None
         self._queue = queue
         self._size = size
         self._watch = TtrWatch(self._stuck)
@@ -44,6 +55,11 @@ class Runners:
         self._loop: JobLoop | None = None
 
     def start(self, run: Run) -> None:
+        if self._children is not None:
+            if self._isolated is None:
+                self._isolated = ThreadPoolExecutor(self._size, "queue-core isolated job")
+            self._isolated.submit(self._run_isolated, run, self._children)
+            return
         if is_async(run.job):
             if self._loop is None:
                 self._loop = JobLoop(self._queue, self._watch, self.finished)
@@ -58,13 +74,44 @@ class Runners:
             self._threads = JobThreads(self._queue, self._size, self._watch, self.finished)
         self._threads.submit(run)
 
-    def run_one(self, run: Run) -> Run:
-        """Start ``run`` alone and wait for it to end (or be given up)."""
+    def run_one(self, run: Run, hurry: Callable[[], bool]) -> Run | None:
+        """Start ``run`` alone and wait for it to end (or be given up); None if it was
+        interrupted because of ``hurry`` and still runs ``STOP_NOW_WAIT`` seconds later."""
         self.start(run)
+        interrupted = 0.0
         while True:
             ended = self.finished.take(0.1)
             if ended:
                 return ended[0]
+            if hurry():
+                if not interrupted:
+                    interrupted = time.monotonic()
+                    self.interrupt({run})
+                elif time.monotonic() - interrupted > STOP_NOW_WAIT:
+                    logger.error("job %s still runs %gs after it was interrupted; its lease "
+                                 "brings it back", run.message.id, STOP_NOW_WAIT)
+                    return None
+
+    def _run_isolated(self, run: Run, children: ChildPool) -> None:
+        # The child is killed at the job's ttr: the watch has nothing to do here.
+        run.started = time.monotonic()
+        try:
+            outcome = children.run(run.message.id, run.message.payload, run.ttr)
+            run.result, run.error, run.info = outcome.result, outcome.error, outcome.info
+        except BaseException as error:  # noqa: BLE001 - a broken pipe is this job's end
+            run.error = error
+        self.finished.put(run)
+
+    def interrupt(self, runs: set[Run]) -> None:
+        """Stop ``runs`` now (a second stop signal): a thread job gets an exception, an
+        async one is cancelled, an isolated one's child is killed."""
+        with self._watch.lock:
+            for run in runs:
+                run.stopped = True
+                if run.interrupt is not None and self._watch.watching(run):
+                    run.interrupt(run)
+        if self._children is not None:
+            self._children.kill_busy()
 
     def _stuck(self, run: Run) -> None:
         if is_async(run.job):
@@ -80,6 +127,8 @@ class Runners:
             self._threads.close()
         if self._loop is not None:
             self._loop.close()
+        if self._isolated is not None:
+            self._isolated.shutdown(wait=False)
 
 
 class Dispatcher:
@@ -130,7 +179,16 @@ class Dispatcher:
         """Wait for every job in flight to end and settle it."""
         if self.running:
             logger.info("waiting for %d running jobs to finish", len(self.running))
+        interrupted = 0.0
         while self.running:
+            if self.worker.hurry:
+                if not interrupted:
+                    interrupted = time.monotonic()
+                    self.runners.interrupt(self.running)
+                elif time.monotonic() - interrupted > STOP_NOW_WAIT:
+                    logger.error("%d interrupted jobs still run %gs later; their leases bring "
+                                 "them back", len(self.running), STOP_NOW_WAIT)
+                    return
             self._settle(self.runners.finished.take(0.1))
 
     def _room(self) -> int:

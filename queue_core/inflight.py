@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .model import Message
+from .model import ErrorInfo, Message
 
 if TYPE_CHECKING:
     from .events import ExecEvent
@@ -44,8 +44,12 @@ class Run:
     started: float = 0.0
     result: Any = None
     error: BaseException | None = None
+    info: ErrorInfo | None = None
+    """The error as an isolated child reported it (its traceback), if it ran in one."""
     expired: bool = False
     """The watch interrupted it at its ttr: whatever it ended with, it ran too long."""
+    stopped: bool = False
+    """Interrupted because the worker was told to stop at once (a second stop signal)."""
     abandoned: bool = False
     """Given up past its ttr + STUCK_GRACE: never settled here, its lease brings it back."""
     interrupt: Callable[[Run], None] | None = field(default=None, repr=False)
@@ -105,6 +109,10 @@ class TtrWatch:
             self._thread.start()
         if run.deadline < self._next:
             self._wake.set()  # it sleeps until a later deadline: wake it to wait for this one
+
+    def watching(self, run: Run) -> bool:
+        """Whether ``run`` is still in hand (call with ``lock`` held)."""
+        return run in self._runs
 
     def forget(self, run: Run) -> bool:
         """Stop watching ``run`` (call with ``lock`` held); False if it was given up."""

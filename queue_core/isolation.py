@@ -1,39 +1,34 @@
-"""Running one job in a child process (isolated mode).
+"""Isolated mode (``--isolate``): its setting, and what a child reports.
 
-The parent keeps the reservation, the events and every decision; the child only runs
-``job.execute`` and sends back what happened. A child that outlives the job's ttr is
-killed (JobTimeoutError); a child that dies without answering (a segfault, ``os.abort``,
-the OOM killer) is a lost attempt (WorkerLostError). Either way the parent lives on and
-the attempt goes through the normal retry decision.
+A job runs in a child process of the worker (job_children.py keeps a pool of them); the
+worker keeps the reservation, the events and every decision. Two ways to make a child:
 
-Two ways to make the child:
-
-- ``fork`` (default where ``os.fork`` exists): a copy of the worker, ready at once (a few
-  milliseconds per job). The driver's ``after_fork`` hook makes the child leave the
-  parent's connections alone.
+- ``fork`` (default where ``os.fork`` exists): a copy of the worker, ready at once. The
+  driver's ``after_fork`` hook makes the child leave the worker's connections alone.
 - ``exec`` (the default without ``os.fork``): a fresh interpreter running
-  ``queue-core --app APP exec`` (hundreds of milliseconds per job): nothing is shared
-  with the worker, at the price of start-up.
+  ``queue-core --app APP exec``: nothing is shared with the worker, at the price of an
+  interpreter start for each child.
+
+A child reports each job as a pickle of (ok, value, error info); the worker turns it into
+an ``Outcome``: the job's result, or its error as itself (a custom class included, so
+``can_retry`` can test it) with the child's traceback.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
-import select
 import signal
-import subprocess
-import sys
-import time
 import traceback
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from .driver import ErrorInfo
-from .errors import ConfigError, JobTimeoutError, WorkerLostError
+from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .consuming import Consumption
     from .job import Job
     from .queue import Queue
 
@@ -88,7 +83,7 @@ def encode_outcome(ok: bool, value: Any, error_text: str = "") -> bytes:
         return pickle.dumps((False, None, info))
 
 
-def _decode_outcome(data: bytes) -> Outcome:
+def decode_outcome(data: bytes) -> Outcome:
     ok, value, info = pickle.loads(data)
     if ok:
         return Outcome(True, result=value)
@@ -98,64 +93,32 @@ def _decode_outcome(data: bytes) -> Outcome:
     return Outcome(False, error=error, info=error_info)
 
 
-def execute_and_report(queue: Queue, job: Job, out: int | BinaryIO) -> None:
-    """In the child: run the job and write the pickled outcome to ``out``."""
+def run_and_encode(queue: Queue, job: Job) -> bytes:
+    """In a child: run ``job`` (an ``async def`` one on an event loop of its own) and
+    encode what happened."""
     try:
-        data = encode_outcome(True, job.execute(queue))
-    except BaseException as exc:  # noqa: BLE001 - the parent judges every error
-        data = encode_outcome(False, exc, "".join(traceback.format_exception(exc)))
-    if isinstance(out, int):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(out, view):]
-    else:
-        out.write(data)
-        out.flush()
+        result = job.execute(queue)
+        if inspect.isawaitable(result):
+            import asyncio
+            result = asyncio.run(_awaited(result))
+        return encode_outcome(True, result)
+    except BaseException as exc:  # noqa: BLE001 - the worker judges every error
+        return encode_outcome(False, exc, "".join(traceback.format_exception(exc)))
 
 
-def _ignore_stop_signals() -> None:
-    # The parent decides when to stop; a Ctrl-C that reaches the whole process group must
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def ignore_stop_signals() -> None:
+    # The worker decides when to stop; a Ctrl-C that reaches the whole process group must
     # not kill the job halfway.
     for signum in _CHILD_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def _collect(read_fd: int, deadline: float, alive: Any) -> tuple[bytes, bool]:
-    """Read the child's report until EOF; (data, timed_out)."""
-    chunks: list[bytes] = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return b"".join(chunks), True
-        ready, _, _ = select.select([read_fd], [], [], min(left, 1.0))
-        if not ready:
-            if not alive():
-                # Exited without closing our end? Only possible if it handed the fd on.
-                return b"".join(chunks), False
-            continue
-        chunk = os.read(read_fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks), False
-        chunks.append(chunk)
-
-
-def _verdict(data: bytes, timed_out: bool, status: str, job_id: str, ttr: float) -> Outcome:
-    if timed_out:
-        error: BaseException = JobTimeoutError(
-            f"job {job_id} exceeded its ttr of {ttr:g}s; its child process was killed")
-        return Outcome(False, error=error)
-    if data:
-        try:
-            return _decode_outcome(data)
-        except Exception as exc:
-            error = WorkerLostError(f"job {job_id}: its child process sent an unreadable "
-                                    f"report ({exc}) and {status}")
-            return Outcome(False, error=error)
-    return Outcome(False, error=WorkerLostError(
-        f"the child process running job {job_id} {status} before reporting a result"))
-
-
-def _describe_exit(status: int) -> str:
+def describe_exit(status: int) -> str:
+    """How a process with the os.waitpid ``status`` ended."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
         try:
@@ -164,78 +127,3 @@ def _describe_exit(status: int) -> str:
             name = str(signum)
         return f"died with signal {signum} ({name})"
     return f"exited with code {os.WEXITSTATUS(status)}"
-
-
-def run_forked(queue: Queue, job: Job, job_id: str, ttr: float,
-               consumption: Consumption | None = None) -> Outcome:
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 0
-        try:
-            os.close(read_fd)
-            _ignore_stop_signals()
-            if hasattr(signal, "SIGALRM"):
-                signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            queue.driver.after_fork()
-            if consumption is not None:
-                consumption.after_fork()
-            execute_and_report(queue, job, write_fd)
-            try:
-                queue.driver.close()
-            except Exception:
-                pass
-        except BaseException:
-            code = 70
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    reaped: list[int] = []
-
-    def alive() -> bool:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            reaped.append(status)
-        return not done
-
-    try:
-        data, timed_out = _collect(read_fd, time.monotonic() + ttr, alive)
-    finally:
-        os.close(read_fd)
-    if timed_out and not reaped:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    status = reaped[0] if reaped else os.waitpid(pid, 0)[1]
-    return _verdict(data, timed_out, _describe_exit(status), job_id, ttr)
-
-
-def run_exec(app: str, payload: bytes, job_id: str, ttr: float) -> Outcome:
-    read_fd, write_fd = os.pipe()
-    command = [sys.executable, "-m", "queue_core", "--app", app, "exec", "--report-fd",
-               str(write_fd)]
-    try:
-        child = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(write_fd,),
-                                 preexec_fn=_ignore_stop_signals)
-    finally:
-        os.close(write_fd)
-    try:
-        assert child.stdin is not None
-        try:
-            child.stdin.write(payload)
-            child.stdin.close()
-        except BrokenPipeError:
-            pass
-        data, timed_out = _collect(read_fd, time.monotonic() + ttr,
-                                   lambda: child.poll() is None)
-    finally:
-        os.close(read_fd)
-    if timed_out:
-        child.kill()
-    code = child.wait()
-    status = (f"died with signal {-code} ({signal.Signals(-code).name})" if code < 0
-              else f"exited with code {code}")
-    if not timed_out and not data and code == 2:
-        status += " (the exec command could not load the app: see the worker's stderr)"
-    return _verdict(data, timed_out, status, job_id, ttr)

@@ -105,7 +105,7 @@ class JobThreads:
     def _end(self, run: Run, me: int) -> None:
         with self._watch.lock:
             self._watch.forget(run)
-            if run.expired:
+            if run.expired or run.stopped:
                 _raise_in(me, None)  # an interrupt sent but not yet raised is withdrawn
 
 

@@ -3,7 +3,7 @@
 ttr is a real time limit: in the main thread a SIGALRM timer raises JobTimeoutError inside
 the job, and keeps raising every second if the job swallows it (where there is no SIGALRM,
 as on Windows, a watchdog thread does the same: see watchdog.py); in isolated mode the job
-runs in a child process that is killed at its ttr (see isolation.py). SIGTERM, SIGINT,
+runs in a child process that is killed at its ttr (see job_children.py). SIGTERM, SIGINT,
 SIGQUIT and SIGHUP let the current job finish, then the worker stops; an idle worker stops
 within half a second (about a second on beanstalk, whose server waits in whole seconds).
 ``max_jobs``, ``max_memory`` and ``max_time`` make it stop cleanly (exit code 0) so that a
@@ -38,11 +38,12 @@ from .errors import (
     JobTimeoutError,
     NotSupportedError,
     SerializationError,
+    WorkerLostError,
 )
 from .events import ExecEvent, WorkerEvent
 from .inflight import Run
-from .isolation import Outcome, run_exec, run_forked
 from .job import Job
+from .job_children import ChildPool
 from .job_loop import is_async
 from .records import damage
 from .watchdog import TtrExpired, Watchdog
@@ -59,6 +60,9 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SI
 WAIT_SLICE = 0.5
 """Longest single wait asked of the back end, so that an idle worker notices a stop soon
 (a back end may round it up: beanstalkd waits in whole seconds)."""
+SAME_STOP_REQUEST = 0.5
+"""Seconds within which a second stop signal is the same request as the first: a Ctrl-C
+reaches a supervisor and its workers at once, and the supervisor passes it on."""
 OUTAGE_BACKOFF_MAX = 10.0
 SUPERVISOR_ENV = "QUEUE_CORE_SUPERVISOR_PID"
 """Set by ``listen --workers``: a worker whose supervisor is gone stops after its job."""
@@ -93,23 +97,33 @@ class Worker:
                  enforce_ttr: bool = True, max_jobs: int | None = None,
                  max_memory: float | None = None, max_time: float | None = None,
                  isolate: bool | str | None = None, app: str | None = None,
-                 emit_events: bool = True, concurrency: int | None = None) -> None:
+                 emit_events: bool = True, concurrency: int | None = None,
+                 max_jobs_per_child: int | None = None,
+                 max_memory_per_child: float | None = None) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise InvalidArgumentError(f"timeout must be seconds >= 0, got {timeout!r}")
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
                                      or max_jobs < 1):
             raise InvalidArgumentError(f"max_jobs must be a whole number >= 1, got {max_jobs!r}")
+        if max_jobs_per_child is not None and (
+                isinstance(max_jobs_per_child, bool) or not isinstance(max_jobs_per_child, int)
+                or max_jobs_per_child < 1):
+            raise InvalidArgumentError("max_jobs_per_child must be a whole number >= 1, got "
+                                       f"{max_jobs_per_child!r}")
         self.queue = queue
         self.max_memory = _positive_or_none(max_memory, "max_memory")
         self.max_time = _positive_or_none(max_time, "max_time")
         self.isolate = queue.isolate if isolate is None else queue.isolation(isolate)
         self.concurrency = queue.concurrency if concurrency is None else bounds.concurrency(
             concurrency)
-        if self.isolate and self.concurrency > 1:
-            raise NotSupportedError(
-                f"isolated jobs run one at a time per worker (isolate={self.isolate!r}, "
-                f"concurrency={self.concurrency}): use --workers N for several at once")
-        _check_platform(self.isolate, self.max_memory)
+        self.max_jobs_per_child = max_jobs_per_child
+        self.max_memory_per_child = _positive_or_none(max_memory_per_child,
+                                                      "max_memory_per_child")
+        if not self.isolate and (max_jobs_per_child is not None
+                                 or max_memory_per_child is not None):
+            raise InvalidArgumentError("max_jobs_per_child and max_memory_per_child limit "
+                                       "the child processes of isolated jobs: add --isolate")
+        _check_platform(self.isolate, self.max_memory or self.max_memory_per_child)
         if enforce_ttr and self.concurrency > 1 and not watchdog_available():
             raise NotSupportedError(
                 "ttr cannot be enforced on job threads: this interpreter cannot raise an "
@@ -128,6 +142,10 @@ class Worker:
         self.exit_code: int | None = None
         self.processed = 0
         self.stopping = False
+        self.hurry = False
+        """Told to stop at once (a second stop signal): running jobs are interrupted."""
+        self._signalled = 0.0
+        """When the first stop signal came (0: none yet)."""
         self._in_job = False
         self._timed_out = False
         self._current: Message | None = None
@@ -140,6 +158,7 @@ class Worker:
         self._active = 0
         self._consumption: Consumption | None = None
         self._runners: Runners | None = None
+        self._children: ChildPool | None = None
 
     # -- control ---------------------------------------------------------------------
 
@@ -215,8 +234,23 @@ class Worker:
 
     def _job_runners(self) -> Runners:
         if self._runners is None:
-            self._runners = Runners(self.queue, self.concurrency, self.enforce_ttr)
+            self._runners = Runners(self.queue, self.concurrency, self.enforce_ttr,
+                                    self._child_pool() if self.isolate else None)
         return self._runners
+
+    def _child_pool(self) -> ChildPool:
+        if self._children is None:
+            self._children = ChildPool(
+                self.queue, self.isolate or "fork", size=self.concurrency, app=self.app,
+                max_jobs_per_child=self.max_jobs_per_child,
+                max_memory_per_child=self.max_memory_per_child,
+                after_fork=self._after_fork)
+        return self._children
+
+    def _after_fork(self) -> None:
+        # In a child made by fork: the consumer's state is the worker's, never the child's.
+        if self._consumption is not None:
+            self._consumption.after_fork()
 
     def _consuming(self) -> Consumption:
         if self._consumption is None:
@@ -267,6 +301,8 @@ class Worker:
                 self._active -= 1
             return
         self.stopping = False
+        self.hurry = False
+        self._signalled = 0.0
         self.exit_code = None
         self.started_at = time.monotonic()
         self._processed_at_start = self.processed
@@ -296,6 +332,9 @@ class Worker:
             runners, self._runners = self._runners, None
             if runners is not None:
                 runners.close()
+            children, self._children = self._children, None
+            if children is not None:
+                children.close()
             consumption, self._consumption = self._consumption, None
             try:
                 if consumption is not None:
@@ -332,12 +371,35 @@ class Worker:
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if self._signalled:
+            if time.monotonic() - self._signalled >= SAME_STOP_REQUEST:
+                self._stop_now(name)
+            return
+        self._signalled = time.monotonic()
         if not self.stopping:
             if self._in_job and self._current is not None:
                 logger.info("%s: stopping after job %s finishes", name, self._current.id)
             else:
                 logger.info("%s: stopping", name)
         self.stop(0)
+
+    def _stop_now(self, name: str) -> None:
+        """A second stop signal: interrupt the running jobs rather than wait for them."""
+        if not self.hurry:
+            logger.warning("%s again: interrupting the running jobs (each counts as an "
+                           "attempt and goes through the retry decision)", name)
+        self.hurry = True
+        self.stop(0)
+        if self._children is not None:
+            self._children.kill_busy()
+        if self._in_job and self._current is not None:
+            # One job, in this thread: the signal handler interrupts it where it is.
+            raise self._stopped_error(self._current.id)
+
+    @staticmethod
+    def _stopped_error(job_id: str) -> WorkerLostError:
+        return WorkerLostError(f"job {job_id} was interrupted: its worker was told to stop "
+                               "at once (a second stop signal)")
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         self._timed_out = True
@@ -405,12 +467,16 @@ class Worker:
         if run.abandoned:
             logger.error(stuck_message(run))
             return
-        if run.expired:
+        if run.stopped and run.error is not None:
+            error: BaseException = self._stopped_error(message.id)
+            error.__cause__ = run.error
+            queue.handle_error(message, run.job, run.meta, error)
+        elif run.expired:
             error = JobTimeoutError(f"job {message.id} exceeded its ttr of {run.ttr:g}s")
             error.__cause__ = run.error
             queue.handle_error(message, run.job, run.meta, error)
         elif run.error is not None:
-            queue.handle_error(message, run.job, run.meta, run.error)
+            queue.handle_error(message, run.job, run.meta, run.error, info=run.info)
         else:
             queue.handle_success(message, run.job, run.result, run.event)
 
@@ -422,7 +488,7 @@ class Worker:
         job, meta, event = prepared
         ttr = message.ttr
         if self.isolate:
-            outcome = self._execute_isolated(message, job, ttr)
+            outcome = self._child_pool().run(message.id, message.payload, ttr)
             if outcome.ok:
                 queue.handle_success(message, job, outcome.result, event)
             else:
@@ -430,7 +496,10 @@ class Worker:
                 queue.handle_error(message, job, meta, outcome.error, info=outcome.info)
             return
         if is_async(job):
-            self.conclude(self._job_runners().run_one(Run(message, job, meta, event, ttr)))
+            ended = self._job_runners().run_one(Run(message, job, meta, event, ttr),
+                                                lambda: self.hurry)
+            if ended is not None:
+                self.conclude(ended)
             return
         try:
             result = self._execute(job, ttr)
@@ -443,12 +512,6 @@ class Worker:
             queue.handle_error(message, job, meta, error)
             return
         queue.handle_success(message, job, result, event)
-
-    def _execute_isolated(self, message: Message, job: Job, ttr: float) -> Outcome:
-        if self.isolate == "exec":
-            assert self.app is not None
-            return run_exec(self.app, message.payload, message.id, ttr)
-        return run_forked(self.queue, job, message.id, ttr, self._consumption)
 
     def _execute(self, job: Job, ttr: float) -> Any:
         if self._ttr_guard is None:

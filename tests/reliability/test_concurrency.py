@@ -129,3 +129,48 @@ def test_ttr_ends_a_spinning_thread_job_and_an_async_job_while_the_others_finish
     lines = read_lines(journal)
     assert {f"r{index}" for index in range(6)} <= set(lines)
     assert "end sleep" in lines
+
+
+@pytest.mark.worker_modes("c1", "threads8", "async8")
+@pytest.mark.needs("retry")
+def test_a_second_stop_signal_interrupts_the_running_jobs_as_charged_attempts(
+        queue_settings, journal: str, tmp_path: Path) -> None:
+    settings = queue_settings(attempts=3, backoff=0)
+    queue = create_queue(settings)
+    hold = tmp_path / "hold"
+    hold.touch()
+    running = queue.concurrency
+    ids = [queue.push(Hold(journal, f"j{index}", str(hold))) for index in range(running + 2)]
+    exec_log = tmp_path / "exec.log"
+    worker = queue_core(settings, "listen", "--timeout", "0.2", exec_log=exec_log)
+    try:
+        wait_for(lambda: len(exec_lines(exec_log)) >= running, 30, "the jobs running")
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert worker.poll() is None  # the first signal waits for the running jobs
+        asked = time.monotonic()
+        code, _, err = stop(worker, timeout=15)  # the second
+        took = time.monotonic() - asked
+    finally:
+        kill_group(worker)
+    assert code == 0, err
+    assert took < 4, (took, err)
+    assert "again: interrupting the running jobs" in err
+    begun = {job_id for _, job_id, _ in exec_lines(exec_log)}
+    assert len(begun) == running
+    assert not [line for line in read_lines(journal) if line.startswith("end ")]
+    if queue.capabilities.status:
+        for job_id in begun:
+            info = queue.get(job_id)
+            assert info.status in (JobStatus.WAITING, JobStatus.DELAYED), info
+            if queue.capabilities.last_error:
+                assert info.error is not None and info.error.type == (
+                    "queue_core.errors.WorkerLostError"), info
+                assert "told to stop at once" in info.error.message
+    hold.unlink()
+    attempts: dict[str, int] = {}
+    queue.on(Queue.EVENT_BEFORE_EXEC, lambda e: attempts.setdefault(e.id, e.attempt))
+    run_until(queue, lambda: len(attempts) == len(ids), timeout=30)
+    # The interrupted runs were charged; the jobs never begun were not.
+    assert {job_id for job_id, attempt in attempts.items() if attempt == 2} == begun
+    assert all(attempts[job_id] == 1 for job_id in ids if job_id not in begun)

@@ -1,19 +1,22 @@
 """Isolated mode with real worker processes: a child that crashes is a failed attempt and
-the parent lives on (the ttr kill is in test_worker_processes.py, for every mode)."""
+the parent lives on; children are reused, retired by count or memory, run side by side with
+--concurrency, and die with their worker (the ttr kill is in test_worker_processes.py)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from queue_core import ExecEvent, JobStatus, Queue, create_queue
-from tests.support.jobs import Abort, Record, Temporary, count, read_lines
-from tests.support.procs import kill_group, queue_core, stop, wait_for
+from tests.support.jobs import Abort, Hog, Record, Temporary, count, read_lines
+from tests.support.procs import alive, children, kill_group, queue_core, stop, wait_for
 
-# Isolated jobs run one at a time per worker (--workers N runs several).
-pytestmark = [pytest.mark.needs("!runs_at_push", "multiprocess"), pytest.mark.worker_modes("c1")]
+pytestmark = pytest.mark.needs("!runs_at_push", "multiprocess")
 
 
 @pytest.mark.needs("retry")
@@ -74,3 +77,80 @@ def test_isolated_jobs_can_push_jobs(make_queue, journal: str) -> None:
         if not queue.run():
             time.sleep(0.05)
     assert read_lines(journal) == ["pusher", "child-pushed"]
+
+
+def _pids(journal: str) -> dict[str, str]:
+    """tag -> the pid that ran it, from Hog lines."""
+    return dict(line.split() for line in read_lines(journal))
+
+
+@pytest.mark.worker_modes("c1")  # one child at a time: the count per child is exact
+@pytest.mark.parametrize("mode", ["fork", "exec"])
+@pytest.mark.parametrize("limit", [None, 4])
+def test_a_child_runs_job_after_job_until_max_jobs_per_child(queue_settings, journal: str,
+                                                             mode: str,
+                                                             limit: int | None) -> None:
+    settings = queue_settings()
+    queue = create_queue(settings)
+    queue.push_many([Hog(journal, f"h{n}") for n in range(12)])
+    extra = ("--max-jobs-per-child", str(limit)) if limit else ()
+    worker = queue_core(settings, "run", "--isolate", mode, *extra)
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    ran = _pids(journal)
+    assert sorted(ran) == sorted(f"h{n}" for n in range(12))
+    assert str(worker.pid) not in ran.values()
+    jobs_per_child = Counter(ran.values())
+    assert list(jobs_per_child.values()) == ([12] if limit is None else [4, 4, 4])
+
+
+@pytest.mark.worker_modes("c1")
+def test_a_child_over_max_memory_per_child_is_replaced_after_its_job(queue_settings,
+                                                                     journal: str) -> None:
+    settings = queue_settings()
+    queue = create_queue(settings)
+    queue.push(Hog(journal, "small"))
+    queue.push(Hog(journal, "leak", mb=300))
+    queue.push(Hog(journal, "after"))
+    queue.push(Hog(journal, "last"))
+    worker = queue_core(settings, "run", "--isolate", "--max-memory-per-child", "200")
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    ran = _pids(journal)
+    assert ran["small"] == ran["leak"]  # under the limit: the same child goes on
+    assert ran["after"] != ran["leak"]  # the leak put it over: a fresh child
+    assert ran["last"] == ran["after"]
+
+
+@pytest.mark.worker_modes("c1")  # sets its own concurrency
+@pytest.mark.parametrize("mode", ["fork", "exec"])
+def test_isolated_jobs_run_side_by_side_with_concurrency(queue_settings, journal: str,
+                                                         mode: str) -> None:
+    settings = queue_settings()
+    queue = create_queue(settings)
+    queue.push_many([Hog(journal, f"h{n}", seconds=1.5) for n in range(4)])
+    started = time.monotonic()
+    worker = queue_core(settings, "run", "--isolate", mode, "--concurrency", "4")
+    out, err = worker.communicate(timeout=120)
+    took = time.monotonic() - started
+    assert worker.returncode == 0, err
+    ran = _pids(journal)
+    assert sorted(ran) == ["h0", "h1", "h2", "h3"]
+    assert len(set(ran.values())) == 4  # a child each
+    assert took < 4 * 1.5, took  # at the same time: one after another takes 6 s
+
+
+def test_children_exit_when_their_worker_is_killed(queue_settings, journal: str) -> None:
+    settings = queue_settings()
+    queue = create_queue(settings)
+    queue.push(Hog(journal, "long", seconds=60))
+    worker = queue_core(settings, "listen", "--timeout", "0.2", "--isolate")
+    try:
+        wait_for(lambda: children(worker.pid), 30, "a child process")
+        child = children(worker.pid)[0]
+        time.sleep(0.5)
+        os.kill(worker.pid, signal.SIGKILL)  # the worker alone, not its process group
+        worker.wait()
+        wait_for(lambda: not alive(child), 5, "the orphaned child to exit")
+    finally:
+        kill_group(worker)

@@ -122,7 +122,6 @@ def test_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal: 
     check_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal, None)
 
 
-@pytest.mark.worker_modes("c1")  # isolated jobs run one at a time per worker
 @pytest.mark.parametrize("isolate", ["fork", "exec"])
 def test_an_isolated_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal: str,
                                                                isolate: str) -> None:

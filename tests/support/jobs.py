@@ -378,3 +378,21 @@ class Hold(Job):
             time.sleep(0.05)
         append(self.journal, f"end {self.tag}")
         return self.tag
+
+
+_HELD: list[bytearray] = []
+
+
+@dataclass
+class Hog(Job):
+    """Writes '<tag> <pid>' and keeps ``mb`` MB in its process for good (a leak)."""
+
+    journal: str
+    tag: str
+    mb: int = 0
+    seconds: float = 0.0
+
+    def execute(self, queue: Any) -> None:
+        _HELD.append(bytearray(self.mb * 1_000_000))
+        pause(self.seconds)
+        append(self.journal, f"{self.tag} {os.getpid()}")

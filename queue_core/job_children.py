@@ -1,0 +1,376 @@
+"""Isolated jobs (``--isolate``): a pool of child processes, each running jobs one at a time.
+
+The worker keeps the reservation, the events and every decision; a child only decodes the
+payload, runs ``execute`` and sends back what happened. A child serves job after job until
+it has run ``max_jobs_per_child`` of them or uses ``max_memory_per_child`` MB (it is then
+retired and a fresh one takes the next job), until one of its jobs outlives its ttr (it is
+killed: JobTimeoutError) or until it dies without answering (a segfault, ``os.abort``, the
+OOM killer: WorkerLostError). A child whose worker is gone exits. See isolation.py for the
+two ways a child is made (fork, exec) and what it reports.
+
+Frames on the pipes: to a child ``>I`` length + payload; back ``>IB`` length, retiring flag
++ the report. A worker with ``concurrency`` N has up to N children, one per job in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .errors import JobTimeoutError, WorkerLostError
+from .host import memory_mb
+from .isolation import (
+    Outcome,
+    decode_outcome,
+    describe_exit,
+    encode_outcome,
+    ignore_stop_signals,
+    run_and_encode,
+)
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+logger = logging.getLogger(__name__)
+
+_TO_CHILD = struct.Struct(">I")
+_FROM_CHILD = struct.Struct(">IB")
+RETIRE_WAIT = 5.0
+"""Seconds a retired or closed child gets to exit by itself before it is killed."""
+PARENT_CHECK = 0.5
+"""Seconds between a child's checks that its worker is still there."""
+
+
+# -- in the child -----------------------------------------------------------------------
+
+def serve(queue: Queue, jobs_fd: int, reports_fd: int,
+          max_memory: float | None = None) -> None:
+    """A child's life: run each job that comes on ``jobs_fd`` and report it on
+    ``reports_fd``, until the worker closes ``jobs_fd`` or the child uses ``max_memory``
+    MB. Exits at once (code 70) if its worker dies."""
+    _watch_parent(os.getppid())
+    while True:
+        payload = _read_exactly(jobs_fd, _TO_CHILD.size)
+        if payload is None:
+            return
+        (size,) = _TO_CHILD.unpack(payload)
+        payload = _read_exactly(jobs_fd, size) if size else b""
+        if payload is None:
+            return
+        try:
+            job, _ = queue.decode(payload)
+        except Exception as exc:  # noqa: BLE001 - a bad payload is this job's error
+            report = encode_outcome(False, exc, str(exc))
+        else:
+            report = run_and_encode(queue, job)
+        retiring = max_memory is not None and (memory_mb() or 0.0) >= max_memory
+        _write_all(reports_fd, _FROM_CHILD.pack(len(report), retiring) + report)
+        if retiring:
+            return
+
+
+def _watch_parent(parent: int) -> None:
+    # A worker killed with SIGKILL cannot stop its children: the job they run comes back
+    # as a lost run elsewhere, and must not go on here at the same time.
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK)
+            if os.getppid() != parent:
+                os._exit(70)
+    threading.Thread(target=watch, name="queue-core parent watch", daemon=True).start()
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    """``size`` bytes from ``fd``; None at EOF."""
+    chunks: list[bytes] = []
+    left = size
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# -- in the worker ----------------------------------------------------------------------
+
+class _Child:
+    """One child process and the worker's ends of its two pipes."""
+
+    def __init__(self, pid: int, jobs_fd: int, reports_fd: int,
+                 process: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self.jobs_fd = jobs_fd
+        self.reports_fd = reports_fd
+        self.process = process
+        self.jobs = 0
+        self.status: int | None = None
+        """The exit status once reaped (os.waitpid form for fork, returncode for exec)."""
+
+    def alive(self) -> bool:
+        if self.status is not None:
+            return False
+        if self.process is not None:
+            code = self.process.poll()
+            if code is None:
+                return True
+            self.status = code
+            return False
+        done, status = os.waitpid(self.pid, os.WNOHANG)
+        if done:
+            self.status = status
+        return not done
+
+    def send(self, payload: bytes) -> bool:
+        """False if the child is gone (its end of the pipe closed)."""
+        try:
+            _write_all(self.jobs_fd, _TO_CHILD.pack(len(payload)) + payload)
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def report(self, deadline: float) -> tuple[bytes | None, bool, bool]:
+        """(report, retiring, timed_out); report None if the child ended without one."""
+        head = self._read(_FROM_CHILD.size, deadline)
+        if head is None or isinstance(head, _TimedOut):
+            return None, False, isinstance(head, _TimedOut)
+        size, retiring = _FROM_CHILD.unpack(head)
+        body = self._read(size, deadline)
+        if body is None or isinstance(body, _TimedOut):
+            return None, False, isinstance(body, _TimedOut)
+        return body, bool(retiring), False
+
+    def _read(self, size: int, deadline: float) -> bytes | _TimedOut | None:
+        chunks: list[bytes] = []
+        left = size
+        while left:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return _TIMED_OUT
+            ready, _, _ = select.select([self.reports_fd], [], [], min(wait, 1.0))
+            if not ready:
+                if not self.alive():
+                    return None
+                continue
+            chunk = os.read(self.reports_fd, left)
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        if self.alive():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def end(self, wait: float) -> str:
+        """Close the pipes, give the child ``wait`` seconds to exit, kill it if it has
+        not; how it ended."""
+        for fd in (self.jobs_fd, self.reports_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.alive():
+            self.kill()
+        if self.status is None:
+            if self.process is not None:
+                self.status = self.process.wait()
+            else:
+                self.status = os.waitpid(self.pid, 0)[1]
+        return self.describe()
+
+    def describe(self) -> str:
+        status = self.status
+        if status is None:
+            return "is still running"
+        if self.process is not None:
+            return (f"died with signal {-status} ({_signal_name(-status)})" if status < 0
+                    else f"exited with code {status}")
+        return describe_exit(status)
+
+
+class _TimedOut:
+    pass
+
+
+_TIMED_OUT = _TimedOut()
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+class ChildPool:
+    """The children of one worker: up to ``size``, made when a job needs one.
+
+    Thread-safe: with several jobs in flight, each job's thread takes an idle child (or
+    makes one) and gives it back after the job."""
+
+    def __init__(self, queue: Queue, mode: str, *, size: int = 1, app: str | None = None,
+                 max_jobs_per_child: int | None = None,
+                 max_memory_per_child: float | None = None,
+                 after_fork: Callable[[], None] | None = None) -> None:
+        self.queue = queue
+        self.mode = mode
+        self.size = size
+        self.app = app
+        self.max_jobs_per_child = max_jobs_per_child
+        self.max_memory_per_child = max_memory_per_child
+        self._after_fork = after_fork
+        self._idle: list[_Child] = []
+        self._all: set[_Child] = set()
+        self._lock = threading.Lock()
+        self._making = threading.Lock()
+        """Held while a child is made: a child forked meanwhile would keep the new one's
+        pipes open."""
+        self.started = 0
+        """Children made so far (for the logs and the tests)."""
+
+    def run(self, job_id: str, payload: bytes, ttr: float) -> Outcome:
+        """Run one job in a child; the outcome, whatever the child did."""
+        deadline = time.monotonic() + ttr
+        child = self._take()
+        if not child.send(payload):
+            # It died while idle (the OOM killer, a signal): the job never reached it.
+            self._discard(child)
+            child = self._take()
+            if not child.send(payload):
+                how = self._discard(child)
+                return Outcome(False, error=WorkerLostError(
+                    f"the child process for job {job_id} {how} before it took the job"))
+        report, retiring, timed_out = child.report(deadline)
+        if timed_out:
+            child.kill()
+            self._discard(child)
+            return Outcome(False, error=JobTimeoutError(
+                f"job {job_id} exceeded its ttr of {ttr:g}s; its child process was killed"))
+        if report is None:
+            how = self._discard(child)
+            return Outcome(False, error=WorkerLostError(
+                f"the child process running job {job_id} {how} before reporting a result"))
+        child.jobs += 1
+        if retiring or (self.max_jobs_per_child is not None
+                        and child.jobs >= self.max_jobs_per_child):
+            logger.info("child process %d retires after %d jobs%s", child.pid, child.jobs,
+                        " (max_memory_per_child)" if retiring else "")
+            self._discard(child)
+        else:
+            with self._lock:
+                self._idle.append(child)
+        try:
+            return decode_outcome(report)
+        except Exception as exc:
+            return Outcome(False, error=WorkerLostError(
+                f"job {job_id}: its child process sent an unreadable report ({exc})"))
+
+    def kill_busy(self) -> None:
+        """Kill every child running a job (the worker is told to stop at once); each of
+        those jobs ends as a lost attempt."""
+        with self._lock:
+            busy = [child for child in self._all if child not in self._idle]
+        for child in busy:
+            child.kill()
+
+    def close(self) -> None:
+        """End every child (each is idle: the worker has drained its jobs)."""
+        with self._lock:
+            children, self._idle = list(self._all), []
+            self._all.clear()
+        for child in children:
+            child.end(RETIRE_WAIT)
+
+    def _take(self) -> _Child:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        with self._making:
+            with self._lock:
+                open_fds = [fd for child in self._all
+                            for fd in (child.jobs_fd, child.reports_fd)]
+            child = self._start_exec() if self.mode == "exec" else self._fork(open_fds)
+            self.started += 1
+            with self._lock:
+                self._all.add(child)
+        return child
+
+    def _discard(self, child: _Child) -> str:
+        with self._lock:
+            self._all.discard(child)
+        return child.end(0.0 if child.status is not None else RETIRE_WAIT)
+
+    def _fork(self, siblings_fds: list[int]) -> _Child:
+        jobs_read, jobs_write = os.pipe()
+        reports_read, reports_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 0
+            try:
+                # Its siblings' pipes must not stay open here: a sibling would never see
+                # the end of its own job pipe when the worker closes it.
+                for fd in (*siblings_fds, jobs_write, reports_read):
+                    os.close(fd)
+                ignore_stop_signals()
+                if hasattr(signal, "SIGALRM"):
+                    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                self.queue.driver.after_fork()
+                if self._after_fork is not None:
+                    self._after_fork()
+                serve(self.queue, jobs_read, reports_write, self.max_memory_per_child)
+                try:
+                    self.queue.driver.close()
+                except Exception:
+                    pass
+            except BaseException:
+                code = 70
+            finally:
+                os._exit(code)
+        os.close(jobs_read)
+        os.close(reports_write)
+        return _Child(pid, jobs_write, reports_read)
+
+    def _start_exec(self) -> _Child:
+        assert self.app is not None
+        reports_read, reports_write = os.pipe()
+        command = [sys.executable, "-m", "queue_core", "--app", self.app, "exec",
+                   "--report-fd", str(reports_write)]
+        if self.max_memory_per_child is not None:
+            command += ["--max-memory", str(self.max_memory_per_child)]
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                       pass_fds=(reports_write,),
+                                       preexec_fn=ignore_stop_signals)
+        except BaseException:
+            os.close(reports_read)
+            raise
+        finally:
+            os.close(reports_write)
+        assert process.stdin is not None
+        jobs_fd = os.dup(process.stdin.fileno())
+        process.stdin.close()
+        return _Child(process.pid, jobs_fd, reports_read, process)
