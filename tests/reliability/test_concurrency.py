@@ -31,15 +31,21 @@ def exec_lines(path: Path) -> list[tuple[str, str, int]]:
     return found
 
 
+def _push_held(queue: Queue, journal: str, tmp_path: Path,
+               count: int) -> tuple[Path, list[str | None]]:
+    """``count`` Hold jobs, held until the file it returns is removed; their ids."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    return hold, [queue.push(Hold(journal, f"j{index}", str(hold))) for index in range(count)]
+
+
 @pytest.mark.slow
 @pytest.mark.needs("retry", "ttr_lease")
 def test_sigkill_with_eight_running_charges_exactly_those_eight(
         queue_settings, journal: str, tmp_path: Path) -> None:
     settings = queue_settings(ttr=3, attempts=3)
     queue = create_queue(settings)
-    hold = tmp_path / "hold"
-    hold.touch()
-    ids = [queue.push(Hold(journal, f"j{index}", str(hold))) for index in range(20)]
+    hold, ids = _push_held(queue, journal, tmp_path, 20)
     exec_log, done_log = tmp_path / "exec.log", tmp_path / "done.log"
     first = queue_core(settings, "listen", "--timeout", "0.2", exec_log=exec_log)
     try:
@@ -137,10 +143,8 @@ def test_a_second_stop_signal_interrupts_the_running_jobs_as_charged_attempts(
         queue_settings, journal: str, tmp_path: Path) -> None:
     settings = queue_settings(attempts=3, backoff=0)
     queue = create_queue(settings)
-    hold = tmp_path / "hold"
-    hold.touch()
     running = queue.concurrency
-    ids = [queue.push(Hold(journal, f"j{index}", str(hold))) for index in range(running + 2)]
+    hold, ids = _push_held(queue, journal, tmp_path, running + 2)
     exec_log = tmp_path / "exec.log"
     worker = queue_core(settings, "listen", "--timeout", "0.2", exec_log=exec_log)
     try:
