@@ -94,6 +94,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = [item for item in items if item not in left_out]
+    for item in items:
+        group = _server_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _server_group(item: pytest.Item) -> str | None:
+    """The back end a test uses: with ``-n N --dist loadgroup`` (scripts/test.sh) the tests
+    of one back end run one after another in one process, so that a test that restarts its
+    server (RabbitMQ's stop_app) or counts what a server holds never meets another test's
+    work on it; different back ends run side by side."""
+    callspec = getattr(item, "callspec", None)
+    spec = callspec.params.get("driver_spec") if callspec is not None else None
+    if isinstance(spec, DriverSpec):
+        return spec.name.split("-", 1)[0]
+    name = Path(str(item.fspath)).stem
+    if item.nodeid.startswith("tests/drivers/") and name.startswith("test_"):
+        family = name[len("test_"):].split("_", 1)[0]
+        return "postgresql" if family == "db" else family  # test_db.py: PostgreSQL mostly
+    return None
 
 
 REFUSALS = ("delay", "priority", "retry", "keep_completed", "status", "manual_retry", "remove",
