@@ -153,7 +153,8 @@ def test_apush_keeps_or_refuses_what_push_does(store: type[MemoryDriver],
 
 
 @pytest.mark.parametrize("job", [object(), "a job", None, mark("unused", "x", data=object()),
-                                 mark("unused", "x", data={1j})], ids=repr)
+                                 mark("unused", "x", data={1j})],
+                         ids=["object", "str", "None", "data-object", "data-complex-set"])
 def test_apush_refuses_a_job_as_push_does(job: Any) -> None:
     sync, not_sync = Queue(MemoryDriver()), Queue(MemoryDriver())
     pushed = outcome(lambda: sync.push(job))
