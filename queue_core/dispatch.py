@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import NotSupportedError
 from .inflight import STUCK_GRACE, Finished, Run, TtrWatch
@@ -58,7 +58,8 @@ class Runners:
         if self._children is not None:
             if self._isolated is None:
                 self._isolated = ThreadPoolExecutor(self._size, "queue-core isolated job")
-            self._isolated.submit(self._run_isolated, run, self._children)
+            self._isolated.submit(self._run_isolated, run, self._children,
+                                  self._children.take())
             return
         if is_async(run.job):
             if self._loop is None:
@@ -92,11 +93,11 @@ class Runners:
                                  "brings it back", run.message.id, STOP_NOW_WAIT)
                     return None
 
-    def _run_isolated(self, run: Run, children: ChildPool) -> None:
+    def _run_isolated(self, run: Run, children: ChildPool, child: Any) -> None:
         # The child is killed at the job's ttr: the watch has nothing to do here.
         run.started = time.monotonic()
         try:
-            outcome = children.run(run.message.id, run.message.payload, run.ttr)
+            outcome = children.run(child, run.message.id, run.message.payload, run.ttr)
             run.result, run.error, run.info = outcome.result, outcome.error, outcome.info
         except BaseException as error:  # noqa: BLE001 - a broken pipe is this job's end
             run.error = error

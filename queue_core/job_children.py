@@ -229,8 +229,10 @@ def _signal_name(signum: int) -> str:
 class ChildPool:
     """The children of one worker: up to ``size``, made when a job needs one.
 
-    Thread-safe: with several jobs in flight, each job's thread takes an idle child (or
-    makes one) and gives it back after the job."""
+    ``take`` belongs to the worker's main thread, which is the only one that makes
+    children: a fork copies only the forking thread, and a lock another thread held at
+    that moment (in the driver, in logging) would stay locked in the child forever. ``run``
+    may be called from any thread; it gives the child back after the job."""
 
     def __init__(self, queue: Queue, mode: str, *, size: int = 1, app: str | None = None,
                  max_jobs_per_child: int | None = None,
@@ -246,24 +248,28 @@ class ChildPool:
         self._idle: list[_Child] = []
         self._all: set[_Child] = set()
         self._lock = threading.Lock()
-        self._making = threading.Lock()
-        """Held while a child is made: a child forked meanwhile would keep the new one's
-        pipes open."""
         self.started = 0
         """Children made so far (for the logs and the tests)."""
 
-    def run(self, job_id: str, payload: bytes, ttr: float) -> Outcome:
-        """Run one job in a child; the outcome, whatever the child did."""
+    def take(self) -> _Child:
+        """An idle child, made now if none is (call from the worker's main thread)."""
+        with self._lock:
+            idle = self._idle.pop() if self._idle else None
+        while idle is not None and not idle.alive():
+            # It died while idle (the OOM killer, a signal): never hand it a job.
+            logger.warning("child process %d %s while idle; starting another", idle.pid,
+                           self._discard(idle))
+            with self._lock:
+                idle = self._idle.pop() if self._idle else None
+        return idle if idle is not None else self._make()
+
+    def run(self, child: _Child, job_id: str, payload: bytes, ttr: float) -> Outcome:
+        """Run one job in ``child`` (from ``take``); the outcome, whatever the child did."""
         deadline = time.monotonic() + ttr
-        child = self._take()
         if not child.send(payload):
-            # It died while idle (the OOM killer, a signal): the job never reached it.
-            self._discard(child)
-            child = self._take()
-            if not child.send(payload):
-                how = self._discard(child)
-                return Outcome(False, error=WorkerLostError(
-                    f"the child process for job {job_id} {how} before it took the job"))
+            how = self._discard(child)
+            return Outcome(False, error=WorkerLostError(
+                f"the child process for job {job_id} {how} before it took the job"))
         report, retiring, timed_out = child.report(deadline)
         if timed_out:
             child.kill()
@@ -305,18 +311,13 @@ class ChildPool:
         for child in children:
             child.end(RETIRE_WAIT)
 
-    def _take(self) -> _Child:
+    def _make(self) -> _Child:
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        with self._making:
-            with self._lock:
-                open_fds = [fd for child in self._all
-                            for fd in (child.jobs_fd, child.reports_fd)]
-            child = self._start_exec() if self.mode == "exec" else self._fork(open_fds)
-            self.started += 1
-            with self._lock:
-                self._all.add(child)
+            open_fds = [fd for child in self._all for fd in (child.jobs_fd, child.reports_fd)]
+        child = self._start_exec() if self.mode == "exec" else self._fork(open_fds)
+        self.started += 1
+        with self._lock:
+            self._all.add(child)
         return child
 
     def _discard(self, child: _Child) -> str:

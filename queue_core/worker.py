@@ -488,7 +488,8 @@ class Worker:
         job, meta, event = prepared
         ttr = message.ttr
         if self.isolate:
-            outcome = self._child_pool().run(message.id, message.payload, ttr)
+            children = self._child_pool()
+            outcome = children.run(children.take(), message.id, message.payload, ttr)
             if outcome.ok:
                 queue.handle_success(message, job, outcome.result, event)
             else:

@@ -19,6 +19,6 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all,dev]'
-# Two test processes: the tests of one back end run in one of them, one after another
-# (see _server_group in tests/conftest.py); -n 0 as an argument runs everything in one.
-exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
+# Two test processes (a test that takes its server down waits for the other's tests of
+# that server: see _server_turn in tests/conftest.py); -n 0 as an argument runs one.
+exec .venv/bin/python -m pytest -n 2 "$@"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +45,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "('!flag': that lack it)")
     config.addinivalue_line(
         "markers", "worker_modes(*names): run only in these worker modes (see WORKER_MODES)")
+    config.addinivalue_line(
+        "markers", "drivers(*names): run only on these drivers (what the test checks does "
+        "not depend on the back end beyond them)")
+    config.addinivalue_line(
+        "markers", "takes_server_down: no other test may use its back end meanwhile")
 
 
 _NO_SELECTED_DRIVER: set[str] = set()
@@ -76,6 +83,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for marker in metafunc.definition.iter_markers("needs"):
         needs.update(marker.args)
     specs = [s for s in selected_specs() if all(_declares(s, flag) for flag in needs)]
+    only = metafunc.definition.get_closest_marker("drivers")
+    if only is not None:
+        specs = [s for s in specs if s.name in only.args]
     if "lacking" in metafunc.fixturenames:
         pairs = [(s, flag) for s in specs for flag in REFUSALS if not getattr(s.capabilities, flag)]
         if not pairs and os.environ.get("QUEUE_TEST_DRIVERS"):
@@ -94,26 +104,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = [item for item in items if item not in left_out]
-    for item in items:
-        group = _server_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _server_group(item: pytest.Item) -> str | None:
-    """The back end a test uses: with ``-n N --dist loadgroup`` (scripts/test.sh) the tests
-    of one back end run one after another in one process, so that a test that restarts its
-    server (RabbitMQ's stop_app) or counts what a server holds never meets another test's
-    work on it; different back ends run side by side."""
+    """The back end a test uses (its driver's family, or its driver test file's)."""
     callspec = getattr(item, "callspec", None)
     spec = callspec.params.get("driver_spec") if callspec is not None else None
     if isinstance(spec, DriverSpec):
         return spec.name.split("-", 1)[0]
     name = Path(str(item.fspath)).stem
     if item.nodeid.startswith("tests/drivers/") and name.startswith("test_"):
-        family = name[len("test_"):].split("_", 1)[0]
-        return "postgresql" if family == "db" else family  # test_db.py: PostgreSQL mostly
+        return name[len("test_"):].split("_", 1)[0]
     return None
+
+
+SHARED_SERVERS = ("amqp",)
+"""Back ends a test may take down for everyone (RabbitMQ's stop_app): with several test
+processes (scripts/test.sh runs two), such a test waits until no other test uses that
+back end, and the others wait while it runs."""
+
+
+@pytest.fixture(autouse=True)
+def _server_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    group = _server_group(request.node)
+    if group not in SHARED_SERVERS:
+        yield
+        return
+    exclusive = request.node.get_closest_marker("takes_server_down") is not None
+    path = Path(tempfile.gettempdir()) / f"queue-core-tests-{group}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 REFUSALS = ("delay", "priority", "retry", "keep_completed", "status", "manual_retry", "remove",

@@ -491,6 +491,7 @@ RABBITMQCTL = shutil.which("rabbitmqctl")
 
 @pytest.mark.skipif(RABBITMQCTL is None or os.geteuid() != 0 or "127.0.0.1" not in URL,
                     reason="restarting the broker needs rabbitmqctl, as root, on this host")
+@pytest.mark.takes_server_down
 def test_a_broker_restart_loses_no_job(settings: dict[str, Any], journal: str) -> None:
     assert RABBITMQCTL is not None
     queue = create_queue({**settings, "attempts": 3})

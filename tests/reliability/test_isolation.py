@@ -84,6 +84,12 @@ def _pids(journal: str) -> dict[str, str]:
     return dict(line.split() for line in read_lines(journal))
 
 
+# How the worker keeps its children does not depend on the back end; these three drivers
+# cover a file, a server the child reconnects to, and a database connection pool.
+POOL_DRIVERS = ("file", "redis", "postgresql")
+
+
+@pytest.mark.drivers(*POOL_DRIVERS)
 @pytest.mark.worker_modes("c1")  # one child at a time: the count per child is exact
 @pytest.mark.parametrize("mode", ["fork", "exec"])
 @pytest.mark.parametrize("limit", [None, 4])
@@ -104,6 +110,7 @@ def test_a_child_runs_job_after_job_until_max_jobs_per_child(queue_settings, jou
     assert list(jobs_per_child.values()) == ([12] if limit is None else [4, 4, 4])
 
 
+@pytest.mark.drivers(*POOL_DRIVERS)
 @pytest.mark.worker_modes("c1")
 def test_a_child_over_max_memory_per_child_is_replaced_after_its_job(queue_settings,
                                                                      journal: str) -> None:
@@ -122,6 +129,7 @@ def test_a_child_over_max_memory_per_child_is_replaced_after_its_job(queue_setti
     assert ran["last"] == ran["after"]
 
 
+@pytest.mark.drivers(*POOL_DRIVERS)
 @pytest.mark.worker_modes("c1")  # sets its own concurrency
 @pytest.mark.parametrize("mode", ["fork", "exec"])
 def test_isolated_jobs_run_side_by_side_with_concurrency(queue_settings, journal: str,
@@ -140,6 +148,7 @@ def test_isolated_jobs_run_side_by_side_with_concurrency(queue_settings, journal
     assert took < 4 * 1.5, took  # at the same time: one after another takes 6 s
 
 
+@pytest.mark.drivers(*POOL_DRIVERS)
 def test_children_exit_when_their_worker_is_killed(queue_settings, journal: str) -> None:
     settings = queue_settings()
     queue = create_queue(settings)
