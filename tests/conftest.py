@@ -120,17 +120,22 @@ def _server_group(item: pytest.Item) -> str | None:
 
 SHARED_SERVERS = ("amqp",)
 """Back ends a test may take down for everyone (RabbitMQ's stop_app): with several test
-processes (scripts/test.sh runs two), such a test waits until no other test uses that
-back end, and the others wait while it runs."""
+processes (scripts/test.sh runs two), a test marked ``takes_server_down`` waits until no
+other test uses that back end, and the others wait while it runs."""
+ALONE_SERVERS = ("mysql",)
+"""Back ends whose tests run one at a time across the test processes. Every MySQL test
+shares one table, and once, with the other process's MySQL tests running beside it, a
+worker stopping took more than 15 s (a lock wait on that table is the likely cause)."""
 
 
 @pytest.fixture(autouse=True)
 def _server_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     group = _server_group(request.node)
-    if group not in SHARED_SERVERS:
+    if group not in SHARED_SERVERS and group not in ALONE_SERVERS:
         yield
         return
-    exclusive = request.node.get_closest_marker("takes_server_down") is not None
+    exclusive = group in ALONE_SERVERS or (
+        request.node.get_closest_marker("takes_server_down") is not None)
     path = Path(tempfile.gettempdir()) / f"queue-core-tests-{group}.lock"
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
