@@ -8,8 +8,11 @@ killed: JobTimeoutError) or until it dies without answering (a segfault, ``os.ab
 OOM killer: WorkerLostError). A child whose worker is gone exits. See isolation.py for the
 two ways a child is made (fork, exec) and what it reports.
 
-Frames on the pipes: to a child ``>I`` length + payload; back ``>IB`` length, retiring flag
-+ the report. A worker with ``concurrency`` N has up to N children, one per job in flight.
+Frames on the pipes: to a child ``>I`` length + payload; back ``>IB`` length, flag + the
+report, the flag saying the child retires after it. A child's first frame is an empty one
+flagged ready, once it has loaded what it needs: a job's ttr counts from then, so an exec
+child's interpreter start is not charged to its first job. A worker with ``concurrency`` N
+has up to N children, one per job in flight.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 _TO_CHILD = struct.Struct(">I")
 _FROM_CHILD = struct.Struct(">IB")
+RETIRING = 1
+READY = 2
+START_TIMEOUT = 60.0
+"""Seconds a new child may take to say it is ready (an exec child imports the app)."""
 RETIRE_WAIT = 5.0
 """Seconds a retired or closed child gets to exit by itself before it is killed."""
 PARENT_CHECK = 0.5
@@ -58,6 +65,7 @@ def serve(queue: Queue, jobs_fd: int, reports_fd: int,
     ``reports_fd``, until the worker closes ``jobs_fd`` or the child uses ``max_memory``
     MB. Exits at once (code 70) if its worker dies."""
     _watch_parent(os.getppid())
+    _write_all(reports_fd, _FROM_CHILD.pack(0, READY))
     while True:
         payload = _read_exactly(jobs_fd, _TO_CHILD.size)
         if payload is None:
@@ -73,7 +81,8 @@ def serve(queue: Queue, jobs_fd: int, reports_fd: int,
         else:
             report = run_and_encode(queue, job)
         retiring = max_memory is not None and (memory_mb() or 0.0) >= max_memory
-        _write_all(reports_fd, _FROM_CHILD.pack(len(report), retiring) + report)
+        _write_all(reports_fd, _FROM_CHILD.pack(len(report), RETIRING if retiring else 0)
+                   + report)
         if retiring:
             return
 
@@ -150,11 +159,24 @@ class _Child:
         head = self._read(_FROM_CHILD.size, deadline)
         if head is None or isinstance(head, _TimedOut):
             return None, False, isinstance(head, _TimedOut)
-        size, retiring = _FROM_CHILD.unpack(head)
+        size, flag = _FROM_CHILD.unpack(head)
         body = self._read(size, deadline)
         if body is None or isinstance(body, _TimedOut):
             return None, False, isinstance(body, _TimedOut)
-        return body, bool(retiring), False
+        return body, flag == RETIRING, False
+
+    def wait_ready(self) -> None:
+        """Wait for the child's ready frame; a child that dies or stays silent is left
+        dead, for its first job to report."""
+        head = self._read(_FROM_CHILD.size, time.monotonic() + START_TIMEOUT)
+        if isinstance(head, _TimedOut):
+            logger.error("child process %d did not start within %gs; killing it", self.pid,
+                         START_TIMEOUT)
+            self.kill()
+        elif head is not None and _FROM_CHILD.unpack(head) != (0, READY):
+            logger.error("child process %d began with something else than its ready frame; "
+                         "killing it", self.pid)
+            self.kill()
 
     def _read(self, size: int, deadline: float) -> bytes | _TimedOut | None:
         chunks: list[bytes] = []
@@ -207,6 +229,9 @@ class _Child:
         if status is None:
             return "is still running"
         if self.process is not None:
+            if status == 2:
+                return ("exited with code 2 (the exec command could not load the app: see "
+                        "the worker's stderr)")
             return (f"died with signal {-status} ({_signal_name(-status)})" if status < 0
                     else f"exited with code {status}")
         return describe_exit(status)
@@ -315,6 +340,7 @@ class ChildPool:
         with self._lock:
             open_fds = [fd for child in self._all for fd in (child.jobs_fd, child.reports_fd)]
         child = self._start_exec() if self.mode == "exec" else self._fork(open_fds)
+        child.wait_ready()
         self.started += 1
         with self._lock:
             self._all.add(child)
