@@ -129,6 +129,7 @@ class _Child:
         self.reports_fd = reports_fd
         self.process = process
         self.jobs = 0
+        self.ready = False
         self.status: int | None = None
         """The exit status once reaped (os.waitpid form for fork, returncode for exec)."""
 
@@ -168,6 +169,7 @@ class _Child:
     def wait_ready(self) -> None:
         """Wait for the child's ready frame; a child that dies or stays silent is left
         dead, for its first job to report."""
+        self.ready = True  # or dead: either way, asked once
         head = self._read(_FROM_CHILD.size, time.monotonic() + START_TIMEOUT)
         if isinstance(head, _TimedOut):
             logger.error("child process %d did not start within %gs; killing it", self.pid,
@@ -290,6 +292,10 @@ class ChildPool:
 
     def run(self, child: _Child, job_id: str, payload: bytes, ttr: float) -> Outcome:
         """Run one job in ``child`` (from ``take``); the outcome, whatever the child did."""
+        if not child.ready:
+            # Here rather than in ``take``: children made for several jobs start side by
+            # side, and the main thread goes on fetching meanwhile.
+            child.wait_ready()
         deadline = time.monotonic() + ttr
         if not child.send(payload):
             how = self._discard(child)
@@ -340,7 +346,6 @@ class ChildPool:
         with self._lock:
             open_fds = [fd for child in self._all for fd in (child.jobs_fd, child.reports_fd)]
         child = self._start_exec() if self.mode == "exec" else self._fork(open_fds)
-        child.wait_ready()
         self.started += 1
         with self._lock:
             self._all.add(child)

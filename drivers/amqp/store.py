@@ -69,6 +69,9 @@ PUSH_CHUNK = 1000
 REFUSAL_RESENDS = 3
 """How often messages the broker refused (basic.nack: it did not take them) are sent
 again before the push fails; a quorum queue refuses now and then under load."""
+INTERNAL_ERROR = 541
+"""The reply code of a broker that closed a connection on its own trouble (a quorum queue
+whose process is not running yet: 'noproc')."""
 REFUSAL_PAUSE = 0.05
 """Seconds before the first resend of refused messages, doubled for each next one."""
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -515,6 +518,19 @@ class AmqpDriver(Store):
             "out again. Raise the broker's consumer_timeout or lower ttr.",
             whose, ttr, self.consumer_timeout)
 
+    def _read(self, what: Callable[[Wire], T]) -> T:
+        """``_io`` for a call that only reads: tried once more, on a new connection, when
+        the broker closed the first with an internal error."""
+        try:
+            return self._io(what)
+        except DriverError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, WireError) and cause.code == INTERNAL_ERROR):
+                raise
+            logger.warning("%s; reading once more", exc)
+            time.sleep(REFUSAL_PAUSE)
+            return self._io(what)
+
     def info(self) -> dict[JobStatus, int]:
         def count(wire: Wire) -> dict[JobStatus, int]:
             topology = self.topology
@@ -523,7 +539,7 @@ class AmqpDriver(Store):
             delayed = sum(topology.registry(wire).values())
             return {JobStatus.WAITING: waiting, JobStatus.DELAYED: delayed,
                     JobStatus.FAILED: failed, JobStatus.DONE: 0}
-        return self._io(count)
+        return self._read(count)
 
     def _scan_failed(self, wire: Wire, limit: int | None,
                      wanted: str | None = None) -> tuple[list[Delivery], Delivery | None]:
@@ -550,7 +566,7 @@ class AmqpDriver(Store):
             if seen:
                 wire.requeue(seen[-1].tag, multiple=True)
             return [self._failed_info(delivery) for delivery in seen]
-        return self._io(listed)
+        return self._read(listed)
 
     def _failed_info(self, delivery: Delivery) -> JobInfo:
         headers = delivery.headers
