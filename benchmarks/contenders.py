@@ -26,11 +26,44 @@ def python_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def code_env(code: str, workdir: str, **extra: str) -> dict[str, str]:
+    """The environment of a process that imports queue_core from the checkout ``code`` and
+    the benchmarks package from this one. It must run from ``workdir``: ``python -m`` puts
+    its working directory first on sys.path, and this checkout's folder there would shadow
+    ``code``; a folder holding only a link to this benchmarks package comes before
+    ``code`` for the same reason."""
+    links = os.path.join(workdir, "links")
+    if not os.path.isdir(links):
+        os.makedirs(links)
+        os.symlink(ROOT / "benchmarks", os.path.join(links, "benchmarks"))
+        overlay_drivers(code, os.path.join(links, "queue_core"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [links, code, env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def overlay_drivers(code: str, overlay: str) -> None:
+    """A checkout keeps its drivers in a top-level ``drivers/`` folder that installs as
+    ``queue_core.drivers``. Run from the checkout, ``queue_core.drivers`` would be found
+    by this environment's own (editable) install, that is this checkout's drivers; so
+    ``overlay`` becomes a queue_core package of links to ``code``'s files, its own drivers
+    among them."""
+    source, drivers = os.path.join(code, "queue_core"), os.path.join(code, "drivers")
+    if not os.path.isdir(drivers) or os.path.exists(os.path.join(source, "drivers")):
+        return
+    os.makedirs(overlay)
+    for name in os.listdir(source):
+        os.symlink(os.path.join(source, name), os.path.join(overlay, name))
+    os.symlink(drivers, os.path.join(overlay, "drivers"))
+
+
+def spawn(command: list[str], env: dict[str, str],
+          cwd: str | Path = ROOT) -> subprocess.Popen[bytes]:
     """Start a worker. Its output goes to a file: a pipe nobody reads would fill up with a
     chatty worker's logs and stall it, which is not what we want to measure."""
     log = tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log,
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=log,
                                start_new_session=True)
     process.log_path = log.name  # type: ignore[attr-defined]
     log.close()

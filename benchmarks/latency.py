@@ -35,7 +35,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import marks
-from benchmarks.contenders import ROOT, worker_log
+from benchmarks.contenders import ROOT, code_env, python_env, worker_log
 from benchmarks.throughput import stop_worker, targets
 
 PERCENTILES = (50, 90, 99)
@@ -74,20 +74,9 @@ def git_state(root: str) -> dict[str, Any]:
 
 def start_worker(settings: dict[str, Any], mark_dir: str, workdir: str,
                  code: str | None) -> subprocess.Popen[bytes]:
-    """``queue-core listen`` in a new session, run from ``workdir``: ``python -m`` puts its
-    working directory first on sys.path, and this checkout's folder there would shadow
-    ``--code``. A directory holding only a link to this benchmarks package comes before
-    ``code`` for the same reason."""
-    if code is None:
-        path = [str(ROOT)]
-    else:
-        links = os.path.join(workdir, "links")
-        os.makedirs(links, exist_ok=True)
-        os.symlink(ROOT / "benchmarks", os.path.join(links, "benchmarks"))
-        path = [links, code]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*path, env.get("PYTHONPATH")]))
-    env.update(BENCH_SETTINGS=json.dumps(settings), BENCH_MARKS=mark_dir)
+    """``queue-core listen`` in a new session, run from ``workdir`` (see code_env)."""
+    extra = {"BENCH_SETTINGS": json.dumps(settings), "BENCH_MARKS": mark_dir}
+    env = python_env(**extra) if code is None else code_env(code, workdir, **extra)
     command = [sys.executable, "-m", "queue_core", "--app", "benchmarks.latency_app:queue",
                "listen"]
     log_path = os.path.join(workdir, "worker.log")

@@ -4,9 +4,12 @@
 
 For each contender: push one at a time, push_many (where offered) and processing by one
 real worker process (concurrency 1), each repeated ``--repeat`` times; the median is
-printed with every run. Ratios are taken between figures of the same run, which is what
-survives a noisy machine. For drivers that keep a backlog, the per-job cost of processing
-a backlog of 10,000 and of 100,000 jobs is compared as well.
+printed with every run. Processing is measured round by round, every contender once per
+round, and ratios are taken between figures of the same run, which is what survives a
+noisy machine. ``--code DIR`` adds queue-core as checked out in DIR (another commit) as
+one more contender, to compare old and new code next to the same peer. For drivers that
+keep a backlog, the per-job cost of processing a backlog of 10,000 and of 100,000 jobs is
+compared as well.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ if __package__ in (None, ""):
 
 from benchmarks import marks
 from benchmarks.contenders import Contender, QueueCore, worker_log
+from benchmarks.other_code import OtherCode
 
 
 def targets() -> dict[str, ModuleType]:
@@ -101,7 +105,7 @@ def _then(first: Any, second: Any) -> Any:
 
 def median_line(label: str, values: list[float], unit: str = "jobs/s") -> str:
     runs = ", ".join(f"{v:,.0f}" for v in values)
-    return f"  {label:<28} {statistics.median(values):>12,.0f} {unit}   (runs: {runs})"
+    return f"  {label:<30} {statistics.median(values):>12,.0f} {unit}   (runs: {runs})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure queue-core with each job in a child process")
     parser.add_argument("--workers", type=int, default=None,
                         help="also measure queue-core (and the peers) with N worker processes")
+    parser.add_argument("--code", action="append", default=[], metavar="DIR",
+                        help="also measure queue-core as checked out in DIR (repeatable)")
     args = parser.parse_args(argv)
     target = found[args.driver]
 
@@ -138,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     if variant:
         label = "queue-core " + " ".join(variant)
         contenders.append(QueueCore(target.settings(workdir), label, worker_args=variant))
+    for number, code in enumerate(args.code):
+        other_dir = os.path.join(workdir, f"code{number}")
+        contenders.append(OtherCode(code, target.settings(other_dir), other_dir))
     if not args.no_peers and not args.isolate:
         for peer in target.peers(workdir, **({"workers": args.workers} if args.workers else {})):
             reason = peer.available()
@@ -155,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"driver={args.driver} n={args.n} peer-n={peer_n} repeat={args.repeat} "
           f"python={sys.version.split()[0]} cpus={os.cpu_count()}")
     figures: dict[str, dict[str, float]] = {}
+
+    def jobs_for(contender: Contender) -> int:
+        return int(args.n) if isinstance(contender, (QueueCore, OtherCode)) else peer_n
+
     for contender in contenders:
-        n = args.n if isinstance(contender, QueueCore) else peer_n
+        n = jobs_for(contender)
         print(f"{contender.name} ({n:,} jobs per measurement):")
         result: dict[str, float] = {}
         pushes = []
@@ -175,13 +188,18 @@ def main(argv: list[str] | None = None) -> int:
                 many.append(n / took)
             print(median_line("push_many", many))
             result["push_many"] = statistics.median(many)
-        rates = [process_rate(contender, n, mark_dir, args.timeout)
-                 for _ in range(args.repeat)]
-        label = ("process (1 worker process)" if contender.workers == 1
-                 else f"process ({contender.workers} worker processes)")
-        print(median_line(label, rates))
-        result["process"] = statistics.median(rates)
         figures[contender.name] = result
+    rates: dict[str, list[float]] = {contender.name: [] for contender in contenders}
+    for _ in range(args.repeat):
+        for contender in contenders:
+            rates[contender.name].append(
+                process_rate(contender, jobs_for(contender), mark_dir, args.timeout))
+    print("process (one worker process unless said), round by round:")
+    for contender in contenders:
+        label = contender.name if contender.workers == 1 else (
+            f"{contender.name} ({contender.workers} worker processes)")
+        print(median_line(label, rates[contender.name]))
+        figures[contender.name]["process"] = statistics.median(rates[contender.name])
         if contender is not ours:
             contender.close()
     if variant and args.isolate:
@@ -193,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, result in figures.items():
             if name == ours.name:
                 continue
-            if name.startswith("queue-core "):
+            if name.startswith(("queue-core ", "queue-core@")):
                 ratio = result["process"] / figures[ours.name]["process"]
                 print(f"  process  {name} / queue-core      {ratio:6.2f}x")
                 continue
@@ -202,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                 if metric in result:
                     mine = figures[base if metric == "process" else ours.name][metric]
                     print(f"  {metric:<8} queue-core / {name:<22} {mine / result[metric]:6.2f}x")
+            for other in (n for n in figures if n.startswith("queue-core@")):
+                ratio = figures[other]["process"] / result["process"]
+                print(f"  process  {other} / {name:<22} {ratio:6.2f}x")
 
     sizes = [int(s) for s in args.backlog.split(",") if s.strip()]
     if getattr(target, "BACKLOG", False) and sizes:

@@ -1,0 +1,56 @@
+"""benchmarks/throughput.py --code runs another checkout's queue-core in the same run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import ROOT
+
+MARKER = "# a copy measured by test_throughput_benchmark\n"
+
+
+def copy_of_checkout(where: Path) -> Path:
+    code = where / "code"
+    for folder in ("queue_core", "drivers"):
+        shutil.copytree(ROOT / folder, code / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    init = code / "queue_core" / "__init__.py"
+    init.write_text(MARKER + init.read_text())
+    return code
+
+
+def run_throughput(tmp_path: Path, code: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--driver", "file",
+         "-n", "30", "--repeat", "1", "--backlog", "", "--no-peers", "--code", str(code),
+         "--json", str(tmp_path / "figures.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.slow
+def test_another_checkout_is_measured_beside_this_one(tmp_path: Path) -> None:
+    code = copy_of_checkout(tmp_path)
+    result = run_throughput(tmp_path, code)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    other = [name for name in figures if name.startswith("queue-core@")]
+    assert len(other) == 1
+    assert figures[other[0]]["process"] > 0 and figures["queue-core"]["process"] > 0
+    assert f"{other[0]} / queue-core" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_worker_that_would_run_this_checkout_instead_stops_the_run(tmp_path: Path) -> None:
+    """A checkout whose drivers folder is missing would take this environment's installed
+    drivers: the run must refuse rather than measure the wrong code."""
+    code = copy_of_checkout(tmp_path)
+    shutil.rmtree(code / "drivers")
+    result = run_throughput(tmp_path, code)
+    assert result.returncode != 0
+    assert f"not from {code}" in result.stderr
