@@ -224,6 +224,20 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = figures[other]["process"] / result["process"]
                 print(f"  process  {other} / {name:<22} {ratio:6.2f}x")
 
+    others = [c.name for c in contenders if isinstance(c, OtherCode)]
+    if others:
+        # One slow moment of the machine moves a whole round: the ratio within each round,
+        # then their median, is what the other checkouts are judged by.
+        print("process, median of the ratios within each round:")
+        peers = [c.name for c in contenders if not isinstance(c, (QueueCore, OtherCode))]
+        pairs = [(other, ours.name) for other in others] + [
+            (left, peer) for peer in peers for left in (ours.name, *others)]
+        for left, right in pairs:
+            ratio = statistics.median(
+                a / b for a, b in zip(rates[left], rates[right], strict=True))
+            figures[left][f"process_ratio_to {right}"] = ratio
+            print(f"  {left:<20} / {right:<24} {ratio:6.2f}x")
+
     sizes = [int(s) for s in args.backlog.split(",") if s.strip()]
     if getattr(target, "BACKLOG", False) and sizes:
         print("backlog (queue-core, microseconds per job while draining it):")

@@ -23,11 +23,14 @@ def peers(workdir: str, workers: int = 1) -> list[Contender]:
 
 
 def after_prepare() -> None:
-    """VACUUM both libraries' tables before every measurement: this server runs with
+    """VACUUM every contender's table before every measurement: this server runs with
     autovacuum off, and rows churned by earlier runs would slow whoever comes later."""
     import psycopg
     dsn = SERVER.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in ("bench_queue", "procrastinate_jobs"):
-            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
-                conn.execute(f"VACUUM {table}")
+        # bench_queue_<commit>: the tables of other checkouts measured by --code.
+        tables = [row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND "
+            "(tablename = 'procrastinate_jobs' OR tablename LIKE 'bench\\_queue%')")]
+        for table in tables:
+            conn.execute(f'VACUUM "{table}"')
