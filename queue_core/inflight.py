@@ -12,9 +12,9 @@ the job back.
 from __future__ import annotations
 
 import math
-import queue as stdqueue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -60,27 +60,39 @@ class Run:
 
 
 class Finished:
-    """Runs that ended (or were given up), waiting for the main thread to settle them."""
+    """Runs that ended (or were given up), waiting for the main thread to settle them.
+
+    Not a ``queue.SimpleQueue``: on Python 3.11 its ``get(timeout=...)`` blocks for good
+    when a signal handler (a stop signal) runs past the timeout, and the worker would never
+    act on the signal. A lock's timed wait does not have that fault."""
 
     def __init__(self) -> None:
-        self._ended: stdqueue.SimpleQueue[Run] = stdqueue.SimpleQueue()
+        self._ended: deque[Run] = deque()
+        self._wake = threading.Event()
 
     def put(self, run: Run) -> None:
-        self._ended.put(run)
+        self._ended.append(run)
+        # The flag already set means the taker has not cleared it since, and it looks at
+        # the runs again after clearing it: no need to pay for set() on every run.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def take(self, timeout: float | None) -> list[Run]:
         """The runs ended so far; waits up to ``timeout`` seconds (None: not at all) for
         the first."""
-        ended: list[Run] = []
-        try:
-            if timeout is None:
-                ended.append(self._ended.get_nowait())
-            else:
-                ended.append(self._ended.get(timeout=timeout))
-            while True:
-                ended.append(self._ended.get_nowait())
-        except stdqueue.Empty:
+        ended = self._drain()
+        if ended or timeout is None:
             return ended
+        self._wake.clear()
+        ended = self._drain()  # put between the drain and the clear: its flag is gone
+        if not ended:
+            self._wake.wait(timeout)
+            ended = self._drain()
+        return ended
+
+    def _drain(self) -> list[Run]:
+        ended = self._ended
+        return [ended.popleft() for _ in range(len(ended))]
 
 
 class TtrWatch:

@@ -137,9 +137,7 @@ def test_ttr_ends_a_spinning_thread_job_and_an_async_job_while_the_others_finish
     assert "end sleep" in lines
 
 
-# Not async8 yet: there, under CI load, the worker sometimes does not exit after the second
-# signal (seen on mysql and amqp-quorum, about 1 in 27 runs); an open defect of issue 16.
-@pytest.mark.worker_modes("c1", "threads8")
+@pytest.mark.worker_modes("c1", "threads8", "async8")
 @pytest.mark.needs("retry")
 def test_a_second_stop_signal_interrupts_the_running_jobs_as_charged_attempts(
         queue_settings, journal: str, tmp_path: Path) -> None:

@@ -1,14 +1,23 @@
-"""The --app target of worker subprocesses: settings come from $QUEUE_TEST_SETTINGS."""
+"""The --app target of worker subprocesses: settings come from $QUEUE_TEST_SETTINGS.
+
+A worker that a test finds stuck is sent SIGUSR1 before it is killed, and writes every
+thread's stack to its stderr, so that the failure shows where it hung."""
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 from typing import Any
 
 from queue_core import ExecEvent, Queue, WorkerEvent, create_queue
 
 from .jobs import append
+
+
+if hasattr(signal, "SIGUSR1"):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def mark_ready(event: WorkerEvent) -> None:

@@ -82,6 +82,16 @@ def kill_group(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
+def dump_stacks(process: subprocess.Popen[str]) -> None:
+    """Ask a stuck worker (and any process of its group) for its threads' stacks, which
+    tests/support/app.py has them write to stderr on SIGUSR1."""
+    try:
+        os.killpg(process.pid, signal.SIGUSR1)
+    except (ProcessLookupError, PermissionError):
+        return
+    time.sleep(0.5)
+
+
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM,
          timeout: float = 10) -> tuple[int, str, str]:
     if process.poll() is None:
@@ -89,6 +99,7 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM,
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        dump_stacks(process)
         process.kill()
         out, err = process.communicate()
         raise AssertionError(f"worker did not stop within {timeout}s after {sig}:\n{err}")

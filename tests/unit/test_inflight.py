@@ -1,0 +1,60 @@
+"""The hand-off of ended runs from job threads to the worker's main thread."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+from queue_core.inflight import Finished, Run
+from queue_core.model import Message
+
+
+def a_run(job_id: str) -> Run:
+    return Run(Message(id=job_id, payload=b"", ttr=1.0, attempt=1), None, None, None, 1.0)
+
+
+def test_take_returns_what_ended_and_waits_only_when_nothing_did() -> None:
+    finished = Finished()
+    assert finished.take(None) == []
+    started = time.monotonic()
+    assert finished.take(0.1) == []
+    assert time.monotonic() - started >= 0.09
+    runs = [a_run(str(index)) for index in range(3)]
+    for run in runs:
+        finished.put(run)
+    assert finished.take(5) == runs
+    assert finished.take(None) == []
+
+
+def test_a_run_put_from_another_thread_wakes_the_taker() -> None:
+    finished = Finished()
+    run = a_run("late")
+    threading.Timer(0.05, finished.put, (run,)).start()
+    started = time.monotonic()
+    assert finished.take(5) == [run]
+    assert time.monotonic() - started < 2
+
+
+def test_a_signal_handler_that_outlasts_the_wait_does_not_make_it_endless() -> None:
+    """On Python 3.11 ``SimpleQueue.get(timeout=)`` waits for good once a signal handler
+    runs past its timeout: a worker told twice to stop never acted on it."""
+    code = textwrap.dedent("""
+        import signal, time
+        from queue_core.inflight import Finished
+
+        def busy(signum, frame):
+            end = time.monotonic() + 0.2
+            while time.monotonic() < end:
+                pass
+
+        signal.signal(signal.SIGALRM, busy)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        print(Finished().take(0.1))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
