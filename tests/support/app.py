@@ -15,7 +15,6 @@ from queue_core import ExecEvent, Queue, WorkerEvent, create_queue
 
 from .jobs import append
 
-
 if hasattr(signal, "SIGUSR1"):
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
