@@ -45,7 +45,6 @@ class Consumption:
         self.consumer = consumer
         self._fetched: deque[Message] = deque()
         self._kept: list[Settlement] = []
-        self._begun: dict[int, float] = {}
         self._job_time: float | None = None
         """Running average of job durations; until one is timed, a worker takes one job at
         a time rather than a batch of slow ones."""
@@ -84,7 +83,7 @@ class Consumption:
             if kept:
                 self._kept = []
             elif not self._marks_begin:
-                self._begun[id(message)] = time.monotonic()
+                message.began = time.monotonic()
                 return message
             try:
                 ours = self.consumer.begin(message, kept or ())
@@ -96,7 +95,7 @@ class Consumption:
                 self._fetched.clear()
                 self._raise(exc)
             if ours is not False:  # a driver that says nothing means it is ours
-                self._begun[id(message)] = time.monotonic()
+                message.began = time.monotonic()
                 return message
             logger.warning("job %s was fetched ahead and another worker took it before it "
                            "began (its fetch lease ran out); skipping it here", message.id)
@@ -129,7 +128,13 @@ class Consumption:
     # -- settling --------------------------------------------------------------------
 
     def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
-        self._timed(message)
+        # _timed, written out: this runs once per job.
+        if message.began:
+            took = time.monotonic() - message.began
+            message.began = 0.0
+            average = self._job_time
+            self._job_time = took if average is None else (
+                _AVERAGE_KEEP * average + (1 - _AVERAGE_KEEP) * took)
         if self._folds:
             # tuple.__new__: Settlement's own __new__ is a Python call, and this runs per job.
             self._kept.append(_new(Settlement, (Verdict.ACK, message, result, keep, 0.0, None)))
@@ -155,9 +160,9 @@ class Consumption:
 
     def _timed(self, message: Message) -> None:
         """Count the run of ``message`` in the running average of job durations."""
-        began = self._begun.pop(id(message), None)
-        if began is not None:
-            took = time.monotonic() - began
+        if message.began:
+            took = time.monotonic() - message.began
+            message.began = 0.0
             self._job_time = took if self._job_time is None else (
                 _AVERAGE_KEEP * self._job_time + (1 - _AVERAGE_KEEP) * took)
 
@@ -183,7 +188,6 @@ class Consumption:
         """In a forked child: what the parent holds is the parent's to settle."""
         self._fetched.clear()
         self._kept = []
-        self._begun.clear()
         self.consumer.after_fork()
 
     def _call(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:

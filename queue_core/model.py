@@ -156,6 +156,8 @@ class Message:
     """Driver-private: whatever it needs to settle this reservation."""
     owner: Consumption | None = field(default=None, repr=False, compare=False)
     """The worker's consumption that holds this reservation (set by the core)."""
+    began: float = field(default=0.0, repr=False, compare=False)
+    """time.monotonic() when the worker began this run; 0 before (set by the core)."""
 
 
 class PushRequest(NamedTuple):

@@ -416,7 +416,12 @@ class Worker:
         """Run one reserved job and report its outcome. Never raises for a job's fault."""
         self._current = message
         try:
-            self.guarded(message, self._process, message)
+            self._process(message)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            # guarded(), written out: this runs once per job.
+            self._not_settled(message, exc)
         finally:
             self._current = None
             self.processed += 1
@@ -428,13 +433,17 @@ class Worker:
             return step(*args)
         except KeyboardInterrupt:
             raise
-        except DriverError as exc:
+        except Exception as exc:
+            self._not_settled(message, exc)
+        return None
+
+    def _not_settled(self, message: Message, exc: Exception) -> None:
+        if isinstance(exc, DriverError):
             logger.error("job %s: cannot report its outcome to %s (%s); its lease will bring "
                          "it back", message.id, self.queue.driver.describe(), exc)
-        except Exception:
-            logger.exception("job %s: internal error while handling it; its lease will bring "
-                             "it back", message.id)
-        return None
+        else:
+            logger.error("job %s: internal error while handling it; its lease will bring "
+                         "it back", message.id, exc_info=exc)
 
     def prepare(self, message: Message) -> tuple[Job, Any, ExecEvent | None] | None:
         """Decode ``message`` and run what comes before its execute; None when that already

@@ -44,7 +44,6 @@ class _Pending:
     """A command sent without waiting; resent after a reconnect until confirmed."""
 
     script: str
-    args: lua.Args
     packed: bytes
     """The command as sent (packed once: it is sent again as it was)."""
     on_reply: Callable[[Any], None] | None = None
@@ -53,7 +52,7 @@ class _Pending:
     after a reconnect, it would reserve jobs for no one until their lease ends."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Handle:
     """A fetched job's reservation."""
 
@@ -82,7 +81,8 @@ class RedisConsumer(Consumer):
         self._connector = store._connector
         self._stale = store._stale
         self._prefix = store.prefix
-        self._grace = int(store.lease_grace * 1000)
+        self._finish_start = lua.FinishStart(store._scripts["finish_start"], store.prefix,
+                                             int(store.lease_grace * 1000))
         self._lease = int(store.prefetch_lease * 1000)
         self._fresh = store.prefetch_lease / 2
         """Seconds a fetched job may wait and still be started without a round trip."""
@@ -177,10 +177,9 @@ class RedisConsumer(Consumer):
                 acked = self._send_settlements(settle, fold=True)
             # Built with tuple.__new__: the NamedTuples' own __new__ is a Python call each,
             # and these are built once per job.
-            args = _new(lua.FinishStartArgs, (
-                self._prefix, self._grace, self._ack(acked),
-                _new(lua.Start, (message.id, handle.token, handle.attempts_before))))
-            start = self._command("finish_start", args)
+            ack = self._ack(acked)
+            start = _Pending("finish_start", self._finish_start.pack(ack, _new(
+                lua.Start, (message.id, handle.token, handle.attempts_before))))
             try:
                 if (time.monotonic() - handle.fetched < self._fresh
                         and handle.clears == self.store._clears):
@@ -195,8 +194,7 @@ class RedisConsumer(Consumer):
                 self._drain()
             except BaseException:
                 # Not handed to the worker: resend the ack only, never the start.
-                start.args = args.ack_only()
-                start.packed = self._scripts["finish_start"].call(start.args.to_args())
+                start.packed = self._finish_start.pack(ack, None)
                 raise
         except unreachable() as exc:
             raise self._lost(exc) from exc
@@ -222,8 +220,8 @@ class RedisConsumer(Consumer):
                 if fold and folded is None:
                     folded = s
                     continue
-                self._send("finish_start", lua.FinishStartArgs(self._prefix, self._grace,
-                                                               self._ack(s), None))
+                self._submit(_Pending("finish_start", self._finish_start.pack(self._ack(s),
+                                                                              None)))
                 continue
             handle = cast(_Handle, s.message.handle)
             if s.verdict is Verdict.RELEASE:
@@ -328,7 +326,7 @@ class RedisConsumer(Consumer):
         self._conn.send_packed_command([item.packed], check_health=False)
 
     def _command(self, name: str, args: lua.Args, resend: bool = True) -> _Pending:
-        return _Pending(name, args, self._scripts[name].call(args.to_args()), resend=resend)
+        return _Pending(name, self._scripts[name].call(args.to_args()), resend=resend)
 
     def _send(self, name: str, args: lua.Args, resend: bool = True) -> _Pending:
         """Send without waiting; the reply is read by the next round trip."""
@@ -350,7 +348,7 @@ class RedisConsumer(Consumer):
     def _send_wait(self, args: lua.WaitArgs) -> None:
         """WAIT after a write (the wait option): its reply, read with the others, says how
         many replicas have every write of this connection so far."""
-        item = _Pending("WAIT", args, pack("WAIT", *args.to_args()), on_reply=self._waited,
+        item = _Pending("WAIT", pack("WAIT", *args.to_args()), on_reply=self._waited,
                         resend=False)
         self._unconfirmed.append(item)
         self._conn.send_packed_command([item.packed], check_health=False)

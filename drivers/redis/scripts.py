@@ -189,27 +189,26 @@ class Start(NamedTuple):
     """As read (a damaged record's may be no number)."""
 
 
-class FinishStartArgs(NamedTuple):
-    """The ack of the finished job and the start of the next one, in one call. Both check
-    the reservation token, and the start the attempt count, so a resend is harmless.
+_NO_ACK = ("", "", "0", "")
+_NO_START = ("", "", "")
+
+
+class FinishStart:
+    """FINISH_START, packed for one channel: the ack of the finished job and the start of
+    the next one, in one call. Both check the reservation token, and the start the
+    attempt count, so a resend is harmless. The call is made once per job, so its head
+    (the prefix and grace included) is packed once.
     ARGV: prefix, grace (ms), ack id ('' for none), ack token, keep ('1'/'0'), result,
     start id ('' for none), start token, attempts before this start."""
 
-    prefix: str
-    grace_ms: int
-    ack: Ack | None
-    start: Start | None
+    def __init__(self, script: Script, prefix: str, grace_ms: int) -> None:
+        self._head = b"".join([b"*%d\r\n" % (3 + len(script.keys) + 9), script.head,
+                               *bulk((prefix, grace_ms))])
 
-    def to_args(self) -> list[Any]:
-        ack = (["", "", "0", ""] if self.ack is None else
-               [self.ack.job_id, self.ack.token, "1" if self.ack.keep else "0",
-                self.ack.result])
-        start = (["", "", ""] if self.start is None else
-                 [self.start.job_id, self.start.token, self.start.attempts_before])
-        return [self.prefix, self.grace_ms, *ack, *start]
-
-    def ack_only(self) -> FinishStartArgs:
-        return self._replace(start=None)
+    def pack(self, ack: Ack | None, start: Start | None) -> bytes:
+        acked = _NO_ACK if ack is None else (ack.job_id, ack.token, "1" if ack.keep else "0",
+                                             ack.result)
+        return b"".join([self._head, *bulk((*acked, *(start or _NO_START)))])
 
 
 RELEASE_KEYS = (RESERVED, WAITING, DELAYED, NOTIFY)
