@@ -64,6 +64,14 @@ class Consumer(ABC):
         self.settle(settle)
         return True
 
+    def begin_many(self, messages: Sequence[Message],
+                   settle: Sequence[Settlement] = ()) -> list[bool]:
+        """``begin`` for each of ``messages``, in order, ``settle`` carried out first: a
+        worker with several slots free begins several jobs at once, and a driver may send
+        them to the back end together. One answer per message, as ``begin`` gives it."""
+        return [self.begin(message, settle if index == 0 else ())
+                for index, message in enumerate(messages)]
+
     def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
         """The run succeeded: delete the job, or keep it as DONE with its result."""
         self.settle((Settlement(Verdict.ACK, message, result=result, keep=keep),))

@@ -30,6 +30,9 @@ QUICK_JOB = 0.002
 FETCH_AHEAD = 0.005
 """Seconds of such jobs fetched at once: no job fetched with others waits longer than
 about this for the ones before it."""
+AHEAD_JOB_MAX = 0.1
+"""With every slot busy, jobs are fetched ahead only while jobs (running average) take at
+most this many seconds: those wait in the worker until slots free."""
 _AVERAGE_KEEP = 0.8
 """Weight of the past in the running average of job durations."""
 
@@ -60,24 +63,8 @@ class Consumption:
         ``room``: how many jobs the worker would begin now (it runs several at once), so a
         fetch may bring that many, each begun as soon as it is asked for."""
         while True:
-            if not self._fetched:
-                # _carrying_kept, written out: this runs once per job on many drivers.
-                kept = self._kept
-                if kept:
-                    self._kept = []
-                size = 1 if self._one_at_a_time else max(
-                    self._batch_size(), min(room, self.consumer.prefetch))
-                try:
-                    got = self.consumer.fetch(size, timeout, kept or ())
-                except BaseException as exc:
-                    if kept:
-                        self._kept[:0] = kept
-                    self._raise(exc)
-                if not got:
-                    return None
-                for message in got:
-                    message.owner = self
-                self._fetched.extend(got)
+            if not self._fetched and not self._fill(self._fetch_size(room), timeout):
+                return None
             message = self._fetched.popleft()
             kept = self._kept
             if kept:
@@ -97,8 +84,68 @@ class Consumption:
             if ours is not False:  # a driver that says nothing means it is ours
                 message.began = time.monotonic()
                 return message
-            logger.warning("job %s was fetched ahead and another worker took it before it "
-                           "began (its fetch lease ran out); skipping it here", message.id)
+            self._taken_elsewhere(message)
+
+    def next_many(self, timeout: float, room: int) -> list[Message]:
+        """Up to ``room`` jobs to run, begun together (in one call to the back end where
+        the driver can); [] when none came within ``timeout`` seconds."""
+        while True:
+            if not self._fetched and not self._fill(self._fetch_size(room), timeout):
+                return []
+            fetched = self._fetched
+            batch = [fetched.popleft() for _ in range(min(room, len(fetched)))]
+            kept = self._kept
+            self._kept = []
+            try:
+                answers = self.consumer.begin_many(batch, kept)
+            except BaseException as exc:
+                self._kept[:0] = kept
+                self._fetched.clear()  # as in next(): their leases bring them back
+                self._raise(exc)
+            now = time.monotonic()
+            begun = []
+            for message, ours in zip(batch, answers, strict=True):
+                if ours is not False:
+                    message.began = now
+                    begun.append(message)
+                else:
+                    self._taken_elsewhere(message)
+            if begun:
+                return begun
+
+    @staticmethod
+    def _taken_elsewhere(message: Message) -> None:
+        logger.warning("job %s was fetched ahead and another worker took it before it "
+                       "began (its fetch lease ran out); skipping it here", message.id)
+
+    def _fill(self, size: int, timeout: float) -> bool:
+        """Fetch up to ``size`` jobs (not begun), carrying the kept settlements; False when
+        none came within ``timeout`` seconds."""
+        # _carrying_kept, written out: this runs once per job on many drivers.
+        kept = self._kept
+        if kept:
+            self._kept = []
+        try:
+            got = self.consumer.fetch(size, timeout, kept or ())
+        except BaseException as exc:
+            if kept:
+                self._kept[:0] = kept
+            self._raise(exc)
+        for message in got:
+            message.owner = self
+        self._fetched.extend(got)
+        return bool(got)
+
+    def fetch_ahead(self, slots: int) -> None:
+        """Every one of the worker's ``slots`` is busy: fetch the jobs that will fill them
+        as they free, so that those begin without waiting for a round trip to the back
+        end. Only for jobs short enough that they wait little (here, where no other worker
+        can run them), on a driver that fetches ahead, and only when none is at hand; it
+        does not wait for jobs to come."""
+        if (self._fetched or self._one_at_a_time or self._job_time is None
+                or self._job_time > AHEAD_JOB_MAX):
+            return
+        self._fill(min(slots, self.consumer.prefetch), 0.0)
 
     def allow_in_flight(self, count: int) -> None:
         """The worker runs up to ``count`` jobs at once."""
@@ -108,6 +155,10 @@ class Consumption:
         """Whether jobs fetched and not yet begun are at hand (``next(0)`` needs no round
         trip for them)."""
         return bool(self._fetched)
+
+    def _fetch_size(self, room: int) -> int:
+        return 1 if self._one_at_a_time else max(self._batch_size(),
+                                                 min(room, self.consumer.prefetch))
 
     def _batch_size(self) -> int:
         limit = self.consumer.prefetch

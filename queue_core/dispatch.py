@@ -12,6 +12,7 @@ let finish (each within its ttr), and what was fetched and not begun goes back u
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 STOP_NOW_WAIT = 2.0
 """Seconds the worker waits for the jobs it interrupted on a second stop signal; one
 still running then is left to its lease."""
+SWITCH_INTERVAL = 0.001
+"""The interpreter's thread switch interval (seconds) while jobs run on pool threads: the
+main thread begins the next job when one ends, and a job thread running Python code would
+otherwise keep it waiting for the interpreter lock for up to the default 5 ms."""
 BUSY_WAIT = 0.05
 """Longest wait on the back end for one more job while others run: their outcomes are
 settled only between two waits."""
@@ -54,31 +59,38 @@ class Runners:
         self._threads: JobThreads | None = None
         self._loop: JobLoop | None = None
 
-    def start(self, run: Run) -> None:
+    def start(self, runs: list[Run]) -> None:
+        """Start ``runs``: async ones on the event loop (handed over together), the others
+        on pool threads or in child processes."""
         if self._children is not None:
             if self._isolated is None:
                 self._isolated = ThreadPoolExecutor(self._size, "queue-core isolated job")
-            self._isolated.submit(self._run_isolated, run, self._children,
-                                  self._children.take())
+            for run in runs:
+                self._isolated.submit(self._run_isolated, run, self._children,
+                                      self._children.take())
             return
-        if is_async(run.job):
+        coroutines = []
+        for run in runs:
+            if is_async(run.job):
+                coroutines.append(run)
+                continue
+            if self._threads is None:
+                if self._enforce and not thread_interrupts_available():
+                    raise NotSupportedError(
+                        "ttr cannot be enforced on job threads: this interpreter cannot "
+                        "raise an exception in another thread (no ctypes.pythonapi); run "
+                        "with concurrency 1, --isolate, or enforce_ttr=False")
+                self._threads = JobThreads(self._queue, self._size, self._watch, self.finished)
+            self._threads.submit(run)
+        if coroutines:
             if self._loop is None:
                 self._loop = JobLoop(self._queue, self._watch, self.finished)
-            self._loop.submit(run)
-            return
-        if self._threads is None:
-            if self._enforce and not thread_interrupts_available():
-                raise NotSupportedError(
-                    "ttr cannot be enforced on job threads: this interpreter cannot raise "
-                    "an exception in another thread (no ctypes.pythonapi); run with "
-                    "concurrency 1, --isolate, or enforce_ttr=False")
-            self._threads = JobThreads(self._queue, self._size, self._watch, self.finished)
-        self._threads.submit(run)
+            self._loop.submit(coroutines)
 
     def run_one(self, run: Run, hurry: Callable[[], bool]) -> Run | None:
         """Start ``run`` alone and wait for it to end (or be given up); None if it was
         interrupted because of ``hurry`` and still runs ``STOP_NOW_WAIT`` seconds later."""
-        self.start(run)
+        self.start([run])
         interrupted = 0.0
         while True:
             ended = self.finished.take(0.1)
@@ -151,6 +163,14 @@ class Dispatcher:
         self._loop(BUSY_WAIT, until_empty=True)
 
     def _loop(self, wait: float, until_empty: bool) -> None:
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL))
+        try:
+            self._dispatch(wait, until_empty)
+        finally:
+            sys.setswitchinterval(switch_interval)
+
+    def _dispatch(self, wait: float, until_empty: bool) -> None:
         worker = self.worker
         finished = self.runners.finished
         while True:
@@ -159,16 +179,16 @@ class Dispatcher:
                 break
             room = self._room()
             if not room:
+                self._fetch_ahead()
                 self._settle(finished.take(wait))
             else:
                 if until_empty:
-                    message = worker._consuming().next(0, room)
+                    messages = worker._consuming().next_many(0, room)
                 else:
-                    message = worker._reserve(min(wait, BUSY_WAIT) if self.running else wait,
-                                              room)
-                if message is not None:
-                    self._start(message)
-                    self._start_fetched()
+                    messages = worker._reserve_many(
+                        min(wait, BUSY_WAIT) if self.running else wait, room)
+                if messages:
+                    self._start(messages)
                 elif until_empty:
                     if not self.running:
                         break
@@ -201,28 +221,29 @@ class Dispatcher:
             room = min(room, worker.max_jobs - worker.processed - len(self.running))
         return max(0, room)
 
-    def _start_fetched(self) -> None:
-        """Begin the jobs that came with the last fetch, while there is room for them."""
-        consumption = self.worker._consuming()
-        while consumption.has_fetched() and self._room() and not self.worker.stopping:
-            message = consumption.next(0)
-            if message is None:
-                return
-            self._start(message)
-
-    def _start(self, message: Message) -> None:
-        worker = self.worker
-        prepared = worker.guarded(message, worker.prepare, message)
-        if prepared is None:
-            worker.processed += 1
+    def _fetch_ahead(self) -> None:
+        if self.worker.stopping:
             return
-        job, meta, event = prepared
-        run = Run(message, job, meta, event, float(message.ttr))
-        self.running.add(run)
         try:
-            self.runners.start(run)
+            self.worker._consuming().fetch_ahead(self.size)
+        except Exception as exc:  # noqa: BLE001 - the next fetch meets the outage and waits it out
+            logger.debug("fetching ahead failed: %s", exc)
+
+    def _start(self, messages: list[Message]) -> None:
+        worker = self.worker
+        runs = []
+        for message in messages:
+            prepared = worker.guarded(message, worker.prepare, message)
+            if prepared is None:
+                worker.processed += 1
+                continue
+            job, meta, event = prepared
+            runs.append(Run(message, job, meta, event, float(message.ttr)))
+        self.running.update(runs)
+        try:
+            self.runners.start(runs)
         except BaseException:
-            self.running.discard(run)
+            self.running.difference_update(runs)
             raise
 
     def _settle(self, ended: list[Run]) -> None:

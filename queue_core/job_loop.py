@@ -49,13 +49,18 @@ class JobLoop:
         self._beat = 0.0
         self._lock = threading.Lock()
 
-    def submit(self, run: Run) -> None:
+    def submit(self, runs: list[Run]) -> None:
         with self._lock:
             if self._loop is None:
                 self._start_loop()
             loop = self._loop
         assert loop is not None
-        loop.call_soon_threadsafe(self._begin, run)
+        # One wake-up of the loop for them all.
+        loop.call_soon_threadsafe(self._begin_all, runs)
+
+    def _begin_all(self, runs: list[Run]) -> None:
+        for run in runs:
+            self._begin(run)
 
     def _start_loop(self) -> None:
         loop = asyncio.new_event_loop()

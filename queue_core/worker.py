@@ -220,17 +220,32 @@ class Worker:
                 self._loop_event()
         return self.exit_code or 0
 
-    def _reserve(self, wait: float, room: int = 1) -> Message | None:
+    def _reserve(self, wait: float) -> Message | None:
         try:
-            message = (self._consumption or self._consuming()).next(wait, room)
+            message = (self._consumption or self._consuming()).next(wait)
         except Exception as exc:
             self._outage(exc)
             return None
         if self._outage_since is not None:
-            logger.warning("%s is reachable again after %.1fs", self.queue.driver.describe(),
-                           time.monotonic() - self._outage_since)
-            self._outage_since = None
+            self._outage_over()
         return message
+
+    def _reserve_many(self, wait: float, room: int) -> list[Message]:
+        """``_reserve`` of up to ``room`` jobs, begun together."""
+        try:
+            messages = self._consuming().next_many(wait, room)
+        except Exception as exc:
+            self._outage(exc)
+            return []
+        if self._outage_since is not None:
+            self._outage_over()
+        return messages
+
+    def _outage_over(self) -> None:
+        assert self._outage_since is not None
+        logger.warning("%s is reachable again after %.1fs", self.queue.driver.describe(),
+                       time.monotonic() - self._outage_since)
+        self._outage_since = None
 
     def _job_runners(self) -> Runners:
         if self._runners is None:

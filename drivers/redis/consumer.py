@@ -201,6 +201,42 @@ class RedisConsumer(Consumer):
         # Not 1: its fetch lease ran out and another worker has it (the core skips it).
         return bool(int(replies[0][1]) == 1)
 
+    def begin_many(self, messages: Sequence[Message],
+                   settle: Sequence[Settlement] = ()) -> list[bool]:
+        """Start several jobs with one write: a script call each, each carrying one of the
+        acks kept back."""
+        if len(messages) == 1:
+            return [self.begin(messages[0], settle)]
+        if self._stale is not None:
+            self._check_master()
+        now, clears = time.monotonic(), self.store._clears
+        for message in messages:
+            handle: _Handle = message.handle  # type: ignore[assignment]
+            if now - handle.fetched >= self._fresh or handle.clears != clears:
+                # One of them waited past half its fetch lease: each is checked on its own.
+                return super().begin_many(messages, settle)
+        acks = [s for s in settle if s.verdict is Verdict.ACK]
+        folded = [self._ack(s) for s in acks[:len(messages)]]
+        folded += [None] * (len(messages) - len(folded))
+        try:
+            self._send_settlements([s for s in settle if s.verdict is not Verdict.ACK]
+                                   + acks[len(messages):])
+            starts = []
+            for message, ack in zip(messages, folded, strict=True):
+                handle = cast(_Handle, message.handle)
+                starts.append(_Pending("finish_start", self._finish_start.pack(ack, _new(
+                    lua.Start, (message.id, handle.token, handle.attempts_before)))))
+            try:
+                self._submit_many(starts)
+            except BaseException:
+                # Not handed to the worker: resend the acks only, never the starts.
+                for start, ack in zip(starts, folded, strict=True):
+                    start.packed = self._finish_start.pack(ack, None)
+                raise
+        except unreachable() as exc:
+            raise self._lost(exc) from exc
+        return [True] * len(messages)
+
     # -- settling --------------------------------------------------------------------
 
     def _ack(self, acked: Settlement | None) -> lua.Ack | None:
@@ -343,6 +379,18 @@ class RedisConsumer(Consumer):
             self._pending.append(item)
         wait = self.store._wait_args
         if wait is not None and item.resend:
+            self._send_wait(wait)
+
+    def _submit_many(self, items: list[_Pending]) -> None:
+        """``_submit`` for each, in one write."""
+        self._unconfirmed.extend(items)
+        if self._conn is None:
+            self._connection()
+        else:
+            self._conn.send_packed_command([item.packed for item in items], check_health=False)
+            self._pending.extend(items)
+        wait = self.store._wait_args
+        if wait is not None:
             self._send_wait(wait)
 
     def _send_wait(self, args: lua.WaitArgs) -> None:

@@ -366,6 +366,33 @@ def test_the_deferred_ack_goes_out_with_the_next_reserve_and_replies_match_in_or
     assert not consumer._pending and not consumer._unconfirmed
 
 
+def test_jobs_begun_together_go_out_in_one_write_each_carrying_one_kept_ack(
+        scripted: tuple[Scripted, RedisDriver], consumer: Any) -> None:
+    peer, driver = scripted
+    jobs = [[b"%012d" % n, *JOB_1[1:]] for n in (1, 2, 3, 4, 5)]
+    peer.reply(_reserve_reply(*jobs[:2]))
+    done = consumer.fetch(2, 0)
+    assert consumer.begin_many(done) == [True, True]
+    peer.sent()
+    peer.events.clear()
+    peer.reply(FINISH_OK * 2 + _reserve_reply(*jobs[2:]))
+    fetched = consumer.fetch(3, 0)
+    peer.sent()
+    peer.events.clear()
+    owed = [Settlement(Verdict.ACK, message) for message in done]
+    assert consumer.begin_many(fetched, owed) == [True, True, True]
+    assert peer.events == ["send"]  # three starts, one write, no reply awaited
+    starts = peer.sent()
+    finish_start = driver._scripts["finish_start"]
+    assert [start[1] for start in starts] == [finish_start.sha.encode()] * 3
+    argv = [start[3 + len(finish_start.keys):] for start in starts]
+    # ARGV: prefix, grace, ack id, ack token, keep, result, start id, start token, attempts
+    assert [a[2] for a in argv] == [b"000000000001", b"000000000002", b""]
+    assert [a[6] for a in argv] == [b"000000000003", b"000000000004", b"000000000005"]
+    assert all(a[7] == fetched[0].handle.token.encode() for a in argv)
+    assert [a[3] for a in argv[:2]] == [m.handle.token.encode() for m in done]
+
+
 def test_noscript_on_deferred_calls_loads_the_scripts_and_sends_them_again_in_order(
         scripted: tuple[Scripted, RedisDriver], consumer: Any,
         caplog: pytest.LogCaptureFixture) -> None:

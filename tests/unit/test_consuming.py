@@ -11,7 +11,7 @@ from queue_core.drivers.memory import MemoryDriver
 
 from queue_core import DriverError, ErrorInfo, Message
 from queue_core.consumer import Consumer, Settlement, Verdict
-from queue_core.consuming import QUICK_JOB, Consumption
+from queue_core.consuming import AHEAD_JOB_MAX, QUICK_JOB, Consumption
 
 
 class Flaky(Exception):
@@ -96,6 +96,63 @@ def test_every_message_is_begun_before_it_is_handed_out_and_owned_by_its_consump
     message = c.next(0)
     assert message is not None and message.owner is c
     assert consumer.calls[-1] == ("begin", message.id, [])
+
+
+def test_several_free_slots_are_filled_by_one_fetch_and_begun_together() -> None:
+    consumer = Scripted(folds=True)
+    c = consumption(consumer)
+    first = c.next(0)
+    c.ack(first)
+    begun = c.next_many(0, room=5)
+    assert len(begun) == 5 and all(m.owner is c and m.began for m in begun)
+    fetches = [call for call in consumer.calls if call[0] == "fetch"]
+    assert fetches[-1][1] >= 5 and fetches[-1][2] == [first.id]  # one fetch, with the ack
+    starts = [call for call in consumer.calls[consumer.calls.index(fetches[-1]):]
+              if call[0] == "begin"]
+    # Scripted has no begin_many of its own: the default begins them in order.
+    assert [call[1] for call in starts] == [m.id for m in begun]
+    c.ack(begun[0])
+    c.next_many(0, room=2)
+    starts = [call for call in consumer.calls if call[0] == "begin"]
+    assert starts[-2][2] == [begun[0].id] and starts[-1][2] == []  # the ack rides once
+
+
+def test_a_job_another_worker_took_is_skipped_among_those_begun_together(
+        caplog: pytest.LogCaptureFixture) -> None:
+    consumer = Scripted()
+    c = consumption(consumer)
+    c.ack(c.next(0))
+    consumer.taken_by_others.add("3")
+    begun = c.next_many(0, room=3)
+    assert [m.id for m in begun] == ["2", "4"]
+    assert "job 3 was fetched ahead and another worker took it" in caplog.text
+
+
+def test_with_every_slot_busy_short_jobs_are_fetched_ahead_and_begun_without_a_fetch() -> None:
+    consumer = Scripted()
+    c = consumption(consumer)
+    c.fetch_ahead(4)
+    assert consumer.calls == []  # no job timed yet: it may be a long one
+    c.ack(c.next(0))
+    c.fetch_ahead(4)
+    assert consumer.calls[-1] == ("fetch", 4, [])
+    c.fetch_ahead(4)
+    assert consumer.calls[-1] == ("fetch", 4, [])  # jobs at hand: no second fetch
+    assert len([call for call in consumer.calls if call[0] == "fetch"]) == 2
+    begun = c.next_many(0, room=4)
+    assert [m.id for m in begun] == ["2", "3", "4", "5"]
+    assert [call[0] for call in consumer.calls[-4:]] == ["begin"] * 4
+
+
+def test_slow_jobs_are_not_fetched_ahead() -> None:
+    consumer = Scripted()
+    c = consumption(consumer)
+    message = c.next(0)
+    message.began -= AHEAD_JOB_MAX * 2  # it took longer than jobs fetched ahead may wait
+    c.ack(message)
+    calls = len(consumer.calls)
+    c.fetch_ahead(4)
+    assert len(consumer.calls) == calls
 
 
 def test_without_folding_each_settlement_is_carried_out_at_once() -> None:

@@ -8,6 +8,8 @@ import textwrap
 import threading
 import time
 
+from queue_core import Job, create_queue
+from queue_core.dispatch import SWITCH_INTERVAL
 from queue_core.inflight import Finished, Run
 from queue_core.model import Message
 
@@ -58,3 +60,21 @@ def test_a_signal_handler_that_outlasts_the_wait_does_not_make_it_endless() -> N
                           timeout=20)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+class SwitchIntervalSeen(Job):
+    seen: list[float] = []
+
+    def execute(self, queue: object) -> None:
+        SwitchIntervalSeen.seen.append(sys.getswitchinterval())
+
+
+def test_jobs_on_threads_run_at_the_dispatch_switch_interval_and_it_is_restored_after() -> None:
+    queue = create_queue({"driver": "memory://", "channel": "switch"})
+    for _ in range(3):
+        queue.push(SwitchIntervalSeen())
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL
+    assert queue.run(concurrency=2) == 3
+    assert SwitchIntervalSeen.seen == [SWITCH_INTERVAL] * 3
+    assert sys.getswitchinterval() == before
