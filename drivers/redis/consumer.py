@@ -387,7 +387,9 @@ class RedisConsumer(Consumer):
         if self._conn is None:
             self._connection()
         else:
-            self._conn.send_packed_command([item.packed for item in items], check_health=False)
+            # Joined: redis-py writes each item of a list with a sendall of its own.
+            self._conn.send_packed_command([b"".join([item.packed for item in items])],
+                                           check_health=False)
             self._pending.extend(items)
         wait = self.store._wait_args
         if wait is not None:
