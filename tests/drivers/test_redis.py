@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from queue_core import ConfigError, DriverError, JobStatus, create_queue
+from queue_core.consumer import Settlement, Verdict
 from tests.support.jobs import Record, Sleep, read_lines
 from tests.support.procs import kill_group, queue_core, stop, wait_for
 from tests.support.specs.redis import URL, available
@@ -306,6 +307,28 @@ def test_a_job_fetched_ahead_that_another_worker_took_meanwhile_is_not_begun(
     assert slow.begin(held) is False
     info = queue.get(job_id)
     assert (info.status, info.attempt) == (JobStatus.RESERVED, 1)  # started once only
+    quick.ack(taken)
+    assert queue.info()[JobStatus.RESERVED] == 0
+    slow.close()
+    quick.close()
+
+
+def test_among_jobs_begun_together_one_another_worker_took_is_refused(
+        settings: dict[str, Any], journal: str) -> None:
+    import redis
+    queue = create_queue(_held_long(settings))
+    ids = [queue.push(Record(journal, str(n))) for n in range(3)]
+    slow, quick = queue.driver.open_consumer(), queue.driver.open_consumer()
+    held = slow.fetch(3, 0)
+    time.sleep(HELD)
+    redis.Redis.from_url(URL).zadd(_key(settings["channel"], held[1].id, "r"),
+                                   {held[1].id: 1})
+    (taken,) = quick.fetch(1, 0)
+    assert taken.id == held[1].id and quick.begin(taken) is True
+    # Past half their fetch lease, each is checked on its own round trip.
+    assert slow.begin_many(held) == [True, False, True]
+    assert [queue.get(job_id).attempt for job_id in ids] == [1, 1, 1]
+    slow.settle([Settlement(Verdict.ACK, held[0]), Settlement(Verdict.ACK, held[2])])
     quick.ack(taken)
     assert queue.info()[JobStatus.RESERVED] == 0
     slow.close()
