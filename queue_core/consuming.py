@@ -136,16 +136,17 @@ class Consumption:
         self._fetched.extend(got)
         return bool(got)
 
-    def fetch_ahead(self, slots: int) -> None:
+    def fetch_ahead(self, slots: int) -> list[Message]:
         """Every one of the worker's ``slots`` is busy: fetch the jobs that will fill them
         as they free, so that those begin without waiting for a round trip to the back
-        end. Only for jobs short enough that they wait little (here, where no other worker
-        can run them), on a driver that fetches ahead, and only when none is at hand; it
-        does not wait for jobs to come."""
+        end; returns them. Only for jobs short enough that they wait little (here, where
+        no other worker can run them), on a driver that fetches ahead, and only when none
+        is at hand; it does not wait for jobs to come."""
         if (self._fetched or self._one_at_a_time or self._job_time is None
                 or self._job_time > AHEAD_JOB_MAX):
-            return
+            return []
         self._fill(min(slots, self.consumer.prefetch), 0.0)
+        return list(self._fetched)
 
     def allow_in_flight(self, count: int) -> None:
         """The worker runs up to ``count`` jobs at once."""

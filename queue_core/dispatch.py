@@ -225,9 +225,11 @@ class Dispatcher:
         if self.worker.stopping:
             return
         try:
-            self.worker._consuming().fetch_ahead(self.size)
+            fetched = self.worker._consuming().fetch_ahead(self.size)
         except Exception as exc:  # noqa: BLE001 - the next fetch meets the outage and waits it out
             logger.debug("fetching ahead failed: %s", exc)
+            return
+        self.worker.decode_ahead(fetched)
 
     def _start(self, messages: list[Message]) -> None:
         worker = self.worker

@@ -158,6 +158,9 @@ class Message:
     """The worker's consumption that holds this reservation (set by the core)."""
     began: float = field(default=0.0, repr=False, compare=False)
     """time.monotonic() when the worker began this run; 0 before (set by the core)."""
+    decoded: Any = field(default=None, repr=False, compare=False)
+    """The job and its settings, or the SerializationError, when the core decoded the
+    payload while the message waited for a slot."""
 
 
 class PushRequest(NamedTuple):

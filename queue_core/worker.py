@@ -468,11 +468,18 @@ class Worker:
         if problem is not None:
             queue.handle_damaged(message, problem)
             return None
-        try:
-            job, meta = queue.decode(message.payload)
-        except SerializationError as exc:
-            queue.handle_undecodable(message, exc)
+        decoded = message.decoded
+        if decoded is None:
+            try:
+                job, meta = queue.decode(message.payload)
+            except SerializationError as exc:
+                queue.handle_undecodable(message, exc)
+                return None
+        elif isinstance(decoded, SerializationError):
+            queue.handle_undecodable(message, decoded)
             return None
+        else:
+            job, meta = decoded
         if message.redelivered and not queue.handle_lost(message, job, meta):
             return None
         event: ExecEvent | None = None
@@ -484,6 +491,16 @@ class Worker:
                 queue.report(queue.settler(message).ack, message, keep=queue.keep_completed)
                 return None
         return job, meta, event
+
+    def decode_ahead(self, messages: list[Message]) -> None:
+        """Decode jobs fetched ahead while they wait for a slot, so that the decoding is
+        not part of the time a slot stays empty (``prepare`` uses it, failure included)."""
+        for message in messages:
+            if damage(message) is None:
+                try:
+                    message.decoded = self.queue.decode(message.payload)
+                except SerializationError as exc:
+                    message.decoded = exc
 
     def conclude(self, run: Run) -> None:
         """Settle a run that ended on a pool thread or the event loop."""

@@ -8,7 +8,7 @@ import textwrap
 import threading
 import time
 
-from queue_core import Job, create_queue
+from queue_core import Job, JobStatus, SerializationError, create_queue
 from queue_core.dispatch import SWITCH_INTERVAL
 from queue_core.inflight import Finished, Run
 from queue_core.model import Message
@@ -78,3 +78,32 @@ def test_jobs_on_threads_run_at_the_dispatch_switch_interval_and_it_is_restored_
     assert queue.run(concurrency=2) == 3
     assert SwitchIntervalSeen.seen == [SWITCH_INTERVAL] * 3
     assert sys.getswitchinterval() == before
+
+
+class Echo(Job):
+    ran: list[str] = []
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+    def execute(self, queue: object) -> None:
+        Echo.ran.append(self.word)
+
+
+def test_jobs_decoded_while_waiting_for_a_slot_run_as_decoded_and_bad_ones_fail() -> None:
+    queue = create_queue({"driver": "memory://", "channel": "ahead"})
+    good = queue.push(Echo("hello"))
+    bad = queue.driver.push(b"not json", ttr=60)
+    consumption = queue.consume()
+    fetched = [consumption.next(0), consumption.next(0)]
+    worker = queue.worker()
+    worker.decode_ahead(fetched)
+    assert isinstance(fetched[0].decoded[0], Echo)
+    assert isinstance(fetched[1].decoded, SerializationError)
+    fetched[0].payload = b"changed after the decode: not read again"
+    for message in fetched:
+        worker.process(message)
+    consumption.close()
+    assert Echo.ran == ["hello"]
+    assert queue.status(good) is JobStatus.DONE
+    assert queue.status(bad) is JobStatus.FAILED
