@@ -36,9 +36,9 @@ STOP_NOW_WAIT = 2.0
 """Seconds the worker waits for the jobs it interrupted on a second stop signal; one
 still running then is left to its lease."""
 SWITCH_INTERVAL = 0.001
-"""The interpreter's thread switch interval (seconds) while jobs run on pool threads: the
-main thread begins the next job when one ends, and a job thread running Python code would
-otherwise keep it waiting for the interpreter lock for up to the default 5 ms."""
+"""The interpreter's thread switch interval (seconds) while the worker has several jobs in
+flight: the main thread begins the next job when one ends, and a job thread running Python
+code would otherwise keep it waiting for the interpreter lock for up to the default 5 ms."""
 BUSY_WAIT = 0.05
 """Longest wait on the back end for one more job while others run: their outcomes are
 settled only between two waits."""

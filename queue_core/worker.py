@@ -501,6 +501,10 @@ class Worker:
                     message.decoded = self.queue.decode(message.payload)
                 except SerializationError as exc:
                     message.decoded = exc
+                except Exception:  # noqa: BLE001 - a serializer's own fault, met again in prepare
+                    # Left undecoded: prepare decodes it again where such a fault is
+                    # reported for that job alone, and the worker goes on.
+                    continue
 
     def conclude(self, run: Run) -> None:
         """Settle a run that ended on a pool thread or the event loop."""

@@ -175,11 +175,8 @@ class RedisConsumer(Consumer):
                 acked: Settlement | None = settle[0]  # once per job: the one just finished
             else:
                 acked = self._send_settlements(settle, fold=True)
-            # Built with tuple.__new__: the NamedTuples' own __new__ is a Python call each,
-            # and these are built once per job.
             ack = self._ack(acked)
-            start = _Pending("finish_start", self._finish_start.pack(ack, _new(
-                lua.Start, (message.id, handle.token, handle.attempts_before))))
+            start = self._start(message, handle, ack)
             try:
                 if (time.monotonic() - handle.fetched < self._fresh
                         and handle.clears == self.store._clears):
@@ -221,11 +218,8 @@ class RedisConsumer(Consumer):
         try:
             self._send_settlements([s for s in settle if s.verdict is not Verdict.ACK]
                                    + acks[len(messages):])
-            starts = []
-            for message, ack in zip(messages, folded, strict=True):
-                handle = cast(_Handle, message.handle)
-                starts.append(_Pending("finish_start", self._finish_start.pack(ack, _new(
-                    lua.Start, (message.id, handle.token, handle.attempts_before)))))
+            starts = [self._start(message, cast(_Handle, message.handle), ack)
+                      for message, ack in zip(messages, folded, strict=True)]
             try:
                 self._submit_many(starts)
             except BaseException:
@@ -236,6 +230,13 @@ class RedisConsumer(Consumer):
         except unreachable() as exc:
             raise self._lost(exc) from exc
         return [True] * len(messages)
+
+    def _start(self, message: Message, handle: _Handle, ack: lua.Ack | None) -> _Pending:
+        """FINISH_START marking ``message`` started, carrying ``ack``."""
+        # Built with tuple.__new__: the NamedTuple's own __new__ is a Python call, and this
+        # runs once per job.
+        return _Pending("finish_start", self._finish_start.pack(ack, _new(
+            lua.Start, (message.id, handle.token, handle.attempts_before))))
 
     # -- settling --------------------------------------------------------------------
 

@@ -107,3 +107,22 @@ def test_jobs_decoded_while_waiting_for_a_slot_run_as_decoded_and_bad_ones_fail(
     assert Echo.ran == ["hello"]
     assert queue.status(good) is JobStatus.DONE
     assert queue.status(bad) is JobStatus.FAILED
+
+
+def test_a_serializer_fault_while_decoding_ahead_is_left_to_prepare() -> None:
+    queue = create_queue({"driver": "memory://", "channel": "ahead-fault"})
+    queue.push(Echo("later"))
+    consumption = queue.consume()
+    message = consumption.next(0)
+    worker = queue.worker()
+
+    def broken(payload: bytes) -> object:
+        raise RuntimeError("a serializer bug")
+
+    decode, queue.decode = queue.decode, broken  # type: ignore[method-assign]
+    worker.decode_ahead([message])  # does not raise: the worker goes on
+    assert message.decoded is None
+    queue.decode = decode  # type: ignore[method-assign]
+    worker.process(message)
+    consumption.close()
+    assert Echo.ran[-1] == "later"
