@@ -20,9 +20,13 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, Protocol
 
 from .console import ProgressBar, VerboseReporter, is_terminal
 from .driver import JobInfo, JobStatus
@@ -301,6 +305,48 @@ def _worker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "app": _app_target(args.app)}
 
 
+class _Stoppable(Protocol):
+    stopping: bool
+
+
+@contextmanager
+def _stop_signals_while_exiting(owner: _Stoppable, args: argparse.Namespace) -> Iterator[None]:
+    """Keep a stop signal that comes after the worker (or supervisor) has stopped from
+    killing the process on its way out: the worker puts back the handlers it found, and
+    supervisors and process groups often send SIGTERM more than once, which would turn a
+    clean exit 0 into death by signal. Before the owner has been asked to stop, a signal
+    gets the handling it had before (SIGINT: KeyboardInterrupt; SIGTERM: death).
+
+    When the command is the program (``main()`` without arguments) the handlers stay until
+    the process ends; a caller of ``main(argv)`` gets its own handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from .worker import STOP_SIGNALS
+    previous: dict[int, Any] = {}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if owner.stopping:
+            logging.getLogger(__name__).debug("%s while exiting: already stopping",
+                                              signal.Signals(signum).name)
+            return
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for signum in STOP_SIGNALS:
+        previous[signum] = signal.signal(signum, on_signal)
+    try:
+        yield
+    finally:
+        if not args.program:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
 def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
     if args.workers is not None:
         from .supervisor import Supervisor
@@ -313,10 +359,14 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
             if value is not None:
                 command += [f"--{option.replace('_', '-')}", str(value)]
         queue.close()
-        return Supervisor(command, int(args.workers)).run()
+        supervisor = Supervisor(command, int(args.workers))
+        with _stop_signals_while_exiting(supervisor, args):
+            return supervisor.run()
     if args.verbose:
         VerboseReporter(queue)
-    return queue.listen(timeout=args.timeout, **_worker_kwargs(args))
+    worker = queue.worker(timeout=args.timeout, **_worker_kwargs(args))
+    with _stop_signals_while_exiting(worker, args):
+        return worker.listen()
 
 
 def cmd_run(queue: Queue, args: argparse.Namespace) -> int:
@@ -328,7 +378,9 @@ def cmd_run(queue: Queue, args: argparse.Namespace) -> int:
         if queue.capabilities.info:
             total = queue.info()[JobStatus.WAITING]
         bar = ProgressBar(queue, total)
-    count = queue.run(**_worker_kwargs(args))
+    worker = queue.worker(**_worker_kwargs(args))
+    with _stop_signals_while_exiting(worker, args):
+        count = worker.run()
     if bar is not None:
         bar.finish()
     print(f"processed {count} job{'s' if count != 1 else ''}")
@@ -503,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_arguments(parser, argv)
+        args.program = argv is None
         if args.command is None:
             raise UsageError("no command given; try 'queue-core --help'")
         _configure_logging(args.verbose)

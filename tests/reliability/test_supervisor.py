@@ -81,11 +81,15 @@ def test_sigterm_to_the_supervisor_stops_every_worker_after_its_job(
     slots = 3 * queue.concurrency  # every worker's every slot busy with a long job
     for index in range(slots):
         queue.push(Sleep(journal, f"s{index}", 1.5))
-    queue.push_many([Record(journal, "never") for _ in range(5)])
     supervisor = queue_core(settings, "listen", "--workers", "3", "--timeout", "0.2")
     try:
         wait_for(lambda: sum(line.startswith("start") for line in read_lines(journal)) == slots,
                  30, f"{slots} jobs to start")
+        # Pushed only now: with every slot busy, no worker may start one of these, neither
+        # before the signal nor after. (Pushed before, one could go first: several workers
+        # reserving at once skip one another's locked rows, so order across workers is not
+        # FIFO.)
+        queue.push_many([Record(journal, "never") for _ in range(5)])
         workers = children(supervisor.pid)
         assert len(workers) == 3
         code, _, err = stop(supervisor, signal.SIGTERM, timeout=20)

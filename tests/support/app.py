@@ -9,6 +9,7 @@ import faulthandler
 import json
 import os
 import signal
+import time
 from typing import Any
 
 from queue_core import ExecEvent, Queue, WorkerEvent, create_queue
@@ -39,10 +40,20 @@ def log_done(event: ExecEvent) -> None:
         append(path, f"{os.getpid()} {event.id}")
 
 
+def slow_exit(event: WorkerEvent) -> None:
+    """Mark the worker's exit and stay in it a while, so that a test can signal it there."""
+    path = os.environ.get("QUEUE_TEST_EXITING")
+    if path:
+        append(path, str(os.getpid()))
+        time.sleep(1)
+
+
 def queue() -> Queue:
     settings: dict[str, Any] = json.loads(os.environ["QUEUE_TEST_SETTINGS"])
     built = create_queue(settings)
     built.on(Queue.EVENT_WORKER_START, mark_ready)
     built.on(Queue.EVENT_BEFORE_EXEC, log_exec)
     built.on(Queue.EVENT_AFTER_EXEC, log_done)
+    if os.environ.get("QUEUE_TEST_EXITING"):
+        built.on(Queue.EVENT_WORKER_STOP, slow_exit)
     return built

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_env(settings: dict[str, Any], ready: Path | None = None,
-               exec_log: Path | None = None, done_log: Path | None = None) -> dict[str, str]:
+               exec_log: Path | None = None, done_log: Path | None = None,
+               exiting: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["QUEUE_TEST_SETTINGS"] = json.dumps(settings)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -27,17 +28,19 @@ def worker_env(settings: dict[str, Any], ready: Path | None = None,
         env["QUEUE_TEST_EXEC_LOG"] = str(exec_log)
     if done_log is not None:
         env["QUEUE_TEST_DONE_LOG"] = str(done_log)
+    if exiting is not None:
+        env["QUEUE_TEST_EXITING"] = str(exiting)
     return env
 
 
 def queue_core(settings: dict[str, Any], *args: str, ready: Path | None = None,
                exec_log: Path | None = None, done_log: Path | None = None,
-               **popen: Any) -> subprocess.Popen[str]:
+               exiting: Path | None = None, **popen: Any) -> subprocess.Popen[str]:
     """Start ``queue-core --app tests.support.app:queue ARGS`` in its own process group."""
     command = [sys.executable, "-m", "queue_core", "--app", "tests.support.app:queue", *args]
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen(command, env=worker_env(settings, ready, exec_log, done_log),
+    return subprocess.Popen(command, env=worker_env(settings, ready, exec_log, done_log, exiting),
                             cwd=ROOT, text=True, start_new_session=True, **popen)
 
 

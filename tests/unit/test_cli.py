@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, worker_env
+from tests.support.procs import ROOT, kill_group, queue_core, stop, wait_for, worker_env
 
 
 def cli(*args: str, settings: dict | None = None, app: str | None = "tests.support.app:queue",
@@ -156,3 +157,20 @@ def test_help_of_a_command_lists_the_global_options(command: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "global options:" in result.stdout
     assert "--app APP" in result.stdout and "-v, --verbose" in result.stdout
+
+
+def test_a_stop_signal_while_the_worker_exits_leaves_the_exit_code_0(
+        file_settings: dict, tmp_path: Path) -> None:
+    # Supervisors and process groups often send SIGTERM twice; the second one may land after
+    # the worker has put back the handlers it found, while the process is on its way out.
+    ready, exiting = tmp_path / "ready", tmp_path / "exiting"
+    worker = queue_core(file_settings, "listen", "--timeout", "0.2", ready=ready,
+                        exiting=exiting)
+    try:
+        wait_for(ready.exists, 20, "the worker to start")
+        worker.send_signal(signal.SIGTERM)
+        wait_for(exiting.exists, 20, "the worker to begin its exit")
+        code, _, err = stop(worker, signal.SIGTERM)
+    finally:
+        kill_group(worker)
+    assert code == 0, err
