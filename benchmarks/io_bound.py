@@ -22,7 +22,8 @@ Scenarios:
   ideal 200 / 0.02 s = 10,000 jobs/s).
 - ``defaults``: each library started without a concurrency flag (Dramatiq's default is
   CPU count x 8 threads, Celery's a prefork pool of CPU count children, Huey one thread,
-  RQ one job at a time); queue-core at its default and with ``--concurrency 8``.
+  RQ one job at a time); queue-core at its default (concurrency 1: the synchronous job one
+  at a time, the async job up to 100 side by side) and with ``--concurrency 8``.
 
 Every contender runs once per round, the order rotating from round to round; the table
 gives medians over ``--rounds`` and each ratio is the median of the ratios taken within a
@@ -54,6 +55,7 @@ if __package__ in (None, ""):
 from benchmarks import io_marks
 from benchmarks.contenders import Contender, QueueCore, python_env, spawn, worker_log
 from benchmarks.throughput import stop_worker, targets
+from queue_core.bounds import ASYNC_CONCURRENCY
 
 SCENARIOS = ("eight", "async200", "defaults")
 
@@ -99,6 +101,8 @@ def ours(settings: dict[str, Any], scenario: str, seconds: float) -> list[IoQueu
         return [IoQueueCore(settings, "queue-core asyncio -c 200", ("--concurrency", "200"),
                             200, seconds, asynchronous=True)]
     return [IoQueueCore(settings, "queue-core (default)", (), 1, seconds),
+            IoQueueCore(settings, "queue-core (default) asyncio", (), ASYNC_CONCURRENCY,
+                        seconds, asynchronous=True),
             IoQueueCore(settings, "queue-core threads -c 8", ("--concurrency", "8"),
                         8, seconds)]
 

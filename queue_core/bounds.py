@@ -71,6 +71,8 @@ def attempts(value: Any, what: str = "attempts") -> int | None:
 
 MAX_CONCURRENCY = 10_000
 """The most jobs one worker process may have in flight."""
+ASYNC_CONCURRENCY = 100
+"""How many ``async def`` jobs a worker at concurrency 1 runs side by side, unless set."""
 
 
 def concurrency(value: Any, what: str = "concurrency") -> int:

@@ -227,6 +227,10 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
                         help="jobs in flight in this worker: synchronous ones on N threads, "
                              "async ones on its event loop (default: the queue's "
                              "concurrency setting, 1 unless set)")
+    parser.add_argument("--async-concurrency", type=_number(1, True), default=None, metavar="N",
+                        help="at concurrency 1: async jobs in flight side by side, while "
+                             "synchronous ones run one at a time (default: the queue's "
+                             "async_concurrency setting, 100 unless set)")
     parser.add_argument("--isolate", nargs="?", const=DEFAULT_MODE, choices=MODES, default=None,
                         help="run each job in a child process killed at its ttr (fork or "
                              f"exec; a bare --isolate means {DEFAULT_MODE} here); one child "
@@ -298,7 +302,8 @@ def _jsonable(value: Any) -> bool:
 # -- commands ------------------------------------------------------------------------
 
 def _worker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"concurrency": args.concurrency, "max_jobs": args.max_jobs,
+    return {"concurrency": args.concurrency, "async_concurrency": args.async_concurrency,
+            "max_jobs": args.max_jobs,
             "max_memory": args.max_memory, "max_jobs_per_child": args.max_jobs_per_child,
             "max_memory_per_child": args.max_memory_per_child,
             "max_time": args.max_time, "isolate": args.isolate,
@@ -353,8 +358,8 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
         command = [sys.executable, "-m", "queue_core", "--app", _app_target(args.app)]
         command += ["-" + "v" * args.verbose] if args.verbose else []
         command += ["listen", "--timeout", str(args.timeout)]
-        for option in ("concurrency", "isolate", "max_jobs", "max_memory", "max_time",
-                       "max_jobs_per_child", "max_memory_per_child"):
+        for option in ("concurrency", "async_concurrency", "isolate", "max_jobs",
+                       "max_memory", "max_time", "max_jobs_per_child", "max_memory_per_child"):
             value = getattr(args, option)
             if value is not None:
                 command += [f"--{option.replace('_', '-')}", str(value)]

@@ -86,14 +86,23 @@ class Consumption:
                 return message
             self._taken_elsewhere(message)
 
-    def next_many(self, timeout: float, room: int) -> list[Message]:
+    def next_many(self, timeout: float, room: int,
+                  last: Callable[[Message], bool] | None = None) -> list[Message]:
         """Up to ``room`` jobs to run, begun together (in one call to the back end where
-        the driver can); [] when none came within ``timeout`` seconds."""
+        the driver can); [] when none came within ``timeout`` seconds. With ``last``, the
+        batch ends at the first job it is true of (jobs after it stay fetched, unbegun)."""
         while True:
             if not self._fetched and not self._fill(self._fetch_size(room), timeout):
                 return []
             fetched = self._fetched
-            batch = [fetched.popleft() for _ in range(min(room, len(fetched)))]
+            if last is None:
+                batch = [fetched.popleft() for _ in range(min(room, len(fetched)))]
+            else:
+                batch = []
+                while fetched and len(batch) < room:
+                    batch.append(fetched.popleft())
+                    if last(batch[-1]):
+                        break
             kept = self._kept
             self._kept = []
             try:

@@ -145,13 +145,32 @@ class Runners:
 
 
 class Dispatcher:
-    """The loops of a worker with ``concurrency`` above 1."""
+    """The loops of a worker with ``concurrency`` above 1, or of one at concurrency 1 that
+    met an async job (``inline``): then up to ``size`` async jobs run side by side and a
+    synchronous one runs alone in the main thread, as at concurrency 1, while the async
+    ones go on."""
 
-    def __init__(self, worker: Worker, runners: Runners, size: int) -> None:
+    def __init__(self, worker: Worker, runners: Runners, size: int,
+                 inline: bool = False) -> None:
         self.worker = worker
         self.runners = runners
         self.size = size
         self.running: set[Run] = set()
+        self._inline = inline
+        self._last = worker._runs_inline if inline else None
+        self._async_streak = True
+        """inline: the last batch held async jobs only. After a synchronous one, one job is
+        fetched at a time, so that a worker busy with a slow one does not hold back jobs
+        that another worker could run."""
+
+    def adopt(self, run: Run) -> None:
+        """Take ``run``, begun and prepared elsewhere, as one of this dispatcher's."""
+        self.running.add(run)
+        try:
+            self.runners.start([run])
+        except BaseException:
+            self.running.discard(run)
+            raise
 
     def listen(self, wait: float) -> None:
         """Until the worker stops; a wait on the back end lasts up to ``wait`` seconds (a
@@ -182,11 +201,13 @@ class Dispatcher:
                 self._fetch_ahead()
                 self._settle(finished.take(wait))
             else:
+                if not self._async_streak:
+                    room = 1
                 if until_empty:
-                    messages = worker._consuming().next_many(0, room)
+                    messages = worker._consuming().next_many(0, room, self._last)
                 else:
                     messages = worker._reserve_many(
-                        min(wait, BUSY_WAIT) if self.running else wait, room)
+                        min(wait, BUSY_WAIT) if self.running else wait, room, self._last)
                 if messages:
                     self._start(messages)
                 elif until_empty:
@@ -233,6 +254,12 @@ class Dispatcher:
 
     def _start(self, messages: list[Message]) -> None:
         worker = self.worker
+        alone = None
+        if self._inline:
+            # The batch ends at its first job that is not async (see next_many's last).
+            self._async_streak = not worker._runs_inline(messages[-1])
+            if not self._async_streak:
+                alone = messages.pop()
         runs = []
         for message in messages:
             prepared = worker.guarded(message, worker.prepare, message)
@@ -247,6 +274,10 @@ class Dispatcher:
         except BaseException:
             self.running.difference_update(runs)
             raise
+        if alone is not None:
+            # Here, in the main thread, as at concurrency 1: its ttr is the worker's timer,
+            # and the async jobs' outcomes wait until it ends.
+            worker._take(alone, False)
 
     def _settle(self, ended: list[Run]) -> None:
         worker = self.worker

@@ -119,7 +119,8 @@ class Queue:
                  backoff: Any = None, age_limit: float | None = None,
                  serializer: Serializer | str | None = None, keep_completed: bool = False,
                  keep_failed: bool = True, *, imports: Iterable[str] = (),
-                 isolate: bool | str = False, concurrency: int = 1) -> None:
+                 isolate: bool | str = False, concurrency: int = 1,
+                 async_concurrency: int = bounds.ASYNC_CONCURRENCY) -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -140,6 +141,8 @@ class Queue:
         self.keep_failed = keep_failed
         self.isolate = self.isolation(isolate)
         self.concurrency: int = _setting(bounds.concurrency, concurrency, "concurrency")
+        self.async_concurrency: int = _setting(bounds.concurrency, async_concurrency,
+                                               "async_concurrency")
         if isinstance(imports, str):
             imports = [imports]
         self.imports = list(imports)
@@ -602,8 +605,9 @@ class Queue:
         if self._sync_worker is None:
             from .worker import Worker
             # Inside the caller's push: no signal handlers, no timer, no child processes.
+            # An async job runs alone, in the caller's push, not beside others on a loop.
             self._sync_worker = Worker(self, handle_signals=False, enforce_ttr=False,
-                                       emit_events=False, isolate=False)
+                                       emit_events=False, isolate=False, async_concurrency=1)
         self._sync_worker.run()
 
     # -- queries and admin -----------------------------------------------------------

@@ -98,6 +98,7 @@ class Worker:
                  max_memory: float | None = None, max_time: float | None = None,
                  isolate: bool | str | None = None, app: str | None = None,
                  emit_events: bool = True, concurrency: int | None = None,
+                 async_concurrency: int | None = None,
                  max_jobs_per_child: int | None = None,
                  max_memory_per_child: float | None = None) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
@@ -116,6 +117,12 @@ class Worker:
         self.isolate = queue.isolate if isolate is None else queue.isolation(isolate)
         self.concurrency = queue.concurrency if concurrency is None else bounds.concurrency(
             concurrency)
+        self.async_concurrency = (queue.async_concurrency if async_concurrency is None
+                                  else bounds.concurrency(async_concurrency, "async_concurrency"))
+        # At concurrency 1 synchronous jobs run one at a time in the main thread, and async
+        # ones side by side on the event loop; with concurrency N, N counts both kinds.
+        self._async_beside = (self.concurrency == 1 and not self.isolate
+                              and self.async_concurrency > 1)
         self.max_jobs_per_child = max_jobs_per_child
         self.max_memory_per_child = _positive_or_none(max_memory_per_child,
                                                       "max_memory_per_child")
@@ -197,11 +204,13 @@ class Worker:
             if self.concurrency > 1:
                 Dispatcher(self, self._job_runners(), self.concurrency).run()
                 return self.processed - before
+            beside = self._async_beside
             while not self._should_stop():
                 message = self._consuming().next(0)
                 if message is None:
                     break
-                self.process(message)
+                if self._take(message, beside) is not None:
+                    break  # the async jobs' dispatcher ran the rest
                 self._loop_event()
         return self.processed - before
 
@@ -213,10 +222,11 @@ class Worker:
             if self.concurrency > 1:
                 Dispatcher(self, self._job_runners(), self.concurrency).listen(wait)
                 return self.exit_code or 0
+            beside = self._async_beside
             while not self._should_stop():
                 message = self._reserve(wait)
-                if message is not None:
-                    self.process(message)
+                if message is not None and self._take(message, beside, wait) is not None:
+                    break  # the async jobs' dispatcher ran until the worker stopped
                 self._loop_event()
         return self.exit_code or 0
 
@@ -230,10 +240,11 @@ class Worker:
             self._outage_over()
         return message
 
-    def _reserve_many(self, wait: float, room: int) -> list[Message]:
-        """``_reserve`` of up to ``room`` jobs, begun together."""
+    def _reserve_many(self, wait: float, room: int,
+                      last: Callable[[Message], bool] | None = None) -> list[Message]:
+        """``_reserve`` of up to ``room`` jobs, begun together (see ``next_many``)."""
         try:
-            messages = self._consuming().next_many(wait, room)
+            messages = self._consuming().next_many(wait, room, last)
         except Exception as exc:
             self._outage(exc)
             return []
@@ -429,9 +440,17 @@ class Worker:
 
     def process(self, message: Message) -> None:
         """Run one reserved job and report its outcome. Never raises for a job's fault."""
+        self._take(message, False)
+
+    def _take(self, message: Message, beside: bool, wait: float | None = None) -> Run | None:
+        """``process``; with ``beside``, an async job is not run alone: it starts the
+        dispatcher that runs it and the async jobs after it side by side, synchronous ones
+        still one at a time in this thread, until the worker stops (``wait``: as in
+        ``listen``; None: as in ``run``). Returns its run then, else None."""
         self._current = message
+        handed: Run | None = None
         try:
-            self._process(message)
+            handed = self._process(message, beside)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -439,7 +458,18 @@ class Worker:
             self._not_settled(message, exc)
         finally:
             self._current = None
-            self.processed += 1
+            if handed is None:
+                self.processed += 1
+        if handed is not None:
+            self._consuming().allow_in_flight(self.async_concurrency)
+            dispatcher = Dispatcher(self, self._job_runners(), self.async_concurrency,
+                                    inline=True)
+            dispatcher.adopt(handed)
+            if wait is None:
+                dispatcher.run()
+            else:
+                dispatcher.listen(wait)
+        return handed
 
     def guarded(self, message: Message, step: Callable[..., T], *args: Any) -> T | None:
         """``step(*args)`` for ``message``; a failure that is not the job's is logged (the
@@ -492,6 +522,13 @@ class Worker:
                 return None
         return job, meta, event
 
+    def _runs_inline(self, message: Message) -> bool:
+        """Whether ``message`` (fetched, not begun) is not an async job: decoded here, once."""
+        if message.decoded is None:
+            self.decode_ahead([message])
+        decoded = message.decoded
+        return not (isinstance(decoded, tuple) and is_async(decoded[0]))
+
     def decode_ahead(self, messages: list[Message]) -> None:
         """Decode jobs fetched ahead while they wait for a slot, so that the decoding is
         not part of the time a slot stays empty (``prepare`` uses it, failure included)."""
@@ -525,11 +562,11 @@ class Worker:
         else:
             queue.handle_success(message, run.job, run.result, run.event)
 
-    def _process(self, message: Message) -> None:
+    def _process(self, message: Message, beside: bool = False) -> Run | None:
         queue = self.queue
         prepared = self.prepare(message)
         if prepared is None:
-            return
+            return None
         job, meta, event = prepared
         ttr = message.ttr
         if self.isolate:
@@ -540,13 +577,15 @@ class Worker:
             else:
                 assert outcome.error is not None
                 queue.handle_error(message, job, meta, outcome.error, info=outcome.info)
-            return
+            return None
         if is_async(job):
-            ended = self._job_runners().run_one(Run(message, job, meta, event, ttr),
-                                                lambda: self.hurry)
+            run = Run(message, job, meta, event, ttr)
+            if beside:
+                return run
+            ended = self._job_runners().run_one(run, lambda: self.hurry)
             if ended is not None:
                 self.conclude(ended)
-            return
+            return None
         try:
             result = self._execute(job, ttr)
         except KeyboardInterrupt:
@@ -556,8 +595,9 @@ class Worker:
             raise
         except (Exception, SystemExit) as error:
             queue.handle_error(message, job, meta, error)
-            return
+            return None
         queue.handle_success(message, job, result, event)
+        return None
 
     def _execute(self, job: Job, ttr: float) -> Any:
         if self._ttr_guard is None:

@@ -26,6 +26,13 @@ WORKER_MODES: dict[str, dict[str, Any]] = {
 main thread; eight at a time on pool threads; eight at a time on its event loop (every test
 job swapped for its async twin, see tests/support/async_twins.py). QUEUE_TEST_WORKER_MODES
 (comma-separated) picks some."""
+MARKED_MODES: dict[str, dict[str, Any]] = {
+    "async_beside": {"async_concurrency": 8,
+                     "serializer": "tests.support.async_twins:AsyncTwinSerializer"},
+}
+"""Modes only the tests that name them in their worker_modes marker run in: at concurrency
+1, async jobs eight at a time side by side (what sets them apart is the dispatcher the
+worker switches to when it meets an async job, which the tests that name them check)."""
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -61,12 +68,12 @@ QUEUE_TEST_REQUIRE_ALL=1."""
 def _worker_modes() -> list[str]:
     chosen = os.environ.get("QUEUE_TEST_WORKER_MODES")
     if not chosen:
-        return list(WORKER_MODES)
+        return [*WORKER_MODES, *MARKED_MODES]
     names = [name.strip() for name in chosen.split(",") if name.strip()]
-    unknown = [name for name in names if name not in WORKER_MODES]
+    unknown = [name for name in names if name not in WORKER_MODES and name not in MARKED_MODES]
     if unknown:
         raise pytest.UsageError(f"QUEUE_TEST_WORKER_MODES: unknown {unknown}; known: "
-                                f"{', '.join(WORKER_MODES)}")
+                                f"{', '.join([*WORKER_MODES, *MARKED_MODES])}")
     return names
 
 
@@ -76,6 +83,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marker = metafunc.definition.get_closest_marker("worker_modes")
         if marker is not None:
             modes = [mode for mode in modes if mode in marker.args]
+        else:
+            modes = [mode for mode in modes if mode not in MARKED_MODES]
         metafunc.parametrize("worker_mode", modes)
     if "driver_spec" not in metafunc.fixturenames:
         return
@@ -184,7 +193,7 @@ def queue_settings(driver_spec: DriverSpec, tmp_path: Path,
     def build(**extra: Any) -> dict[str, Any]:
         settings = driver_spec.settings(tmp_path, channel)
         settings["imports"] = ["tests.support.jobs"]
-        settings.update(WORKER_MODES[worker_mode])
+        settings.update({**WORKER_MODES, **MARKED_MODES}[worker_mode])
         settings.update(extra)
         built.append(settings)
         return settings

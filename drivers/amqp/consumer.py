@@ -204,9 +204,15 @@ class _AmqpConsumer(Consumer):
         if window > 1 and self._consuming and current >= window:
             return  # jobs are running; see Consumer.window
         if self._consuming and (want * 2 < current or want > current * 2
-                                or want == self.prefetch > current):
+                                or want == self.prefetch > current
+                                or (window > 1 and not self._held)):
             self._cancel(wire)
         if not self._consuming:
+            # The jobs still held came to the consumer being replaced: the new one's
+            # prefetch does not count them, so it gets only the rest (the window grew while
+            # jobs ran: a worker at concurrency 1 met an async job). Once none is held, the
+            # line above gives it the whole window.
+            want = max(1, want - len(self._held)) if window > 1 else want
             if want != current:
                 wire.qos(want)
                 self._qos = want

@@ -1,7 +1,8 @@
 """Several jobs in flight in one worker process: a SIGKILL charges exactly the jobs that had
 started, a stop signal lets the running ones finish and gives back the rest, and ttr ends a
-job spinning in Python on a thread and an async job awaiting forever while the others
-finish. Every driver, real worker processes, real signals."""
+job spinning in Python (on a thread, or at concurrency 1 in the main thread) and an async
+job awaiting forever while the others finish. Every driver, real worker processes, real
+signals; async jobs also as they run at concurrency 1, side by side (async_beside)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.support.procs import kill_group, queue_core, stop, wait_for
 from tests.support.run import run_until
 
 pytestmark = [pytest.mark.needs("!runs_at_push", "multiprocess"),
-              pytest.mark.worker_modes("threads8", "async8")]
+              pytest.mark.worker_modes("threads8", "async8", "async_beside")]
 
 
 def exec_lines(path: Path) -> list[tuple[str, str, int]]:
@@ -109,9 +110,12 @@ def test_a_stop_signal_lets_the_running_jobs_finish_and_gives_back_the_rest(
 
 
 @pytest.mark.worker_modes("c1")  # the test sets its own concurrency
+@pytest.mark.parametrize("concurrency", [8, 1], ids=["threads", "main_thread"])
 def test_ttr_ends_a_spinning_thread_job_and_an_async_job_while_the_others_finish(
-        make_queue, journal: str) -> None:
-    queue: Queue = make_queue(concurrency=8)
+        make_queue, journal: str, concurrency: int) -> None:
+    # At concurrency 1 the synchronous jobs run one at a time in the main thread (the
+    # worker's timer interrupts the spinning one) and the async one beside them.
+    queue: Queue = make_queue(concurrency=concurrency)
     started: dict[str, float] = {}
     failed: dict[str, tuple[float, BaseException | None]] = {}
     queue.on(Queue.EVENT_BEFORE_EXEC,
@@ -137,13 +141,13 @@ def test_ttr_ends_a_spinning_thread_job_and_an_async_job_while_the_others_finish
     assert "end sleep" in lines
 
 
-@pytest.mark.worker_modes("c1", "threads8", "async8")
+@pytest.mark.worker_modes("c1", "threads8", "async8", "async_beside")
 @pytest.mark.needs("retry")
 def test_a_second_stop_signal_interrupts_the_running_jobs_as_charged_attempts(
         queue_settings, journal: str, tmp_path: Path) -> None:
     settings = queue_settings(attempts=3, backoff=0)
     queue = create_queue(settings)
-    running = queue.concurrency
+    running = settings.get("concurrency", settings.get("async_concurrency", 1))
     hold, ids = _push_held(queue, journal, tmp_path, running + 2)
     exec_log = tmp_path / "exec.log"
     worker = queue_core(settings, "listen", "--timeout", "0.2", exec_log=exec_log)
