@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,36 @@ SWITCH_INTERVAL = 0.001
 """The interpreter's thread switch interval (seconds) while the worker has several jobs in
 flight: the main thread begins the next job when one ends, and a job thread running Python
 code would otherwise keep it waiting for the interpreter lock for up to the default 5 ms."""
+
+
+class _FastSwitching:
+    """The interpreter's switch interval at ``SWITCH_INTERVAL`` while any dispatcher of the
+    process runs: dispatchers may overlap in several threads (a job that runs a worker of
+    its own), and each putting back the value it found would leave the fast one for good
+    when they end out of order. The first to come saves the value; the last to go puts it
+    back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0.0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if not self._users:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, SWITCH_INTERVAL))
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users:
+                sys.setswitchinterval(self._saved)
+
+
+_fast_switching = _FastSwitching()
+
 BUSY_WAIT = 0.05
 """Longest wait on the back end for one more job while others run: their outcomes are
 settled only between two waits."""
@@ -182,12 +213,8 @@ class Dispatcher:
         self._loop(BUSY_WAIT, until_empty=True)
 
     def _loop(self, wait: float, until_empty: bool) -> None:
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL))
-        try:
+        with _fast_switching:
             self._dispatch(wait, until_empty)
-        finally:
-            sys.setswitchinterval(switch_interval)
 
     def _dispatch(self, wait: float, until_empty: bool) -> None:
         worker = self.worker

@@ -43,7 +43,8 @@ def test_io_bound_benchmark_runs_queue_core_on_the_file_driver(tmp_path: Path) -
     names = {scenario: set(figures["contenders"]) for scenario, figures in scenarios.items()}
     assert names["eight"] == {"queue-core threads -c 8", "queue-core asyncio -c 8"}
     assert names["async200"] == {"queue-core asyncio -c 200"}
-    assert names["defaults"] == {"queue-core (default)", "queue-core threads -c 8"}
+    assert names["defaults"] == {"queue-core (default)", "queue-core (default) asyncio",
+                                 "queue-core threads -c 8"}
     for figures in scenarios.values():
         for entry in figures["contenders"].values():
             assert "error" not in entry, entry
@@ -51,4 +52,6 @@ def test_io_bound_benchmark_runs_queue_core_on_the_file_driver(tmp_path: Path) -
             assert entry["rss_mb"] > 5 and entry["procs"] == 1
     # With 8 in flight, 24 jobs of 10 ms take far less than one at a time would (240 ms).
     assert scenarios["eight"]["contenders"]["queue-core threads -c 8"]["rate"] > 200
+    # At the default the async job runs side by side too, where the synchronous one cannot.
+    assert scenarios["defaults"]["contenders"]["queue-core (default) asyncio"]["rate"] > 200
     assert "peak RSS" in result.stdout

@@ -126,3 +126,42 @@ def test_a_serializer_fault_while_decoding_ahead_is_left_to_prepare() -> None:
     worker.process(message)
     consumption.close()
     assert Echo.ran[-1] == "later"
+
+
+class Gate(Job):
+    """Waits until ``Gate.open`` is set (a few seconds at most)."""
+
+    open = threading.Event()
+
+    def execute(self, queue: object) -> None:
+        Gate.open.wait(5)
+
+
+class OpenGate(Job):
+    """Opens the gate and waits for ``OpenGate.thread`` to end."""
+
+    thread: threading.Thread | None = None
+
+    def execute(self, queue: object) -> None:
+        Gate.open.set()
+        assert OpenGate.thread is not None
+        OpenGate.thread.join(5)
+
+
+def test_the_switch_interval_comes_back_when_dispatchers_of_two_threads_end_out_of_order(
+        ) -> None:
+    # A job may run a worker of its own: dispatchers then overlap in two threads, and the
+    # one that started first may end first.
+    before = sys.getswitchinterval()
+    first = create_queue({"driver": "memory://", "channel": "first"})
+    second = create_queue({"driver": "memory://", "channel": "second"})
+    first.push(Gate())
+    second.push(OpenGate())
+    Gate.open.clear()
+    other = threading.Thread(target=first.run, kwargs={"concurrency": 2})
+    OpenGate.thread = other
+    other.start()
+    time.sleep(0.2)  # its dispatcher runs; this thread's starts after it and ends after it
+    assert second.run(concurrency=2) == 1
+    assert not other.is_alive()
+    assert sys.getswitchinterval() == before
