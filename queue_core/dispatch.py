@@ -196,12 +196,7 @@ class Dispatcher:
 
     def adopt(self, run: Run) -> None:
         """Take ``run``, begun and prepared elsewhere, as one of this dispatcher's."""
-        self.running.add(run)
-        try:
-            self.runners.start([run])
-        except BaseException:
-            self.running.discard(run)
-            raise
+        self._launch([run])
 
     def listen(self, wait: float) -> None:
         """Until the worker stops; a wait on the back end lasts up to ``wait`` seconds (a
@@ -295,16 +290,19 @@ class Dispatcher:
                 continue
             job, meta, event = prepared
             runs.append(Run(message, job, meta, event, float(message.ttr)))
+        self._launch(runs)
+        if alone is not None:
+            # Here, in the main thread, as at concurrency 1: its ttr is the worker's timer,
+            # and the async jobs' outcomes wait until it ends.
+            worker._take(alone, False)
+
+    def _launch(self, runs: list[Run]) -> None:
         self.running.update(runs)
         try:
             self.runners.start(runs)
         except BaseException:
             self.running.difference_update(runs)
             raise
-        if alone is not None:
-            # Here, in the main thread, as at concurrency 1: its ttr is the worker's timer,
-            # and the async jobs' outcomes wait until it ends.
-            worker._take(alone, False)
 
     def _settle(self, ended: list[Run]) -> None:
         worker = self.worker

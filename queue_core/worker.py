@@ -209,8 +209,10 @@ class Worker:
                 message = self._consuming().next(0)
                 if message is None:
                     break
-                if self._take(message, beside) is not None:
-                    break  # the async jobs' dispatcher ran the rest
+                handed = self._take(message, beside)
+                if handed is not None:
+                    self._run_beside(handed, None)
+                    break
                 self._loop_event()
         return self.processed - before
 
@@ -225,8 +227,11 @@ class Worker:
             beside = self._async_beside
             while not self._should_stop():
                 message = self._reserve(wait)
-                if message is not None and self._take(message, beside, wait) is not None:
-                    break  # the async jobs' dispatcher ran until the worker stopped
+                if message is not None:
+                    handed = self._take(message, beside)
+                    if handed is not None:
+                        self._run_beside(handed, wait)
+                        break
                 self._loop_event()
         return self.exit_code or 0
 
@@ -442,11 +447,9 @@ class Worker:
         """Run one reserved job and report its outcome. Never raises for a job's fault."""
         self._take(message, False)
 
-    def _take(self, message: Message, beside: bool, wait: float | None = None) -> Run | None:
-        """``process``; with ``beside``, an async job is not run alone: it starts the
-        dispatcher that runs it and the async jobs after it side by side, synchronous ones
-        still one at a time in this thread, until the worker stops (``wait``: as in
-        ``listen``; None: as in ``run``). Returns its run then, else None."""
+    def _take(self, message: Message, beside: bool) -> Run | None:
+        """``process``; with ``beside``, an async job is not run here but returned,
+        prepared and begun, for ``_run_beside``."""
         self._current = message
         handed: Run | None = None
         try:
@@ -460,16 +463,20 @@ class Worker:
             self._current = None
             if handed is None:
                 self.processed += 1
-        if handed is not None:
-            self._consuming().allow_in_flight(self.async_concurrency)
-            dispatcher = Dispatcher(self, self._job_runners(), self.async_concurrency,
-                                    inline=True)
-            dispatcher.adopt(handed)
-            if wait is None:
-                dispatcher.run()
-            else:
-                dispatcher.listen(wait)
         return handed
+
+    def _run_beside(self, run: Run, wait: float | None) -> None:
+        """Run ``run`` (an async job) and the jobs after it, async ones side by side and
+        synchronous ones one at a time in this thread, until the worker stops (``wait``:
+        as ``listen`` waits) or, with None, until no job is ready (as ``run``)."""
+        self._consuming().allow_in_flight(self.async_concurrency)
+        dispatcher = Dispatcher(self, self._job_runners(), self.async_concurrency,
+                                inline=True)
+        dispatcher.adopt(run)
+        if wait is None:
+            dispatcher.run()
+        else:
+            dispatcher.listen(wait)
 
     def guarded(self, message: Message, step: Callable[..., T], *args: Any) -> T | None:
         """``step(*args)`` for ``message``; a failure that is not the job's is logged (the
