@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .consumer import Consumer, Settlement, Verdict
 from .errors import DriverError
+from .logfields import job_extra
 from .model import ErrorInfo, Message
 
 if TYPE_CHECKING:
@@ -122,10 +123,10 @@ class Consumption:
             if begun:
                 return begun
 
-    @staticmethod
-    def _taken_elsewhere(message: Message) -> None:
+    def _taken_elsewhere(self, message: Message) -> None:
         logger.warning("job %s was fetched ahead and another worker took it before it "
-                       "began (its fetch lease ran out); skipping it here", message.id)
+                       "began (its fetch lease ran out); skipping it here", message.id,
+                       extra=job_extra(self.store.channel, message.id, attempt=message.attempt))
 
     def _fill(self, size: int, timeout: float) -> bool:
         """Fetch up to ``size`` jobs (not begun), carrying the kept settlements; False when

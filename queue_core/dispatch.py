@@ -133,7 +133,8 @@ class Runners:
                     self.interrupt({run})
                 elif time.monotonic() - interrupted > STOP_NOW_WAIT:
                     logger.error("job %s still runs %gs after it was interrupted; its lease "
-                                 "brings it back", run.message.id, STOP_NOW_WAIT)
+                                 "brings it back", run.message.id, STOP_NOW_WAIT,
+                                 extra=run.log_extra(self._queue))
                     return None
 
     def _run_isolated(self, run: Run, children: ChildPool, child: Any) -> None:

@@ -24,6 +24,7 @@ from .model import ErrorInfo, Message
 if TYPE_CHECKING:
     from .events import ExecEvent
     from .job import Job
+    from .queue import Queue
 
 STUCK_GRACE = 5.0
 """Seconds past its ttr that a run which ignores the interrupt (blocked in C code, or a
@@ -57,6 +58,10 @@ class Run:
     deadline: float = 0.0
     thread_id: int = 0
     """The thread running it (a pool thread, or the event loop's)."""
+
+    def log_extra(self, queue: Queue) -> dict[str, Any]:
+        """``extra`` for a log record about this run (logfields.py)."""
+        return queue.log_extra(self.message.id, self.job, self.message.attempt)
 
 
 class Finished:

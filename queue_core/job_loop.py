@@ -128,7 +128,7 @@ class JobLoop:
         if run.abandoned:
             logger.warning("job %s ended %.0fs after it was given up as stuck; its outcome "
                            "is dropped (its lease brings the job back)", run.message.id,
-                           time.monotonic() - run.started)
+                           time.monotonic() - run.started, extra=run.log_extra(self._queue))
             return
         if task.cancelled():
             if not run.expired:

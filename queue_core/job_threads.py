@@ -76,7 +76,8 @@ class JobThreads:
             if run.abandoned:
                 logger.warning("job %s returned %.0fs after it was given up as stuck; its "
                                "outcome is dropped (its lease brings the job back)",
-                               run.message.id, time.monotonic() - run.started)
+                               run.message.id, time.monotonic() - run.started,
+                               extra=run.log_extra(self._queue))
                 return
             self._finished.put(run)
             with self._lock:

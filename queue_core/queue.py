@@ -38,6 +38,7 @@ from .errors import (
 from .events import EventHub, ExecEvent, PushEvent, RetryEvent
 from .isolation import parse_mode
 from .job import Job, RetryableJob
+from .logfields import job_extra
 from .records import usable_ttr
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
 from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
@@ -387,7 +388,8 @@ class Queue:
         return self._limits
 
     def can_retry(self, job: Job | None, meta: dict[str, Any], attempt: int,
-                  error: BaseException, pushed_at: float | None) -> bool:
+                  error: BaseException, pushed_at: float | None,
+                  job_id: str | None = None) -> bool:
         """attempts/age_limit, then the job's can_retry (which replaces them)."""
         if not self.driver.capabilities.retry:
             return False
@@ -398,7 +400,8 @@ class Queue:
                 answer = job.can_retry(attempt, error)
             except Exception:
                 logger.exception("%s.can_retry raised; using the queue's limits",
-                                 type(job).__qualname__)
+                                 type(job).__qualname__,
+                                 extra=self.log_extra(job_id or "", job, attempt))
                 answer = None
             if answer is not None:
                 decision = bool(answer)
@@ -431,7 +434,7 @@ class Queue:
         attempt = message.attempt if attempt is None else attempt
         may_not_have_started = lost and message.may_not_have_started
         retry = (self.driver.capabilities.retry if may_not_have_started
-                 else self.can_retry(job, meta, attempt, error, message.pushed_at))
+                 else self.can_retry(job, meta, attempt, error, message.pushed_at, message.id))
         delay = 0.0
         note = ""
         longest = bounds.delay_limit(self.driver.capabilities.max_delay)
@@ -440,7 +443,8 @@ class Queue:
                 found = evaluate_backoff(self.backoff_for(job, meta), attempt, error, job,
                                          longest)
             except Exception as exc:
-                logger.error("job %s: %s; failing it", message.id, exc)
+                logger.error("job %s: %s; failing it", message.id, exc,
+                             extra=self.log_extra(message.id, job, attempt))
                 found, note = None, f" (backoff failed: {exc})"
             if found is None:
                 retry = False
@@ -457,7 +461,7 @@ class Queue:
                     retry, delay = False, 0.0
         if retry and not self.driver.capabilities.retry:
             logger.warning("job %s: the %s driver cannot retry; failing it", message.id,
-                           self.driver.name)
+                           self.driver.name, extra=self.log_extra(message.id, job, attempt))
             retry = False
         info = info or error_info(error)
         if note:
@@ -465,10 +469,12 @@ class Queue:
         if retry:
             if not lost:
                 logger.info("job %s attempt %d failed (%s); retry in %.3gs", message.id,
-                            attempt, info, delay)
+                            attempt, info, delay,
+                            extra=self.log_extra(message.id, job, attempt))
                 self.report(self.settler(message).release, message, delay=delay, error=info)
             return True
-        logger.warning("job %s failed for good after attempt %d: %s", message.id, attempt, info)
+        logger.warning("job %s failed for good after attempt %d: %s", message.id, attempt, info,
+                       extra=self.log_extra(message.id, job, attempt))
         self.report(self.settler(message).fail, message, error=info, keep=self.keep_failed)
         self._after_fail(message, job, error, attempt)
         return False
@@ -477,6 +483,11 @@ class Queue:
         """The message's ttr, or the queue's when what the store gave is no ttr (a damaged
         record, failed without a run)."""
         return float(message.ttr) if usable_ttr(message.ttr) else self.ttr
+
+    def log_extra(self, job_id: str, job: object = None,
+                  attempt: int | None = None) -> dict[str, Any]:
+        """``extra`` for a log record about one of this queue's jobs (logfields.py)."""
+        return job_extra(self.driver.channel, job_id, job, attempt)
 
     def consume(self) -> Consumption:
         """A consumer for one worker, wrapped with the core's consumer machinery."""
@@ -501,7 +512,8 @@ class Queue:
             if self.driver.lease_seconds(self._ttr_of(message)) < 0.1:
                 raise
             logger.warning("job %s: cannot save its outcome (%s: %s); retrying until its "
-                           "lease ends", message.id, getattr(call, "__name__", "report"), exc)
+                           "lease ends", message.id, getattr(call, "__name__", "report"), exc,
+                           extra=self.log_extra(message.id, attempt=message.attempt))
         deadline = time.monotonic() + self.driver.lease_seconds(self._ttr_of(message))
         pause = 0.1
         while True:
@@ -513,7 +525,8 @@ class Queue:
                 if time.monotonic() + pause > deadline:
                     raise
                 continue
-            logger.warning("job %s: outcome saved", message.id)
+            logger.warning("job %s: outcome saved", message.id,
+                           extra=self.log_extra(message.id, attempt=message.attempt))
             return
 
     @staticmethod
@@ -532,7 +545,8 @@ class Queue:
         if message.may_not_have_started:
             logger.warning("job %s: the worker holding it was lost, and nothing tells whether "
                            "it had started the job or only prefetched it; running it again "
-                           "as attempt %d", message.id, message.attempt)
+                           "as attempt %d", message.id, message.attempt,
+                           extra=self.log_extra(message.id, job, message.attempt))
         return self.handle_error(message, job, meta, error, attempt=lost_attempt, lost=True)
 
     def decode(self, payload: bytes) -> tuple[Job, Meta]:
@@ -546,7 +560,7 @@ class Queue:
     def handle_undecodable(self, message: Message, error: SerializationError) -> None:
         """A payload that cannot become a job is never retried: straight to FAILED."""
         logger.error("job %s cannot be decoded and is failed without retry: %s",
-                     message.id, error)
+                     message.id, error, extra=self.log_extra(message.id, attempt=message.attempt))
         self.report(self.settler(message).fail, message, error=error_info(error),
                     keep=self.keep_failed)
         self._after_fail(message, None, error, message.attempt)
@@ -555,7 +569,8 @@ class Queue:
         """A record whose stored values cannot be trusted (see records.damage): FAILED with
         the reason, never retried, and no decision is made on its values."""
         error = DamagedJobError(f"job {message.id} is damaged in the store: {problem}")
-        logger.error("%s; it is failed without running", error)
+        logger.error("%s; it is failed without running", error,
+                     extra=self.log_extra(message.id, attempt=message.attempt))
         self.report(self.settler(message).fail, message, error=error_info(error),
                     keep=self.keep_failed)
         attempt = message.attempt
@@ -657,7 +672,8 @@ class Queue:
         if reset_attempts:
             self._require("reset_attempts", "resetting the attempt count of a retried job")
         self.driver.retry(str(job_id), state=wanted, reset_attempts=bool(reset_attempts))
-        logger.info("job %s sent back to waiting from %s", job_id, wanted)
+        logger.info("job %s sent back to waiting from %s", job_id, wanted,
+                    extra=self.log_extra(str(job_id)))
         if self._events.has(events.AFTER_RETRY):
             self._events.trigger(events.AFTER_RETRY,
                                  RetryEvent(str(job_id), wanted, bool(reset_attempts), self))

@@ -409,7 +409,8 @@ class Worker:
         self._signalled = time.monotonic()
         if not self.stopping:
             if self._in_job and self._current is not None:
-                logger.info("%s: stopping after job %s finishes", name, self._current.id)
+                logger.info("%s: stopping after job %s finishes", name, self._current.id,
+                            extra=self._log_extra(self._current))
             else:
                 logger.info("%s: stopping", name)
         self.stop(0)
@@ -492,10 +493,16 @@ class Worker:
     def _not_settled(self, message: Message, exc: Exception) -> None:
         if isinstance(exc, DriverError):
             logger.error("job %s: cannot report its outcome to %s (%s); its lease will bring "
-                         "it back", message.id, self.queue.driver.describe(), exc)
+                         "it back", message.id, self.queue.driver.describe(), exc,
+                         extra=self._log_extra(message))
         else:
             logger.error("job %s: internal error while handling it; its lease will bring "
-                         "it back", message.id, exc_info=exc)
+                         "it back", message.id, exc_info=exc, extra=self._log_extra(message))
+
+    def _log_extra(self, message: Message) -> dict[str, Any]:
+        decoded = message.decoded
+        job = decoded[0] if isinstance(decoded, tuple) else None
+        return self.queue.log_extra(message.id, job, message.attempt)
 
     def prepare(self, message: Message) -> tuple[Job, Any, ExecEvent | None] | None:
         """Decode ``message`` and run what comes before its execute; None when that already
@@ -524,7 +531,8 @@ class Worker:
             event = queue.trigger(events.BEFORE_EXEC, ExecEvent(
                 message.id, job, message.ttr, message.attempt, queue=queue))
             if event.handled:
-                logger.debug("job %s skipped by a before_exec handler", message.id)
+                logger.debug("job %s skipped by a before_exec handler", message.id,
+                             extra=queue.log_extra(message.id, job, message.attempt))
                 queue.report(queue.settler(message).ack, message, keep=queue.keep_completed)
                 return None
         return job, meta, event
@@ -554,7 +562,7 @@ class Worker:
         """Settle a run that ended on a pool thread or the event loop."""
         queue, message = self.queue, run.message
         if run.abandoned:
-            logger.error(stuck_message(run))
+            logger.error(stuck_message(run), extra=run.log_extra(queue))
             return
         if run.stopped and run.error is not None:
             error: BaseException = self._stopped_error(message.id)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from queue_core.consumer import Consumer, Settlement
 from queue_core.errors import DriverError
+from queue_core.logfields import job_extra
 from queue_core.model import ErrorInfo, Message
 
 from .connection import Delivery, Wire, WireError
@@ -281,7 +282,8 @@ class _AmqpConsumer(Consumer):
         delivery."""
         logger.info("job %s: %s; counting it as attempt %d%s", delivery.message_id, why,
                     runs.counted, " (unproven: it may only have been prefetched)"
-                    if runs.unproven else "")
+                    if runs.unproven else "",
+                    extra=job_extra(self.store.channel, delivery.message_id, attempt=runs.counted))
         store = self.store
         try:
             store._republish(store.channel, delivery.body, _copy_id(delivery),
@@ -326,7 +328,8 @@ class _AmqpConsumer(Consumer):
         handle: _Handle = message.handle  # type: ignore[assignment]
         if self._held.pop(handle.delivery.tag, None) is None or handle.wire is not self._wire:
             logger.warning("job %s: the connection that held it was lost; the broker "
-                           "hands it out again", message.id)
+                           "hands it out again", message.id,
+                           extra=job_extra(self.store.channel, message.id, attempt=message.attempt))
             return None
         return handle
 
@@ -339,7 +342,8 @@ class _AmqpConsumer(Consumer):
             self.store._lost(handle.wire)
             self._drop()
             logger.warning("job %s: its outcome is saved but the ack was lost (%s); the "
-                           "broker hands it out again", message.id, exc)
+                           "broker hands it out again", message.id, exc,
+                           extra=job_extra(self.store.channel, message.id, attempt=message.attempt))
 
     def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
         handle = self._holding(message)

@@ -32,6 +32,7 @@ from queue_core.errors import (
     NotSupportedError,
     QueueError,
 )
+from queue_core.logfields import job_extra
 from queue_core.model import ErrorInfo, JobInfo, JobStatus, PushRequest
 from queue_core.options import (
     ADDRESS,
@@ -496,12 +497,13 @@ class AmqpDriver(Store):
                                 kept_whole)
         if fitted.cut:
             logger.info("job %s: %s cut to fit frame_max %d of %s", message_id,
-                        ", ".join(fitted.cut), wire.frame_max, wire.address)
+                        ", ".join(fitted.cut), wire.frame_max, wire.address,
+                        extra=job_extra(self.channel, message_id))
         if fitted.dropped:
             logger.warning("job %s: header(s) %s left out of its copy: they could not be "
                            "encoded or would not fit frame_max %d of %s", message_id,
                            ", ".join(repr(key) for key in fitted.dropped), wire.frame_max,
-                           wire.address)
+                           wire.address, extra=job_extra(self.channel, message_id))
         return fitted.properties
 
     # -- lookups and admin -----------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from queue_core.errors import DriverError
+from queue_core.logfields import job_extra
 
 from . import protocol
 from .connection import Connection
@@ -177,7 +178,7 @@ def _read_owed(owed: Sequence[Owed], conn: Connection) -> None:
             item.command.read(conn)
         except NotFound:
             if item.warn:
-                logger.warning(LEASE_ENDED, item.job)
+                logger.warning(LEASE_ENDED, item.job, extra=job_extra(None, str(item.job)))
 
 
 def _counts(command: Command[bytes], conn: Connection) -> Counts | None:

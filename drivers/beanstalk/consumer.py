@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import DriverError
+from queue_core.logfields import job_extra
 from queue_core.model import ErrorInfo, Message
 
 from . import protocol
@@ -186,7 +187,8 @@ class BeanstalkConsumer(Consumer):
         try:
             self._link.io(bury)
         except NotFound:
-            logger.warning(LEASE_ENDED, message.id)
+            logger.warning(LEASE_ENDED, message.id,
+                           extra=job_extra(self.store.channel, message.id, attempt=message.attempt))
 
     # -- lifetime --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from queue_core.consumer import Consumer, Settlement
+from queue_core.logfields import job_extra
 from queue_core.model import ErrorInfo, Message
 from queue_core.records import as_float, usable_ttr
 
@@ -229,7 +230,8 @@ class FileConsumer(Consumer):
 
     def _quarantine(self, path: str, job_id: str, exc: Exception) -> None:
         """A marker whose record cannot be read: keep it where an operator will see it."""
-        logger.error("job %s cannot be read (%s); moved to failed/", job_id, exc)
+        logger.error("job %s cannot be read (%s); moved to failed/", job_id, exc,
+                     extra=job_extra(self.store.channel, job_id))
         try:
             os.rename(path, self._files.path("failed", job_id))
         except FileNotFoundError:
@@ -312,7 +314,8 @@ class FileConsumer(Consumer):
                 os.rename(path, self._files.path("new", job_id))
             except FileNotFoundError:
                 continue
-            logger.warning("job %s: lease expired (worker lost); back to waiting", job_id)
+            logger.warning("job %s: lease expired (worker lost); back to waiting", job_id,
+                           extra=job_extra(self.store.channel, job_id))
 
     # -- outcomes --------------------------------------------------------------------
 
@@ -325,7 +328,7 @@ class FileConsumer(Consumer):
         files = self._files
         if not os.path.lexists(handle.path):
             logger.warning("job %s: its lease ended before the outcome was saved; it will "
-                           "run again", message.id)
+                           "run again", message.id, extra=self._extra(message))
             return
         if changes:
             new_target = files.write_record_file(message.id, encode(
@@ -340,7 +343,7 @@ class FileConsumer(Consumer):
                 if changes:
                     files.bury_record(message.id, new_target)
                 logger.warning("job %s: removed, or back from its lease, before the outcome "
-                               "was saved", message.id)
+                               "was saved", message.id, extra=self._extra(message))
                 return
             if changes:
                 files.bury_record(message.id, target)
@@ -348,8 +351,11 @@ class FileConsumer(Consumer):
             os.rename(handle.path, files.path(state, message.id))
         except FileNotFoundError:
             logger.warning("job %s: moved by another worker while saving its outcome",
-                           message.id)
+                           message.id, extra=self._extra(message))
         files.sync_dir(state)
+
+    def _extra(self, message: Message) -> dict[str, Any]:
+        return job_extra(self.store.channel, message.id, attempt=message.attempt)
 
     def _drop(self, message: Message) -> None:
         handle: Handle = message.handle  # type: ignore[assignment]
@@ -357,7 +363,7 @@ class FileConsumer(Consumer):
             os.unlink(handle.path)
         except FileNotFoundError:
             logger.warning("job %s: its lease ended before it finished; it may run again",
-                           message.id)
+                           message.id, extra=self._extra(message))
             return
         self._files.bury_record(message.id, handle.target)
 

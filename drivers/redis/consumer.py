@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import DriverError
+from queue_core.logfields import job_extra
 from queue_core.model import Message
 from queue_core.records import as_bytes, as_float, as_int
 
@@ -151,8 +152,10 @@ class RedisConsumer(Consumer):
             message.handle = _Handle(token, before, fetched, clears)
             messages.append(message)
         for job_id, reason in zip(damaged[::2], damaged[1::2], strict=True):
+            text_id = job_id.decode(errors="replace")
             logger.error("job %s is damaged in the store: %s; it is failed without running",
-                         job_id.decode(errors="replace"), reason.decode(errors="replace"))
+                         text_id, reason.decode(errors="replace"),
+                         extra=job_extra(self.store.channel, text_id))
         due = -1.0 if next_due < 0 else (next_due - server_now) / 1000
         return messages, due, bool(damaged) and not jobs
 
