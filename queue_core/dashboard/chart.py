@@ -40,6 +40,11 @@ def bar_chart(data: Throughput, label: str) -> Safe:
         '<text x="0" y="{base}" font-size="10" fill="#555">0</text>'
         '<text x="{pad}" y="{bottom}" font-size="10" fill="#555">-60 min</text>'
         '<text x="{right}" y="{bottom}" font-size="10" fill="#555">now</text>'
+        '<rect x="{legend}" y="4" width="8" height="8" fill="#2e7d32"/>'
+        '<text x="{legend_done}" y="12" font-size="10" fill="#555">done</text>'
+        '<rect x="{legend_failed}" y="4" width="8" height="8" fill="#c62828"/>'
+        '<text x="{legend_failed_text}" y="12" font-size="10" fill="#555">failed</text>'
         "{bars}</svg>",
         width=WIDTH, height=HEIGHT, label=label, pad=PAD, base=HEIGHT - PAD, top=top,
-        bottom=HEIGHT - 4, right=WIDTH - 24, bars=join(bars))
+        bottom=HEIGHT - 4, right=WIDTH - 24, legend=WIDTH - 100, legend_done=WIDTH - 88,
+        legend_failed=WIDTH - 56, legend_failed_text=WIDTH - 44, bars=join(bars))
