@@ -215,3 +215,31 @@ def test_several_named_queues(tmp_path: Path) -> None:
     page = Client(Dashboard({"emails": first, "reports": second})).get("/")
     assert 'id="queue-emails"' in page.text and 'id="queue-reports"' in page.text
     assert 'id="count-reports-waiting" class="num">1<' in page.text
+
+
+def test_the_django_view_serves_the_app_below_its_url(queue: Queue,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """django_view with a stand-in for django.http (Django is no dependency; the docs'
+    snippet was checked against Django itself)."""
+    import types
+
+    from queue_core.dashboard.mount import django_view
+
+    class HttpResponse(dict):  # type: ignore[type-arg]
+        def __init__(self, body: bytes, status: int) -> None:
+            super().__init__()
+            self.body, self.status_code = body, status
+            from http.cookies import SimpleCookie
+            self.cookies: SimpleCookie = SimpleCookie()
+
+    monkeypatch.setitem(sys.modules, "django.http",
+                        types.SimpleNamespace(HttpResponse=HttpResponse))
+    view = django_view(Dashboard(queue))
+    assert getattr(view, "csrf_exempt", False)
+    request = types.SimpleNamespace(
+        META={"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_NAME": "x",
+              "SERVER_PORT": "80"}, path_info="/admin/queues/", body=b"", scheme="http")
+    response = view(request, "/")
+    assert response.status_code == 200
+    assert b'href="/admin/queues/static/dashboard.css"' in response.body
+    assert response["X-Frame-Options"] == "DENY" and "qc_dash_session" in response.cookies
