@@ -127,7 +127,7 @@ class Dashboard:
         response = Response()
         if not session or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", session):
             session = self.csrf.new_session()
-            response.set_cookie(SESSION_COOKIE, session, request.root or "/")
+            response.set_cookie(SESSION_COOKIE, session, request)
         flash = FLASHES.get(request.query.get("flash", ""), "")
         response.body = build(views.Context(request, self.csrf.token(session), self.read_only,
                                             flash))
@@ -154,7 +154,7 @@ class Dashboard:
         # The token leaves the address bar at once (and was never sent as a Referer:
         # Referrer-Policy is no-referrer).
         response = redirect(request.url())
-        response.set_cookie(LOGIN_COOKIE, self.auth.login_value(), request.root or "/")
+        response.set_cookie(LOGIN_COOKIE, self.auth.login_value(), request)
         return response
 
     def job_list(self, request: Request, params: dict[str, str]) -> Response:

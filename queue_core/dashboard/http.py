@@ -65,10 +65,12 @@ class Response:
         start_response(self.status, headers)
         return [body]
 
-    def set_cookie(self, name: str, value: str, path: str, max_age: int | None = None) -> None:
-        cookie = f"{name}={value}; Path={path or '/'}; HttpOnly; SameSite=Strict"
-        if max_age is not None:
-            cookie += f"; Max-Age={max_age}"
+    def set_cookie(self, name: str, value: str, request: Request) -> None:
+        """A session cookie for the mount point: HttpOnly, SameSite=Strict, and Secure
+        when the request came over HTTPS (over plain HTTP the browser would drop it)."""
+        cookie = f"{name}={value}; Path={request.root or '/'}; HttpOnly; SameSite=Strict"
+        if request.environ.get("wsgi.url_scheme") == "https":
+            cookie += "; Secure"
         self.headers.append(("Set-Cookie", cookie))
 
 

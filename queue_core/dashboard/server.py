@@ -6,6 +6,7 @@ the same app in any production WSGI server instead."""
 from __future__ import annotations
 
 import logging
+import socket
 import socketserver
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -43,4 +44,11 @@ def check_bind(host: str, app: Dashboard) -> None:
 def make(app: Dashboard, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
     """A server bound to host:port, after the loopback-or-auth check."""
     check_bind(host, app)
-    return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_Handler)
+    server_class = _ThreadingServer
+    if ":" in host:  # an IPv6 address such as ::1: wsgiref's server is IPv4 unless told
+
+        class _V6(_ThreadingServer):
+            address_family = socket.AF_INET6
+        server_class = _V6
+    return make_server(host.strip("[]"), port, app, server_class=server_class,
+                       handler_class=_Handler)

@@ -30,6 +30,7 @@ class Client:
         self.app = app
         self.script_name = script_name
         self.cookies: dict[str, str] = {}
+        self.https = False
 
     def request(self, method: str, url: str, form: dict[str, str] | None = None,
                 headers: dict[str, str] | None = None) -> Answer:
@@ -45,6 +46,8 @@ class Client:
             environ["HTTP_COOKIE"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         for key, value in (headers or {}).items():
             environ["HTTP_" + key.upper().replace("-", "_")] = value
+        if self.https:
+            environ["wsgi.url_scheme"] = "https"
         setup_testing_defaults(environ)
         seen: dict[str, Any] = {}
 

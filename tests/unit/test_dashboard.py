@@ -174,8 +174,20 @@ def test_off_loopback_needs_auth(queue: Queue) -> None:
         make(Dashboard(queue), "0.0.0.0", 0)
     server = make(Dashboard(queue, token="t"), "0.0.0.0", 0)
     server.server_close()
-    server = make(Dashboard(queue), "127.0.0.1", 0)
-    server.server_close()
+    for loopback in ("127.0.0.1", "localhost", "::1"):
+        server = make(Dashboard(queue), loopback, 0)
+        server.server_close()
+    with pytest.raises(InsecureBindError):
+        make(Dashboard(queue), "example.com", 0)  # a name may resolve anywhere
+
+
+def test_cookies_are_secure_over_https(queue: Queue) -> None:
+    plain = Client(Dashboard(queue)).get("/")
+    assert "Secure" not in plain.cookies[0] and "HttpOnly" in plain.cookies[0]
+    client = Client(Dashboard(queue))
+    client.https = True
+    secure = client.get("/")
+    assert "; Secure" in secure.cookies[0] and "SameSite=Strict" in secure.cookies[0]
 
 
 def test_the_command_refuses_a_public_bind_without_auth(tmp_path: Path) -> None:
