@@ -97,7 +97,7 @@ def text_of(browser: Any, element_id: str) -> str:
 
 
 @pytest.mark.drivers("file", "redis")
-def test_overview_traceback_and_retry_until_done(stack: Stack, browser: Any) -> None:
+def test_overview_traceback_and_retry_until_done(browser: Any, stack: Stack) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -117,7 +117,7 @@ def test_overview_traceback_and_retry_until_done(stack: Stack, browser: Any) -> 
     counts = {status: text_of(browser, f"count-{name}-{status.value}") for status in JobStatus}
     assert counts == {JobStatus.WAITING: "0", JobStatus.DELAYED: "2", JobStatus.RESERVED: "0",
                       JobStatus.DONE: "1", JobStatus.FAILED: "1"}
-    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart rect")  # this minute's bars
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart rect > title")  # the bars
     stack.shot(browser, "overview")
 
     browser.find_element(By.LINK_TEXT, "failed").click()
@@ -145,7 +145,7 @@ def test_overview_traceback_and_retry_until_done(stack: Stack, browser: Any) -> 
 
 @pytest.mark.drivers("file", "redis")
 def test_script_in_a_payload_is_text_and_forged_actions_are_refused(
-        stack: Stack, browser: Any) -> None:
+        browser: Any, stack: Stack) -> None:
     from selenium.common.exceptions import NoAlertPresentException
 
     queue = stack.queue
