@@ -129,10 +129,10 @@ def test_overview_traceback_and_retry_until_done(browser: Any, stack: Stack) -> 
     stack.shot(browser, "failed-job")
 
     browser.find_element(By.XPATH, "//button[text()='Retry']").click()
-    alert = WebDriverWait(browser, 5).until(expected_conditions.alert_is_present())
+    alert = WebDriverWait(browser, 10).until(expected_conditions.alert_is_present())
     assert "back to waiting" in alert.text
     alert.accept()
-    WebDriverWait(browser, 5).until(
+    WebDriverWait(browser, 10).until(
         lambda b: "Job sent back to waiting." in b.find_element(By.ID, "flash").text)
     wait_status(queue, flaky, JobStatus.DONE)
     browser.refresh()
