@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from .console import ProgressBar, VerboseReporter, is_terminal
+from .dashboard.cli import add_parser as dashboard_parser
 from .driver import JobInfo, JobStatus
 from .driver_commands import DriverCommand
 from .errors import (
@@ -111,7 +112,7 @@ def _number(minimum: float, integer: bool = False) -> Callable[[str], float]:
 
 
 CORE_COMMANDS = ("listen", "run", "info", "status", "failed", "retry", "remove", "clear",
-                 "push", "exec")
+                 "push", "exec", "dashboard")
 
 
 def _names_a_core_command(argv: Sequence[str]) -> bool:
@@ -177,6 +178,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     if argv is None or not _names_a_core_command(argv):
         _add_driver_commands(commands)
+
+    dashboard_parser(commands).set_defaults(handler=cmd_dashboard)
 
     push = commands.add_parser("push", help="push a job by its registered name")
     push.add_argument("job_name", metavar="JOB_NAME")
@@ -542,6 +545,11 @@ def cmd_push(queue: Queue, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(job_id)
     return EXIT_OK
+
+
+def cmd_dashboard(queue: Queue, args: argparse.Namespace) -> int:
+    from .dashboard.cli import run
+    return run(queue, args, UsageError)
 
 
 def cmd_exec(queue: Queue, args: argparse.Namespace) -> int:

@@ -14,6 +14,14 @@ if ! command -v beanstalkd >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v a
     || echo "could not install beanstalkd; its tests will say so" >&2
 fi
 
+# The dashboard's browser tests drive Debian's chromium with its chromedriver (never a
+# downloaded one); install both the same way.
+if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
+    || echo "could not install chromium and chromium-driver; the browser tests will say so" >&2
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

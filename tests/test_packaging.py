@@ -25,3 +25,7 @@ def test_the_wheel_installs_only_queue_core(tmp_path: Path) -> None:
                for p in (ROOT / "drivers").rglob("*")
                if p.is_file() and "__pycache__" not in p.parts}
     assert in_tree <= shipped, f"not in the wheel: {sorted(in_tree - shipped)}"
+    dashboard = {f"queue_core/dashboard/{p.relative_to(ROOT / 'queue_core/dashboard').as_posix()}"
+                 for p in (ROOT / "queue_core" / "dashboard").rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts}
+    assert dashboard <= set(names), f"not in the wheel: {sorted(dashboard - set(names))}"
