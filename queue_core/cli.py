@@ -45,6 +45,7 @@ from .errors import (
 from .heartbeat import check_period
 from .isolation import DEFAULT_MODE, MODES
 from .job import lookup, registered_names
+from .model import WorkerInfo
 from .queue import Queue
 from .settings import SCHEMES, queue_from_target
 
@@ -421,7 +422,13 @@ def cmd_run(queue: Queue, args: argparse.Namespace) -> int:
 def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
     counts = queue.info() if queue.capabilities.info else None
     caps = queue.capabilities.as_dict()
-    workers = queue.workers() if queue.capabilities.heartbeats else None
+    workers: list[WorkerInfo] | None = None
+    unreadable = ""
+    if queue.capabilities.heartbeats:
+        try:
+            workers = queue.workers()
+        except DriverError as exc:  # the counts came through: say so and go on
+            unreadable = str(exc)
     now = time.time()
     if args.json:
         print(json.dumps({
@@ -440,7 +447,9 @@ def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
     flags = [name for name, value in caps.items() if isinstance(value, bool)]
     print("supports:      " + (", ".join(n for n in flags if caps[n]) or "-"))
     print("not supported: " + (", ".join(n for n in flags if not caps[n]) or "-"))
-    if workers is None:
+    if unreadable:
+        print(f"workers: cannot be read ({unreadable})")
+    elif workers is None:
         print("workers: not listed (this driver stores no heartbeats)")
     else:
         print(f"workers: {fleet.summary(workers, now)}")
