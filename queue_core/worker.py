@@ -8,7 +8,10 @@ SIGQUIT and SIGHUP let the current job finish, then the worker stops; an idle wo
 within half a second (about a second on beanstalk, whose server waits in whole seconds).
 ``max_jobs``, ``max_memory`` and ``max_time`` make it stop cleanly (exit code 0) so that a
 supervisor replaces it. A back end that fails while the worker
-waits is retried with capped backoff, logged once per outage.
+waits is retried with capped backoff, logged once per outage. While ``listen`` runs, a
+heartbeat thread (heartbeat.py) writes the worker's record to the store every
+``heartbeat`` seconds, as long as the worker is healthy; the loops tell it their progress
+and the jobs they begin and end (``Activity``).
 
 This module imports on any platform: what only some have (``resource``, ``os.fork``,
 ``signal.setitimer``) is looked up when a worker starts (host.py), and a worker that needs
