@@ -46,7 +46,7 @@ the worker should have interrupted it (the same grace the dispatcher gives a stu
 
 
 def healthy(now: float, progress_at: float, running: Iterable[tuple[float, float]],
-            stall: float, grace: float = HUNG_GRACE) -> bool:
+            stall: float, grace: float) -> bool:
     """The health rule: the main loop made progress within ``stall`` seconds, or a running
     job (its start on the monotonic clock, its ttr) is still within its ttr + ``grace``."""
     if now - progress_at <= stall:
@@ -95,6 +95,7 @@ class Heartbeat:
         self.activity = activity
         self.period = period
         self.stall = stall_after(period)
+        self.grace = HUNG_GRACE
         self._counts = counts
         self._job_name = job_name
         self._names: dict[int, str] = {}
@@ -136,7 +137,7 @@ class Heartbeat:
         progress_at, running = self.activity.snapshot()
         now = time.monotonic()
         if not healthy(now, progress_at, ((started, message.ttr) for message, started in running),
-                       self.stall):
+                       self.stall, self.grace):
             if not self._hung:
                 self._hung = True
                 logger.error("the worker looks hung (no progress for %.0fs and no job within "

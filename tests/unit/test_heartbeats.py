@@ -120,19 +120,20 @@ def test_worker_ids_are_safe_names() -> None:
 # -- the health rule -------------------------------------------------------------------
 
 def test_a_worker_whose_loop_moves_is_healthy() -> None:
-    assert healthy(100.0, progress_at=95.0, running=[], stall=30)
+    assert healthy(100.0, progress_at=95.0, running=[], stall=30, grace=5)
 
 
 def test_a_long_job_within_its_ttr_keeps_the_worker_healthy() -> None:
-    assert healthy(1000.0, progress_at=0.0, running=[(10.0, 3600.0)], stall=30)
+    assert healthy(1000.0, progress_at=0.0, running=[(10.0, 3600.0)], stall=30, grace=5)
     assert healthy(1000.0, progress_at=0.0, running=[(10.0, 986.0)], stall=30, grace=5)
 
 
 def test_a_job_past_its_ttr_and_grace_with_a_still_loop_is_a_hang() -> None:
-    assert not healthy(1000.0, progress_at=0.0, running=[(10.0, 60.0)], stall=30)
-    assert not healthy(1000.0, progress_at=0.0, running=[], stall=30)
+    assert not healthy(1000.0, progress_at=0.0, running=[(10.0, 60.0)], stall=30, grace=5)
+    assert not healthy(1000.0, progress_at=0.0, running=[], stall=30, grace=5)
     # One job still legitimately running is enough.
-    assert healthy(1000.0, progress_at=0.0, running=[(10.0, 60.0), (900.0, 300.0)], stall=30)
+    assert healthy(1000.0, progress_at=0.0, running=[(10.0, 60.0), (900.0, 300.0)],
+                   stall=30, grace=5)
 
 
 def test_the_stall_limit_is_at_least_three_periods() -> None:
@@ -277,3 +278,37 @@ def test_the_table_shows_state_age_jobs_and_memory() -> None:
     assert summary([record(), stale], NOW) == "1 live, 1 stopped beating"
     assert [span(s) for s in (0.44, 12, 302, 11040, 183600)] == [
         "0.4s", "12s", "5m02s", "3h04m", "2d03h"]
+
+
+def test_a_worker_stuck_in_a_job_past_its_ttr_stops_beating_and_resumes_after(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The worker's loops feed the rule: a job blocked past its ttr (not enforced here: the
+    worker is not in the main thread) and a loop that does not move stop the beats."""
+    import threading
+    import time
+
+    from queue_core import heartbeat as module
+    from tests.support.jobs import WaitFor
+    from tests.support.procs import wait_for
+
+    monkeypatch.setattr(module, "STALL_MIN", 0.3)
+    monkeypatch.setattr(module, "HUNG_GRACE", 0.2)
+    queue = create_queue({"driver": f"memory://{tmp_path.name}", "heartbeat": 0.1})
+    gate = str(tmp_path / "gate")
+    queue.push(WaitFor(gate, 30), ttr=0.2)
+    worker = queue.worker(handle_signals=False, timeout=0.1)
+    thread = threading.Thread(target=worker.listen, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: (w := queue.workers()) and w[0].jobs, 10, "a beat with the job")
+        stuck = wait_for(lambda: (w := queue.workers()) and w[0].stopped_beating(time.time())
+                         and w[0], 10, "the beats to stop")
+        assert stuck.jobs  # its last beat showed the job
+        open(gate, "w").close()
+        wait_for(lambda: (w := queue.workers()) and not w[0].stopped_beating(time.time())
+                 and w[0].done == 1, 10, "the beats to resume")
+    finally:
+        open(gate, "w").close()
+        worker.stop()
+        thread.join(10)
+    assert queue.workers() == []
