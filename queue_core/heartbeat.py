@@ -60,10 +60,12 @@ def stall_after(period: float) -> float:
 
 class Activity:
     """What the worker's main thread tells the heartbeat: progress and the jobs running.
-    Cheap, since it is called for every job; the heartbeat thread reads it under the lock."""
+
+    Called for every job, so it takes no lock: the main thread alone changes ``running``,
+    and the heartbeat thread reads it with ``dict.copy``, one step for the interpreter
+    (the GIL, or the dict's own lock on a free-threaded build)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.progress_at = time.monotonic()
         self.running: dict[int, tuple[Message, float]] = {}
 
@@ -71,18 +73,14 @@ class Activity:
         self.progress_at = time.monotonic()
 
     def began(self, message: Message) -> None:
-        with self.lock:
-            # setdefault: a run handed from the main thread to a dispatcher keeps its start.
-            self.running.setdefault(id(message), (message, time.monotonic()))
+        # setdefault: a run handed from the main thread to a dispatcher keeps its start.
+        self.running.setdefault(id(message), (message, message.began or time.monotonic()))
 
     def ended(self, message: Message) -> None:
-        with self.lock:
-            self.running.pop(id(message), None)
-        self.progress_at = time.monotonic()
+        self.running.pop(id(message), None)
 
     def snapshot(self) -> tuple[float, list[tuple[Message, float]]]:
-        with self.lock:
-            return self.progress_at, list(self.running.values())
+        return self.progress_at, list(self.running.copy().values())
 
 
 class Heartbeat:

@@ -188,7 +188,8 @@ def test_the_thread_beats_the_jobs_running_and_stops_beating_when_hung(
     with caplog.at_level(logging.ERROR, logger="queue_core.heartbeat"):
         assert not beating.tick()
     assert not store.records and "looks hung" in caplog.text
-    activity.ended(message)  # progress again
+    activity.ended(message)
+    activity.progress()  # the loop moves again
     assert beating.tick() and store.records
 
 
