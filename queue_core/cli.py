@@ -387,9 +387,11 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
             store = queue.driver  # kept open: the supervisor reads the workers' beats
         else:
             if period:
-                logging.getLogger(__name__).warning(
-                    "the %s driver stores no heartbeats: a hung worker is not replaced",
-                    queue.driver.name)
+                # A warning only when asked for: by default heartbeats are on everywhere.
+                logging.getLogger(__name__).log(
+                    logging.INFO if args.heartbeat is None else logging.WARNING,
+                    "the %s driver stores no heartbeats: a hung worker is not replaced "
+                    "(one that exits is)", queue.driver.name)
             queue.close()
         supervisor = Supervisor(command, int(args.workers), store=store, heartbeat=period)
         with _stop_signals_while_exiting(supervisor, args):
