@@ -159,6 +159,19 @@ class Heartbeat:
         self.beats += 1
         return True
 
+    def _name_of(self, message: Message) -> str:
+        """The job's registered name: from the job when it was decoded ahead, else read
+        from the payload (once per run: the names are kept from beat to beat)."""
+        decoded = message.decoded
+        if isinstance(decoded, tuple) and decoded:
+            name = getattr(type(decoded[0]), "job_name", None)
+            if isinstance(name, str):
+                return name
+        try:
+            return self._job_name(message.payload) or "?"
+        except Exception:  # noqa: BLE001 - only a label
+            return "?"
+
     def record(self, running: list[tuple[Message, float]], now: float) -> WorkerInfo:
         wall = time.time()
         names, self._names = self._names, {}
@@ -167,10 +180,7 @@ class Heartbeat:
             key = id(message)
             name = names.get(key)
             if name is None:
-                try:
-                    name = self._job_name(message.payload) or "?"
-                except Exception:  # noqa: BLE001 - only a label
-                    name = "?"
+                name = self._name_of(message)
             self._names[key] = name
             jobs.append(RunningJob(str(message.id), name, wall - (now - started)))
         done, failed = self._counts()

@@ -50,6 +50,7 @@ from .job import Job
 from .job_children import ChildPool
 from .job_loop import is_async
 from .records import damage
+from .serializers import PickleSerializer
 from .watchdog import TtrExpired, Watchdog
 from .watchdog import available as watchdog_available
 
@@ -76,6 +77,10 @@ def memory_mb() -> float | None:
     """Resident memory of this process now (peak where /proc is missing), in MB; None
     where the platform offers no reading."""
     return host.memory_mb()
+
+
+def _no_name(payload: bytes) -> None:
+    return None
 
 
 def _positive_or_none(value: Any, name: str) -> float | None:
@@ -343,9 +348,12 @@ class Worker:
             logger.debug("the %s driver stores no heartbeats: this worker is not listed "
                          "by 'queue-core workers'", store.name)
             return
+        serializer = self.queue.serializer
+        # A pickled payload's name is read by unpickling it: not again, not on this thread.
+        names = (_no_name if isinstance(serializer, PickleSerializer)
+                 else serializer.peek_name)
         self._activity = Activity()
-        self._beating = Heartbeat(store, self._activity, self.heartbeat, self._counts,
-                                  self.queue.serializer.peek_name)
+        self._beating = Heartbeat(store, self._activity, self.heartbeat, self._counts, names)
         self._beating.start()
 
     def _stop_heartbeat(self) -> None:

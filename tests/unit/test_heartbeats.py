@@ -313,3 +313,27 @@ def test_a_worker_stuck_in_a_job_past_its_ttr_stops_beating_and_resumes_after(
         worker.stop()
         thread.join(10)
     assert queue.workers() == []
+
+
+def test_a_running_job_is_named_from_its_decoded_job_or_its_payload() -> None:
+    from tests.support.jobs import Noop
+
+    def broken(payload: bytes) -> str:
+        raise ValueError("not a payload")
+
+    beating = Heartbeat(FakeStore(), Activity(), 1.0, lambda: (0, 0),  # type: ignore[arg-type]
+                        broken)
+    decoded = Message("1", b"", 1, ttr=5.0, decoded=(Noop(), {}))
+    assert beating._name_of(decoded) == Noop.job_name
+    assert beating._name_of(Message("2", b"\x80", 1, ttr=5.0)) == "?"
+
+
+def test_a_pickled_payload_is_not_unpickled_for_its_name(tmp_path: Any) -> None:
+    queue = create_queue({"driver": "memory://", "serializer": "pickle"})
+    worker = queue.worker(handle_signals=False)
+    worker._start_heartbeat()
+    try:
+        assert worker._beating is not None
+        assert worker._beating._job_name(b"anything") is None
+    finally:
+        worker._stop_heartbeat()
