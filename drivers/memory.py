@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from queue_core.beats import decode, encode, forget_after, read_records
 from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import JobNotFoundError, JobNotInStateError
 from queue_core.model import (
@@ -26,6 +27,7 @@ from queue_core.model import (
     JobStatus,
     Message,
     PushRequest,
+    WorkerInfo,
 )
 from queue_core.options import (
     ADDRESS,
@@ -86,6 +88,8 @@ class _Jobs:
 
 
 _NAMED: dict[tuple[str, str], _Jobs] = {}
+_BEATS: dict[tuple[str, str], dict[str, bytes]] = {}
+"""Heartbeat records of named stores, by (name, channel), then by worker id."""
 _NAMED_LOCK = threading.Lock()
 
 
@@ -108,7 +112,7 @@ class MemoryDriver(Store):
         delay=True, priority=True, ttr_lease=True, retry=True, attempt_count=True, status=True,
         failed_store=True, last_error=True, keep_completed=True, manual_retry=True, remove=True,
         clear=True, info=True, listing=frozenset(JobStatus), reset_attempts=True,
-        bulk_push=True, multiprocess=False)
+        bulk_push=True, multiprocess=False, heartbeats=True)
 
     def __init__(self, name: str = "", *, channel: str = "queue", lease_grace: float = 1.0) -> None:
         super().__init__(channel=channel)
@@ -117,6 +121,8 @@ class MemoryDriver(Store):
         self.store_name = name
         with _NAMED_LOCK:
             self._jobs = _NAMED.setdefault((name, self.channel), _Jobs()) if name else _Jobs()
+            self._beats: dict[str, bytes] = (
+                _BEATS.setdefault((name, self.channel), {}) if name else {})
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryDriver:
@@ -190,6 +196,29 @@ class MemoryDriver(Store):
             info.error = info.result = info.started_at = info.finished_at = None
             info.attempt = 0 if reset_attempts else info.attempt
             self._jobs.put(job, JobStatus.WAITING, time.time())
+
+    # -- heartbeats: encoded as the other drivers store them, so the same checks apply --
+
+    def beat(self, record: WorkerInfo) -> None:
+        now = time.time()
+        with self._jobs.changed:
+            self._beats[record.id] = encode(record)
+            for worker_id, raw in list(self._beats.items()):
+                try:
+                    old = decode(raw)
+                except ValueError:
+                    continue
+                if old.age(now) > forget_after(old.period):
+                    del self._beats[worker_id]
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._jobs.changed:
+            raws = list(self._beats.items())
+        return read_records(raws, self.describe(), time.time())
+
+    def forget_worker(self, worker_id: str) -> bool:
+        with self._jobs.changed:
+            return self._beats.pop(worker_id, None) is not None
 
 
 class _MemoryConsumer(Consumer):

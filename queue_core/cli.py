@@ -23,11 +23,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Protocol
 
+from . import fleet
 from .console import ProgressBar, VerboseReporter, is_terminal
 from .dashboard.cli import add_parser as dashboard_parser
 from .driver import JobInfo, JobStatus
@@ -41,8 +43,10 @@ from .errors import (
     NotSupportedError,
     QueueError,
 )
+from .heartbeat import check_period
 from .isolation import DEFAULT_MODE, MODES
 from .job import lookup, registered_names
+from .model import WorkerInfo
 from .queue import Queue
 from .settings import SCHEMES, queue_from_target
 
@@ -112,7 +116,7 @@ def _number(minimum: float, integer: bool = False) -> Callable[[str], float]:
 
 
 CORE_COMMANDS = ("listen", "run", "info", "status", "failed", "retry", "remove", "clear",
-                 "push", "exec", "dashboard")
+                 "push", "exec", "dashboard", "workers")
 
 
 def _names_a_core_command(argv: Sequence[str]) -> bool:
@@ -138,6 +142,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     listen.add_argument("--workers", type=_number(1, True), default=None,
                         help="run N worker processes under a supervisor that replaces any "
                              "that exits (without it: one worker, this process)")
+    listen.add_argument("--heartbeat", type=_number(0), default=None, metavar="SECONDS",
+                        help="seconds between the worker's heartbeats, where the driver "
+                             "stores them (default: the queue's heartbeat setting, 5 unless "
+                             "set; 0: none); with --workers, a worker silent for 3 periods "
+                             "is replaced")
     _worker_options(listen)
     listen.set_defaults(handler=cmd_listen)
 
@@ -148,6 +157,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="job counts per status and driver capabilities")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=cmd_info)
+
+    workers = commands.add_parser("workers", help="the workers of the queue, from their "
+                                  "heartbeats: live ones and those that stopped beating")
+    workers.add_argument("--json", action="store_true", help="print JSON")
+    workers.set_defaults(handler=cmd_workers)
 
     status = commands.add_parser("status", help="the status and details of one job")
     status.add_argument("id")
@@ -310,7 +324,9 @@ def _worker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "max_memory": args.max_memory, "max_jobs_per_child": args.max_jobs_per_child,
             "max_memory_per_child": args.max_memory_per_child,
             "max_time": args.max_time, "isolate": args.isolate,
-            "app": _app_target(args.app)}
+            "app": _app_target(args.app), **(
+                {"heartbeat": args.heartbeat} if getattr(args, "heartbeat", None) is not None
+                else {})}
 
 
 class _Stoppable(Protocol):
@@ -362,12 +378,25 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
         command += ["-" + "v" * args.verbose] if args.verbose else []
         command += ["listen", "--timeout", str(args.timeout)]
         for option in ("concurrency", "async_concurrency", "isolate", "max_jobs",
-                       "max_memory", "max_time", "max_jobs_per_child", "max_memory_per_child"):
+                       "max_memory", "max_time", "max_jobs_per_child", "max_memory_per_child",
+                       "heartbeat"):
             value = getattr(args, option)
             if value is not None:
                 command += [f"--{option.replace('_', '-')}", str(value)]
-        queue.close()
-        supervisor = Supervisor(command, int(args.workers))
+        period = queue.heartbeat if args.heartbeat is None else check_period(
+            args.heartbeat, "--heartbeat")
+        store = None
+        if period and queue.capabilities.heartbeats:
+            store = queue.driver  # kept open: the supervisor reads the workers' beats
+        else:
+            if period:
+                # A warning only when asked for: by default heartbeats are on everywhere.
+                logging.getLogger(__name__).log(
+                    logging.INFO if args.heartbeat is None else logging.WARNING,
+                    "the %s driver stores no heartbeats: a hung worker is not replaced "
+                    "(one that exits is)", queue.driver.name)
+            queue.close()
+        supervisor = Supervisor(command, int(args.workers), store=store, heartbeat=period)
         with _stop_signals_while_exiting(supervisor, args):
             return supervisor.run()
     if args.verbose:
@@ -398,11 +427,21 @@ def cmd_run(queue: Queue, args: argparse.Namespace) -> int:
 def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
     counts = queue.info() if queue.capabilities.info else None
     caps = queue.capabilities.as_dict()
+    workers: list[WorkerInfo] | None = None
+    unreadable = ""
+    if queue.capabilities.heartbeats:
+        try:
+            workers = queue.workers()
+        except DriverError as exc:  # the counts came through: say so and go on
+            unreadable = str(exc)
+    now = time.time()
     if args.json:
         print(json.dumps({
             "driver": queue.driver.describe(),
             "counts": None if counts is None else {str(k): v for k, v in counts.items()},
-            "capabilities": caps}, indent=2, default=list))
+            "capabilities": caps,
+            "workers": None if workers is None else [fleet.as_dict(w, now) for w in workers]},
+            indent=2, default=list))
         return EXIT_OK
     print(f"queue: {queue.driver.describe()}")
     if counts is None:
@@ -413,6 +452,37 @@ def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
     flags = [name for name, value in caps.items() if isinstance(value, bool)]
     print("supports:      " + (", ".join(n for n in flags if caps[n]) or "-"))
     print("not supported: " + (", ".join(n for n in flags if not caps[n]) or "-"))
+    if unreadable:
+        print(f"workers: cannot be read ({unreadable})")
+    elif workers is None:
+        print("workers: not listed (this driver stores no heartbeats)")
+    else:
+        print(f"workers: {fleet.summary(workers, now)}")
+        if workers:
+            for line in fleet.table(workers[:INFO_WORKERS], now, jobs=False):
+                print(f"  {line}")
+            if len(workers) > INFO_WORKERS:
+                print(f"  ... and {len(workers) - INFO_WORKERS} more ('queue-core workers' "
+                      "lists them all)")
+    return EXIT_OK
+
+
+INFO_WORKERS = 10
+"""Workers ``info`` lists; ``workers`` lists them all."""
+
+
+def cmd_workers(queue: Queue, args: argparse.Namespace) -> int:
+    workers = queue.workers()
+    now = time.time()
+    if args.json:
+        print(json.dumps([fleet.as_dict(info, now) for info in workers], indent=2))
+        return EXIT_OK
+    if not workers:
+        print(f"no workers are beating on {queue.driver.describe()}")
+        return EXIT_OK
+    print(f"workers of {queue.driver.describe()}: {fleet.summary(workers, now)}")
+    for line in fleet.table(workers, now):
+        print(line)
     return EXIT_OK
 
 

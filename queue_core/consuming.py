@@ -56,6 +56,10 @@ class Consumption:
         self._one_at_a_time = consumer.prefetch <= 1
         self._marks_begin = type(consumer).begin is not Consumer.begin
         """False: begin only carries out kept settlements, so with none kept it is skipped."""
+        self.acked = 0
+        self.failed = 0
+        """Runs settled as done, and as failed (released for a retry or failed for good):
+        what the worker's heartbeat reports."""
 
     # -- taking jobs -----------------------------------------------------------------
 
@@ -190,6 +194,7 @@ class Consumption:
     # -- settling --------------------------------------------------------------------
 
     def ack(self, message: Message, *, result: bytes | None = None, keep: bool = False) -> None:
+        self.acked += 1
         # _timed, written out: this runs once per job.
         if message.began:
             took = time.monotonic() - message.began
@@ -207,6 +212,8 @@ class Consumption:
             self._raise(exc)
 
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
+        if error is not None:  # None: given back uncharged (Ctrl-C), not a failure
+            self.failed += 1
         self._timed(message)
         if self._folds:
             self._kept.append(Settlement(Verdict.RELEASE, message, delay=delay, error=error))
@@ -214,6 +221,7 @@ class Consumption:
         self._call(self.consumer.release, message, delay=delay, error=error)
 
     def fail(self, message: Message, *, error: ErrorInfo, keep: bool = True) -> None:
+        self.failed += 1
         self._timed(message)
         if self._folds:
             self._kept.append(Settlement(Verdict.FAIL, message, error=error, keep=keep))

@@ -298,6 +298,10 @@ class Dispatcher:
             worker._take(alone, False)
 
     def _launch(self, runs: list[Run]) -> None:
+        activity = self.worker._activity
+        if activity is not None:
+            for run in runs:
+                activity.began(run.message)
         self.running.update(runs)
         try:
             self.runners.start(runs)
@@ -307,7 +311,10 @@ class Dispatcher:
 
     def _settle(self, ended: list[Run]) -> None:
         worker = self.worker
+        activity = worker._activity
         for run in ended:
+            if activity is not None:
+                activity.ended(run.message)
             self.running.discard(run)
             worker.guarded(run.message, worker.conclude, run)
             worker.processed += 1

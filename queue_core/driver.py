@@ -18,6 +18,8 @@ from .model import (
     JobStatus,
     Message,
     PushRequest,
+    RunningJob,
+    WorkerInfo,
     check_channel,
 )
 from .store import Store
@@ -26,4 +28,4 @@ Driver = Store
 
 __all__ = ["DEFAULT_PRIORITY", "LOGGED_MESSAGE", "UNREADABLE", "Capabilities", "Consumer",
            "Driver", "ErrorInfo", "JobInfo", "JobStatus", "Message", "PushRequest",
-           "Settlement", "Store", "Verdict", "check_channel"]
+           "RunningJob", "Settlement", "Store", "Verdict", "WorkerInfo", "check_channel"]

@@ -1,5 +1,5 @@
 """The values drivers and the core exchange: job states, capabilities, a reserved
-message, a stored job's record, an attempt's error."""
+message, a stored job's record, an attempt's error, a worker's heartbeat record."""
 
 from __future__ import annotations
 
@@ -85,6 +85,10 @@ class Capabilities:
     max_payload: int | None = None
     """The largest payload in bytes (a driver whose server decides overrides
     ``Store.payload_limit``)."""
+    heartbeats: bool = False
+    """Workers can store heartbeat records (``Store.beat``, ``workers``,
+    ``forget_worker``): the ``workers`` command lists them and ``listen --workers``
+    replaces a worker that stopped beating."""
     uncounted: frozenset[JobStatus] = frozenset()
     """Statuses ``info`` cannot count on this back end; it leaves them out rather than
     report a number it does not know (AMQP cannot count the messages workers hold)."""
@@ -189,6 +193,49 @@ class JobInfo:
     result: Any = None
     job_name: str | None = None
     payload: bytes = field(default=b"", repr=False)
+
+
+STALE_PERIODS = 3
+"""A worker whose last beat is older than this many of its periods has stopped beating."""
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job a worker is running, as its heartbeat tells it."""
+
+    id: str
+    name: str
+    started_at: float
+    """Wall-clock time (time.time()) the run began."""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker's heartbeat record: who it is, what it runs, when it last beat.
+
+    Read back from a store it has been checked and bounded (queue_core/beats.py)."""
+
+    id: str
+    host: str
+    pid: int
+    channel: str
+    started_at: float
+    beat_at: float
+    """Wall-clock time of the last beat."""
+    period: float
+    """Seconds between two beats."""
+    jobs: tuple[RunningJob, ...] = ()
+    done: int = 0
+    failed: int = 0
+    """Runs that failed (retried or failed for good) since the worker started."""
+    memory_mb: float | None = None
+
+    def age(self, now: float) -> float:
+        """Seconds since the last beat (never below 0: another host's clock may be ahead)."""
+        return max(0.0, now - self.beat_at)
+
+    def stopped_beating(self, now: float) -> bool:
+        return self.age(now) > STALE_PERIODS * self.period
 
 
 _CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -36,9 +36,11 @@ from .errors import (
     WorkerLostError,
 )
 from .events import EventHub, ExecEvent, PushEvent, RetryEvent
+from .heartbeat import DEFAULT_PERIOD, check_period
 from .isolation import parse_mode
 from .job import Job, RetryableJob
 from .logfields import job_extra
+from .model import WorkerInfo
 from .records import usable_ttr
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
 from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
@@ -121,7 +123,8 @@ class Queue:
                  serializer: Serializer | str | None = None, keep_completed: bool = False,
                  keep_failed: bool = True, *, imports: Iterable[str] = (),
                  isolate: bool | str = False, concurrency: int = 1,
-                 async_concurrency: int = bounds.ASYNC_CONCURRENCY) -> None:
+                 async_concurrency: int = bounds.ASYNC_CONCURRENCY,
+                 heartbeat: float = DEFAULT_PERIOD) -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -144,6 +147,8 @@ class Queue:
         self.concurrency: int = _setting(bounds.concurrency, concurrency, "concurrency")
         self.async_concurrency: int = _setting(bounds.concurrency, async_concurrency,
                                                "async_concurrency")
+        self.heartbeat: float = _setting(check_period, heartbeat, "heartbeat")
+        """Seconds between a worker's heartbeats (0: none), where the driver stores them."""
         if isinstance(imports, str):
             imports = [imports]
         self.imports = list(imports)
@@ -694,6 +699,12 @@ class Queue:
         counts = {status: 0 for status in JobStatus if status not in uncounted}
         counts.update(self.driver.info())
         return counts
+
+    def workers(self) -> list[WorkerInfo]:
+        """The heartbeat records of this channel's workers, live ones and those that
+        stopped beating (``WorkerInfo.stopped_beating``) until they are forgotten."""
+        self._require("heartbeats", "worker heartbeats")
+        return self.driver.workers()
 
     def close(self) -> None:
         own, self._own_consumption = self._own_consumption, None

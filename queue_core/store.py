@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import NotSupportedError
-from .model import Capabilities, JobInfo, JobStatus, PushRequest, check_channel
+from .model import Capabilities, JobInfo, JobStatus, PushRequest, WorkerInfo, check_channel
 from .options import Option, url_and_options
 
 if TYPE_CHECKING:
@@ -90,6 +90,23 @@ class Store(ABC):
         Raises JobNotFoundError for an unknown id, JobNotInStateError when the job is not
         in ``state``."""
         raise NotSupportedError(f"the {self.name} driver cannot retry finished jobs")
+
+    # -- worker heartbeats (Capabilities.heartbeats) -----------------------------------
+
+    def beat(self, record: WorkerInfo) -> None:
+        """Store ``record`` in place of the worker's previous one (by ``record.id``), and
+        delete records whose last beat is older than ``beats.forget_after`` their period.
+        Called from a worker's heartbeat thread."""
+        raise NotSupportedError(f"the {self.name} driver cannot store worker heartbeats")
+
+    def workers(self) -> list[WorkerInfo]:
+        """The heartbeat records of this channel's workers, read back through
+        ``beats.read_records`` (a damaged one is skipped with a warning)."""
+        raise NotSupportedError(f"the {self.name} driver cannot store worker heartbeats")
+
+    def forget_worker(self, worker_id: str) -> bool:
+        """Delete one worker's record; False when there was none."""
+        raise NotSupportedError(f"the {self.name} driver cannot store worker heartbeats")
 
     # -- set-up and lifetime ---------------------------------------------------------
 

@@ -8,7 +8,10 @@ SIGQUIT and SIGHUP let the current job finish, then the worker stops; an idle wo
 within half a second (about a second on beanstalk, whose server waits in whole seconds).
 ``max_jobs``, ``max_memory`` and ``max_time`` make it stop cleanly (exit code 0) so that a
 supervisor replaces it. A back end that fails while the worker
-waits is retried with capped backoff, logged once per outage.
+waits is retried with capped backoff, logged once per outage. While ``listen`` runs, a
+heartbeat thread (heartbeat.py) writes the worker's record to the store every
+``heartbeat`` seconds, as long as the worker is healthy; the loops tell it their progress
+and the jobs they begin and end (``Activity``).
 
 This module imports on any platform: what only some have (``resource``, ``os.fork``,
 ``signal.setitimer``) is looked up when a worker starts (host.py), and a worker that needs
@@ -41,11 +44,13 @@ from .errors import (
     WorkerLostError,
 )
 from .events import ExecEvent, WorkerEvent
+from .heartbeat import Activity, Heartbeat, check_period
 from .inflight import Run
 from .job import Job
 from .job_children import ChildPool
 from .job_loop import is_async
 from .records import damage
+from .serializers import PickleSerializer
 from .watchdog import TtrExpired, Watchdog
 from .watchdog import available as watchdog_available
 
@@ -74,6 +79,10 @@ def memory_mb() -> float | None:
     return host.memory_mb()
 
 
+def _no_name(payload: bytes) -> None:
+    return None
+
+
 def _positive_or_none(value: Any, name: str) -> float | None:
     if value is None:
         return None
@@ -100,7 +109,8 @@ class Worker:
                  emit_events: bool = True, concurrency: int | None = None,
                  async_concurrency: int | None = None,
                  max_jobs_per_child: int | None = None,
-                 max_memory_per_child: float | None = None) -> None:
+                 max_memory_per_child: float | None = None,
+                 heartbeat: float | None = None) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise InvalidArgumentError(f"timeout must be seconds >= 0, got {timeout!r}")
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
@@ -136,6 +146,10 @@ class Worker:
                 "ttr cannot be enforced on job threads: this interpreter cannot raise an "
                 "exception in another thread (no ctypes.pythonapi); run with concurrency 1 "
                 "or enforce_ttr=False")
+        self.heartbeat = queue.heartbeat if heartbeat is None else check_period(heartbeat)
+        """Seconds between heartbeats while ``listen`` runs (0: none); see heartbeat.py."""
+        self._activity: Activity | None = None
+        self._beating: Heartbeat | None = None
         self.app = app or os.environ.get("QUEUE_APP")
         supervisor = os.environ.get(SUPERVISOR_ENV, "")
         self.supervisor_pid = int(supervisor) if supervisor.isdigit() else None
@@ -220,7 +234,7 @@ class Worker:
         """Process jobs until a signal, ``stop()`` or an event's ``exit_code``; return the
         exit code."""
         wait = max(0.05, min(self.timeout, WAIT_SLICE))
-        with self._session():
+        with self._session(beating=True):
             if self.concurrency > 1:
                 Dispatcher(self, self._job_runners(), self.concurrency).listen(wait)
                 return self.exit_code or 0
@@ -310,19 +324,51 @@ class Worker:
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while not self.stopping:
+            if self._activity is not None:
+                self._activity.progress()  # waiting out an outage is no hang
             left = end - time.monotonic()
             if left <= 0:
                 return
             time.sleep(min(left, 0.1))
 
     def _loop_event(self) -> None:
+        if self._activity is not None:
+            self._activity.progress_at = time.monotonic()  # progress(), written out
         if self.emit_events and self.queue.has_handlers(events.WORKER_LOOP):
             event = self.queue.trigger(events.WORKER_LOOP, WorkerEvent(self))
             if event.exit_code is not None:
                 self.stop(event.exit_code)
 
+    def _start_heartbeat(self) -> None:
+        """The heartbeat thread, where the driver stores heartbeats and one is wanted."""
+        if not self.heartbeat:
+            return
+        store = self.queue.driver
+        if not store.capabilities.heartbeats:
+            logger.debug("the %s driver stores no heartbeats: this worker is not listed "
+                         "by 'queue-core workers'", store.name)
+            return
+        serializer = self.queue.serializer
+        # A pickled payload's name is read by unpickling it: not again, not on this thread.
+        names = (_no_name if isinstance(serializer, PickleSerializer)
+                 else serializer.peek_name)
+        self._activity = Activity()
+        self._beating = Heartbeat(store, self._activity, self.heartbeat, self._counts, names)
+        self._beating.start()
+
+    def _stop_heartbeat(self) -> None:
+        beating, self._beating = self._beating, None
+        self._activity = None
+        if beating is not None:
+            beating.stop(forget=True)
+
+    def _counts(self) -> tuple[int, int]:
+        """Runs done and failed so far (read by the heartbeat thread)."""
+        consumption = self._consumption
+        return (0, 0) if consumption is None else (consumption.acked, consumption.failed)
+
     @contextmanager
-    def _session(self) -> Iterator[None]:
+    def _session(self, beating: bool = False) -> Iterator[None]:
         # Re-entrant: the sync driver runs jobs inside push, possibly from inside a job.
         self._active += 1
         if self._active > 1:
@@ -357,9 +403,12 @@ class Worker:
                 event = self.queue.trigger(events.WORKER_START, WorkerEvent(self))
                 if event.exit_code is not None:
                     self.stop(event.exit_code)
+            if beating:
+                self._start_heartbeat()
             yield
         finally:
             self._active -= 1
+            self._stop_heartbeat()
             runners, self._runners = self._runners, None
             if runners is not None:
                 runners.close()
@@ -453,6 +502,9 @@ class Worker:
         prepared and begun, for ``_run_beside``."""
         self._current = message
         handed: Run | None = None
+        activity = self._activity
+        if activity is not None:
+            activity.began(message)
         try:
             handed = self._process(message, beside)
         except KeyboardInterrupt:
@@ -464,6 +516,8 @@ class Worker:
             self._current = None
             if handed is None:
                 self.processed += 1
+                if activity is not None:
+                    activity.ended(message)
         return handed
 
     def _run_beside(self, run: Run, wait: float | None) -> None:

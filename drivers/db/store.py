@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from queue_core import beats
 from queue_core.consumer import Consumer
 from queue_core.errors import (
     ConfigError,
@@ -28,6 +30,7 @@ from queue_core.model import (
     JobInfo,
     JobStatus,
     PushRequest,
+    WorkerInfo,
 )
 from queue_core.options import check_options, documented, redact_url, url_and_options
 from queue_core.records import as_bytes, as_int, as_time
@@ -35,6 +38,7 @@ from queue_core.store import Store
 
 from ..local_wakeup import Doorbell, doorbell_beside, doorbell_on_host
 from . import cli
+from .beats import BeatSql, build_workers_table, workers_table_name
 from .consumer import DbConsumer
 from .engine import first_line, make_engine, supported_dialect
 from .options import DBAPI_URL_OPTIONS, OPTIONS
@@ -51,6 +55,8 @@ PACKET_ROW = 512
 """Bytes of one row of that INSERT besides twice its payload (PyMySQL sends a payload
 as hex; a client that escapes it instead needs at most as much)."""
 _STATUSES = {status.value: status for status in JobStatus}
+PURGE_EVERY = 10
+"""Beats of one process between two deletes of the records of workers long gone."""
 
 
 @documented(OPTIONS)
@@ -67,7 +73,7 @@ class DbDriver(Store):
         delay=True, priority=True, priority_range=(-(2**31), 2**31 - 1), ttr_lease=True,
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, manual_retry=True, remove=True, clear=True, info=True,
-        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True)
+        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
@@ -101,6 +107,10 @@ class DbDriver(Store):
         dbapi: Any = self.engine.dialect.dbapi
         self._errors: tuple[type[BaseException], ...] = (dbapi.Error, OSError)
         self.sql = Sql(self.dialect, table, dbapi.paramstyle)
+        self.workers_table = workers_table_name(table)
+        """Heartbeat records (drivers/db/beats.py), created with the queue table."""
+        self._beat_sql = BeatSql(Sql(self.dialect, self.workers_table, dbapi.paramstyle))
+        self._beats = 0
         self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
             getattr(self.engine.dialect, "insert_returning", False))
         self._mysql = self.dialect in ("mysql", "mariadb")
@@ -150,24 +160,27 @@ class DbDriver(Store):
     # -- schema ------------------------------------------------------------------------
 
     def ddl(self) -> list[str]:
-        """The statements that create the table and its indexes on this database."""
-        return ddl(build_table(self.table), self.engine.dialect)
+        """The statements that create the table and its indexes on this database, and the
+        table of worker heartbeats."""
+        return (ddl(build_table(self.table), self.engine.dialect)
+                + ddl(build_workers_table(self.workers_table), self.engine.dialect))
 
     def create_table(self) -> None:
-        """Create the table and its indexes unless they exist (what ``db init`` does)."""
-        table = build_table(self.table)
-        try:
-            table.metadata.create_all(self.engine, checkfirst=True)
-        except self._sa_errors() as exc:
-            # Two processes creating it at the same moment: the loser finds it there.
-            from sqlalchemy import inspect
+        """Create the table and its indexes unless they exist (what ``db init`` does), and
+        the table of worker heartbeats."""
+        for table in (build_table(self.table), build_workers_table(self.workers_table)):
             try:
-                if inspect(self.engine).has_table(self.table):
-                    return
-            except self._sa_errors():
-                pass
-            raise DriverError(f"db {self.describe()}: cannot create the table: "
-                              f"{first_line(exc)}") from exc
+                table.metadata.create_all(self.engine, checkfirst=True)
+            except self._sa_errors() as exc:
+                # Two processes creating it at the same moment: the loser finds it there.
+                from sqlalchemy import inspect
+                try:
+                    if inspect(self.engine).has_table(table.name):
+                        continue
+                except self._sa_errors():
+                    pass
+                raise DriverError(f"db {self.describe()}: cannot create the table "
+                                  f"{table.name}: {first_line(exc)}") from exc
 
     def _sa_errors(self) -> tuple[type[BaseException], ...]:
         import sqlalchemy
@@ -491,6 +504,32 @@ class DbDriver(Store):
             cursor.execute(self.sql.requeue, {"id": number, "reset": int(reset_attempts)})
             self._notify(cursor)
         self.ring()
+
+    # -- heartbeats: a row per worker in the heartbeat table ------------------------------
+
+    def beat(self, record: WorkerInfo) -> None:
+        now = time.time()
+        params = {"c": self.channel, "id": record.id,
+                  "f": now + beats.forget_after(record.period),
+                  "r": beats.encode(record).decode()}
+        self._beats += 1
+        with self._transaction() as cursor:
+            cursor.execute(self._beat_sql.update, params)
+            if cursor.rowcount == 0:
+                cursor.execute(self._beat_sql.insert, params)
+            if self._beats % PURGE_EVERY == 1:
+                cursor.execute(self._beat_sql.purge, {"c": self.channel, "now": now})
+
+    def workers(self) -> list[WorkerInfo]:
+        rows = self._read(self._beat_sql.listing, {"c": self.channel},
+                          lambda cursor: cursor.fetchall())
+        return beats.read_records(
+            ((str(worker_id), raw if isinstance(raw, (str, bytes)) else repr(raw))
+             for worker_id, raw in rows), self.describe(), time.time())
+
+    def forget_worker(self, worker_id: str) -> bool:
+        return self._read(self._beat_sql.forget, {"c": self.channel, "id": str(worker_id)},
+                          lambda cursor: bool(cursor.rowcount > 0))
 
     def after_fork(self) -> None:
         # The parent's pooled connections are the parent's: forget them without closing.

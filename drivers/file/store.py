@@ -12,6 +12,7 @@ import base64
 import logging
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from queue_core import beats
 from queue_core.consumer import Consumer
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
 from queue_core.model import (
@@ -29,6 +31,7 @@ from queue_core.model import (
     JobInfo,
     JobStatus,
     PushRequest,
+    WorkerInfo,
 )
 from queue_core.options import (
     ADDRESS,
@@ -55,14 +58,21 @@ from .layout import (
     ID_RE,
     STATES,
     STATUS_OF_DIR,
+    create,
     dir_mode,
     make_dirs,
     unlink,
+    write_all,
 )
 from .records import NS, Target, encode, parse
 from .segments import Appender, Files
 
 logger = logging.getLogger(__name__)
+
+WORKERS = "workers"
+"""The folder of heartbeat records, made at the first beat."""
+PURGE_EVERY = 10
+"""Beats of one process between two looks for records of workers long gone."""
 
 _T = TypeVar("_T")
 
@@ -112,7 +122,7 @@ class FileDriver(Store):
         attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True,
         manual_retry=True, remove=True, clear=True, info=True,
-        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True)
+        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True)
     transient_errors = (OSError,)
     """Storage failures (disk full, permissions) of a consumer; the store's own calls
     wrap them (``_os_errors``)."""
@@ -143,6 +153,7 @@ class FileDriver(Store):
         self._last_seq = 0
         self._doorbell = Doorbell(self.root / "wake", mode=self.mode)
         """Rung by pushes and retries; each consumer waits on its own."""
+        self._beats = 0
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> FileDriver:
@@ -376,6 +387,72 @@ class FileDriver(Store):
         """Delete what no job needs any more (``Files.collect``); consumers do it between
         claims."""
         self._files.collect(now_ns, self._appender.current())
+
+    # -- heartbeats: workers/<worker id>.json, one file per worker --------------------
+
+    @_os_errors
+    def beat(self, record: WorkerInfo) -> None:
+        folder = self.root / WORKERS
+        make_dirs(folder, self._dir_mode)
+        # Written aside, then renamed over the old record: a reader sees one or the other.
+        tmp = str(folder / f".{record.id}.tmp")
+        fd = create(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
+        try:
+            write_all(fd, beats.encode(record), self.fsync)
+        finally:
+            os.close(fd)
+        os.replace(tmp, folder / f"{record.id}.json")
+        self._beats += 1
+        if self._beats % PURGE_EVERY == 1:
+            self._purge_beats(folder, time.time())
+
+    def _purge_beats(self, folder: Path, now: float) -> None:
+        """Delete the records (and leftover temporary files) of workers long gone."""
+        for name, raw, changed in self._beat_files(folder, with_temporary=True):
+            try:
+                info = beats.decode(raw)
+                gone = info.age(now) > beats.forget_after(info.period)
+            except ValueError:
+                gone = now - changed > beats.forget_after(0)
+            if gone:
+                unlink(str(folder / name))
+
+    def _beat_files(self, folder: Path,
+                    with_temporary: bool = False) -> Iterator[tuple[str, bytes, float]]:
+        """(name, contents, mtime) of each record file; what is not a regular file is
+        skipped, and a record is read up to just past the size any record may have."""
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if not name.endswith(".json") and not (with_temporary and name.endswith(".tmp")):
+                continue
+            try:
+                fd = os.open(folder / name, os.O_RDONLY | os.O_NONBLOCK
+                             | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                continue  # gone meanwhile, or a link: not ours
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                raw = os.read(fd, beats.MAX_RECORD + 1)
+            finally:
+                os.close(fd)
+            yield name, raw, info.st_mtime
+
+    @_os_errors
+    def workers(self) -> list[WorkerInfo]:
+        folder = self.root / WORKERS
+        return beats.read_records(((name, raw) for name, raw, _ in self._beat_files(folder)),
+                            self.describe(), time.time())
+
+    @_os_errors
+    def forget_worker(self, worker_id: str) -> bool:
+        if not beats.WORKER_ID_RE.match(str(worker_id)):
+            return False
+        return unlink(str(self.root / WORKERS / f"{worker_id}.json"))
 
     # -- lifetime --------------------------------------------------------------------
 

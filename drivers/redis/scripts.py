@@ -15,6 +15,8 @@ one slot; each key and field name is a constant below):
 - ``P r``         reserved ids, score = lease end (ms)
 - ``P done``, ``P f``   kept completed and failed ids, score = finish time (ms)
 - ``P n``         a list pushed on every push, so idle workers blocked on it wake up
+- ``P wk``, ``P wkt``   workers' heartbeat records (hash: worker id -> JSON) and when to
+                  forget each (sorted set); written by store.py, never by a script
 
 Times come from the server (``TIME``), so workers on several hosts agree.
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from queue_core import beats
 from queue_core.consumer import Consumer
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
 from queue_core.model import (
@@ -24,6 +25,7 @@ from queue_core.model import (
     JobInfo,
     JobStatus,
     PushRequest,
+    WorkerInfo,
 )
 from queue_core.options import (
     ADDRESS,
@@ -65,6 +67,13 @@ IDLE_CHECK = 1.0
 before it is used again."""
 MAX_BULK = 512 * 1024 * 1024
 """Redis's default proto-max-bulk-len: the largest string it accepts in one command."""
+WORKERS = "wk"
+"""Hash of heartbeat records: worker id -> record (JSON). Under the channel's hash tag."""
+WORKER_TIMES = "wkt"
+"""Sorted set: worker id -> when its record is to be forgotten (s), so that a beat finds
+the records of workers long gone in one range query."""
+WORKER_KEYS_TTL = int(beats.forget_after(beats.MAX_PERIOD) * 1000)
+"""Both keys expire (ms) when no worker beats any more."""
 
 
 _OWN = (
@@ -104,7 +113,7 @@ class RedisDriver(Store):
         keep_completed=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        max_payload=MAX_BULK)
+        max_payload=MAX_BULK, heartbeats=True)
 
     payload_limit_setting = "Redis's proto-max-bulk-len"
 
@@ -421,6 +430,47 @@ class RedisDriver(Store):
                               f"key {self._key(job_id)} holds a {kind}, not a job hash")
         if isinstance(reply, bytes):
             raise JobNotInStateError(f"job {job_id} is {reply.decode()}, not {state}")
+
+    # -- heartbeats: a hash of records and a sorted set of their expiry times -----------
+
+    def beat(self, record: WorkerInfo) -> None:
+        now = time.time()
+        records, times = self.prefix + WORKERS, self.prefix + WORKER_TIMES
+        data = beats.encode(record)
+        forget_at = now + beats.forget_after(record.period)
+
+        def write(r: Any) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(records, record.id, data)
+            pipe.zadd(times, {record.id: forget_at})
+            pipe.pexpire(records, WORKER_KEYS_TTL)
+            pipe.pexpire(times, WORKER_KEYS_TTL)
+            pipe.zrangebyscore(times, "-inf", now)
+            return pipe.execute()  # type: ignore[no-any-return]
+        gone = self._admin(write)[-1]
+        if gone:
+            # Workers long gone (no clean exit). One that beats again right now loses its
+            # record until its next beat: no harm.
+            def purge(r: Any) -> None:
+                pipe = r.pipeline(transaction=False)
+                pipe.hdel(records, *gone)
+                pipe.zrem(times, *gone)
+                pipe.execute()
+            self._admin(purge)
+
+    def workers(self) -> list[WorkerInfo]:
+        found = self._admin(lambda r: r.hgetall(self.prefix + WORKERS))
+        return beats.read_records(
+            ((name.decode(errors="replace") if isinstance(name, bytes) else str(name), raw)
+             for name, raw in found.items()), self.describe(), time.time())
+
+    def forget_worker(self, worker_id: str) -> bool:
+        def forget(r: Any) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            pipe.hdel(self.prefix + WORKERS, worker_id)
+            pipe.zrem(self.prefix + WORKER_TIMES, worker_id)
+            return pipe.execute()  # type: ignore[no-any-return]
+        return bool(self._admin(forget)[0])
 
     def check_setup(self, ttr: float) -> None:
         if not self.warn_persistence or self._persistence_checked:

@@ -42,6 +42,7 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
         "info": lambda: queue.info(),
         "listing": lambda: queue.failed(),
         "reset_attempts": lambda: queue.retry("1", reset_attempts=True),
+        "heartbeats": lambda: queue.workers(),
     }
     with pytest.raises(NotSupportedError, match=match):
         calls[lacking]()

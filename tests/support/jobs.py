@@ -141,6 +141,19 @@ class SleepOnce(Job):
 
 
 @dataclass
+class WaitFor(Job):
+    """Waits until the file ``path`` exists (at most ``seconds``): a job a test holds."""
+
+    path: str
+    seconds: float
+
+    def execute(self, queue: Any) -> None:
+        end = time.monotonic() + self.seconds
+        while not os.path.exists(self.path) and time.monotonic() < end:
+            time.sleep(0.02)
+
+
+@dataclass
 class Stubborn(Job):
     """Swallows every exception, the ttr interrupt included, for ``seconds``."""
 

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,33 @@ def test_a_stop_signal_while_the_worker_exits_leaves_the_exit_code_0(
     finally:
         kill_group(worker)
     assert code == 0, err
+
+
+def test_workers_and_info_list_the_workers_heartbeats(file_settings: dict) -> None:
+    from queue_core import create_queue
+    from queue_core.model import WorkerInfo
+    queue = create_queue(file_settings)
+    result = cli("workers", settings=file_settings)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("no workers are beating on file:")
+    now = time.time()
+    queue.driver.beat(WorkerInfo(id="vm-77-00000001", host="vm", pid=77, channel="queue",
+                                 started_at=now - 5, beat_at=now, period=5.0, done=3))
+    queue.driver.beat(WorkerInfo(id="vm-78-00000001", host="vm", pid=78, channel="queue",
+                                 started_at=now - 90, beat_at=now - 60, period=5.0))
+    result = cli("workers", settings=file_settings)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "1 live, 1 stopped beating" in lines[0]
+    assert " 77  live" in lines[2] and " 78  stopped beating" in lines[3], result.stdout
+    data = json.loads(cli("workers", "--json", settings=file_settings).stdout)
+    assert [(w["pid"], w["state"], w["done"]) for w in data] == [
+        (77, "live", 3), (78, "stopped beating", 0)]
+    result = cli("info", settings=file_settings)
+    assert "workers: 1 live, 1 stopped beating" in result.stdout
+    assert len(json.loads(cli("info", "--json", settings=file_settings).stdout)["workers"]) == 2
+    result = cli("workers", settings={"driver": "sync://"})
+    assert result.returncode == 2
+    assert "the sync driver does not support worker heartbeats" in result.stderr
+    result = cli("listen", "--heartbeat", "0.01", settings=file_settings)
+    assert result.returncode == 2 and "heartbeat" in result.stderr
