@@ -59,16 +59,16 @@ def test_max_count_keeps_the_newest_failed(make_queue, worker_mode: str) -> None
         assert _kept(queue, JobStatus.FAILED, 2 * KEEP) == set(ids[-KEEP:])
 
 
-@pytest.mark.worker_modes("c1")
 @pytest.mark.needs("retention", "keep_completed", "info")
 def test_a_small_max_count_is_exact(make_queue, worker_mode: str) -> None:
     queue = make_queue(keep_completed=3, keep_failed={"max_count": 2})
-    done = _pushed(queue, [Noop() for _ in range(10)])
-    failed = _pushed(queue, [Boom(n) for n in range(7)])
+    done = _pushed(queue, [Noop() for _ in range(150)])
+    failed = _pushed(queue, [Boom(n) for n in range(40)])
     _run_all(queue)
     counts = queue.info()
     assert (counts[JobStatus.DONE], counts[JobStatus.FAILED]) == (3, 2)
-    if {JobStatus.DONE, JobStatus.FAILED} <= queue.capabilities.listing:
+    # Several jobs at once finish in any order; one at a time, in push order.
+    if worker_mode == "c1" and {JobStatus.DONE, JobStatus.FAILED} <= queue.capabilities.listing:
         assert _kept(queue, JobStatus.DONE, 100) == set(done[-3:])
         assert _kept(queue, JobStatus.FAILED, 100) == set(failed[-2:])
 
@@ -76,7 +76,6 @@ def test_a_small_max_count_is_exact(make_queue, worker_mode: str) -> None:
 MAX_AGE = 1.5
 
 
-@pytest.mark.worker_modes("c1")
 @pytest.mark.needs("retention", "keep_completed", "info")
 def test_max_age_drops_jobs_that_finished_too_long_ago(make_queue, worker_mode: str) -> None:
     queue = make_queue(keep_completed={"max_age": MAX_AGE},
