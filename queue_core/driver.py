@@ -10,6 +10,7 @@ from __future__ import annotations
 from .consumer import Consumer, Settlement, Verdict
 from .model import (
     DEFAULT_PRIORITY,
+    KEEP_ALL,
     LOGGED_MESSAGE,
     UNREADABLE,
     Capabilities,
@@ -18,12 +19,13 @@ from .model import (
     JobStatus,
     Message,
     PushRequest,
+    Retention,
     check_channel,
 )
 from .store import Store
 
 Driver = Store
 
-__all__ = ["DEFAULT_PRIORITY", "LOGGED_MESSAGE", "UNREADABLE", "Capabilities", "Consumer",
-           "Driver", "ErrorInfo", "JobInfo", "JobStatus", "Message", "PushRequest",
-           "Settlement", "Store", "Verdict", "check_channel"]
+__all__ = ["DEFAULT_PRIORITY", "KEEP_ALL", "LOGGED_MESSAGE", "UNREADABLE", "Capabilities",
+           "Consumer", "Driver", "ErrorInfo", "JobInfo", "JobStatus", "Message", "PushRequest",
+           "Retention", "Settlement", "Store", "Verdict", "check_channel"]
