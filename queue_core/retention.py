@@ -89,26 +89,35 @@ def describe(kept: bool, retention: Retention) -> str:
     return ", ".join(parts) or "all"
 
 
-TRIM_EVERY_MAX = 100
-"""The most jobs a paced driver keeps between two trims."""
+TRIM_EVERY = 100
+"""Kept jobs between two trims when no count sets the pace (an age limit alone)."""
 TRIM_INTERVAL = 1.0
 """Seconds after which the next kept job trims anyway, so that a slow queue trims too."""
+SCAN_RATE = 10_000
+"""Entries a trim may read per second, at most, on average (a long listing or index walk
+spaces its trims out)."""
 
 
 class TrimPacer:
     """When a driver whose trim reads the kept jobs (an index walk of ``max_count``
-    entries, a directory listing) trims: after every ``every`` kept jobs (a tenth of
-    ``max_count``, so the walk costs about ten entries per job), when a kept job comes
-    ``interval`` seconds after the last trim, and when the consumer closes. Between two
-    trims a store may hold up to ``every`` jobs beyond ``max_count``."""
+    entries, a directory listing) trims: after every ``every`` kept jobs, when a kept job
+    comes ``interval`` seconds after the last trim, and when the consumer closes.
+
+    ``every`` starts at a tenth of ``max_count`` (TRIM_EVERY with an age limit alone) and
+    grows to a tenth of what the last trim read, so that trimming reads about ten entries
+    per kept job whatever the size of the store; ``interval`` grows with it so that a trim
+    reads at most about SCAN_RATE entries a second. Between two trims a store may hold up
+    to ``every`` jobs per consumer beyond ``max_count``, and keep jobs older than
+    ``max_age`` for up to ``interval`` seconds or ``every`` jobs."""
 
     def __init__(self, retention: Retention) -> None:
         self.retention = retention
         count = retention.max_count
-        self.every = TRIM_EVERY_MAX if count is None else max(1, min(TRIM_EVERY_MAX,
-                                                                     count // 10))
+        self._base_every = TRIM_EVERY if count is None else max(1, count // 10)
         age = retention.max_age
-        self.interval = TRIM_INTERVAL if age is None else min(TRIM_INTERVAL, age / 4)
+        self._base_interval = TRIM_INTERVAL if age is None else min(TRIM_INTERVAL, age / 4)
+        self.every = self._base_every
+        self.interval = self._base_interval
         self.pending = 0
         """Jobs kept since the last trim."""
         self._last = time.monotonic()
@@ -121,6 +130,9 @@ class TrimPacer:
         return (self.pending >= self.every
                 or time.monotonic() - self._last >= self.interval)
 
-    def trimmed(self) -> None:
+    def trimmed(self, scanned: int = 0) -> None:
+        """A trim ran, reading ``scanned`` entries (directory entries, index entries)."""
         self.pending = 0
         self._last = time.monotonic()
+        self.every = max(self._base_every, scanned // 10)
+        self.interval = max(self._base_interval, scanned / SCAN_RATE)

@@ -6,8 +6,9 @@ finished), so the ``(channel, status, ready_at)`` index that reserve uses for du
 also orders kept rows by finish time: no index of its own, no schema change. A count trim
 walks that index backwards ``max_count`` entries to the newest row it deletes, then
 deletes the range below it; an age trim deletes one range. Walking costs ``max_count``
-entries, so a consumer trims only every so many kept jobs (queue_core.retention.TrimPacer),
-in a transaction of its own after the settle's, and when it closes. A trim that fails is
+entries, so a consumer trims only every tenth of ``max_count`` kept jobs
+(queue_core.retention.TrimPacer), in a transaction of its own after the settle's, and when
+it closes. A trim that fails is
 logged and left to the next one: it never fails a job.
 """
 
@@ -59,8 +60,9 @@ class DbTrimmer:
 
     def _trim(self, conn: Any, status: str) -> None:
         pacer = self._pacers[status]
-        pacer.trimmed()
         retention = pacer.retention
+        # A count trim walks max_count index entries; an age trim reads only what it deletes.
+        pacer.trimmed(retention.max_count or 0)
         store, sql = self._store, self._store.sql
         params: dict[str, Any] = {"c": store.channel, "s": status}
         removed = 0

@@ -4,7 +4,8 @@ A kept job's marker is written anew when the job finishes (its record changes), 
 marker's own mtime is the finish time. A trim lists the directory, drops the markers beyond
 ``max_count`` (the oldest by finish time, then by name) and those older than ``max_age``.
 Listing costs a call per kept job, so a consumer trims only every so many kept jobs
-(queue_core.retention.TrimPacer) and when it closes.
+(queue_core.retention.TrimPacer: about a tenth of what the last listing found) and when
+it closes. A trim that fails is logged; the job it followed is settled all the same.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ Remove = Callable[[str, str], bool]
 """Deletes a job given its id and its marker's path (the store's ``_remove_marker``)."""
 
 
-def trim(directory: str, retention: Retention, remove: Remove) -> int:
-    """Drop the markers of ``directory`` that ``retention`` does not keep; how many went."""
+def trim(directory: str, retention: Retention, remove: Remove) -> tuple[int, int]:
+    """Drop the markers of ``directory`` that ``retention`` does not keep; how many it
+    listed and how many went."""
     entries: list[tuple[int, str, str]] = []
     with os.scandir(directory) as listing:
         for entry in listing:
@@ -50,7 +52,7 @@ def trim(directory: str, retention: Retention, remove: Remove) -> int:
         # A marker moved meanwhile (a manual retry, another worker's trim) stays as it is.
         if remove(name, path):
             removed += 1
-    return removed
+    return len(entries), removed
 
 
 class Trimmer:
@@ -76,7 +78,15 @@ class Trimmer:
                 self._trim(state, pacer)
 
     def _trim(self, state: str, pacer: TrimPacer) -> None:
-        removed = trim(self._dirs[state], pacer.retention, self._remove)
-        pacer.trimmed()
+        try:
+            listed, removed = trim(self._dirs[state], pacer.retention, self._remove)
+        except OSError as exc:
+            # The job itself is settled: a trim that fails (a full disk, permissions) only
+            # leaves jobs for the next one.
+            pacer.trimmed()
+            logger.warning("retention of %s jobs in %s: the trim failed (%s); the next one "
+                           "will catch up", state, self._dirs[state], exc)
+            return
+        pacer.trimmed(listed)
         if removed:
             logger.debug("retention: %d kept %s job(s) removed", removed, state)

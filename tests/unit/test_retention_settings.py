@@ -103,4 +103,12 @@ def test_the_pacer_trims_every_tenth_of_max_count_and_after_an_interval() -> Non
     assert TrimPacer(Retention(max_count=5)).kept()  # a small count trims at once
     assert not TrimPacer(KEEP_ALL).kept()
     aged = TrimPacer(Retention(max_age=0.04))
-    assert aged.interval == pytest.approx(0.01)
+    assert (aged.every, aged.interval) == (100, pytest.approx(0.01))
+    # A trim that read a million entries spaces the next ones out: about ten entries read
+    # per kept job, at most about 10,000 a second.
+    aged.trimmed(1_000_000)
+    assert (aged.every, aged.interval) == (100_000, 100.0)
+    aged.trimmed(50)
+    assert (aged.every, aged.interval) == (100, pytest.approx(0.01))
+    big = TrimPacer(Retention(max_count=1_000_000))
+    assert big.every == 100_000
