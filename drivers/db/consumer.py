@@ -189,8 +189,7 @@ class DbConsumer(Consumer):
                 row, promoted = self._mysql_take(cursor)
         if readied:
             self.store.ring()
-        if self._trimmer.active:
-            self._trimmer.trim_due(self._connection())
+        self._trim_due()
         if row is None:
             return None, promoted
         job_id, payload, attempt, ttr, priority, pushed_at, running = row
@@ -333,8 +332,7 @@ class DbConsumer(Consumer):
             readied = self._settle_rows(cursor, settlements)
         if readied:
             self.store.ring()
-        if self._trimmer.active:
-            self._trimmer.trim_due(self._connection())
+        self._trim_due()
 
     def _settle_rows(self, cursor: Any, settlements: Sequence[Settlement]) -> bool:
         """Carry out ``settlements`` in the transaction of ``cursor``; True when a release
@@ -363,6 +361,12 @@ class DbConsumer(Consumer):
         if readied:
             self.store._notify(cursor)
         return readied
+
+    def _trim_due(self) -> None:
+        """Retention's trim, when due, after the settle committed: on the connection only
+        while it is usable, so that a trim never stands between a reserve and its job."""
+        if self._trimmer.due and self._conn is not None and self._conn.is_valid:
+            self._trimmer.trim_due(self._conn)
 
     # -- lifetime --------------------------------------------------------------------------
 

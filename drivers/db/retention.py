@@ -40,6 +40,10 @@ class DbTrimmer:
     def active(self) -> bool:
         return bool(self._pacers)
 
+    @property
+    def due(self) -> bool:
+        return bool(self._due)
+
     def kept(self, status: str) -> None:
         """A settle kept a row as ``status`` ('done' or 'failed')."""
         pacer = self._pacers.get(status)
