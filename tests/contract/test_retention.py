@@ -80,10 +80,12 @@ MAX_AGE = 1.5
 def test_max_age_drops_jobs_that_finished_too_long_ago(make_queue, worker_mode: str) -> None:
     queue = make_queue(keep_completed={"max_age": MAX_AGE},
                        keep_failed={"max_age": MAX_AGE, "max_count": 100})
+    began = time.monotonic()
     _pushed(queue, [Noop() for _ in range(5)] + [Boom(n) for n in range(4)])
     _run_all(queue)
     counts = queue.info()
-    assert (counts[JobStatus.DONE], counts[JobStatus.FAILED]) == (5, 4)
+    if time.monotonic() - began < MAX_AGE:  # (a machine this slow may have trimmed some)
+        assert (counts[JobStatus.DONE], counts[JobStatus.FAILED]) == (5, 4)
     time.sleep(MAX_AGE + 0.3)
     # The next jobs to finish trim the ones kept longer than max_age.
     fresh = _pushed(queue, [Noop(), Noop(), Boom(99)])
