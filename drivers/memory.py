@@ -12,6 +12,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -27,6 +28,7 @@ from queue_core.model import (
     JobStatus,
     Message,
     PushRequest,
+    Retention,
     WorkerInfo,
 )
 from queue_core.options import (
@@ -62,6 +64,31 @@ class _Jobs:
         """Delayed jobs by ready_at, and reserved ones by the end of their lease."""
         self.seq = itertools.count(1)
         self.ids = itertools.count(1)
+        self.kept: dict[JobStatus, OrderedDict[str, float]] = {
+            JobStatus.DONE: OrderedDict(), JobStatus.FAILED: OrderedDict()}
+        """The ids of kept DONE and FAILED jobs, oldest finish first, with their finish
+        times: retention trims from the front."""
+
+    def keep(self, job: _Job, status: JobStatus, now: float, retention: Retention) -> None:
+        """Keep a finished job, then drop the oldest kept beyond ``retention``."""
+        self.put(job, status, now)
+        kept = self.kept[status]
+        kept[job.info.id] = now
+        if not retention.limited:
+            return
+        if retention.max_count is not None:
+            while len(kept) > retention.max_count:
+                self.jobs.pop(kept.popitem(last=False)[0], None)
+        if retention.max_age is not None:
+            cut = now - retention.max_age
+            while kept and next(iter(kept.values())) < cut:
+                self.jobs.pop(kept.popitem(last=False)[0], None)
+
+    def forget(self, job_id: str) -> _Job | None:
+        """Drop a job, kept or not."""
+        for kept in self.kept.values():
+            kept.pop(job_id, None)
+        return self.jobs.pop(job_id, None)
 
     def put(self, job: _Job, status: JobStatus, ready_at: float) -> None:
         job.token += 1
@@ -110,7 +137,8 @@ class MemoryDriver(Store):
     options: ClassVar[tuple[Option, ...]] = OPTIONS
     capabilities = Capabilities(
         delay=True, priority=True, ttr_lease=True, retry=True, attempt_count=True, status=True,
-        failed_store=True, last_error=True, keep_completed=True, manual_retry=True, remove=True,
+        failed_store=True, last_error=True, keep_completed=True, retention=True,
+        manual_retry=True, remove=True,
         clear=True, info=True, listing=frozenset(JobStatus), reset_attempts=True,
         bulk_push=True, multiprocess=False, heartbeats=True)
 
@@ -179,11 +207,13 @@ class MemoryDriver(Store):
 
     def remove(self, job_id: str) -> bool:
         with self._jobs.changed:
-            return self._jobs.jobs.pop(job_id, None) is not None
+            return self._jobs.forget(job_id) is not None
 
     def clear(self) -> None:
         with self._jobs.changed:
             self._jobs.jobs.clear()
+            for kept in self._jobs.kept.values():
+                kept.clear()
 
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
         with self._jobs.changed:
@@ -192,6 +222,7 @@ class MemoryDriver(Store):
                 raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
             if job.info.status is not state:
                 raise JobNotInStateError(f"job {job_id} is {job.info.status}, not {state}")
+            self._jobs.kept[state].pop(job_id, None)
             info = job.info
             info.error = info.result = info.started_at = info.finished_at = None
             info.attempt = 0 if reset_attempts else info.attempt
@@ -270,5 +301,8 @@ class _MemoryConsumer(Consumer):
                     del self.jobs.jobs[job.info.id]
                 else:
                     job.info.result, job.info.error, job.info.finished_at = s.result, s.error, now
-                    self.jobs.put(job, JobStatus.DONE if s.verdict is Verdict.ACK
-                                  else JobStatus.FAILED, now)
+                    if s.verdict is Verdict.ACK:
+                        self.jobs.keep(job, JobStatus.DONE, now, self.store.retention_done)
+                    else:
+                        self.jobs.keep(job, JobStatus.FAILED, now,
+                                       self.store.retention_failed)

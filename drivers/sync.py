@@ -24,6 +24,7 @@ class SyncDriver(MemoryDriver):
     options = (CHANNEL,)
     capabilities = Capabilities(
         attempt_count=True, status=True, failed_store=True, keep_completed=True,
+        retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True,
         runs_at_push=True, multiprocess=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .consumer import Consumer, Settlement, Verdict
 from .model import (
     DEFAULT_PRIORITY,
+    KEEP_ALL,
     LOGGED_MESSAGE,
     UNREADABLE,
     Capabilities,
@@ -18,6 +19,7 @@ from .model import (
     JobStatus,
     Message,
     PushRequest,
+    Retention,
     RunningJob,
     WorkerInfo,
     check_channel,
@@ -26,6 +28,7 @@ from .store import Store
 
 Driver = Store
 
-__all__ = ["DEFAULT_PRIORITY", "LOGGED_MESSAGE", "UNREADABLE", "Capabilities", "Consumer",
-           "Driver", "ErrorInfo", "JobInfo", "JobStatus", "Message", "PushRequest",
-           "RunningJob", "Settlement", "Store", "Verdict", "WorkerInfo", "check_channel"]
+__all__ = ["DEFAULT_PRIORITY", "KEEP_ALL", "LOGGED_MESSAGE", "UNREADABLE", "Capabilities",
+           "Consumer", "Driver", "ErrorInfo", "JobInfo", "JobStatus", "Message", "PushRequest",
+           "Retention", "RunningJob", "Settlement", "Store", "Verdict", "WorkerInfo",
+           "check_channel"]

@@ -65,6 +65,10 @@ class Capabilities:
     last_error: bool = False
     """``get`` of a job waiting for a retry shows the error of its last attempt."""
     keep_completed: bool = False
+    retention: bool = False
+    """Kept DONE and FAILED jobs can be limited by count and age (``keep_completed`` /
+    ``keep_failed`` given as a number or ``{"max_count": ..., "max_age": ...}``): the
+    driver trims the oldest as later jobs finish."""
     manual_retry: bool = False
     remove: bool = False
     clear: bool = False
@@ -95,6 +99,24 @@ class Capabilities:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How many kept finished jobs of one status (DONE or FAILED) a driver keeps: at most
+    ``max_count`` of them, the newest, and none that finished more than ``max_age``
+    seconds ago. None is no limit. The core checks the values; a driver only trims."""
+
+    max_count: int | None = None
+    max_age: float | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.max_count is not None or self.max_age is not None
+
+
+KEEP_ALL = Retention()
+"""No limit: every kept job stays until removed or cleared."""
 
 
 @dataclass(frozen=True)

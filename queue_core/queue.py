@@ -19,10 +19,10 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import bounds, events, producing_async
+from . import bounds, events, producing_async, retention
 from .consuming import Consumption
 from .driver import Capabilities, ErrorInfo, JobInfo, JobStatus, Message, PushRequest
 from .errors import (
@@ -120,8 +120,10 @@ class Queue:
 
     def __init__(self, driver: Store | str, ttr: float = 300, attempts: int | None = 1,
                  backoff: Any = None, age_limit: float | None = None,
-                 serializer: Serializer | str | None = None, keep_completed: bool = False,
-                 keep_failed: bool = True, *, imports: Iterable[str] = (),
+                 serializer: Serializer | str | None = None,
+                 keep_completed: bool | int | Mapping[str, float] = False,
+                 keep_failed: bool | int | Mapping[str, float] = True, *,
+                 imports: Iterable[str] = (),
                  isolate: bool | str = False, concurrency: int = 1,
                  async_concurrency: int = bounds.ASYNC_CONCURRENCY,
                  heartbeat: float = DEFAULT_PERIOD) -> None:
@@ -138,11 +140,10 @@ class Queue:
             bounds.seconds, age_limit, "age_limit", limit=math.inf, positive=True)
         self.backoff: BackoffFn | None = Backoff.parse(backoff)
         self.serializer = _resolve_serializer(serializer)
-        for key, value in (("keep_completed", keep_completed), ("keep_failed", keep_failed)):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{key} must be true or false, got {value!r}", key=key)
-        self.keep_completed = keep_completed
-        self.keep_failed = keep_failed
+        self.keep_completed, self.retention_completed = retention.parse_keep(
+            keep_completed, "keep_completed")
+        self.keep_failed, self.retention_failed = retention.parse_keep(
+            keep_failed, "keep_failed")
         self.isolate = self.isolation(isolate)
         self.concurrency: int = _setting(bounds.concurrency, concurrency, "concurrency")
         self.async_concurrency: int = _setting(bounds.concurrency, async_concurrency,
@@ -190,6 +191,14 @@ class Queue:
             self._require("keep_completed", "keeping completed jobs (keep_completed=True)")
         if self.keep_failed:
             self._require("failed_store", "keeping failed jobs (keep_failed=True)")
+        for key, kept, limits in (("keep_completed", self.keep_completed,
+                                   self.retention_completed),
+                                  ("keep_failed", self.keep_failed, self.retention_failed)):
+            if limits.limited:
+                self._require("retention", f"limits on kept jobs ({key}: keep "
+                              f"{retention.describe(kept, limits)}); set {key} to true "
+                              "to keep every job")
+        self.driver.set_retention(done=self.retention_completed, failed=self.retention_failed)
 
     # -- events ----------------------------------------------------------------------
 

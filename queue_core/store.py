@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import NotSupportedError
-from .model import Capabilities, JobInfo, JobStatus, PushRequest, WorkerInfo, check_channel
+from .model import (
+    KEEP_ALL,
+    Capabilities,
+    JobInfo,
+    JobStatus,
+    PushRequest,
+    Retention,
+    WorkerInfo,
+    check_channel,
+)
 from .options import Option, url_and_options
 
 if TYPE_CHECKING:
@@ -32,8 +41,20 @@ class Store(ABC):
     """The client library's errors that mean "the back end is unreachable or failed now";
     the core reports them as DriverError. A driver sets them once its client is imported."""
 
+    retention_done: Retention = KEEP_ALL
+    """The limits on kept DONE jobs (``set_retention``)."""
+    retention_failed: Retention = KEEP_ALL
+    """The limits on kept FAILED jobs (``set_retention``)."""
+
     def __init__(self, *, channel: str = "queue") -> None:
         self.channel = check_channel(channel)
+
+    def set_retention(self, *, done: Retention, failed: Retention) -> None:
+        """The limits on kept finished jobs, set by the queue (which checked them, and
+        refuses limits when ``capabilities.retention`` is false) before any consumer opens.
+        A driver that declares ``retention`` trims the oldest kept jobs as others finish."""
+        self.retention_done = done
+        self.retention_failed = failed
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Store:

@@ -21,6 +21,7 @@ What Yii2-queue's DB driver is known for, and what this one does instead:
 from __future__ import annotations
 
 import json
+import logging
 import select
 import time
 from collections.abc import Sequence
@@ -32,9 +33,12 @@ from queue_core.model import ErrorInfo, Message
 from queue_core.records import as_bytes, as_float, as_int, as_time
 
 from .engine import first_line
+from .retention import DbTrimmer
 
 if TYPE_CHECKING:
     from .store import DbDriver
+
+logger = logging.getLogger(__name__)
 
 IDLE_RECHECK = 5.0
 """Seconds an idle PostgreSQL worker goes without looking at the table, when no
@@ -77,6 +81,7 @@ class DbConsumer(Consumer):
         self._promote_at = 0.0
         self._doorbell = store.doorbell()
         self._inherited: list[Any] = []
+        self._trimmer = DbTrimmer(store)
 
     # -- connections ---------------------------------------------------------------------
 
@@ -184,6 +189,7 @@ class DbConsumer(Consumer):
                 row, promoted = self._mysql_take(cursor)
         if readied:
             self.store.ring()
+        self._trim_due()
         if row is None:
             return None, promoted
         job_id, payload, attempt, ttr, priority, pushed_at, running = row
@@ -202,6 +208,8 @@ class DbConsumer(Consumer):
         kind = None
         if ack is not None:
             kind = "keep" if ack.keep else "delete"
+            if ack.keep:
+                self._trimmer.kept("done")
             params.update(aid=int(ack.message.id), aatt=ack.message.handle, ares=ack.result)
         cursor.execute(self.sql.pg_cycle(kind), params)
         *taken, promoted = cursor.fetchone()
@@ -324,6 +332,7 @@ class DbConsumer(Consumer):
             readied = self._settle_rows(cursor, settlements)
         if readied:
             self.store.ring()
+        self._trim_due()
 
     def _settle_rows(self, cursor: Any, settlements: Sequence[Settlement]) -> bool:
         """Carry out ``settlements`` in the transaction of ``cursor``; True when a release
@@ -336,6 +345,7 @@ class DbConsumer(Consumer):
             params: dict[str, Any] = {"aid": int(s.message.id), "aatt": s.message.handle}
             if s.verdict is Verdict.ACK and s.keep:
                 cursor.execute(sql.ack_keep, {**params, "ares": s.result})
+                self._trimmer.kept("done")
             elif s.verdict is Verdict.RELEASE:
                 cursor.execute(sql.release, {
                     **params, "status": "delayed" if s.delay > 0 else "waiting",
@@ -345,11 +355,18 @@ class DbConsumer(Consumer):
             elif s.verdict is Verdict.FAIL and s.keep:
                 assert s.error is not None
                 cursor.execute(sql.fail, {**params, "error": json.dumps(s.error.as_dict())})
+                self._trimmer.kept("failed")
             else:
                 cursor.execute(sql.ack_delete, params)
         if readied:
             self.store._notify(cursor)
         return readied
+
+    def _trim_due(self) -> None:
+        """Retention's trim, when due, after the settle committed: on the connection only
+        while it is usable, so that a trim never stands between a reserve and its job."""
+        if self._trimmer.due and self._conn is not None and self._conn.is_valid:
+            self._trimmer.trim_due(self._conn)
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -362,6 +379,11 @@ class DbConsumer(Consumer):
             self._doorbell.after_fork()
 
     def close(self) -> None:
+        if self._trimmer.active and self._conn is not None and self._conn.is_valid:
+            try:
+                self._trimmer.flush(self._conn)
+            except Exception:  # noqa: BLE001 - closing must go on whatever the trim met
+                logger.exception("retention: the trim at close failed")
         self._drop_listener()
         if self._doorbell is not None:
             self._doorbell.close()

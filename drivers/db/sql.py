@@ -206,7 +206,7 @@ class Sql:
             "delete": "fin AS (DELETE FROM {t} WHERE id = :aid AND status = 'reserved' "
                       "AND attempt = :aatt RETURNING 1), ",
             "keep": "fin AS (UPDATE {t} SET status = 'done', finished_at = {now}, "
-                    "result = :ares, error = NULL, running = 0 WHERE id = :aid "
+                    "ready_at = {now}, result = :ares, error = NULL, running = 0 WHERE id = :aid "
                     "AND status = 'reserved' AND attempt = :aatt RETURNING 1), ",
         }[ack]
         return self.q(
@@ -238,9 +238,9 @@ class Sql:
 
     @cached_property
     def ack_keep(self) -> str:
-        return self.q("UPDATE {t} SET status = 'done', finished_at = {now}, result = :ares, "
-                      "error = NULL, running = 0 WHERE id = :aid AND status = 'reserved' "
-                      "AND attempt = :aatt")
+        return self.q("UPDATE {t} SET status = 'done', finished_at = {now}, "
+                      "ready_at = {now}, result = :ares, error = NULL, running = 0 "
+                      "WHERE id = :aid AND status = 'reserved' AND attempt = :aatt")
 
     @cached_property
     def release(self) -> str:
@@ -250,8 +250,30 @@ class Sql:
 
     @cached_property
     def fail(self) -> str:
-        return self.q("UPDATE {t} SET status = 'failed', finished_at = {now}, error = :error, "
-                      "running = 0 WHERE id = :aid AND status = 'reserved' AND attempt = :aatt")
+        return self.q("UPDATE {t} SET status = 'failed', finished_at = {now}, "
+                      "ready_at = {now}, error = :error, running = 0 WHERE id = :aid "
+                      "AND status = 'reserved' AND attempt = :aatt")
+
+    # Retention (retention.py): a kept row's ready_at is its finish time, so the index
+    # on (channel, status, ready_at) orders kept rows by finish time.
+
+    @cached_property
+    def kept_cutoff(self) -> str:
+        """The newest kept row beyond the :n newest (by finish time, then id)."""
+        return self.q("SELECT ready_at, id FROM {t} WHERE channel = :c AND status = :s "
+                      "ORDER BY ready_at DESC, id DESC LIMIT 1 OFFSET :n")
+
+    @cached_property
+    def trim_below(self) -> str:
+        """Delete the kept rows up to the cutoff row (:f, :id), that one included."""
+        return self.q("DELETE FROM {t} WHERE channel = :c AND status = :s AND "
+                      "(ready_at < :f OR (ready_at = :f AND id <= :id))")
+
+    @cached_property
+    def trim_older(self) -> str:
+        """Delete the kept rows that finished more than :age seconds ago."""
+        return self.q("DELETE FROM {t} WHERE channel = :c AND status = :s "
+                      "AND ready_at < {now} - :age")
 
     _ROW = ("id, status, attempt, priority, ttr, pushed_at, started_at, finished_at, ready_at, "
             "error, result, payload")

@@ -72,8 +72,9 @@ class DbDriver(Store):
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(-(2**31), 2**31 - 1), ttr_lease=True,
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
-        keep_completed=True, manual_retry=True, remove=True, clear=True, info=True,
-        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True)
+        keep_completed=True, retention=True, manual_retry=True, remove=True, clear=True,
+        info=True, listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
+        heartbeats=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,

@@ -28,6 +28,7 @@ from queue_core.records import as_float, usable_ttr
 from ..local_wakeup import Doorbell
 from .layout import ID_RE
 from .records import NS, Target, encode, mutable, parse
+from .retention import Trimmer
 from .segments import Files
 
 if TYPE_CHECKING:
@@ -113,6 +114,9 @@ class FileConsumer(Consumer):
         self._delayed_gap = 0
         self._next_gc = 0
         self._doorbell = Doorbell(store.root / "wake", mode=store.mode)
+        self._trimmer = Trimmer(
+            self._files.dirs, {"done": store.retention_done, "failed": store.retention_failed},
+            store._remove_marker)
 
     # -- fetch -----------------------------------------------------------------------
 
@@ -374,6 +378,7 @@ class FileConsumer(Consumer):
         encoded = None if result is None else base64.b64encode(result).decode()
         self._finish(message, "done", {"finished_at": time.time(), "result": encoded,
                                        "error": None})
+        self._trimmer.kept("done")
 
     def release(self, message: Message, *, delay: float, error: ErrorInfo | None) -> None:
         changes = None if error is None else {"error": error.as_dict()}
@@ -391,6 +396,7 @@ class FileConsumer(Consumer):
             self._drop(message)
             return
         self._finish(message, "failed", {"finished_at": time.time(), "error": error.as_dict()})
+        self._trimmer.kept("failed")
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -399,5 +405,8 @@ class FileConsumer(Consumer):
         self._doorbell.after_fork()
 
     def close(self) -> None:
-        self._files.close()
-        self._doorbell.close()
+        try:
+            self._trimmer.flush()
+        finally:
+            self._files.close()
+            self._doorbell.close()

@@ -120,7 +120,7 @@ class FileDriver(Store):
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(0, 2**32 - 1), ttr_lease=True, retry=True,
         attempt_count=True, status=True, failed_store=True, last_error=True,
-        keep_completed=True,
+        keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True)
     transient_errors = (OSError,)

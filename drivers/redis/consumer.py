@@ -83,7 +83,9 @@ class RedisConsumer(Consumer):
         self._stale = store._stale
         self._prefix = store.prefix
         self._finish_start = lua.FinishStart(store._scripts["finish_start"], store.prefix,
-                                             int(store.lease_grace * 1000))
+                                             int(store.lease_grace * 1000),
+                                             store.retention_done)
+        self._failed_retention = lua.retention_args(store.retention_failed)
         self._lease = int(store.prefetch_lease * 1000)
         self._fresh = store.prefetch_lease / 2
         """Seconds a fetched job may wait and still be started without a round trip."""
@@ -272,7 +274,8 @@ class RedisConsumer(Consumer):
             else:
                 assert s.error is not None
                 self._send("fail", lua.FailArgs(self._prefix, s.message.id, handle.token,
-                                                s.keep, json.dumps(s.error.as_dict())))
+                                                s.keep, json.dumps(s.error.as_dict()),
+                                                self._failed_retention))
         return folded
 
     def settle(self, settlements: Sequence[Settlement]) -> None:

@@ -36,7 +36,7 @@ from importlib.resources import files
 from string import Template
 from typing import Any, NamedTuple, Protocol
 
-from queue_core.model import DEFAULT_PRIORITY, UNREADABLE
+from queue_core.model import DEFAULT_PRIORITY, KEEP_ALL, UNREADABLE, Retention
 
 # The stored names, short because every job carries them. Stored data of earlier versions
 # uses them, so they are never renamed; the Lua files spell them as written here.
@@ -68,7 +68,10 @@ FIELDS = (PAYLOAD, TTR, PRIORITY, PUSHED, ATTEMPTS, RUNNING, STARTED, FINISHED, 
 
 # -- the Lua sources -----------------------------------------------------------------
 
-_VALUES = {"DEFAULT_PRIORITY": str(DEFAULT_PRIORITY), "UNREADABLE": UNREADABLE}
+TRIM_BATCH = 200
+"""The most kept jobs one settle's script drops for retention (trim.lua)."""
+_VALUES = {"DEFAULT_PRIORITY": str(DEFAULT_PRIORITY), "UNREADABLE": UNREADABLE,
+           "TRIM_BATCH": str(TRIM_BATCH)}
 """The Python values the Lua files take, written ``$NAME`` there."""
 LOADED: dict[str, str] = {}
 """Every file read from ``lua/``, by name without ``.lua``, with its values filled in."""
@@ -90,9 +93,9 @@ def _assemble(*names: str) -> str:
 
 PUSH = _assemble("prelude", "push")
 RESERVE = _assemble("prelude", "damage", "reserve")
-FINISH_START = _assemble("prelude", "finish_start")
+FINISH_START = _assemble("prelude", "trim", "finish_start")
 RELEASE = _assemble("prelude", "release")
-FAIL = _assemble("prelude", "fail")
+FAIL = _assemble("prelude", "trim", "fail")
 REMOVE = _assemble("remove")
 RETRY = _assemble("prelude", "retry")
 CLEAR = _assemble("clear")
@@ -201,16 +204,19 @@ class FinishStart:
     attempt count, so a resend is harmless. The call is made once per job, so its head
     (the prefix and grace included) is packed once.
     ARGV: prefix, grace (ms), ack id ('' for none), ack token, keep ('1'/'0'), result,
-    start id ('' for none), start token, attempts before this start."""
+    start id ('' for none), start token, attempts before this start, and the retention of
+    kept done jobs (max count, max age in ms; '' for none), packed once too."""
 
-    def __init__(self, script: Script, prefix: str, grace_ms: int) -> None:
-        self._head = b"".join([b"*%d\r\n" % (3 + len(script.keys) + 9), script.head,
+    def __init__(self, script: Script, prefix: str, grace_ms: int,
+                 retention: Retention = KEEP_ALL) -> None:
+        self._head = b"".join([b"*%d\r\n" % (3 + len(script.keys) + 11), script.head,
                                *bulk((prefix, grace_ms))])
+        self._tail = b"".join(bulk(retention_args(retention)))
 
     def pack(self, ack: Ack | None, start: Start | None) -> bytes:
         acked = _NO_ACK if ack is None else (ack.job_id, ack.token, "1" if ack.keep else "0",
                                              ack.result)
-        return b"".join([self._head, *bulk((*acked, *(start or _NO_START)))])
+        return b"".join([self._head, *bulk((*acked, *(start or _NO_START))), self._tail])
 
 
 RELEASE_KEYS = (RESERVED, WAITING, DELAYED, NOTIFY)
@@ -237,16 +243,26 @@ FAIL_KEYS = (RESERVED, FAILED)
 
 
 class FailArgs(NamedTuple):
-    """ARGV: prefix, id, token, keep ('1'/'0'), error json."""
+    """ARGV: prefix, id, token, keep ('1'/'0'), error json, the retention of kept failed
+    jobs (max count, max age in ms; '' for none)."""
 
     prefix: str
     job_id: str
     token: str
     keep: bool
     error: str
+    retention: tuple[str, str] = ("", "")
 
     def to_args(self) -> list[Any]:
-        return [self.prefix, self.job_id, self.token, _flag(self.keep), self.error]
+        return [self.prefix, self.job_id, self.token, _flag(self.keep), self.error,
+                *self.retention]
+
+
+def retention_args(retention: Retention) -> tuple[str, str]:
+    """A Retention as trim.lua takes it: max count and max age in ms, '' for no limit."""
+    count = "" if retention.max_count is None else str(retention.max_count)
+    age = "" if retention.max_age is None else str(max(1, round(retention.max_age * 1000)))
+    return count, age
 
 
 REMOVE_KEYS = SET_KEYS

@@ -27,6 +27,12 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
         with pytest.raises(NotSupportedError, match=match + " isolated jobs"):
             make_queue().worker(isolate="fork")
         return
+    if lacking == "retention":
+        with pytest.raises(NotSupportedError, match=match + " limits on kept jobs"):
+            create_queue(queue_settings(keep_failed={"max_count": 10}))
+        with pytest.raises(NotSupportedError, match=match + " limits on kept jobs"):
+            create_queue(queue_settings(keep_failed=100))
+        return
     if lacking == "keep_completed":
         with pytest.raises(NotSupportedError, match=match + " keeping completed"):
             create_queue(queue_settings(keep_completed=True))

@@ -351,7 +351,10 @@ def test_the_deferred_ack_goes_out_with_the_next_reserve_and_replies_match_in_or
     reserve, start = peer.sent()
     assert reserve[1] == driver._scripts["reserve"].sha.encode()
     assert start[1] == driver._scripts["finish_start"].sha.encode()
-    assert start[-3:-1] == [b"000000000001", message.handle.token.encode()]
+    # ARGV ends with the start id, token and attempts, then the retention of kept done
+    # jobs (none set: two empty strings).
+    assert start[-5:-3] == [b"000000000001", message.handle.token.encode()]
+    assert start[-2:] == [b"", b""]
 
     owed = [Settlement(Verdict.ACK, message)]
     peer.events.clear()
@@ -386,7 +389,8 @@ def test_jobs_begun_together_go_out_in_one_write_each_carrying_one_kept_ack(
     finish_start = driver._scripts["finish_start"]
     assert [start[1] for start in starts] == [finish_start.sha.encode()] * 3
     argv = [start[3 + len(finish_start.keys):] for start in starts]
-    # ARGV: prefix, grace, ack id, ack token, keep, result, start id, start token, attempts
+    # ARGV: prefix, grace, ack id, ack token, keep, result, start id, start token, attempts,
+    # retention max count, retention max age
     assert [a[2] for a in argv] == [b"000000000001", b"000000000002", b""]
     assert [a[6] for a in argv] == [b"000000000003", b"000000000004", b"000000000005"]
     assert all(a[7] == fetched[0].handle.token.encode() for a in argv)

@@ -201,6 +201,16 @@ class Payload(Job):
 
 
 @dataclass
+class Boom(Job):
+    """Fails every run at once and leaves no trace (thousands of failed jobs, quickly)."""
+
+    n: int = 0
+
+    def execute(self, queue: Any) -> None:
+        raise RuntimeError(f"boom {self.n}")
+
+
+@dataclass
 class Abort(Job):
     """Crashes the process running it the hard way (SIGABRT, like a segfault)."""
 

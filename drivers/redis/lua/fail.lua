@@ -7,6 +7,7 @@ if ARGV[4] == '1' then
   redis.call('HSET', key, 'err', ARGV[5], 'fin', now, 'run', 0)
   redis.call('HDEL', key, 'tok')
   redis.call('ZADD', KEYS[2], now, ARGV[2])
+  trim_kept(KEYS[2], ARGV[1], now, ARGV[6], ARGV[7])
 else
   redis.call('DEL', key)
 end

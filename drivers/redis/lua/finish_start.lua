@@ -8,6 +8,7 @@ if ARGV[3] ~= '' then
       redis.call('HSET', key, 'fin', now, 'res', ARGV[6], 'run', 0)
       redis.call('HDEL', key, 'tok', 'err')
       redis.call('ZADD', KEYS[2], now, ARGV[3])
+      trim_kept(KEYS[2], prefix, now, ARGV[10], ARGV[11])
     else
       redis.call('DEL', key)
     end
