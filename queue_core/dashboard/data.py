@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from ..errors import NotSupportedError, QueueError
+from ..errors import QueueError
 from ..model import JobInfo, JobStatus
 from ..queue import Queue
 
@@ -103,46 +101,40 @@ def throughput(queue: Queue, now: float | None = None) -> Throughput | Unavailab
 
 
 @dataclass
+class RunningRow:
+    id: str
+    name: str
+    seconds: float
+
+
+@dataclass
 class WorkerRow:
     host: str
-    pid: str
-    jobs: list[str]
-    extra: dict[str, str]
+    pid: int
+    state: str
+    """"live", or "stopped beating" (hung, frozen or gone)."""
+    last_beat: float
+    """Seconds since its last beat."""
+    jobs: list[RunningRow]
+    done: int
+    failed: int
+    memory_mb: float | None
 
 
-def workers(queue: Queue) -> list[WorkerRow] | None:
-    """The workers the store knows of, when it has a ``workers()`` call (None: it has
-    not). Records are read by attribute or key, whichever they offer."""
-    call = getattr(queue, "workers", None) or getattr(queue.driver, "workers", None)
-    if not callable(call):
+def workers(queue: Queue, now: float | None = None) -> list[WorkerRow] | None:
+    """The workers of ``queue`` from their heartbeats (None: its driver stores none)."""
+    if not queue.capabilities.heartbeats:
         return None
     try:
-        records = call()
-    except (QueueError, NotSupportedError) as exc:
+        records = queue.workers()
+    except QueueError as exc:
         logger.warning("dashboard: listing workers of %s: %s", queue.driver.describe(), exc)
         return None
-    rows = []
-    for record in records or ():
-        rows.append(WorkerRow(str(_field(record, "host") or "?"),
-                              str(_field(record, "pid") or "?"),
-                              _job_ids(_field(record, "jobs")),
-                              {key: str(_field(record, key)) for key in ("started_at", "seen_at")
-                               if _field(record, key) is not None}))
-    return rows
-
-
-def _field(record: Any, name: str) -> Any:
-    if isinstance(record, dict):
-        return record.get(name)
-    return getattr(record, name, None)
-
-
-def _job_ids(value: Any) -> list[str]:
-    if value is None or isinstance(value, (str, bytes)):
-        return [] if not value else [str(value)]
-    if isinstance(value, dict):
-        return [str(key) for key in value]
-    if isinstance(value, Sequence) or hasattr(value, "__iter__"):
-        return [str(_field(item, "id") or item) if not isinstance(item, str) else item
-                for item in value]
-    return [str(value)]
+    now = time.time() if now is None else now
+    return [WorkerRow(record.host, record.pid,
+                      "stopped beating" if record.stopped_beating(now) else "live",
+                      record.age(now),
+                      [RunningRow(job.id, job.name, max(0.0, now - job.started_at))
+                       for job in record.jobs],
+                      record.done, record.failed, record.memory_mb)
+            for record in records]

@@ -77,17 +77,23 @@ def _counts_table(ctx: Context, name: str, found: dict[JobStatus, int] | data.Un
 
 def _workers(ctx: Context, name: str, rows: list[data.WorkerRow] | None) -> Safe:
     if rows is None:
-        return Safe("")  # the store has no workers() call: nothing to say
+        return Safe("")  # the driver stores no heartbeats: nothing to say
     if not rows:
         return Safe('<h3>Workers</h3><p class="na">no workers reported</p>')
     body = join(render(
-        "<tr><td>{host}</td><td>{pid}</td><td>{jobs}</td><td>{extra}</td></tr>",
-        host=row.host, pid=row.pid,
-        jobs=join(render('<a href="{u}">{i}</a> ', u=ctx.request.url("q", name, "job", job),
-                         i=job) for job in row.jobs) or "idle",
-        extra=", ".join(f"{k}: {v}" for k, v in row.extra.items())) for row in rows)
+        '<tr class="{css}"><td>{host}</td><td>{pid}</td><td>{state}</td>'
+        '<td class="num">{beat}</td><td>{jobs}</td><td class="num">{done}</td>'
+        '<td class="num">{failed}</td><td class="num">{memory}</td></tr>',
+        css="stale" if row.state != "live" else "", host=row.host, pid=row.pid,
+        state=row.state, beat=f"{row.last_beat:.0f} s ago",
+        jobs=join(render('<a href="{u}">{i}</a> {n} ({s}) ',
+                         u=ctx.request.url("q", name, "job", job.id), i=job.id, n=job.name,
+                         s=f"{job.seconds:.0f} s") for job in row.jobs) or "idle",
+        done=row.done, failed=row.failed,
+        memory="-" if row.memory_mb is None else f"{row.memory_mb:.0f} MB") for row in rows)
     return render('<h3>Workers</h3><table class="list"><tr><th>host</th><th>pid</th>'
-                  "<th>current jobs</th><th></th></tr>{body}</table>", body=body)
+                  "<th>state</th><th>last beat</th><th>current jobs</th><th>done</th>"
+                  "<th>failed</th><th>memory</th></tr>{body}</table>", body=body)
 
 
 def overview(ctx: Context, queues: dict[str, Queue]) -> Safe:

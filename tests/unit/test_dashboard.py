@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from queue_core import JobStatus, Queue, create_queue
 from queue_core.dashboard import Dashboard
 from queue_core.dashboard.server import InsecureBindError, make
+from queue_core.model import RunningJob, WorkerInfo
 from tests.support.jobs import Fail, Noop, Record
 from tests.support.procs import ROOT
 from tests.support.wsgi import Client
@@ -56,14 +58,24 @@ def test_overview_shows_counts_chart_and_actions(queue: Queue, tmp_path: Path) -
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
-    assert "Workers" not in page.text  # the memory store has no workers() call
+    assert "no workers reported" in page.text  # heartbeats stored, none written
 
 
-def test_workers_are_shown_when_the_store_reports_them(queue: Queue) -> None:
-    queue.driver.workers = lambda: [{"host": "h1", "pid": 42, "jobs": ["j<1>"]}]  # type: ignore[attr-defined]
+def test_workers_are_shown_from_their_heartbeats(queue: Queue) -> None:
+    now = time.time()
+    queue.driver.beat(WorkerInfo("w1", "h1", 42, queue.driver.channel, now - 60, now, 5.0,
+                                 (RunningJob("j1", "mail.<send>", now - 12),), 7, 2, 31.5))
+    queue.driver.beat(WorkerInfo("w2", "h2", 43, queue.driver.channel, now - 600, now - 100,
+                                 5.0))
     page = Client(Dashboard(queue)).get("/")
     assert "Workers" in page.text and ">h1<" in page.text and ">42<" in page.text
-    assert "j&lt;1&gt;" in page.text
+    assert "mail.&lt;send&gt; (12 s)" in page.text and ">32 MB<" in page.text
+    assert ">live<" in page.text and ">stopped beating<" in page.text
+
+
+def test_no_workers_section_where_the_driver_stores_no_heartbeats() -> None:
+    page = Client(Dashboard(create_queue({"driver": "sync://"}))).get("/")
+    assert "Workers" not in page.text
 
 
 def test_the_chart_says_not_available_when_nothing_is_kept() -> None:
