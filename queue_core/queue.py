@@ -447,8 +447,11 @@ class Queue:
             else:
                 delay = found
         if self._events.has(events.AFTER_ERROR):
+            began = message.began
             event = ExecEvent(message.id, job, message.ttr, attempt, error=error, retry=retry,
-                              delay=delay, queue=self)
+                              delay=delay, queue=self, pushed_at=message.pushed_at,
+                              duration=time.monotonic() - began if began and not lost else None,
+                              lost=lost)
             self._events.trigger(events.AFTER_ERROR, event)
             retry = bool(event.retry)
             if retry and not lost:
@@ -566,17 +569,22 @@ class Queue:
                     attempt: int) -> None:
         if self._events.has(events.AFTER_FAIL):
             self._events.trigger(events.AFTER_FAIL, ExecEvent(
-                message.id, job, self._ttr_of(message), attempt, error=error, queue=self))
+                message.id, job, self._ttr_of(message), attempt, error=error, queue=self,
+                pushed_at=message.pushed_at))
 
     def handle_success(self, message: Message, job: Job, result: Any,
                        event: ExecEvent | None) -> None:
+        began = message.began  # the ack below resets it
         data = self.serializer.dumps_result(result) if self.keep_completed else None
         self.report((message.owner or self.settler(message)).ack, message, result=data,
                     keep=self.keep_completed)
         if self._events.has(events.AFTER_EXEC):
             if event is None:
-                event = ExecEvent(message.id, job, message.ttr, message.attempt, queue=self)
+                event = ExecEvent(message.id, job, message.ttr, message.attempt, queue=self,
+                                  pushed_at=message.pushed_at)
             event.result = result
+            if began:
+                event.duration = time.monotonic() - began
             self._events.trigger(events.AFTER_EXEC, event)
 
     # -- the worker ------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .worker import STOP_SIGNALS, SUPERVISOR_ENV
@@ -38,7 +38,8 @@ class _Slot:
 
 class Supervisor:
     def __init__(self, command: Sequence[str], workers: int,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 on_exit: Callable[[int], None] | None = None) -> None:
         self.command = list(command)
         self.slots = [_Slot(number) for number in range(1, workers + 1)]
         self.env = dict(os.environ if env is None else env)
@@ -46,6 +47,8 @@ class Supervisor:
         self.stopping = False
         self.stop_signal = signal.SIGTERM
         self.restarts = 0
+        self.on_exit = on_exit
+        """Called with the pid of each worker that exited (metrics drop its files)."""
 
     def _start(self, slot: _Slot) -> None:
         slot.process = subprocess.Popen(self.command, env=self.env)
@@ -73,6 +76,8 @@ class Supervisor:
         code = slot.process.returncode
         slot.exits.append(code)
         lived = now - slot.started
+        if self.on_exit is not None:
+            self.on_exit(slot.process.pid)
         slot.process = None
         if self.stopping:
             return

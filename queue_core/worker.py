@@ -522,7 +522,8 @@ class Worker:
         event: ExecEvent | None = None
         if queue.has_handlers(events.BEFORE_EXEC):
             event = queue.trigger(events.BEFORE_EXEC, ExecEvent(
-                message.id, job, message.ttr, message.attempt, queue=queue))
+                message.id, job, message.ttr, message.attempt, queue=queue,
+                pushed_at=message.pushed_at, traceparent=meta.get("trace")))
             if event.handled:
                 logger.debug("job %s skipped by a before_exec handler", message.id)
                 queue.report(queue.settler(message).ack, message, keep=queue.keep_completed)
