@@ -10,9 +10,10 @@ import pytest
 
 prometheus_client = pytest.importorskip("prometheus_client")
 
+from queue_core.drivers.memory import MemoryDriver  # noqa: E402
+
 from queue_core import Job, Queue  # noqa: E402
 from queue_core.metrics import StatusCollector, instrument  # noqa: E402
-from queue_core.drivers.memory import MemoryDriver  # noqa: E402
 from tests.support.recording import RecordingDriver  # noqa: E402
 
 
