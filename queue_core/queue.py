@@ -42,8 +42,10 @@ from .records import usable_ttr
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
 from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
 from .store import Store
+from .tracing import check_setting, check_traceparent
 
 if TYPE_CHECKING:
+    from .tracing import Tracing
     from .worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,13 @@ def read_meta(raw: Any) -> Meta:
         except ConfigError as exc:
             raise SerializationError(f"{exc} (a payload carries only a built-in backoff "
                                      "as data)") from None
+    if "trace" in raw:
+        # Only an observer's hint: a bad one is dropped, and the job runs as it would.
+        trace = check_traceparent(raw["trace"])
+        if trace is None:
+            logger.debug("payload meta.trace is not a traceparent; ignored")
+        else:
+            meta["trace"] = trace
     return meta
 
 
@@ -120,7 +129,8 @@ class Queue:
                  serializer: Serializer | str | None = None, keep_completed: bool = False,
                  keep_failed: bool = True, *, imports: Iterable[str] = (),
                  isolate: bool | str = False, concurrency: int = 1,
-                 async_concurrency: int = bounds.ASYNC_CONCURRENCY) -> None:
+                 async_concurrency: int = bounds.ASYNC_CONCURRENCY,
+                 tracing: bool = False) -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -152,6 +162,11 @@ class Queue:
         self._sync_worker: Worker | None = None
         self._own_consumption: Consumption | None = None
         self._check_settings()
+        self.tracing = check_setting(tracing)
+        self._tracing: Tracing | None = None
+        if tracing:
+            from .tracing import Tracing
+            self._tracing = Tracing(self)
 
     # -- capabilities ----------------------------------------------------------------
 
@@ -205,6 +220,15 @@ class Queue:
              ttr: float | None = None, *, attempts: int | None = _UNSET,
              backoff: Any = None) -> str | None:
         """Queue a job; returns its id, or None when a before_push handler cancelled it."""
+        if self._tracing is not None:
+            with self._tracing.sending(1) as span:
+                job_id = self._push(job, delay, priority, ttr, attempts, backoff)
+                self._tracing.sent(span, job_id)
+                return job_id
+        return self._push(job, delay, priority, ttr, attempts, backoff)
+
+    def _push(self, job: Job, delay: float, priority: int | None, ttr: float | None,
+              attempts: int | None, backoff: Any) -> str | None:
         prepared = self._prepare(job, delay, priority, ttr, attempts, backoff)
         if prepared is None:
             return None
@@ -221,6 +245,14 @@ class Queue:
                   backoff: Any = None) -> list[str | None]:
         """Queue several jobs, in one round trip where the driver allows. Every job is
         encoded before anything is written. A cancelled job's place holds None."""
+        if self._tracing is not None:
+            listed = list(jobs)
+            with self._tracing.sending(len(listed)):
+                return self._push_many(listed, delay, priority, ttr, attempts, backoff)
+        return self._push_many(jobs, delay, priority, ttr, attempts, backoff)
+
+    def _push_many(self, jobs: Iterable[Job], delay: float, priority: int | None,
+                   ttr: float | None, attempts: int | None, backoff: Any) -> list[str | None]:
         if not (self._events.has(events.BEFORE_PUSH) or self._events.has(events.AFTER_PUSH)):
             return self._push_many_plain(jobs, delay, priority, ttr, attempts, backoff)
         prepared = [self._prepare(job, delay, priority, ttr, attempts, backoff) for job in jobs]
@@ -268,6 +300,12 @@ class Queue:
                     backoff: Any = None) -> str | None:
         """``push`` for asyncio code: the same arguments, checks, events, ids and errors,
         without blocking the event loop. Concurrent calls of one loop share round trips."""
+        if self._tracing is not None:
+            with self._tracing.sending(1) as span:
+                job_id = await producing_async.apush(self, job, delay, priority, ttr, attempts,
+                                                     backoff)
+                self._tracing.sent(span, job_id)
+                return job_id
         return await producing_async.apush(self, job, delay, priority, ttr, attempts, backoff)
 
     async def apush_many(self, jobs: Iterable[Job], delay: float = 0,
@@ -275,6 +313,11 @@ class Queue:
                          attempts: int | None = _UNSET, backoff: Any = None
                          ) -> list[str | None]:
         """``push_many`` for asyncio code, as ``apush`` is ``push``."""
+        if self._tracing is not None:
+            listed = list(jobs)
+            with self._tracing.sending(len(listed)):
+                return await producing_async.apush_many(self, listed, delay, priority, ttr,
+                                                        attempts, backoff)
         return await producing_async.apush_many(self, jobs, delay, priority, ttr, attempts,
                                                 backoff)
 
@@ -304,6 +347,10 @@ class Queue:
     def _push_meta(self, attempts: int | None, backoff: Any) -> dict[str, Any]:
         """Per-push settings that travel inside the payload."""
         meta: dict[str, Any] = {}
+        if self._tracing is not None:
+            trace = self._tracing.traceparent()
+            if trace is not None:
+                meta["trace"] = trace
         if attempts is not _UNSET:
             if not self.driver.capabilities.retry and attempts != 1:
                 raise NotSupportedError(f"the {self.driver.name} driver does not support "
