@@ -41,7 +41,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     if request.param == "redis":
         if not _redis_up():
             pytest.skip("no Redis on 127.0.0.1:6379")
-        driver = "redis://127.0.0.1:6379/0"
+        driver = "redis://127.0.0.1:6379/0?warn_persistence=0"
     else:
         driver = f"file://{tmp_path}/queue"
     built = {"driver": driver, "channel": channel, "imports": ["tests.support.jobs"]}
@@ -183,3 +183,29 @@ def test_without_metrics_port_nothing_listens(settings: dict[str, Any], tmp_path
     finally:
         kill_group(supervisor)
     assert code == 0, err
+
+
+@pytest.mark.slow
+def test_the_counts_of_replaced_workers_stay_in_the_sum(settings: dict[str, Any],
+                                                          journal: str, tmp_path: Path) -> None:
+    """Workers that exit (here at --max-jobs) and are replaced keep their counts: a
+    counter never goes back."""
+    queue = create_queue(settings)
+    total = 100
+    queue.push_many([Record(journal, f"j{index}") for index in range(total)])
+    port = free_port()
+    supervisor = queue_core(settings, "listen", "--workers", "2", "--timeout", "0.2",
+                            "--max-jobs", "15", "--metrics-port", str(port),
+                            ready=tmp_path / "ready", stdout=subprocess.DEVNULL)
+    try:
+        labels = {"queue": settings["channel"], "job": JOB}
+        text = wait_for(lambda: (t := scrape(port)) and sample(
+            t, "queue_core_jobs_done_total", **labels) >= total and t, 120,
+            "every job counted")
+        assert sample(text, "queue_core_jobs_done_total", **labels) == total
+        code, _, err = stop(supervisor, timeout=20)
+    finally:
+        kill_group(supervisor)
+    assert code == 0, err
+    # 100 jobs at 15 per worker: at least 7 workers, so 5 or more were replaced.
+    assert len(read_lines(str(tmp_path / "ready"))) >= 7

@@ -1,0 +1,41 @@
+"""``listen --metrics-port`` / ``--metrics-host``: argument checks and a missing extra."""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from typing import Any
+
+import pytest
+
+from queue_core.cli import EXIT_USAGE, main
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metrics-host", "0.0.0.0"], "--metrics-host needs --metrics-port"),
+    (["--metrics-port", "70000"], "is not a port"),
+    (["--metrics-port", "0"], "must be >= 1"),
+    (["--metrics-port", "http"], "is not a whole number"),
+])
+def test_bad_metrics_options_exit_2(args: list[str], message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--app", "memory://", "listen", "--max-jobs", "1", *args])
+    assert code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_metrics_without_prometheus_client_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    real_import = builtins.__import__
+
+    def no_prometheus(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("prometheus_client"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_prometheus)
+    for name in [module for module in sys.modules if module.startswith("prometheus_client")]:
+        monkeypatch.delitem(sys.modules, name)
+    code = main(["--app", "memory://", "listen", "--metrics-port", "9999"])
+    assert code == EXIT_USAGE
+    assert "pip install 'queue-core[metrics]'" in capsys.readouterr().err
