@@ -51,13 +51,26 @@ class MetricsServer:
         self._thread.join(5)
 
 
-def serve_worker(queue: Queue, host: str, port: int) -> MetricsServer:
+class WorkerMetrics:
+    """A lone worker: ``queue`` recorded in the default registry and served;
+    ``close`` undoes both."""
+
+    def __init__(self, queue: Queue, host: str, port: int) -> None:
+        self._registry = client().REGISTRY
+        self._server = MetricsServer(self._registry, host, port)
+        self._metrics = instrument(queue)
+        self._status = StatusCollector(queue)
+        self._registry.register(self._status)
+
+    def close(self) -> None:
+        self._metrics.detach()
+        self._registry.unregister(self._status)
+        self._server.close()
+
+
+def serve_worker(queue: Queue, host: str, port: int) -> WorkerMetrics:
     """A lone worker: record ``queue`` in the default registry and serve it."""
-    prom = client()
-    instrument(queue)
-    registry = prom.REGISTRY
-    registry.register(StatusCollector(queue))
-    return MetricsServer(registry, host, port)
+    return WorkerMetrics(queue, host, port)
 
 
 def record_to_files(queue: Queue) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import socket
 import sys
 from typing import Any
 
@@ -39,3 +40,22 @@ def test_metrics_without_prometheus_client_names_the_extra(
     code = main(["--app", "memory://", "listen", "--metrics-port", "9999"])
     assert code == EXIT_USAGE
     assert "pip install 'queue-core[metrics]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_a_port_in_use_exits_2_and_leaves_no_directory(
+        workers: list[str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    pytest.importorskip("prometheus_client")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["--app", f"file://{tmp_path}/q", "listen", "--metrics-port", str(port),
+                     *workers])
+    assert code == EXIT_USAGE
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("queue-core-metrics")] == []
