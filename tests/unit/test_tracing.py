@@ -14,8 +14,6 @@ import pytest
 pytest.importorskip("opentelemetry.sdk")
 
 from opentelemetry import trace  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
 )
@@ -23,24 +21,13 @@ from queue_core.drivers.memory import MemoryDriver  # noqa: E402
 
 from queue_core import ConfigError, Job, Queue, create_queue  # noqa: E402
 from queue_core.tracing import check_traceparent  # noqa: E402
+from tests.support.otel import span_exporter  # noqa: E402
 from tests.support.recording import RecordingDriver  # noqa: E402
-
-_EXPORTER = InMemorySpanExporter()
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    # The global provider can be set once per process: set it once, empty it per test.
-    if not getattr(trace.get_tracer_provider(), "_queue_core_test", False):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        provider._queue_core_test = True  # type: ignore[attr-defined]
-        trace.set_tracer_provider(provider)
-    if not getattr(trace.get_tracer_provider(), "_queue_core_test", False):
-        pytest.skip("another tracer provider is set in this process")
-    _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
+    yield from span_exporter()
 
 
 @dataclass
