@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import builtins
 import socket
+import subprocess
 import sys
 from typing import Any
 
 import pytest
 
 from queue_core.cli import EXIT_USAGE, main
+from tests.support.procs import ROOT
 
 
 @pytest.mark.parametrize("args, message", [
@@ -59,3 +61,15 @@ def test_a_port_in_use_exits_2_and_leaves_no_directory(
     assert code == EXIT_USAGE
     assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("queue-core-metrics")] == []
+
+
+def test_the_core_imports_neither_client_until_asked() -> None:
+    code = ("import sys, queue_core, queue_core.cli, queue_core.metrics, "
+            "queue_core.metrics_serving, queue_core.tracing\n"
+            "queue_core.create_queue('memory://').push\n"
+            "print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('prometheus_client', 'opentelemetry')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
