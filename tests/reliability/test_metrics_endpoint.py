@@ -46,7 +46,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
         driver = f"file://{tmp_path}/queue"
     built = {"driver": driver, "channel": channel, "imports": ["tests.support.jobs"]}
     yield built
-    create_queue(built).clear()
+    with create_queue(built) as queue:
+        queue.clear()
 
 
 def free_port() -> int:
