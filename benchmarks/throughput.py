@@ -10,6 +10,11 @@ noisy machine. ``--code DIR`` adds queue-core as checked out in DIR (another com
 one more contender, to compare old and new code next to the same peer. For drivers that
 keep a backlog, the per-job cost of processing a backlog of 10,000 and of 100,000 jobs is
 compared as well.
+
+``--metrics`` adds queue-core's worker with Prometheus metrics on (``--metrics-port``)
+as one more contender, and ``--worker-args "ARGS"`` one with any other listen arguments
+(a flag being measured, such as a heartbeat); each is compared with the same worker
+without them, round by round.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import importlib
 import json
 import os
 import pkgutil
+import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -96,6 +103,13 @@ def backlog_cost(contender: QueueCore, backlog: int, mark_dir: str, timeout: flo
     return (end - started) / backlog * 1e6
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def _then(first: Any, second: Any) -> Any:
     def both() -> None:
         first()
@@ -129,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure queue-core (and the peers) with N worker processes")
     parser.add_argument("--code", action="append", default=[], metavar="DIR",
                         help="also measure queue-core as checked out in DIR (repeatable)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="also measure queue-core's worker with Prometheus metrics on "
+                             "(listen --metrics-port) and print its ratio to the worker "
+                             "without them")
+    parser.add_argument("--worker-args", action="append", default=[], metavar="ARGS",
+                        help="also measure queue-core's worker with these extra listen "
+                             "arguments, e.g. --worker-args='--heartbeat 5' (repeatable)")
     args = parser.parse_args(argv)
     target = found[args.driver]
 
@@ -144,6 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     if variant:
         label = "queue-core " + " ".join(variant)
         contenders.append(QueueCore(target.settings(workdir), label, worker_args=variant))
+    # Flavours: our worker with extra arguments, each compared with the same worker
+    # without them (the --isolate/--workers variant when there is one).
+    flavours: dict[str, str] = {}
+    plain = contenders[-1]
+    extras = [shlex.split(text) for text in args.worker_args]
+    if args.metrics:
+        extras.append(["--metrics-port", str(free_port())])
+    for extra in extras:
+        label = plain.name + " " + ("+metrics" if extra[:1] == ["--metrics-port"]
+                                    else " ".join(extra))
+        contenders.append(QueueCore(target.settings(workdir), label,
+                                    worker_args=(*variant, *extra)))
+        flavours[label] = plain.name
     for number, code in enumerate(args.code):
         other_dir = os.path.join(workdir, f"code{number}")
         contenders.append(OtherCode(code, target.settings(other_dir), other_dir))
@@ -211,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, result in figures.items():
             if name == ours.name:
                 continue
-            if name.startswith(("queue-core ", "queue-core@")):
+            if name.startswith(("queue-core ", "queue-core@")) and name not in flavours:
                 ratio = result["process"] / figures[ours.name]["process"]
                 print(f"  process  {name} / queue-core      {ratio:6.2f}x")
                 continue
-            base = next((n for n in figures if n.startswith("queue-core ")), ours.name)
+            if name in flavours:
+                continue
+            base = next((n for n in figures if n.startswith("queue-core ")
+                         and n not in flavours), ours.name)
             for metric in ("push", "process"):
                 if metric in result:
                     mine = figures[base if metric == "process" else ours.name][metric]
@@ -223,6 +260,15 @@ def main(argv: list[str] | None = None) -> int:
             for other in (n for n in figures if n.startswith("queue-core@")):
                 ratio = figures[other]["process"] / result["process"]
                 print(f"  process  {other} / {name:<22} {ratio:6.2f}x")
+
+    if flavours:
+        print("process, median of the ratios within each round:")
+        for name, base in flavours.items():
+            ratio = statistics.median(
+                a / b for a, b in zip(rates[name], rates[base], strict=True))
+            figures[name][f"process_ratio_to {base}"] = ratio
+            cost = 1e6 / figures[name]["process"] - 1e6 / figures[base]["process"]
+            print(f"  {name:<30} / {base:<24} {ratio:6.2f}x  ({cost:+,.1f} us per job)")
 
     others = [c.name for c in contenders if isinstance(c, OtherCode)]
     if others:

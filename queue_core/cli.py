@@ -148,6 +148,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                              "set; 0: none); with --workers, a worker silent for 3 periods "
                              "is replaced")
     _worker_options(listen)
+    listen.add_argument("--metrics-port", type=_number(1, True), default=None, metavar="PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs "
+                             "the metrics extra; with --workers, one endpoint for all)")
+    listen.add_argument("--metrics-host", default=None, metavar="HOST",
+                        help="the address the metrics endpoint listens on (default "
+                             "127.0.0.1: this machine only)")
+    listen.add_argument("--metrics-files", action="store_true", help=argparse.SUPPRESS)
     listen.set_defaults(handler=cmd_listen)
 
     run = commands.add_parser("run", help="process every job that is ready, then exit")
@@ -372,6 +379,11 @@ def _stop_signals_while_exiting(owner: _Stoppable, args: argparse.Namespace) -> 
 
 
 def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
+    if args.metrics_host is not None and args.metrics_port is None:
+        raise UsageError("--metrics-host needs --metrics-port")
+    if args.metrics_port is not None and args.metrics_port > 65535:
+        raise UsageError(f"--metrics-port {args.metrics_port} is not a port (1 to 65535)")
+    host = args.metrics_host or "127.0.0.1"
     if args.workers is not None:
         from .supervisor import Supervisor
         command = [sys.executable, "-m", "queue_core", "--app", _app_target(args.app)]
@@ -388,22 +400,43 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
         store = None
         if period and queue.capabilities.heartbeats:
             store = queue.driver  # kept open: the supervisor reads the workers' beats
-        else:
-            if period:
-                # A warning only when asked for: by default heartbeats are on everywhere.
-                logging.getLogger(__name__).log(
-                    logging.INFO if args.heartbeat is None else logging.WARNING,
-                    "the %s driver stores no heartbeats: a hung worker is not replaced "
-                    "(one that exits is)", queue.driver.name)
-            queue.close()
-        supervisor = Supervisor(command, int(args.workers), store=store, heartbeat=period)
-        with _stop_signals_while_exiting(supervisor, args):
-            return supervisor.run()
+        elif period:
+            # A warning only when asked for: by default heartbeats are on everywhere.
+            logging.getLogger(__name__).log(
+                logging.INFO if args.heartbeat is None else logging.WARNING,
+                "the %s driver stores no heartbeats: a hung worker is not replaced "
+                "(one that exits is)", queue.driver.name)
+        if args.metrics_port is None:
+            if store is None:
+                queue.close()
+            supervisor = Supervisor(command, int(args.workers), store=store, heartbeat=period)
+            with _stop_signals_while_exiting(supervisor, args):
+                return supervisor.run()
+        # The queue stays open: the endpoint reads the job counts from it per scrape.
+        from .metrics_serving import SupervisorMetrics
+        with SupervisorMetrics(queue, host, int(args.metrics_port)) as metrics:
+            supervisor = Supervisor(command + ["--metrics-files"], int(args.workers),
+                                    env=metrics.worker_env(dict(os.environ)),
+                                    on_exit=metrics.worker_exited, store=store,
+                                    heartbeat=period)
+            with _stop_signals_while_exiting(supervisor, args):
+                return supervisor.run()
     if args.verbose:
         VerboseReporter(queue)
+    server = None
+    if args.metrics_files:
+        from .metrics_serving import record_to_files
+        record_to_files(queue)
+    elif args.metrics_port is not None:
+        from .metrics_serving import serve_worker
+        server = serve_worker(queue, host, int(args.metrics_port))
     worker = queue.worker(timeout=args.timeout, **_worker_kwargs(args))
-    with _stop_signals_while_exiting(worker, args):
-        return worker.listen()
+    try:
+        with _stop_signals_while_exiting(worker, args):
+            return worker.listen()
+    finally:
+        if server is not None:
+            server.close()
 
 
 def cmd_run(queue: Queue, args: argparse.Namespace) -> int:

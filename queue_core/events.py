@@ -63,6 +63,15 @@ class ExecEvent:
     delay: float = 0.0
     handled: bool = False
     queue: Any = None
+    pushed_at: float | None = None
+    """When the job was pushed (a Unix time, as the store keeps it); None if it does not."""
+    duration: float | None = None
+    """after_exec and after_error: seconds from when the worker began the run to its
+    outcome; None when unknown (a lost run: its worker is gone)."""
+    lost: bool = False
+    """after_error: the attempt ended because the worker running it was lost."""
+    traceparent: str | None = None
+    """before_exec: the W3C trace context the push carried (checked), for tracing."""
 
 
 @dataclass

@@ -45,8 +45,10 @@ from .records import usable_ttr
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
 from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
 from .store import Store
+from .tracing import check_setting, check_traceparent
 
 if TYPE_CHECKING:
+    from .tracing import Tracing
     from .worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,13 @@ def read_meta(raw: Any) -> Meta:
         except ConfigError as exc:
             raise SerializationError(f"{exc} (a payload carries only a built-in backoff "
                                      "as data)") from None
+    if "trace" in raw:
+        # Only an observer's hint: a bad one is dropped, and the job runs as it would.
+        trace = check_traceparent(raw["trace"])
+        if trace is None:
+            logger.debug("payload meta.trace is not a traceparent; ignored")
+        else:
+            meta["trace"] = trace
     return meta
 
 
@@ -126,7 +135,7 @@ class Queue:
                  imports: Iterable[str] = (),
                  isolate: bool | str = False, concurrency: int = 1,
                  async_concurrency: int = bounds.ASYNC_CONCURRENCY,
-                 heartbeat: float = DEFAULT_PERIOD) -> None:
+                 heartbeat: float = DEFAULT_PERIOD, tracing: bool = False) -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -159,6 +168,11 @@ class Queue:
         self._sync_worker: Worker | None = None
         self._own_consumption: Consumption | None = None
         self._check_settings()
+        self.tracing = check_setting(tracing)
+        self._tracing: Tracing | None = None
+        if tracing:
+            from .tracing import Tracing
+            self._tracing = Tracing(self)
 
     # -- capabilities ----------------------------------------------------------------
 
@@ -220,6 +234,15 @@ class Queue:
              ttr: float | None = None, *, attempts: int | None = _UNSET,
              backoff: Any = None) -> str | None:
         """Queue a job; returns its id, or None when a before_push handler cancelled it."""
+        if self._tracing is not None:
+            with self._tracing.sending(1) as span:
+                job_id = self._push(job, delay, priority, ttr, attempts, backoff)
+                self._tracing.sent(span, job_id)
+                return job_id
+        return self._push(job, delay, priority, ttr, attempts, backoff)
+
+    def _push(self, job: Job, delay: float, priority: int | None, ttr: float | None,
+              attempts: int | None, backoff: Any) -> str | None:
         prepared = self._prepare(job, delay, priority, ttr, attempts, backoff)
         if prepared is None:
             return None
@@ -236,6 +259,14 @@ class Queue:
                   backoff: Any = None) -> list[str | None]:
         """Queue several jobs, in one round trip where the driver allows. Every job is
         encoded before anything is written. A cancelled job's place holds None."""
+        if self._tracing is not None:
+            listed = list(jobs)
+            with self._tracing.sending(len(listed)):
+                return self._push_many(listed, delay, priority, ttr, attempts, backoff)
+        return self._push_many(jobs, delay, priority, ttr, attempts, backoff)
+
+    def _push_many(self, jobs: Iterable[Job], delay: float, priority: int | None,
+                   ttr: float | None, attempts: int | None, backoff: Any) -> list[str | None]:
         if not (self._events.has(events.BEFORE_PUSH) or self._events.has(events.AFTER_PUSH)):
             return self._push_many_plain(jobs, delay, priority, ttr, attempts, backoff)
         prepared = [self._prepare(job, delay, priority, ttr, attempts, backoff) for job in jobs]
@@ -283,6 +314,12 @@ class Queue:
                     backoff: Any = None) -> str | None:
         """``push`` for asyncio code: the same arguments, checks, events, ids and errors,
         without blocking the event loop. Concurrent calls of one loop share round trips."""
+        if self._tracing is not None:
+            with self._tracing.sending(1) as span:
+                job_id = await producing_async.apush(self, job, delay, priority, ttr, attempts,
+                                                     backoff)
+                self._tracing.sent(span, job_id)
+                return job_id
         return await producing_async.apush(self, job, delay, priority, ttr, attempts, backoff)
 
     async def apush_many(self, jobs: Iterable[Job], delay: float = 0,
@@ -290,6 +327,11 @@ class Queue:
                          attempts: int | None = _UNSET, backoff: Any = None
                          ) -> list[str | None]:
         """``push_many`` for asyncio code, as ``apush`` is ``push``."""
+        if self._tracing is not None:
+            listed = list(jobs)
+            with self._tracing.sending(len(listed)):
+                return await producing_async.apush_many(self, listed, delay, priority, ttr,
+                                                        attempts, backoff)
         return await producing_async.apush_many(self, jobs, delay, priority, ttr, attempts,
                                                 backoff)
 
@@ -319,6 +361,10 @@ class Queue:
     def _push_meta(self, attempts: int | None, backoff: Any) -> dict[str, Any]:
         """Per-push settings that travel inside the payload."""
         meta: dict[str, Any] = {}
+        if self._tracing is not None:
+            trace = self._tracing.traceparent()
+            if trace is not None:
+                meta["trace"] = trace
         if attempts is not _UNSET:
             if not self.driver.capabilities.retry and attempts != 1:
                 raise NotSupportedError(f"the {self.driver.name} driver does not support "
@@ -465,8 +511,11 @@ class Queue:
             else:
                 delay = found
         if self._events.has(events.AFTER_ERROR):
+            began = message.began
             event = ExecEvent(message.id, job, message.ttr, attempt, error=error, retry=retry,
-                              delay=delay, queue=self)
+                              delay=delay, queue=self, pushed_at=message.pushed_at,
+                              duration=time.monotonic() - began if began and not lost else None,
+                              lost=lost)
             self._events.trigger(events.AFTER_ERROR, event)
             retry = bool(event.retry)
             if retry and not lost:
@@ -595,17 +644,22 @@ class Queue:
                     attempt: int) -> None:
         if self._events.has(events.AFTER_FAIL):
             self._events.trigger(events.AFTER_FAIL, ExecEvent(
-                message.id, job, self._ttr_of(message), attempt, error=error, queue=self))
+                message.id, job, self._ttr_of(message), attempt, error=error, queue=self,
+                pushed_at=message.pushed_at))
 
     def handle_success(self, message: Message, job: Job, result: Any,
                        event: ExecEvent | None) -> None:
+        began = message.began  # the ack below resets it
         data = self.serializer.dumps_result(result) if self.keep_completed else None
         self.report((message.owner or self.settler(message)).ack, message, result=data,
                     keep=self.keep_completed)
         if self._events.has(events.AFTER_EXEC):
             if event is None:
-                event = ExecEvent(message.id, job, message.ttr, message.attempt, queue=self)
+                event = ExecEvent(message.id, job, message.ttr, message.attempt, queue=self,
+                                  pushed_at=message.pushed_at)
             event.result = result
+            if began:
+                event.duration = time.monotonic() - began
             self._events.trigger(events.AFTER_EXEC, event)
 
     # -- the worker ------------------------------------------------------------------

@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -51,7 +51,8 @@ class _Slot:
 class Supervisor:
     def __init__(self, command: Sequence[str], workers: int,
                  env: dict[str, str] | None = None, store: Store | None = None,
-                 heartbeat: float = 0.0) -> None:
+                 heartbeat: float = 0.0,
+                 on_exit: Callable[[int], None] | None = None) -> None:
         self.command = list(command)
         self.slots = [_Slot(number) for number in range(1, workers + 1)]
         self.env = dict(os.environ if env is None else env)
@@ -62,6 +63,8 @@ class Supervisor:
         self.hung_kills = 0
         self.watch = BeatWatch(store, heartbeat) if store is not None and heartbeat else None
         """Reads the workers' heartbeats (None: the driver stores none, or they are off)."""
+        self.on_exit = on_exit
+        """Called with the pid of each worker that exited (metrics drop its files)."""
 
     def _start(self, slot: _Slot) -> None:
         slot.process = subprocess.Popen(self.command, env=self.env)
@@ -90,6 +93,8 @@ class Supervisor:
         code = slot.process.returncode
         slot.exits.append(code)
         lived = now - slot.started
+        if self.on_exit is not None:
+            self.on_exit(slot.process.pid)
         slot.process = None
         if self.stopping:
             return

@@ -583,7 +583,8 @@ class Worker:
         event: ExecEvent | None = None
         if queue.has_handlers(events.BEFORE_EXEC):
             event = queue.trigger(events.BEFORE_EXEC, ExecEvent(
-                message.id, job, message.ttr, message.attempt, queue=queue))
+                message.id, job, message.ttr, message.attempt, queue=queue,
+                pushed_at=message.pushed_at, traceparent=meta.get("trace")))
             if event.handled:
                 logger.debug("job %s skipped by a before_exec handler", message.id,
                              extra=queue.log_extra(message.id, job, message.attempt))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -54,3 +55,19 @@ def test_a_worker_that_would_run_this_checkout_instead_stops_the_run(tmp_path: P
     result = run_throughput(tmp_path, code)
     assert result.returncode != 0
     assert f"not from {code}" in result.stderr
+
+
+@pytest.mark.slow
+def test_metrics_on_and_off_are_measured_in_the_same_run(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--driver", "file",
+         "-n", "30", "--repeat", "1", "--backlog", "", "--no-peers", "--metrics",
+         "--worker-args=--max-time 600", "--json", str(tmp_path / "figures.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["queue-core +metrics"]["process"] > 0
+    assert figures["queue-core --max-time 600"]["process"] > 0
+    assert re.search(r"queue-core \+metrics +/ queue-core ", result.stdout)
+    assert "process_ratio_to queue-core" in figures["queue-core +metrics"]
