@@ -423,10 +423,10 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
                 return supervisor.run()
     if args.verbose:
         VerboseReporter(queue)
-    server = None
+    server: Any = None
     if args.metrics_files:
         from .metrics_serving import record_to_files
-        record_to_files(queue)
+        server = record_to_files(queue)
     elif args.metrics_port is not None:
         from .metrics_serving import serve_worker
         server = serve_worker(queue, host, int(args.metrics_port))

@@ -2,20 +2,23 @@
 
 ``instrument(queue)`` attaches handlers to the queue's events that count jobs pushed,
 started, done, failed, retried and lost, and time their runs and their wait, each
-labelled by queue (the channel) and job (its registered name). ``StatusCollector`` reads
-``queue.info()`` when Prometheus scrapes, never in between. prometheus_client is imported
-only here, and only when metrics are asked for: the core stays standard-library only.
-
-Several queues of one process share one set of metric families per registry (a family
-can be registered once); each queue keeps its own labelled children, one set per job
-class, so that a job's handlers look up a dict entry and bump a counter, nothing more.
+labelled by queue (the channel) and job (its registered name). A handler only adds to
+plain numbers (``Tally``), one set per (queue, job) pair found through a dict keyed by
+the job's class: prometheus_client's own values take a lock per update, and in its
+multi-process mode a write to a memory-mapped file, which cost more than a no-op job.
+The numbers become metric families when Prometheus scrapes (``TallyCollector``), and a
+supervised worker writes them to a file for its supervisor to add up (metrics_files.py).
+``StatusCollector`` reads ``queue.info()`` at scrape time, never in between.
+prometheus_client is imported only here, and only when metrics are asked for.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import events
@@ -38,6 +41,19 @@ RUN_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
                60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
                 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 24 * 3600.0)
+COUNTERS = {
+    "pushed": "Jobs pushed (after_push).",
+    "started": "Runs begun (before_exec).",
+    "done": "Runs that succeeded (after_exec).",
+    "failed": "Jobs that failed for good (after_fail).",
+    "retried": "Failed or lost runs sent back for another run.",
+    "lost": "Runs that ended with their worker lost (killed, crashed or past its lease), "
+            "seen when the job comes back.",
+}
+HISTOGRAMS = {
+    "run": ("job_run_seconds", "Seconds from a run's begin to its outcome.", RUN_BUCKETS),
+    "wait": ("job_wait_seconds", "Seconds from push to the first run's begin.", WAIT_BUCKETS),
+}
 
 
 def client() -> Any:
@@ -50,69 +66,94 @@ def client() -> Any:
     return prometheus_client
 
 
-class Families:
-    """The metric families of one registry."""
+class Histogram:
+    """Observations in buckets (not cumulative; the last one is +Inf) and their sum."""
 
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        prom = client()
-        where = {"registry": registry} if registry is not None else {}
+    __slots__ = ("bounds", "counts", "sum")
 
-        def counter(name: str, text: str) -> Any:
-            return prom.Counter(f"{PREFIX}_jobs_{name}", text, LABELS, **where)
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
 
-        self.pushed = counter("pushed", "Jobs pushed (after_push).")
-        self.started = counter("started", "Runs begun (before_exec).")
-        self.done = counter("done", "Runs that succeeded (after_exec).")
-        self.failed = counter("failed", "Jobs that failed for good (after_fail).")
-        self.retried = counter("retried", "Failed or lost runs sent back for another run.")
-        self.lost = counter("lost", "Runs that ended with their worker lost (killed, crashed "
-                                    "or past its lease), seen when the job comes back.")
-        self.run_time = prom.Histogram(f"{PREFIX}_job_run_seconds",
-                                       "Seconds from a run's begin to its outcome.", LABELS,
-                                       buckets=RUN_BUCKETS, **where)
-        self.wait_time = prom.Histogram(f"{PREFIX}_job_wait_seconds",
-                                        "Seconds from push to the first run's begin.", LABELS,
-                                        buckets=WAIT_BUCKETS, **where)
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le = "at most").
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
 
 
-_FAMILIES: dict[int, tuple[Any, Families]] = {}
+class Tally:
+    """The counts and histograms of one (queue, job) pair in this process."""
+
+    __slots__ = ("done", "failed", "lost", "pushed", "retried", "run", "started", "wait")
+
+    def __init__(self) -> None:
+        self.pushed = self.started = self.done = self.failed = self.retried = self.lost = 0
+        self.run = Histogram(RUN_BUCKETS)
+        self.wait = Histogram(WAIT_BUCKETS)
+
+    def snapshot(self) -> dict[str, Any]:
+        found: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
+        for name in HISTOGRAMS:
+            histogram: Histogram = getattr(self, name)
+            found[name] = {"counts": list(histogram.counts), "sum": histogram.sum}
+        return found
 
 
-def families(registry: CollectorRegistry | None = None) -> Families:
-    """The families of ``registry`` (None: prometheus_client's default one), made once."""
+Snapshot = dict[tuple[str, str], dict[str, Any]]
+"""Tallies by (queue, job), as plain data: what a collector turns into metric families
+and a supervised worker writes to its file."""
+
+
+class Tallies:
+    """The tallies of one registry (one per process unless a test brings its own)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], Tally] = {}
+        self.pushes = threading.Lock()
+        """Pushes may come from any thread; run events come from the worker's main one."""
+        self._lock = threading.Lock()
+
+    def of(self, queue: str, job: str) -> Tally:
+        with self._lock:
+            found = self._by_key.get((queue, job))
+            if found is None:
+                found = self._by_key[(queue, job)] = Tally()
+            return found
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            items = list(self._by_key.items())
+        return {key: tally.snapshot() for key, tally in items}
+
+
+_TALLIES: dict[int, tuple[Any, Tallies]] = {}
+_TALLIES_LOCK = threading.Lock()
+
+
+def tallies(registry: CollectorRegistry | None = None) -> Tallies:
+    """The tallies of ``registry`` (None: prometheus_client's default one), made and
+    registered once."""
     if registry is None:
         registry = client().REGISTRY
-    found = _FAMILIES.get(id(registry))
-    if found is None or found[0] is not registry:
-        found = _FAMILIES[id(registry)] = (registry, Families(registry))
-    return found[1]
-
-
-class _Children:
-    """The labelled children of one (queue, job) pair."""
-
-    __slots__ = ("pushed", "started", "done", "failed", "retried", "lost", "run_time",
-                 "wait_time")
-
-    def __init__(self, found: Families, queue: str, job: str) -> None:
-        self.pushed: Any = found.pushed.labels(queue, job)
-        self.started: Any = found.started.labels(queue, job)
-        self.done: Any = found.done.labels(queue, job)
-        self.failed: Any = found.failed.labels(queue, job)
-        self.retried: Any = found.retried.labels(queue, job)
-        self.lost: Any = found.lost.labels(queue, job)
-        self.run_time: Any = found.run_time.labels(queue, job)
-        self.wait_time: Any = found.wait_time.labels(queue, job)
+    with _TALLIES_LOCK:
+        found = _TALLIES.get(id(registry))
+        if found is None or found[0] is not registry:
+            made = Tallies()
+            registry.register(TallyCollector(lambda: [made.snapshot()]))
+            found = _TALLIES[id(registry)] = (registry, made)
+        return found[1]
 
 
 class QueueMetrics:
     """The handlers that record one queue's jobs; ``detach`` takes them off again."""
 
-    def __init__(self, queue: Queue, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, queue: Queue, registry: CollectorRegistry | None = None,
+                 into: Tallies | None = None) -> None:
         self.queue = queue
         self.name = queue.driver.channel
-        self._families = families(registry)
-        self._by_class: dict[type, _Children] = {}
+        self._tallies = into if into is not None else tallies(registry)
+        self._by_class: dict[type, Tally] = {}
         self._handlers = ((events.AFTER_PUSH, self._pushed), (events.BEFORE_EXEC, self._started),
                           (events.AFTER_EXEC, self._done), (events.AFTER_ERROR, self._error),
                           (events.AFTER_FAIL, self._failed))
@@ -126,50 +167,111 @@ class QueueMetrics:
         for name, handler in self._handlers:
             self.queue.off(name, handler)
 
-    def _of(self, job: Any) -> _Children:
+    def _of(self, job: Any) -> Tally:
         kind = type(job)
         found = self._by_class.get(kind)
         if found is None:
             name = UNKNOWN_JOB if job is None else str(getattr(kind, "job_name", None)
                                                           or kind.__qualname__)
-            found = self._by_class[kind] = _Children(self._families, self.name, name)
+            found = self._by_class[kind] = self._tallies.of(self.name, name)
         return found
 
-    # The handlers: one dict lookup and the client's own work per event.
+    # The handlers: one dict lookup and an addition or two per event.
 
     def _pushed(self, event: events.PushEvent) -> None:
-        self._of(event.job).pushed.inc()
+        tally = self._of(event.job)
+        with self._tallies.pushes:
+            tally.pushed += 1
 
     def _started(self, event: events.ExecEvent) -> None:
-        children = self._of(event.job)
-        children.started.inc()
+        tally = self._of(event.job)
+        tally.started += 1
         # A retried run's wait would include the earlier runs and their backoff.
         if event.attempt == 1 and event.pushed_at is not None:
-            children.wait_time.observe(max(0.0, time.time() - event.pushed_at))
+            tally.wait.observe(max(0.0, time.time() - event.pushed_at))
 
     def _done(self, event: events.ExecEvent) -> None:
-        children = self._of(event.job)
-        children.done.inc()
+        tally = self._of(event.job)
+        tally.done += 1
         if event.duration is not None:
-            children.run_time.observe(event.duration)
+            tally.run.observe(event.duration)
 
     def _error(self, event: events.ExecEvent) -> None:
-        children = self._of(event.job)
+        tally = self._of(event.job)
         if event.lost:
-            children.lost.inc()
+            tally.lost += 1
         elif event.duration is not None:
-            children.run_time.observe(event.duration)
+            tally.run.observe(event.duration)
         if event.retry:
-            children.retried.inc()
+            tally.retried += 1
 
     def _failed(self, event: events.ExecEvent) -> None:
-        self._of(event.job).failed.inc()
+        self._of(event.job).failed += 1
 
 
-def instrument(queue: Queue, registry: CollectorRegistry | None = None) -> QueueMetrics:
-    """Record ``queue``'s jobs in ``registry`` (None: the default one). Attach it after
-    handlers that change ``event.retry``, so that the retried count sees their word."""
-    return QueueMetrics(queue, registry).attach()
+def instrument(queue: Queue, registry: CollectorRegistry | None = None,
+               into: Tallies | None = None) -> QueueMetrics:
+    """Record ``queue``'s jobs in ``registry`` (None: the default one), or in ``into``.
+    Attach it after handlers that change ``event.retry``, so that the retried count sees
+    their word."""
+    return QueueMetrics(queue, registry, into).attach()
+
+
+def merged(snapshots: Iterable[Snapshot]) -> Snapshot:
+    """Several processes' tallies added up, pair by pair."""
+    total: Snapshot = {}
+    for snapshot in snapshots:
+        for key, values in snapshot.items():
+            found = total.get(key)
+            if found is None:
+                total[key] = {name: (dict(value, counts=list(value["counts"]))
+                                     if name in HISTOGRAMS else value)
+                              for name, value in values.items()}
+                continue
+            for name in COUNTERS:
+                found[name] += values[name]
+            for name in HISTOGRAMS:
+                mine, theirs = found[name], values[name]
+                mine["counts"] = [a + b for a, b in zip(mine["counts"], theirs["counts"],
+                                                        strict=True)]
+                mine["sum"] += theirs["sum"]
+    return total
+
+
+class TallyCollector:
+    """The counters and histograms of the tallies ``sources`` gives at scrape time."""
+
+    def __init__(self, sources: Callable[[], Iterable[Snapshot]]) -> None:
+        self._sources = sources
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        counters, histograms = families[:len(COUNTERS)], families[len(COUNTERS):]
+        for (queue, job), values in sorted(merged(self._sources()).items()):
+            for family, name in zip(counters, COUNTERS, strict=True):
+                family.add_metric((queue, job), values[name])
+            for family, name in zip(histograms, HISTOGRAMS, strict=True):
+                bounds = HISTOGRAMS[name][2]
+                cumulative, buckets = 0, []
+                for bound, count in zip((*map(repr, bounds), "+Inf"), values[name]["counts"],
+                                        strict=True):
+                    cumulative += count
+                    buckets.append((bound, cumulative))
+                family.add_metric((queue, job), buckets, values[name]["sum"])
+        return iter(families)
+
+    @staticmethod
+    def _families() -> list[Any]:
+        client()
+        from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+        found: list[Any] = [CounterMetricFamily(f"{PREFIX}_jobs_{name}", text, labels=LABELS)
+                            for name, text in COUNTERS.items()]
+        found += [HistogramMetricFamily(f"{PREFIX}_{metric}", text, labels=LABELS)
+                  for metric, text, _ in HISTOGRAMS.values()]
+        return found
 
 
 class StatusCollector:

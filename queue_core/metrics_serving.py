@@ -2,11 +2,10 @@
 
 One worker (no ``--workers``) records in prometheus_client's default registry and serves
 it. With ``--workers N`` the workers are separate processes: the supervisor makes a fresh
-directory, hands it to them as ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client then keeps
-every value in a file there), and serves what a MultiProcessCollector sums over the
-files, so one scrape shows every worker, including those that have exited. When a worker
-exits, ``mark_process_dead`` drops its live-gauge files; the directory goes when the
-supervisor ends. Both add the job counts per status, read from the back end per scrape.
+directory, hands it to them (``QUEUE_CORE_METRICS_DIR``), each writes its tallies there
+(metrics_files.py), and the supervisor serves their sum, so one scrape shows every
+worker, including those that have exited; the directory goes when the supervisor ends.
+Both add the job counts per status, read from the back end per scrape.
 
 The address defaults to 127.0.0.1: job names and counts are nobody else's business, and
 the endpoint has no authentication. Listening elsewhere takes ``--metrics-host``.
@@ -14,14 +13,15 @@ the endpoint has no authentication. Listening elsewhere takes ``--metrics-host``
 
 from __future__ import annotations
 
-import importlib
 import logging
+import os
 import shutil
 import tempfile
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .metrics import StatusCollector, client, instrument
+from .metrics import StatusCollector, Tallies, TallyCollector, client, instrument
+from .metrics_files import DIR_ENV, TallyWriter, read_all
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class MetricsServer:
@@ -73,24 +72,28 @@ def serve_worker(queue: Queue, host: str, port: int) -> WorkerMetrics:
     return WorkerMetrics(queue, host, port)
 
 
-def record_to_files(queue: Queue) -> None:
-    """A supervised worker: record ``queue``; prometheus_client writes the values to the
-    files of PROMETHEUS_MULTIPROC_DIR, which the supervisor serves."""
-    instrument(queue)
+def record_to_files(queue: Queue) -> TallyWriter:
+    """A supervised worker: record ``queue`` and write the tallies to the directory its
+    supervisor named; ``close`` the writer when the worker stops."""
+    directory = os.environ.get(DIR_ENV)
+    if not directory:
+        from .errors import ConfigError
+        raise ConfigError(f"--metrics-files needs {DIR_ENV} (set by the supervisor)",
+                          key="metrics-files")
+    into = Tallies()
+    instrument(queue, into=into)
+    return TallyWriter(into, directory)
 
 
 class SupervisorMetrics:
-    """The supervisor's side: the files' directory, the server, and dead workers' files."""
+    """The supervisor's side: the files' directory and the server of their sum."""
 
     def __init__(self, queue: Queue, host: str, port: int) -> None:
         prom = client()
-        # Through importlib: the module is untyped, and only its two calls are used.
-        multiprocess: Any = importlib.import_module("prometheus_client.multiprocess")
-        self._multiprocess = multiprocess
         self.directory = tempfile.mkdtemp(prefix="queue-core-metrics-")
         try:
             registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=self.directory)
+            registry.register(TallyCollector(lambda: read_all(self.directory)))
             registry.register(StatusCollector(queue))
             self._server = MetricsServer(registry, host, port)
         except BaseException:
@@ -98,13 +101,10 @@ class SupervisorMetrics:
             raise
 
     def worker_env(self, env: dict[str, str]) -> dict[str, str]:
-        return {**env, MULTIPROC_ENV: self.directory}
+        return {**env, DIR_ENV: self.directory}
 
     def worker_exited(self, pid: int) -> None:
-        try:
-            self._multiprocess.mark_process_dead(pid, self.directory)
-        except OSError as exc:
-            logger.warning("metrics: cannot drop the files of worker %d: %s", pid, exc)
+        """Its file stays: the counts of a worker that exited stay in the sum."""
 
     def close(self) -> None:
         try:

@@ -101,7 +101,7 @@ def listens(pid: int) -> bool:
 def multiproc_dir(pid: int) -> str | None:
     with open(f"/proc/{pid}/environ", "rb") as handle:
         for item in handle.read().split(b"\0"):
-            if item.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
+            if item.startswith(b"QUEUE_CORE_METRICS_DIR="):
                 return item.split(b"=", 1)[1].decode()
     return None
 
@@ -140,8 +140,8 @@ def test_one_scrape_counts_the_jobs_of_four_workers(settings: dict[str, Any], jo
                       status="waiting") == 0
         # The sum is over processes: every worker that ran a job has its own file.
         ran = {line.split()[0] for line in read_lines(str(done_log))}
-        files = {name.rsplit("_", 1)[1].split(".")[0] for name in os.listdir(directory)
-                 if name.startswith("counter_")}
+        files = {name.split(".")[0] for name in os.listdir(directory)
+                 if name.endswith(".json")}
         # (Four would be usual; a loaded machine may leave a worker out of the run.)
         assert len(ran) >= 2 and ran <= files, (ran, files)
         assert not any(listens(pid) for pid in children(supervisor.pid))
