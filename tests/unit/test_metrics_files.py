@@ -12,8 +12,9 @@ import pytest
 
 prometheus_client = pytest.importorskip("prometheus_client")
 
-from queue_core import Job, Queue  # noqa: E402
 from queue_core.drivers.memory import MemoryDriver  # noqa: E402
+
+from queue_core import Job, Queue  # noqa: E402
 from queue_core.metrics import Tallies, TallyCollector, instrument  # noqa: E402
 from queue_core.metrics_files import TallyWriter, parse, read_all  # noqa: E402
 
