@@ -13,8 +13,9 @@ compared as well.
 
 ``--metrics`` adds queue-core's worker with Prometheus metrics on (``--metrics-port``)
 as one more contender, and ``--worker-args "ARGS"`` one with any other listen arguments
-(a flag being measured, such as a heartbeat); each is compared with the same worker
-without them, round by round.
+(a flag being measured); each is compared with the same worker without them, round by
+round, or with the worker given ``--base-args "ARGS"``: ``--metrics --base-args
+'--heartbeat 0'`` compares metrics and heartbeats (on by default) with both off.
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure queue-core's worker with Prometheus metrics on "
                              "(listen --metrics-port) and print its ratio to the worker "
                              "without them")
+    parser.add_argument("--base-args", default="", metavar="ARGS",
+                        help="listen arguments of the worker the flavours are compared "
+                             "with instead of the plain one, e.g. --base-args='--heartbeat 0' "
+                             "with --metrics: metrics and heartbeats on against both off")
     parser.add_argument("--worker-args", action="append", default=[], metavar="ARGS",
                         help="also measure queue-core's worker with these extra listen "
                              "arguments, e.g. --worker-args='--heartbeat 5' (repeatable)")
@@ -165,8 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     if variant:
         label = "queue-core " + " ".join(variant)
         contenders.append(QueueCore(target.settings(workdir), label, worker_args=variant))
+    base = tuple(shlex.split(args.base_args))
+    if base:
+        contenders.append(QueueCore(target.settings(workdir),
+                                    "queue-core " + " ".join((*variant, *base)),
+                                    worker_args=(*variant, *base)))
     # Flavours: our worker with extra arguments, each compared with the same worker
-    # without them (the --isolate/--workers variant when there is one).
+    # without them (the --isolate/--workers variant when there is one), or with
+    # --base-args instead of them.
     flavours: dict[str, str] = {}
     plain = contenders[-1]
     extras = [shlex.split(text) for text in args.worker_args]

@@ -176,25 +176,34 @@ class QueueMetrics:
             found = self._by_class[kind] = self._tallies.of(self.name, name)
         return found
 
-    # The handlers: one dict lookup and an addition or two per event.
+    # The handlers run for every job: each looks its tally up and adds to it, written out
+    # (no call to _of or Histogram.observe but for a job class seen the first time).
 
     def _pushed(self, event: events.PushEvent) -> None:
-        tally = self._of(event.job)
+        tally = self._by_class.get(type(event.job)) or self._of(event.job)
         with self._tallies.pushes:
             tally.pushed += 1
 
     def _started(self, event: events.ExecEvent) -> None:
-        tally = self._of(event.job)
+        tally = self._by_class.get(type(event.job)) or self._of(event.job)
         tally.started += 1
         # A retried run's wait would include the earlier runs and their backoff.
         if event.attempt == 1 and event.pushed_at is not None:
-            tally.wait.observe(max(0.0, time.time() - event.pushed_at))
+            wait = time.time() - event.pushed_at
+            if wait < 0.0:
+                wait = 0.0  # the pushing host's clock is ahead
+            histogram = tally.wait
+            histogram.counts[bisect_left(WAIT_BUCKETS, wait)] += 1
+            histogram.sum += wait
 
     def _done(self, event: events.ExecEvent) -> None:
-        tally = self._of(event.job)
+        tally = self._by_class.get(type(event.job)) or self._of(event.job)
         tally.done += 1
-        if event.duration is not None:
-            tally.run.observe(event.duration)
+        took = event.duration
+        if took is not None:
+            histogram = tally.run
+            histogram.counts[bisect_left(RUN_BUCKETS, took)] += 1
+            histogram.sum += took
 
     def _error(self, event: events.ExecEvent) -> None:
         tally = self._of(event.job)

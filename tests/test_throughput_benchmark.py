@@ -71,3 +71,17 @@ def test_metrics_on_and_off_are_measured_in_the_same_run(tmp_path: Path) -> None
     assert figures["queue-core --max-time 600"]["process"] > 0
     assert re.search(r"queue-core \+metrics +/ queue-core ", result.stdout)
     assert "process_ratio_to queue-core" in figures["queue-core +metrics"]
+
+
+@pytest.mark.slow
+def test_flavours_are_compared_with_the_base_args_worker(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--driver", "file",
+         "-n", "30", "--repeat", "1", "--backlog", "", "--no-peers", "--metrics",
+         "--base-args=--heartbeat 0", "--json", str(tmp_path / "figures.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["queue-core --heartbeat 0"]["process"] > 0
+    assert re.search(r"queue-core \+metrics +/ queue-core --heartbeat 0 ", result.stdout)
