@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics:
         extras.append(["--metrics-port", str(free_port())])
     for extra in extras:
-        label = plain.name + " " + ("+metrics" if extra[:1] == ["--metrics-port"]
-                                    else " ".join(extra))
+        label = " ".join(["queue-core", *variant, "+metrics" if extra[:1] == ["--metrics-port"]
+                          else " ".join(extra)])
         contenders.append(QueueCore(target.settings(workdir), label,
                                     worker_args=(*variant, *extra)))
         flavours[label] = plain.name
