@@ -571,27 +571,10 @@ def cmd_retry(queue: Queue, args: argparse.Namespace) -> int:
     if args.all_failed:
         if args.id or args.state != "failed":
             raise UsageError("retry --all-failed takes no job id and no --state")
-        # Every id is tried once: an entry that cannot be retried (removed meanwhile, or
-        # damaged) is not listed again, so the loop ends once no page holds a new id.
-        tried: set[str] = set()
-        sent = skipped = 0
-        # The jobs failed when the command started: failures arriving meanwhile must not
-        # keep it going forever.
-        known = queue.info().get(JobStatus.FAILED) if queue.capabilities.info else None
-        while known is None or len(tried) < known:
-            fresh = [i.id for i in queue.failed(limit=500) if i.id not in tried]
-            if not fresh:
-                break
-            for job_id in fresh:
-                tried.add(job_id)
-                try:
-                    queue.retry(job_id, reset_attempts=args.reset_attempts)
-                    sent += 1
-                except (JobNotFoundError, JobNotInStateError):
-                    pass  # removed or moved meanwhile: not ours to count
-                except DriverError as exc:
-                    skipped += 1
-                    print(f"queue-core: job {job_id} skipped: {exc}", file=sys.stderr)
+        sent, skipped = queue.retry_failed(
+            reset_attempts=args.reset_attempts,
+            on_skip=lambda job_id, exc: print(f"queue-core: job {job_id} skipped: {exc}",
+                                              file=sys.stderr))
         print(f"{sent} failed job{'s' if sent != 1 else ''} sent back to waiting"
               + (f"; {skipped} could not be retried" if skipped else ""))
         return EXIT_FAILED if skipped else EXIT_OK

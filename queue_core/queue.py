@@ -31,6 +31,7 @@ from .errors import (
     DriverError,
     InvalidArgumentError,
     JobNotFoundError,
+    JobNotInStateError,
     NotSupportedError,
     SerializationError,
     WorkerLostError,
@@ -747,6 +748,39 @@ class Queue:
                                  RetryEvent(str(job_id), wanted, bool(reset_attempts), self))
         if self.driver.capabilities.runs_at_push:
             self._run_at_push()
+
+    def retry_failed(self, *, reset_attempts: bool = False,
+                     on_skip: Callable[[str, DriverError], None] | None = None
+                     ) -> tuple[int, int]:
+        """Send every job that is FAILED now back to waiting; returns how many were sent
+        and how many the back end refused (each reported to ``on_skip``, or logged).
+
+        Each id is tried once, so an entry that cannot be retried (removed meanwhile, or
+        damaged) is not listed again and the loop ends once no page holds a new id; and
+        no more are tried than were failed at the start, so that failures arriving
+        meanwhile cannot keep it going."""
+        tried: set[str] = set()
+        sent = skipped = 0
+        known = self.info().get(JobStatus.FAILED) if self.capabilities.info else None
+        while known is None or len(tried) < known:
+            fresh = [info.id for info in self.failed(limit=500) if info.id not in tried]
+            if not fresh:
+                break
+            for job_id in fresh:
+                tried.add(job_id)
+                try:
+                    self.retry(job_id, reset_attempts=reset_attempts)
+                    sent += 1
+                except (JobNotFoundError, JobNotInStateError):
+                    pass  # removed or moved meanwhile: not ours to count
+                except DriverError as exc:
+                    skipped += 1
+                    if on_skip is None:
+                        logger.warning("job %s could not be retried: %s", job_id, exc,
+                                       extra=self.log_extra(job_id))
+                    else:
+                        on_skip(job_id, exc)
+        return sent, skipped
 
     def remove(self, job_id: str) -> bool:
         self._require("remove", "removing jobs")

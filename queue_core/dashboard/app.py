@@ -237,21 +237,9 @@ class Dashboard:
         name = params["queue"]
 
         def act(queue: Queue) -> str:
-            # Each id tried once, and no more than were failed at the start: failures
-            # arriving meanwhile must not keep the request going (as the CLI's retry).
-            tried: set[str] = set()
-            known = queue.info().get(JobStatus.FAILED) if queue.capabilities.info else None
-            while known is None or len(tried) < known:
-                fresh = [i.id for i in queue.failed(limit=500) if i.id not in tried]
-                if not fresh:
-                    break
-                for job_id in fresh:
-                    tried.add(job_id)
-                    try:
-                        queue.retry(job_id)
-                    except (JobNotFoundError, JobNotInStateError):
-                        pass  # removed or retried meanwhile
-            logger.info("dashboard: %d failed jobs of %s retried", len(tried), name)
+            sent, skipped = queue.retry_failed()
+            logger.info("dashboard: %d failed jobs of %s retried, %d could not be", sent,
+                        name, skipped)
             return request.url() + "?flash=retried-all"
         return self._action(request, params, f"Retry every failed job of {name}?", act)
 
