@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,18 +27,26 @@ def copy_of_checkout(where: Path) -> Path:
     return code
 
 
-def run_throughput(tmp_path: Path, code: Path) -> subprocess.CompletedProcess[str]:
+def run_throughput(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A tiny run on the file driver, without peers, its figures in figures.json."""
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--driver", "file",
-         "-n", "30", "--repeat", "1", "--backlog", "", "--no-peers", "--code", str(code),
+         "-n", "30", "--repeat", "1", "--backlog", "", "--no-peers", *args,
          "--json", str(tmp_path / "figures.json")],
         cwd=tmp_path, capture_output=True, text=True, timeout=180)
+
+
+def flavours_run(tmp_path: Path, *args: str) -> tuple[str, dict[str, Any]]:
+    pytest.importorskip("prometheus_client")
+    result = run_throughput(tmp_path, "--metrics", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, json.loads((tmp_path / "figures.json").read_text())
 
 
 @pytest.mark.slow
 def test_another_checkout_is_measured_beside_this_one(tmp_path: Path) -> None:
     code = copy_of_checkout(tmp_path)
-    result = run_throughput(tmp_path, code)
+    result = run_throughput(tmp_path, "--code", str(code))
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads((tmp_path / "figures.json").read_text())
     other = [name for name in figures if name.startswith("queue-core@")]
@@ -52,36 +61,22 @@ def test_a_worker_that_would_run_this_checkout_instead_stops_the_run(tmp_path: P
     drivers: the run must refuse rather than measure the wrong code."""
     code = copy_of_checkout(tmp_path)
     shutil.rmtree(code / "drivers")
-    result = run_throughput(tmp_path, code)
+    result = run_throughput(tmp_path, "--code", str(code))
     assert result.returncode != 0
     assert f"not from {code}" in result.stderr
 
 
 @pytest.mark.slow
 def test_metrics_on_and_off_are_measured_in_the_same_run(tmp_path: Path) -> None:
-    pytest.importorskip("prometheus_client")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--driver", "file",
-         "-n", "30", "--repeat", "1", "--backlog", "", "--no-peers", "--metrics",
-         "--worker-args=--max-time 600", "--json", str(tmp_path / "figures.json")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads((tmp_path / "figures.json").read_text())
+    stdout, figures = flavours_run(tmp_path, "--worker-args=--max-time 600")
     assert figures["queue-core +metrics"]["process"] > 0
     assert figures["queue-core --max-time 600"]["process"] > 0
-    assert re.search(r"queue-core \+metrics +/ queue-core ", result.stdout)
+    assert re.search(r"queue-core \+metrics +/ queue-core ", stdout)
     assert "process_ratio_to queue-core" in figures["queue-core +metrics"]
 
 
 @pytest.mark.slow
 def test_flavours_are_compared_with_the_base_args_worker(tmp_path: Path) -> None:
-    pytest.importorskip("prometheus_client")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--driver", "file",
-         "-n", "30", "--repeat", "1", "--backlog", "", "--no-peers", "--metrics",
-         "--base-args=--heartbeat 0", "--json", str(tmp_path / "figures.json")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads((tmp_path / "figures.json").read_text())
+    stdout, figures = flavours_run(tmp_path, "--base-args=--heartbeat 0")
     assert figures["queue-core --heartbeat 0"]["process"] > 0
-    assert re.search(r"queue-core \+metrics +/ queue-core --heartbeat 0 ", result.stdout)
+    assert re.search(r"queue-core \+metrics +/ queue-core --heartbeat 0 ", stdout)
