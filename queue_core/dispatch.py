@@ -141,7 +141,8 @@ class Runners:
         # The child is killed at the job's ttr: the watch has nothing to do here.
         run.started = time.monotonic()
         try:
-            outcome = children.run(child, run.message.id, run.message.payload, run.ttr)
+            outcome = children.run(child, run.message.id, run.message.payload, run.ttr,
+                                   run.message.began)
             run.result, run.error, run.info = outcome.result, outcome.error, outcome.info
         except BaseException as error:  # noqa: BLE001 - a broken pipe is this job's end
             run.error = error

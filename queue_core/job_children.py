@@ -11,13 +11,15 @@ two ways a child is made (fork, exec) and what it reports.
 Frames on the pipes: to a child ``>I`` length + payload; back ``>IB`` length, flag + the
 report, the flag saying the child retires after it. A child's first frame is an empty one
 flagged ready, once it has loaded what it needs: a job's ttr counts from then, so an exec
-child's interpreter start is not charged to its first job. A worker with ``concurrency`` N
+child's interpreter start is not charged to its first job, unless the start took so long that
+the kill would come too late to be reported within the job's lease. A worker with ``concurrency`` N
 has up to N children, one per job in flight.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import signal
@@ -166,11 +168,16 @@ class _Child:
             return None, False, isinstance(body, _TimedOut)
         return body, flag == RETIRING, False
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, until: float = math.inf) -> bool:
         """Wait for the child's ready frame; a child that dies or stays silent is left
-        dead, for its first job to report."""
+        dead, for its first job to report. False if ``until`` (monotonic) came first: the
+        child is killed, and its job may not wait any longer for it."""
         self.ready = True  # or dead: either way, asked once
-        head = self._read(_FROM_CHILD.size, time.monotonic() + START_TIMEOUT)
+        start_by = time.monotonic() + START_TIMEOUT
+        head = self._read(_FROM_CHILD.size, min(start_by, until))
+        if isinstance(head, _TimedOut) and until < start_by:
+            self.kill()
+            return False
         if isinstance(head, _TimedOut):
             logger.error("child process %d did not start within %gs; killing it", self.pid,
                          START_TIMEOUT)
@@ -179,6 +186,7 @@ class _Child:
             logger.error("child process %d began with something else than its ready frame; "
                          "killing it", self.pid)
             self.kill()
+        return True
 
     def _read(self, size: int, deadline: float) -> bytes | _TimedOut | None:
         chunks: list[bytes] = []
@@ -290,13 +298,28 @@ class ChildPool:
                 idle = self._idle.pop() if self._idle else None
         return idle if idle is not None else self._make()
 
-    def run(self, child: _Child, job_id: str, payload: bytes, ttr: float) -> Outcome:
-        """Run one job in ``child`` (from ``take``); the outcome, whatever the child did."""
+    def run(self, child: _Child, job_id: str, payload: bytes, ttr: float,
+            began: float = 0.0) -> Outcome:
+        """Run one job in ``child`` (from ``take``); the outcome, whatever the child did.
+
+        ``began`` is when the job was begun (``Message.began``): its lease counts from then,
+        so a child slow to start eats into the job's ttr rather than into the half of the
+        lease's grace that leaves time to report the kill before the lease ends."""
+        latest = math.inf
+        if began:
+            grace = self.queue.driver.lease_seconds(ttr) - ttr
+            latest = began + ttr + grace / 2
         if not child.ready:
             # Here rather than in ``take``: children made for several jobs start side by
             # side, and the main thread goes on fetching meanwhile.
-            child.wait_ready()
-        deadline = time.monotonic() + ttr
+            waited = time.monotonic()
+            if not child.wait_ready(latest):
+                self._discard(child)
+                return Outcome(False, error=JobTimeoutError(
+                    f"job {job_id} exceeded its ttr of {ttr:g}s before its child process "
+                    f"had started ({time.monotonic() - waited:.3g}s); its child process was "
+                    "killed"))
+        deadline = min(time.monotonic() + ttr, latest)
         if not child.send(payload):
             how = self._discard(child)
             return Outcome(False, error=WorkerLostError(

@@ -641,7 +641,8 @@ class Worker:
         ttr = message.ttr
         if self.isolate:
             children = self._child_pool()
-            outcome = children.run(children.take(), message.id, message.payload, ttr)
+            outcome = children.run(children.take(), message.id, message.payload, ttr,
+                                   message.began)
             if outcome.ok:
                 queue.handle_success(message, job, outcome.result, event)
             else:

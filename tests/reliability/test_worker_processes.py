@@ -159,6 +159,31 @@ def check_the_worker_kills_a_job_at_its_ttr_and_goes_on(queue_settings, journal:
         assert info.error.type == "queue_core.errors.JobTimeoutError"
 
 
+@pytest.mark.needs("status")
+@pytest.mark.worker_modes("c1", "threads8")  # async8 starts isolated jobs as threads8 does
+def test_a_job_whose_child_starts_too_slowly_times_out_within_its_lease(
+        queue_settings, journal: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ttr counts from the child's start, but a start so slow that the kill would come
+    # after the lease (ttr 1 + grace 1) must not let the job come back as a lost run.
+    monkeypatch.setenv("QUEUE_TEST_CHILD_START_DELAY", "2.5")
+    settings = queue_settings()
+    queue = create_queue(settings)
+    slow = queue.push(Sleep(journal, "slow", 60), ttr=1)
+    worker = queue_core(settings, "listen", "--timeout", "0.2", "--isolate", "exec")
+    try:
+        wait_for(lambda: queue.status(slow) is JobStatus.FAILED, 30, "the job to fail")
+        assert worker.poll() is None
+        code, _, err = stop(worker)
+    finally:
+        kill_group(worker)
+    assert code == 0, err
+    assert read_lines(journal) == []  # its child never took it
+    info = queue.get(slow)
+    assert info.error.type == "queue_core.errors.JobTimeoutError", info.error
+    assert "before its child process had started" in info.error.message
+    assert "WorkerLostError" not in err and "vanished" not in err, err
+
+
 # One job at a time: with several in flight, the jobs begun beside the one that kills the
 # worker die with it and are charged too (see test_concurrency.py for that count).
 @pytest.mark.worker_modes("c1")

@@ -9,6 +9,7 @@ import faulthandler
 import json
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -49,6 +50,9 @@ def slow_exit(event: WorkerEvent) -> None:
 
 
 def queue() -> Queue:
+    if "exec" in sys.argv[1:] and os.environ.get("QUEUE_TEST_CHILD_START_DELAY"):
+        # An exec child (isolate=exec) that takes this long to load the app: a loaded host.
+        time.sleep(float(os.environ["QUEUE_TEST_CHILD_START_DELAY"]))
     settings: dict[str, Any] = json.loads(os.environ["QUEUE_TEST_SETTINGS"])
     built = create_queue(settings)
     built.on(Queue.EVENT_WORKER_START, mark_ready)
