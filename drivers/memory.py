@@ -140,7 +140,7 @@ class MemoryDriver(Store):
         failed_store=True, last_error=True, keep_completed=True, retention=True,
         manual_retry=True, remove=True,
         clear=True, info=True, listing=frozenset(JobStatus), reset_attempts=True,
-        bulk_push=True, multiprocess=False, heartbeats=True)
+        bulk_push=True, multiprocess=False, heartbeats=True, waiting_age=True)
 
     def __init__(self, name: str = "", *, channel: str = "queue", lease_grace: float = 1.0) -> None:
         super().__init__(channel=channel)
@@ -201,6 +201,13 @@ class MemoryDriver(Store):
         for info in self._look():
             counts[info.status] += 1
         return counts
+
+    def oldest_waiting(self) -> float | None:
+        with self._jobs.changed:
+            self._jobs.due(time.time())
+            return min((job.info.pushed_at for job in self._jobs.jobs.values()
+                        if job.info.status is JobStatus.WAITING
+                        and job.info.pushed_at is not None), default=None)
 
     def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
         return [info for info in self._look() if info.status is status][:limit]

@@ -459,6 +459,7 @@ def cmd_run(queue: Queue, args: argparse.Namespace) -> int:
 
 def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
     counts = queue.info() if queue.capabilities.info else None
+    oldest = queue.oldest_waiting_age() if queue.capabilities.waiting_age else None
     caps = queue.capabilities.as_dict()
     workers: list[WorkerInfo] | None = None
     unreadable = ""
@@ -472,6 +473,7 @@ def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
         print(json.dumps({
             "driver": queue.driver.describe(),
             "counts": None if counts is None else {str(k): v for k, v in counts.items()},
+            "oldest_waiting_seconds": oldest,
             "capabilities": caps,
             "workers": None if workers is None else [fleet.as_dict(w, now) for w in workers]},
             indent=2, default=list))
@@ -482,6 +484,8 @@ def cmd_info(queue: Queue, args: argparse.Namespace) -> int:
     else:
         for status in JobStatus:
             print(f"  {status.value:<9} {counts.get(status, 'not countable on this back end')}")
+    if queue.capabilities.waiting_age:
+        print("oldest waiting: " + ("-" if oldest is None else f"{oldest:.1f}s ago"))
     flags = [name for name, value in caps.items() if isinstance(value, bool)]
     print("supports:      " + (", ".join(n for n in flags if caps[n]) or "-"))
     print("not supported: " + (", ".join(n for n in flags if not caps[n]) or "-"))

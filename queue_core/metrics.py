@@ -284,8 +284,10 @@ class TallyCollector:
 
 
 class StatusCollector:
-    """``queue_core_jobs{queue, status}``: the job counts ``queue.info()`` gives, read at
-    scrape time. A back end that cannot answer gives no sample, and a warning."""
+    """``queue_core_jobs{queue, status}``: the job counts ``queue.info()`` gives, and
+    ``queue_core_oldest_waiting_seconds{queue}``: ``queue.oldest_waiting_age()`` (0 when no
+    job waits), both read at scrape time. A back end that cannot answer gives no sample,
+    and a warning."""
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
@@ -297,11 +299,33 @@ class StatusCollector:
         return GaugeMetricFamily(f"{PREFIX}_jobs", "Jobs per status now (queue.info()).",
                                       labels=("queue", "status"))
 
+    def _age_family(self) -> Any:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+        return GaugeMetricFamily(
+            f"{PREFIX}_oldest_waiting_seconds",
+            "Seconds since the waiting job pushed first was pushed; 0 when none waits.",
+            labels=("queue",))
+
     def describe(self) -> Iterator[Metric]:
         # Without describe, registering would call collect, hence the back end.
         yield self._family()
+        if self.queue.capabilities.waiting_age:
+            yield self._age_family()
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._counts()
+        if self.queue.capabilities.waiting_age:
+            family = self._age_family()
+            try:
+                age = self.queue.oldest_waiting_age()
+            except Exception as exc:
+                logger.warning("metrics: cannot tell the oldest waiting job of %s: %s",
+                               self.queue.driver.describe(), exc)
+            else:
+                family.add_metric((self.name,), age or 0.0)
+            yield family
+
+    def _counts(self) -> Iterator[Metric]:
         family = self._family()
         if self.queue.capabilities.info:
             try:

@@ -93,6 +93,9 @@ class Capabilities:
     """Workers can store heartbeat records (``Store.beat``, ``workers``,
     ``forget_worker``): the ``workers`` command lists them and ``listen --workers``
     replaces a worker that stopped beating."""
+    waiting_age: bool = False
+    """``oldest_waiting`` tells when the job waiting longest was pushed (the metrics'
+    oldest-waiting gauge and ``info``)."""
     uncounted: frozenset[JobStatus] = frozenset()
     """Statuses ``info`` cannot count on this back end; it leaves them out rather than
     report a number it does not know (AMQP cannot count the messages workers hold)."""

@@ -797,6 +797,21 @@ class Queue:
         counts.update(self.driver.info())
         return counts
 
+    def oldest_waiting_age(self) -> float | None:
+        """Seconds since the WAITING job pushed first was pushed (how far the workers lag
+        behind), or None when no job waits. A time read back from the store that is not a
+        number is reported as None, with a warning."""
+        self._require("waiting_age", "telling the oldest waiting job")
+        pushed = self.driver.oldest_waiting()
+        if pushed is None:
+            return None
+        if (isinstance(pushed, bool) or not isinstance(pushed, (int, float))
+                or not math.isfinite(pushed)):
+            logger.warning("%s gave %r as the oldest waiting job's push time; ignoring it",
+                           self.driver.describe(), pushed)
+            return None
+        return max(0.0, time.time() - pushed)
+
     def workers(self) -> list[WorkerInfo]:
         """The heartbeat records of this channel's workers, live ones and those that
         stopped beating (``WorkerInfo.stopped_beating``) until they are forgotten."""

@@ -112,6 +112,11 @@ class Store(ABC):
         in ``state``."""
         raise NotSupportedError(f"the {self.name} driver cannot retry finished jobs")
 
+    def oldest_waiting(self) -> float | None:
+        """The push time (``time.time()``) of the WAITING job pushed first, or None when
+        no job waits (Capabilities.waiting_age)."""
+        raise NotSupportedError(f"the {self.name} driver cannot tell the oldest waiting job")
+
     # -- worker heartbeats (Capabilities.heartbeats) -----------------------------------
 
     def beat(self, record: WorkerInfo) -> None:

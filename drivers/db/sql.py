@@ -292,6 +292,15 @@ class Sql:
                       "ORDER BY id LIMIT :limit")
 
     @cached_property
+    def oldest_waiting(self) -> str:
+        """The push time of the first waiting row (ids grow in push order; the min reads
+        the (channel, status, ...) index), and of due delayed rows not yet promoted."""
+        return self.q(
+            "SELECT (SELECT pushed_at FROM {t} WHERE id = (SELECT min(id) FROM {t} "
+            "WHERE channel = :c AND status = 'waiting')), (SELECT min(pushed_at) FROM {t} "
+            "WHERE channel = :c AND status = 'delayed' AND ready_at <= {now})")
+
+    @cached_property
     def counts(self) -> str:
         return self.q("SELECT status, count(*) FROM {t} WHERE channel = :c GROUP BY status")
 

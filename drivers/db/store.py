@@ -74,7 +74,7 @@ class DbDriver(Store):
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True, manual_retry=True, remove=True, clear=True,
         info=True, listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        heartbeats=True)
+        heartbeats=True, waiting_age=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
@@ -415,6 +415,17 @@ class DbDriver(Store):
     def get(self, job_id: str) -> JobInfo | None:
         row = self._row(self.sql.get, job_id)
         return None if row is None else self._info(row)
+
+    def oldest_waiting(self) -> float | None:
+        row = self._read(self.sql.oldest_waiting, {"c": self.channel},
+                         lambda cursor: cursor.fetchone())
+        found = []
+        for value in row or ():
+            try:
+                found.append(float(value))
+            except (TypeError, ValueError):  # a damaged row's push time: not a time
+                continue
+        return min(found, default=None)
 
     def info(self) -> dict[JobStatus, int]:
         rows = self._read(self.sql.counts, {"c": self.channel}, lambda cursor: cursor.fetchall())

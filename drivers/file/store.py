@@ -122,7 +122,8 @@ class FileDriver(Store):
         attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
-        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True)
+        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True,
+        waiting_age=True)
     transient_errors = (OSError,)
     """Storage failures (disk full, permissions) of a consumer; the store's own calls
     wrap them (``_os_errors``)."""
@@ -289,6 +290,14 @@ class FileDriver(Store):
         for state in STATES:
             counts[STATUS_OF_DIR[state]] += sum(1 for _ in self._names(state))
         return counts
+
+    @_os_errors
+    def oldest_waiting(self) -> float | None:
+        # A job's id holds its push time (_new_id): no record is read. A delayed job that
+        # came due counts once a worker has moved it to waiting/.
+        seqs = [int(name[8:24], 16) for state in DIRS_OF_STATUS[JobStatus.WAITING]
+                for name in self._names(state)]
+        return min(seqs) / 1e9 if seqs else None
 
     @_os_errors
     def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:

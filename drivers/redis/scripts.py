@@ -70,8 +70,10 @@ FIELDS = (PAYLOAD, TTR, PRIORITY, PUSHED, ATTEMPTS, RUNNING, STARTED, FINISHED, 
 
 TRIM_BATCH = 200
 """The most kept jobs one settle's script drops for retention (trim.lua)."""
+OLDEST_CLASSES = 100
+"""The most priorities (and due delayed jobs) oldest.lua looks at."""
 _VALUES = {"DEFAULT_PRIORITY": str(DEFAULT_PRIORITY), "UNREADABLE": UNREADABLE,
-           "TRIM_BATCH": str(TRIM_BATCH)}
+           "TRIM_BATCH": str(TRIM_BATCH), "OLDEST_CLASSES": str(OLDEST_CLASSES)}
 """The Python values the Lua files take, written ``$NAME`` there."""
 LOADED: dict[str, str] = {}
 """Every file read from ``lua/``, by name without ``.lua``, with its values filled in."""
@@ -99,6 +101,7 @@ FAIL = _assemble("prelude", "trim", "fail")
 REMOVE = _assemble("remove")
 RETRY = _assemble("prelude", "retry")
 CLEAR = _assemble("clear")
+OLDEST = _assemble("prelude", "oldest")
 
 # -- each script's keys and arguments ------------------------------------------------
 
@@ -296,6 +299,16 @@ class RetryArgs(NamedTuple):
 
 
 CLEAR_KEYS = (*SET_KEYS, NOTIFY)
+OLDEST_KEYS = (WAITING, DELAYED)
+
+
+class OldestArgs(NamedTuple):
+    """ARGV: prefix. Returns the push time in ms as a string, or nil."""
+
+    prefix: str
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix]
 
 
 class ClearArgs(NamedTuple):

@@ -113,7 +113,7 @@ class RedisDriver(Store):
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        max_payload=MAX_BULK, heartbeats=True)
+        max_payload=MAX_BULK, heartbeats=True, waiting_age=True)
 
     payload_limit_setting = "Redis's proto-max-bulk-len"
 
@@ -166,6 +166,7 @@ class RedisDriver(Store):
             "remove": script(lua.REMOVE, lua.REMOVE_KEYS),
             "clear": script(lua.CLEAR, lua.CLEAR_KEYS),
             "retry": script(lua.RETRY, lua.RETRY_KEYS),
+            "oldest": script(lua.OLDEST, lua.OLDEST_KEYS),
         }
         for prepared in self._scripts.values():
             prepared.prepare()
@@ -392,6 +393,13 @@ class RedisDriver(Store):
         waiting, delayed, reserved, done, failed = self._admin(count)
         return {JobStatus.WAITING: waiting, JobStatus.DELAYED: delayed,
                 JobStatus.RESERVED: reserved, JobStatus.DONE: done, JobStatus.FAILED: failed}
+
+    def oldest_waiting(self) -> float | None:
+        found = self._run_script("oldest", lua.OldestArgs(self.prefix))
+        try:
+            return None if found is None else int(found) / 1000
+        except (TypeError, ValueError):
+            return None
 
     def jobs(self, status: JobStatus, limit: int = 100) -> list[JobInfo]:
         name = _SETS[status]

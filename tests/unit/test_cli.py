@@ -43,9 +43,11 @@ def test_info_prints_counts_and_capabilities(file_settings: dict, tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert "waiting   2" in result.stdout and "failed    0" in result.stdout
     assert "supports:" in result.stdout and "delay" in result.stdout
+    assert "oldest waiting: " in result.stdout and "s ago" in result.stdout
     result = cli("info", "--json", settings=file_settings)
     data = json.loads(result.stdout)
     assert data["counts"]["waiting"] == 2 and data["capabilities"]["priority"] is True
+    assert 0 <= data["oldest_waiting_seconds"] < 60
 
 
 def test_run_processes_what_is_ready(file_settings: dict, tmp_path: Path) -> None:

@@ -120,5 +120,20 @@ def test_status_gauges_are_read_at_scrape_time() -> None:
     queue.push(Fine())
     sample = {"queue": "gauged", "status": "waiting"}
     assert registry.get_sample_value("queue_core_jobs", sample) == 2
+    time.sleep(0.2)
+    age = registry.get_sample_value("queue_core_oldest_waiting_seconds", {"queue": "gauged"})
+    assert age is not None and 0.2 <= age < 5
     queue.run()
     assert registry.get_sample_value("queue_core_jobs", sample) == 0
+    assert registry.get_sample_value("queue_core_oldest_waiting_seconds",
+                                     {"queue": "gauged"}) == 0
+
+
+def test_an_unreadable_oldest_push_time_gives_no_age(caplog: Any) -> None:
+    class Damaged(MemoryDriver):
+        def oldest_waiting(self) -> Any:
+            return "not a time"
+
+    queue = Queue(Damaged(channel="damaged"))
+    assert queue.oldest_waiting_age() is None
+    assert "not a time" in caplog.text
