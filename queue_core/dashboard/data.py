@@ -48,6 +48,18 @@ def counts(queue: Queue) -> dict[JobStatus, int] | Unavailable:
         return Unavailable(f"{type(exc).__name__}: {exc}")
 
 
+def oldest_waiting(queue: Queue) -> float | None | Unavailable:
+    """Seconds the waiting job pushed first has waited (None: no job waits)."""
+    if not queue.capabilities.waiting_age:
+        return Unavailable(f"the {queue.driver.name} driver cannot tell")
+    try:
+        return queue.oldest_waiting_age()
+    except QueueError as exc:
+        logger.warning("dashboard: the oldest waiting job of %s: %s", queue.driver.describe(),
+                       exc)
+        return Unavailable(f"{type(exc).__name__}: {exc}")
+
+
 def listable(queue: Queue, status: JobStatus) -> bool:
     return status in queue.capabilities.listing
 

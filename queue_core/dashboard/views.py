@@ -75,6 +75,14 @@ def _counts_table(ctx: Context, name: str, found: dict[JobStatus, int] | data.Un
     return render('<table class="counts">{rows}</table>', rows=join(cells))
 
 
+def _oldest(name: str, found: float | None | data.Unavailable) -> Safe:
+    if isinstance(found, data.Unavailable):
+        return Safe("")  # nothing to tell where the driver cannot
+    return render('<p class="oldest">Oldest waiting job: <span id="oldest-{name}">{age}</span>'
+                  "</p>", name=name, age="none waits" if found is None
+                  else f"pushed {found:.0f} s ago")
+
+
 def _workers(ctx: Context, name: str, rows: list[data.WorkerRow] | None) -> Safe:
     if rows is None:
         return Safe("")  # the driver stores no heartbeats: nothing to say
@@ -116,10 +124,11 @@ def overview(ctx: Context, queues: dict[str, Queue]) -> Safe:
                 f"Delete every job of {name}? This cannot be undone.", "danger")])
         sections.append(render(
             '<section class="queue" id="queue-{name}"><h2>{name} '
-            '<small>{where}</small></h2>{counts}<div class="actions">{actions}</div>'
+            '<small>{where}</small></h2>{counts}{oldest}<div class="actions">{actions}</div>'
             "<h3>Jobs per minute, last hour</h3>{chart}{workers}</section>",
             name=name, where=queue.driver.describe(),
-            counts=_counts_table(ctx, name, data.counts(queue)), actions=actions,
+            counts=_counts_table(ctx, name, data.counts(queue)),
+            oldest=_oldest(name, data.oldest_waiting(queue)), actions=actions,
             chart=chart, workers=_workers(ctx, name, data.workers(queue))))
     return layout(ctx, "Overview", join(sections))
 

@@ -59,6 +59,10 @@ def test_overview_shows_counts_chart_and_actions(queue: Queue, tmp_path: Path) -
     assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
     assert "no workers reported" in page.text  # heartbeats stored, none written
+    assert 'id="oldest-main">none waits<' in page.text
+    queue.push(Noop())
+    page = Client(Dashboard(queue)).get("/")
+    assert 'id="oldest-main">pushed 0 s ago<' in page.text
 
 
 def test_workers_are_shown_from_their_heartbeats(queue: Queue) -> None:
