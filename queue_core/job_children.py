@@ -285,18 +285,39 @@ class ChildPool:
         self._lock = threading.Lock()
         self.started = 0
         """Children made so far (for the logs and the tests)."""
+        self._closing = False
+
+    def warm(self) -> None:
+        """Exec mode: start every child now and wait until each is ready, before the worker
+        takes a job. A job's lease runs from its begin, so an interpreter starting while
+        it waits would eat into it (fork children start in a moment, when needed)."""
+        if self.mode != "exec":
+            return
+        with self._lock:
+            missing = self.size - len(self._all)
+        made = [self._make() for _ in range(missing)]
+        for child in made:
+            child.wait_ready()
+        with self._lock:
+            self._idle.extend(made)
 
     def take(self) -> _Child:
-        """An idle child, made now if none is (call from the worker's main thread)."""
-        with self._lock:
-            idle = self._idle.pop() if self._idle else None
+        """An idle child, a ready one first, made now if none is (call from the worker's
+        main thread)."""
+        idle = self._pop_idle()
         while idle is not None and not idle.alive():
             # It died while idle (the OOM killer, a signal): never hand it a job.
             logger.warning("child process %d %s while idle; starting another", idle.pid,
                            self._discard(idle))
-            with self._lock:
-                idle = self._idle.pop() if self._idle else None
+            idle = self._pop_idle()
         return idle if idle is not None else self._make()
+
+    def _pop_idle(self) -> _Child | None:
+        with self._lock:
+            for index in range(len(self._idle) - 1, -1, -1):
+                if self._idle[index].ready:
+                    return self._idle.pop(index)
+            return self._idle.pop() if self._idle else None
 
     def run(self, child: _Child, job_id: str, payload: bytes, ttr: float,
             began: float = 0.0) -> Outcome:
@@ -314,24 +335,24 @@ class ChildPool:
             # side, and the main thread goes on fetching meanwhile.
             waited = time.monotonic()
             if not child.wait_ready(latest):
-                self._discard(child)
+                self._discard(child, replace=True)
                 return Outcome(False, error=JobTimeoutError(
                     f"job {job_id} exceeded its ttr of {ttr:g}s before its child process "
                     f"had started ({time.monotonic() - waited:.3g}s); its child process was "
                     "killed"))
         deadline = min(time.monotonic() + ttr, latest)
         if not child.send(payload):
-            how = self._discard(child)
+            how = self._discard(child, replace=True)
             return Outcome(False, error=WorkerLostError(
                 f"the child process for job {job_id} {how} before it took the job"))
         report, retiring, timed_out = child.report(deadline)
         if timed_out:
             child.kill()
-            self._discard(child)
+            self._discard(child, replace=True)
             return Outcome(False, error=JobTimeoutError(
                 f"job {job_id} exceeded its ttr of {ttr:g}s; its child process was killed"))
         if report is None:
-            how = self._discard(child)
+            how = self._discard(child, replace=True)
             return Outcome(False, error=WorkerLostError(
                 f"the child process running job {job_id} {how} before reporting a result"))
         child.jobs += 1
@@ -339,7 +360,7 @@ class ChildPool:
                         and child.jobs >= self.max_jobs_per_child):
             logger.info("child process %d retires after %d jobs%s", child.pid, child.jobs,
                         " (max_memory_per_child)" if retiring else "")
-            self._discard(child)
+            self._discard(child, replace=True)
         else:
             with self._lock:
                 self._idle.append(child)
@@ -352,6 +373,7 @@ class ChildPool:
     def kill_busy(self) -> None:
         """Kill every child running a job (the worker is told to stop at once); each of
         those jobs ends as a lost attempt."""
+        self._closing = True
         with self._lock:
             busy = [child for child in self._all if child not in self._idle]
         for child in busy:
@@ -359,6 +381,7 @@ class ChildPool:
 
     def close(self) -> None:
         """End every child (each is idle: the worker has drained its jobs)."""
+        self._closing = True
         with self._lock:
             children, self._idle = list(self._all), []
             self._all.clear()
@@ -374,10 +397,21 @@ class ChildPool:
             self._all.add(child)
         return child
 
-    def _discard(self, child: _Child) -> str:
+    def _discard(self, child: _Child, replace: bool = False) -> str:
+        """End ``child``; with ``replace`` in exec mode, start its successor at once, so
+        that it is ready by the next job (its start is not charged to that job's lease)."""
         with self._lock:
             self._all.discard(child)
-        return child.end(0.0 if child.status is not None else RETIRE_WAIT)
+        how = child.end(0.0 if child.status is not None else RETIRE_WAIT)
+        if replace and self.mode == "exec" and not self._closing:
+            try:
+                successor = self._make()
+            except Exception as exc:  # noqa: BLE001 - the next job starts one and reports
+                logger.warning("could not start a child process in advance: %s", exc)
+            else:
+                with self._lock:
+                    self._idle.append(successor)
+        return how
 
     def _fork(self, siblings_fds: list[int]) -> _Child:
         jobs_read, jobs_write = os.pipe()

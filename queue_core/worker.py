@@ -391,6 +391,8 @@ class Worker:
             if self.isolate == "exec" and not self.app:
                 raise ConfigError("isolate='exec' needs the app target (--app or QUEUE_APP) "
                                   "so that each child can load the queue", key="isolate")
+            if self.isolate == "exec":
+                self._child_pool().warm()
             if main and self.handle_signals:
                 for signum in STOP_SIGNALS:
                     previous[signum] = signal.signal(signum, self._on_stop_signal)
