@@ -438,7 +438,10 @@ class _AmqpConsumer(Consumer):
         self._held.clear()
 
     def close(self) -> None:
-        self._trimmer.flush()
+        try:
+            self._trimmer.flush()
+        except Exception:  # noqa: BLE001 - closing must go on whatever the trim met
+            logger.exception("retention: the trim at close failed")
         wire = self._wire
         if wire is not None and wire.dead is None:
             try:

@@ -201,5 +201,8 @@ class BeanstalkConsumer(Consumer):
         self._hint = None
 
     def close(self) -> None:
-        self._trimmer.flush()
+        try:
+            self._trimmer.flush()
+        except Exception:  # noqa: BLE001 - closing must go on whatever the trim met
+            logger.exception("retention: the trim at close failed")
         self._link.drop()
