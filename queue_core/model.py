@@ -66,9 +66,14 @@ class Capabilities:
     """``get`` of a job waiting for a retry shows the error of its last attempt."""
     keep_completed: bool = False
     retention: bool = False
-    """Kept DONE and FAILED jobs can be limited by count and age (``keep_completed`` /
-    ``keep_failed`` given as a number or ``{"max_count": ..., "max_age": ...}``): the
-    driver trims the oldest as later jobs finish."""
+    """The jobs the driver keeps can be limited by count and age (``keep_failed``, and
+    ``keep_completed`` where it keeps DONE jobs, given as a number or
+    ``{"max_count": ..., "max_age": ...}``): the driver trims the oldest as later jobs
+    finish. A driver that keeps no DONE jobs (``keep_completed`` false) limits FAILED ones
+    only; the core refuses ``keep_completed`` there whatever its form."""
+    max_retention_age: float | None = None
+    """The longest ``max_age`` the back end can hold (AMQP: a message's expiration, 32-bit
+    milliseconds), when it has a bound of its own."""
     manual_retry: bool = False
     remove: bool = False
     clear: bool = False

@@ -202,17 +202,27 @@ class Queue:
                 f"the {self.driver.name} driver does not support retries "
                 f"(attempts={self.attempts}, age_limit={self.age_limit}): "
                 "set attempts=1 and no age_limit")
+        # Keeping comes first: a driver that keeps no DONE jobs refuses keep_completed in
+        # any form, a count or an age included, even where it can limit FAILED ones.
         if self.keep_completed:
-            self._require("keep_completed", "keeping completed jobs (keep_completed=True)")
+            self._require("keep_completed", "keeping completed jobs (keep_completed: keep "
+                          f"{retention.describe(True, self.retention_completed)})")
         if self.keep_failed:
-            self._require("failed_store", "keeping failed jobs (keep_failed=True)")
+            self._require("failed_store", "keeping failed jobs (keep_failed: keep "
+                          f"{retention.describe(True, self.retention_failed)})")
         for key, kept, limits in (("keep_completed", self.keep_completed,
                                    self.retention_completed),
                                   ("keep_failed", self.keep_failed, self.retention_failed)):
-            if limits.limited:
-                self._require("retention", f"limits on kept jobs ({key}: keep "
-                              f"{retention.describe(kept, limits)}); set {key} to true "
-                              "to keep every job")
+            if not limits.limited:
+                continue
+            self._require("retention", f"limits on kept jobs ({key}: keep "
+                          f"{retention.describe(kept, limits)}); set {key} to true "
+                          "to keep every job")
+            longest = caps.max_retention_age
+            if limits.max_age is not None and longest is not None and limits.max_age > longest:
+                raise NotSupportedError(
+                    f"the {self.driver.name} driver does not support {key}.max_age "
+                    f"{limits.max_age:g} s: it keeps jobs for at most {longest:g} s")
         self.driver.set_retention(done=self.retention_completed, failed=self.retention_failed)
 
     # -- events ----------------------------------------------------------------------

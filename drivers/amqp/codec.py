@@ -357,18 +357,24 @@ def encode_table(table: dict[str, Any]) -> bytes:
 # -- properties out --------------------------------------------------------------------
 
 
-def properties_head(priority: int | None, headers: dict[str, Any]) -> bytes:
+def properties_head(priority: int | None, headers: dict[str, Any],
+                    expiration: str | None = None) -> bytes:
     """Basic properties up to the message id, which comes last: headers, persistent
-    delivery mode, priority. Jobs pushed together share it."""
-    flags = _HEADERS | _DELIVERY_MODE | _MESSAGE_ID | (_PRIORITY if priority is not None else 0)
+    delivery mode, priority, and an expiration (milliseconds, as text: a failed job's
+    ``max_age``). Jobs pushed together share it."""
+    flags = (_HEADERS | _DELIVERY_MODE | _MESSAGE_ID | (_PRIORITY if priority is not None else 0)
+             | (_EXPIRATION if expiration is not None else 0))
     parts = [_U16.pack(flags), encode_table(headers), _PERSISTENT]
     if priority is not None:
         parts.append(bytes((priority,)))
+    if expiration is not None:
+        parts.append(shortstr(expiration))
     return b"".join(parts)
 
 
-def encode_properties(message_id: str, priority: int | None, headers: dict[str, Any]) -> bytes:
-    return properties_head(priority, headers) + shortstr(message_id)
+def encode_properties(message_id: str, priority: int | None, headers: dict[str, Any],
+                      expiration: str | None = None) -> bytes:
+    return properties_head(priority, headers, expiration) + shortstr(message_id)
 
 
 def _shares(lengths: dict[str, int], budget: int) -> dict[str, int]:
@@ -400,7 +406,8 @@ class Fitted:
 
 def fit_properties(message_id: str, priority: int | None, headers: dict[str, Any], room: int,
                    shorten: Sequence[tuple[str, bool, int]] = (),
-                   protect: Callable[[str, Any], bool] = lambda key, value: False) -> Fitted:
+                   protect: Callable[[str, Any], bool] = lambda key, value: False,
+                   expiration: str | None = None) -> Fitted:
     """Properties of at most ``room`` bytes, so that the content header fits the
     connection's frame_max (a longer one makes the broker close the connection).
 
@@ -427,7 +434,7 @@ def fit_properties(message_id: str, priority: int | None, headers: dict[str, Any
             dropped.append(key)
             continue
         kept[key] = value
-    fixed = len(properties_head(priority, {})) + 1 + len(utf8(message_id))
+    fixed = len(properties_head(priority, {}, expiration)) + 1 + len(utf8(message_id))
     size = fixed + sum(sizes.values()) + sum(1 + len(utf8(key)) for key in kept)
     texts = {key: (keep_end, most) for key, keep_end, most in shorten
              if isinstance(kept.get(key), str)}
@@ -458,7 +465,7 @@ def fit_properties(message_id: str, priority: int | None, headers: dict[str, Any
             # One cut, so that its note gives the size of the whole text.
             kept[key] = cut_utf8(kept[key], caps[key], keep_end=keep_end)
     cut = [key for key in texts if caps[key] < wanted[key]]
-    properties = encode_properties(message_id, priority, kept)
+    properties = encode_properties(message_id, priority, kept, expiration)
     return Fitted(properties, cut, dropped)
 
 
@@ -504,6 +511,8 @@ class ContentMethod(NamedTuple):
     routing_key: str
     reply: str
     """For a returned message: why the broker could not route it."""
+    left: int = -1
+    """For basic.get-ok: the messages left in the queue after this one (-1: not told)."""
 
 
 def decode_content_method(method_id: int, payload: bytes) -> ContentMethod:
@@ -523,9 +532,12 @@ def decode_content_method(method_id: int, payload: bytes) -> ContentMethod:
             tag, redelivered = _DELIVERY.unpack_from(payload, at)
             _, at = _read_shortstr(payload, at + _DELIVERY.size)  # exchange
             routing_key, at = _read_shortstr(payload, at)
-            method = ContentMethod(tag, bool(redelivered), routing_key, "")
             if method_id == BASIC_GET_OK:
-                at += _ID.size  # message count
+                left = _ID.unpack_from(payload, at)[0]  # the message count
+                at += _ID.size
+                method = ContentMethod(tag, bool(redelivered), routing_key, "", left)
+            else:
+                method = ContentMethod(tag, bool(redelivered), routing_key, "")
     except (IndexError, struct.error):
         at = len(payload) + 1
     if at > len(payload):

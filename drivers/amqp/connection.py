@@ -115,7 +115,7 @@ class Delivery:
     """A message the broker handed over: by basic.deliver, basic.get-ok or basic.return."""
 
     __slots__ = ("tag", "redelivered", "routing_key", "message_id", "priority", "headers",
-                 "body", "reply")
+                 "body", "reply", "left")
 
     def __init__(self, tag: int, redelivered: bool, routing_key: str) -> None:
         self.tag = tag
@@ -127,6 +127,8 @@ class Delivery:
         self.body = b""
         self.reply = ""
         """For a returned message: why the broker could not route it."""
+        self.left = -1
+        """For basic.get-ok: the messages ready in the queue after this one."""
 
 
 class QueueCounts(NamedTuple):
@@ -443,6 +445,7 @@ class Wire:
         method = decode_content_method(method_id, payload)
         delivery = Delivery(method.tag, method.redelivered, method.routing_key)
         delivery.reply = method.reply
+        delivery.left = method.left
         self._start_content(method_id, delivery)
 
     def _other_method(self, channel: int, method_id: int, payload: bytes) -> None:

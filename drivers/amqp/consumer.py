@@ -26,6 +26,7 @@ from queue_core.model import ErrorInfo, Message
 
 from .connection import Delivery, Wire, WireError
 from .headers import as_int, as_text, carried
+from .retention import FailedTrimmer, expiration
 
 if TYPE_CHECKING:
     from .store import AmqpDriver
@@ -115,6 +116,9 @@ class _AmqpConsumer(Consumer):
         self.lease_end = math.inf
         """No held job's lease ends before this (monotonic seconds): a bound that
         ``_expire_held`` makes exact."""
+        self._trimmer = FailedTrimmer(store)
+        self._expiration = expiration(store.retention_failed.max_age)
+        """The expiration of the failed copies (keep_failed's max_age), or None."""
 
     # -- connection ------------------------------------------------------------------
 
@@ -376,10 +380,14 @@ class _AmqpConsumer(Consumer):
                 "qc-failed-at": int(time.time() * 1000)})
             try:
                 self.store._republish(self.store.failed_queue, message.payload, message.id,
-                                      handle.delivery.priority, headers, 0.0)
+                                      handle.delivery.priority, headers, 0.0,
+                                      expiration=self._expiration)
             except DriverError:
                 self._held[handle.delivery.tag] = handle
                 raise
+            self._ack(message, handle)
+            self._trimmer.failed()
+            return
         self._ack(message, handle)
 
     # -- giving back and closing -----------------------------------------------------
@@ -430,6 +438,10 @@ class _AmqpConsumer(Consumer):
         self._held.clear()
 
     def close(self) -> None:
+        try:
+            self._trimmer.flush()
+        except Exception:  # noqa: BLE001 - closing must go on whatever the trim met
+            logger.exception("retention: the trim at close failed")
         wire = self._wire
         if wire is not None and wire.dead is None:
             try:

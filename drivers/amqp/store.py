@@ -473,28 +473,30 @@ class AmqpDriver(Store):
             return [consumer for consumer in self._consumers if consumer.lease_end <= now]
 
     def _republish(self, queue: str, body: bytes, message_id: str, priority: int | None,
-                   headers: dict[str, Any], delay: float) -> None:
+                   headers: dict[str, Any], delay: float, *,
+                   expiration: str | None = None) -> None:
         """Publish a copy of a job to ``queue`` (the main queue after ``delay``, or the
-        failed store) and wait for the broker's confirm."""
+        failed store, where ``expiration`` is keep_failed's max_age) and wait for the
+        broker's confirm."""
         def send(wire: Wire) -> None:
             if queue == self.channel:
                 target = self.topology.target(wire, delay)
             else:
                 target = queue
                 self.topology.ensure(wire, target, self.topology.plain_arguments)
-            properties = self._fit(wire, message_id, priority, headers)
+            properties = self._fit(wire, message_id, priority, headers, expiration)
             frames = wire.publish_bytes(target, body, properties)
             self._confirm(wire, wire.publish(frames, 1), [frames])
         self._io(send)
 
     def _fit(self, wire: Wire, message_id: str, priority: int | None,
-             headers: dict[str, Any]) -> bytes:
+             headers: dict[str, Any], expiration: str | None = None) -> bytes:
         """The properties of a copy of a job, cut to fit ``wire``'s frame_max: a header
         frame over it makes the broker close the connection, and the job's outcome would
         never be saved. The error text is cut as much as needed; headers of others (read
         back with the job) are left out only when they alone would not fit."""
         fitted = fit_properties(message_id, priority, headers, wire.header_room, SHORTENED,
-                                kept_whole)
+                                kept_whole, expiration)
         if fitted.cut:
             logger.info("job %s: %s cut to fit frame_max %d of %s", message_id,
                         ", ".join(fitted.cut), wire.frame_max, wire.address,

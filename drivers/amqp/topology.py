@@ -26,6 +26,7 @@ from queue_core.model import Capabilities, JobStatus
 from .codec import PRECONDITION_FAILED, encode_properties
 from .connection import PROBE, Delivery, ProbeError, Wire
 from .headers import as_int, as_text
+from .retention import MAX_EXPIRATION_MS
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ def delay_ms(delay: float) -> int:
 CLASSIC_CAPABILITIES = Capabilities(
     delay=True, priority=True, priority_range=(0, LOWEST_PRIORITY), ttr_lease=True,
     lease_by_connection=True, retry=True, attempt_count=True, status=False,
-    failed_store=True, last_error=False, keep_completed=False, manual_retry=True,
+    failed_store=True, last_error=False, keep_completed=False, retention=True,
+    max_retention_age=MAX_EXPIRATION_MS / 1000, manual_retry=True,
     remove=False, clear=True, info=True,
     listing=frozenset({JobStatus.FAILED}), reset_attempts=True, bulk_push=True, max_delay=MAX_DELAY,
     uncounted=frozenset({JobStatus.RESERVED}))

@@ -27,8 +27,9 @@ from queue_core.model import ErrorInfo, Message
 from . import protocol
 from .client import LEASE_ENDED, Client, Counts, Link, Owed
 from .errors import NotFound
-from .jobs import LOST_BITS, LOST_MASK, decode_body, encode_priority, whole_seconds
+from .jobs import LOST_BITS, LOST_MASK, REASON_TTR, decode_body, encode_priority, whole_seconds
 from .protocol import UINT32
+from .retention import BuriedTrimmer
 
 if TYPE_CHECKING:
     from .store import BeanstalkDriver
@@ -74,6 +75,7 @@ class BeanstalkConsumer(Consumer):
         # switches, so a FIFO tube guesses and a tube read out of order peeks.
         self._peek = False
         self._idle_pause = 0.02
+        self._trimmer = BuriedTrimmer(store)
 
     def fetch(self, max_n: int, timeout: float,
               settle: Sequence[Settlement] = ()) -> list[Message]:
@@ -180,7 +182,7 @@ class BeanstalkConsumer(Consumer):
             # buried job without a reason, which no listing would show.
             c.call(protocol.use(store.reasons_tube))
             try:
-                c.call(protocol.put(record, UINT32, 0, 3600))
+                c.call(protocol.put(record, UINT32, 0, REASON_TTR))
             finally:
                 c.call(protocol.use(store.channel))
             c.call(protocol.bury(handle.job_id, pri))
@@ -189,6 +191,8 @@ class BeanstalkConsumer(Consumer):
         except NotFound:
             logger.warning(LEASE_ENDED, message.id,
                            extra=job_extra(self.store.channel, message.id, attempt=message.attempt))
+            return
+        self._trimmer.buried()
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -197,4 +201,8 @@ class BeanstalkConsumer(Consumer):
         self._hint = None
 
     def close(self) -> None:
+        try:
+            self._trimmer.flush()
+        except Exception:  # noqa: BLE001 - closing must go on whatever the trim met
+            logger.exception("retention: the trim at close failed")
         self._link.drop()

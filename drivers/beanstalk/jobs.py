@@ -1,5 +1,6 @@
 """How the driver keeps its jobs in beanstalkd's fields: the body's header, the priority
-that also counts lost runs, and seconds as beanstalkd takes them.
+that also counts lost runs, seconds as beanstalkd takes them, and the failure records of
+the side tube read back.
 
 A lost run (the worker's connection closed, or beanstalkd timed the reservation out) is
 told apart from a normal end by the job's priority. Every reservation ends in a release, a
@@ -11,8 +12,9 @@ job's last normal end; a job that comes back with a larger one was lost.
 
 from __future__ import annotations
 
+import json
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from queue_core.errors import InvalidArgumentError
 from queue_core.model import DEFAULT_PRIORITY
@@ -26,6 +28,8 @@ LOST_BITS = 8
 LOST_MASK = 0xFF
 _BODY = b"QCB1 "
 BODY_HEADER_MAX = 64
+REASON_TTR = 3600
+"""The server ttr of a failure record (never run: a listing reserves it for a moment)."""
 """Bytes our body header (marker, ttr, push time) may take ahead of the payload."""
 
 
@@ -74,3 +78,16 @@ def decode_body(body: bytes) -> Body:
         return _new_body(Body, (float(ttr), float(pushed), payload))
     except ValueError:
         return _new_body(Body, (None, None, body))
+
+
+def read_reason(body: bytes) -> dict[str, Any] | None:
+    """A failure record of the side tube (``{"id": job id, "error": ..., "finished_at":
+    ...}``), or None when it is not one of ours."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or isinstance(data.get("id"), bool) or not isinstance(
+            data.get("id"), int):
+        return None
+    return data

@@ -4,12 +4,12 @@
   grace, rounded up); the worker enforces the real ttr, which travels in the job body.
 - Attempts are the job's ``reserves`` stat. A retry is ``release`` with the core's delay;
   a final failure ``bury``s the job and writes the reason to the side tube
-  ``<channel>.failed``; ``retry`` ``kick``s it back.
+  ``<channel>.failed``; ``retry`` ``kick``s it back. ``keep_failed`` limits are trimmed
+  by the consumers (retention.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -53,6 +53,7 @@ from .jobs import (
     decode_body,
     encode_body,
     encode_priority,
+    read_reason,
     whole_seconds,
 )
 from .protocol import UINT32
@@ -70,19 +71,6 @@ class Address(NamedTuple):
 
     host: str
     port: int
-
-
-def _reason(body: bytes) -> dict[str, Any] | None:
-    """A failure record of the side tube, or None when it is not one of ours."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or isinstance(data.get("id"), bool) or not isinstance(
-            data.get("id"), int):
-        return None
-    return data
-
 
 
 OPTIONS = (
@@ -105,7 +93,7 @@ class BeanstalkDriver(Store):
     capabilities = Capabilities(
         delay=True, priority=True, priority_range=(0, MAX_PRIORITY), ttr_lease=True,
         retry=True, attempt_count=True, status=True, failed_store=True, keep_completed=False,
-        manual_retry=True, remove=True, clear=True, info=True,
+        retention=True, manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset({JobStatus.FAILED}),
         lease_by_connection=True)
 
@@ -195,7 +183,7 @@ class BeanstalkDriver(Store):
                     # DEADLINE_SOON: this connection also holds a job whose ttr is nearly
                     # up; the records read so far are the answer.
                     break
-                data = _reason(record.body)
+                data = read_reason(record.body)
                 if data is None or (drop is not None and data["id"] in drop):
                     # unreadable, or the reason of a job that goes
                     c.call(protocol.delete(record.id))

@@ -36,6 +36,9 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
     if lacking == "keep_completed":
         with pytest.raises(NotSupportedError, match=match + " keeping completed"):
             create_queue(queue_settings(keep_completed=True))
+        # A count or an age too, even where the driver limits the failed jobs it keeps.
+        with pytest.raises(NotSupportedError, match=match + " keeping completed"):
+            create_queue(queue_settings(keep_completed={"max_count": 10, "max_age": 60}))
         return
     queue = make_queue()
     calls = {

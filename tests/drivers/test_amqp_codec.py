@@ -26,9 +26,11 @@ from queue_core.drivers.amqp import connection  # noqa: E402
 from queue_core.drivers.amqp.codec import (  # noqa: E402
     CONTENT_HEAD,
     FRAME_OVERHEAD,
+    decode_properties,
     decode_table,
     encode_properties,
     encode_table,
+    fit_properties,
     properties_head,
     shortstr,
 )
@@ -334,6 +336,21 @@ def test_our_properties_are_the_bytes_pika_writes_and_set_the_right_flags() -> N
         flags = struct.unpack_from(">H", ours)[0]
         assert flags == 0x2000 | 0x1000 | 0x0080 | (0 if priority is None else 0x0800)
         assert ours.startswith(properties_head(priority, headers))
+
+
+def test_an_expiration_is_written_as_pika_writes_it_and_skipped_when_read() -> None:
+    headers = {"qc-error": "boom"}
+    for priority in (None, 3):
+        ours = encode_properties("id-1", priority, headers, "1500")
+        expected: dict[str, Any] = {"headers": headers, "delivery_mode": 2,
+                                    "message_id": "id-1", "expiration": "1500"}
+        if priority is not None:
+            expected["priority"] = priority
+        assert ours == props_bytes(**expected)
+        read = decode_properties(ours, 0)
+        assert (read.headers, read.priority, read.message_id) == (headers, priority, "id-1")
+    fitted = fit_properties("id-2", None, {"qc-error": "e" * 500}, 200, expiration="99")
+    assert len(fitted.properties) <= 200 and fitted.properties.endswith(b"\x0299\x04id-2")
 
 
 def test_a_get_ok_and_a_get_empty(peer: Peer) -> None:

@@ -93,6 +93,35 @@ def test_keeping_everything_needs_no_retention_capability() -> None:
     assert queue.keep_completed and queue.keep_failed
 
 
+class _FailedKeeper(_Keeper):
+    """A driver that keeps failed jobs only, and limits them (beanstalk, amqp), for at
+    most a day."""
+
+    name = "failedkeeper"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        failed_store=True, retention=True, max_retention_age=86400.0)
+
+
+def test_a_driver_that_keeps_failed_jobs_only_limits_them_and_refuses_the_rest() -> None:
+    queue = Queue(_FailedKeeper(), keep_failed={"max_count": 10, "max_age": 86400})
+    assert queue.driver.retention_failed == Retention(max_count=10, max_age=86400.0)
+    assert queue.driver.retention_done == KEEP_ALL
+    # keep_completed in any form is about keeping completed jobs, which it does not do:
+    # refused as such, never as a limit it could apply.
+    for value in (True, 5, {"max_age": 60}, {"max_count": 1, "max_age": 1}):
+        with pytest.raises(NotSupportedError, match=(
+                r"the failedkeeper driver does not support keeping completed jobs "
+                r"\(keep_completed: keep ")):
+            Queue(_FailedKeeper(), keep_completed=value)
+    with pytest.raises(NotSupportedError, match=r"keep_completed: keep at most 5\)"):
+        Queue(_FailedKeeper(), keep_completed=5)
+    with pytest.raises(NotSupportedError, match=(
+            r"the failedkeeper driver does not support keep_failed.max_age 86401 s: it keeps "
+            r"jobs for at most 86400 s")):
+        Queue(_FailedKeeper(), keep_failed={"max_age": 86401})
+    assert Queue(_FailedKeeper(), keep_failed=False).keep_failed is False
+
+
 def test_the_pacer_trims_every_tenth_of_max_count_and_after_an_interval() -> None:
     pacer = TrimPacer(Retention(max_count=1000))
     assert pacer.every == 100
