@@ -74,7 +74,8 @@ class DbConsumer(Consumer):
     def __init__(self, store: DbDriver) -> None:
         self.store = store
         self.sql = store.sql
-        self._unhold = store._unique_sql.unhold if store.dialect == "sqlite" else None
+        self._unhold = (store._unique_sql.unhold if store.dialect == "sqlite"
+                        and store.has_unique_table() else None)
         self._conn: Any = None
         self._listener: Any = None
         self._idle = store.poll_interval

@@ -124,6 +124,7 @@ class DbDriver(Store):
         self._unique_sql = UniqueSql(Sql(self.dialect, self.unique_table, dbapi.paramstyle),
                                      table)
         self._unique_pushes = 0
+        self._unique_exists: bool | None = None
         self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
             getattr(self.engine.dialect, "insert_returning", False))
         self._mysql = self.dialect in ("mysql", "mariadb")
@@ -196,6 +197,23 @@ class DbDriver(Store):
                     pass
                 raise DriverError(f"db {self.describe()}: cannot create the table "
                                   f"{table.name}: {first_line(exc)}") from exc
+
+    def has_unique_table(self) -> bool:
+        """Whether the table of unique keys exists (made with the queue table; a table
+        created by hand from an older version's DDL lacks it until ``db init`` runs).
+        Without it, remove, clear and settles leave it alone, and a unique push says so."""
+        if self._unique_exists is None:
+            self._ensure_table()
+            if self._create_table:
+                self._unique_exists = True
+            else:
+                from sqlalchemy import inspect
+                try:
+                    self._unique_exists = bool(inspect(self.engine).has_table(
+                        self.unique_table))
+                except self._sa_errors() as exc:
+                    raise DriverError(f"db {self.describe()}: {first_line(exc)}") from exc
+        return self._unique_exists
 
     def _sa_errors(self) -> tuple[type[BaseException], ...]:
         import sqlalchemy
@@ -314,6 +332,11 @@ class DbDriver(Store):
         """Jobs with unique keys, one by one in one transaction: a key whose holder lives
         gives the holder's id, a free one is taken by the new job. A transaction that
         loses the key to a concurrent push is tried again (see unique.py)."""
+        if not self.has_unique_table():
+            raise DriverError(
+                f"db {self.describe()}: the table {self.unique_table}, which holds unique "
+                "keys, does not exist; run 'queue-core db init' (or apply 'db init --sql') "
+                "to create it; nothing was queued")
         usql = self._unique_sql
         insert = self.sql.insert(1, self._insert_returning)
         self._unique_pushes += 1
@@ -541,22 +564,26 @@ class DbDriver(Store):
         number = _job_number(job_id)
         if number is None:
             return False
+        keys = self.has_unique_table()
         with self._transaction() as cursor:
             cursor.execute(self.sql.remove, {"id": number, "c": self.channel})
             found = bool(cursor.rowcount > 0)
-            if found:
+            if found and keys:
                 cursor.execute(self._unique_sql.unhold, {"id": number, "c": self.channel})
             return found
 
     def clear(self) -> None:
+        keys = self.has_unique_table()
         with self._transaction() as cursor:
             cursor.execute(self.sql.clear, {"c": self.channel})
-            cursor.execute(self._unique_sql.clear, {"c": self.channel})
+            if keys:
+                cursor.execute(self._unique_sql.clear, {"c": self.channel})
 
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
         number = _job_number(job_id)
         if number is None:
             raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+        keys = self.has_unique_table()
         with self._transaction() as cursor:
             cursor.execute(self.sql.lock_one, {"id": number, "c": self.channel})
             row = cursor.fetchone()
@@ -568,8 +595,9 @@ class DbDriver(Store):
                 stored = found or (f"stored with the status {raw!r}, which queue-core "
                                    "does not know")
                 raise JobNotInStateError(f"job {job_id} is {stored}, not {state}")
-            # Its key was freed when it finished: the retried job does not take it back.
-            cursor.execute(self._unique_sql.unhold, {"id": number, "c": self.channel})
+            if keys:
+                # Its key was freed when it finished: the retried job does not take it back.
+                cursor.execute(self._unique_sql.unhold, {"id": number, "c": self.channel})
             cursor.execute(self.sql.requeue, {"id": number, "reset": int(reset_attempts)})
             self._notify(cursor)
         self.ring()
