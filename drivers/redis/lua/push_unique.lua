@@ -5,23 +5,17 @@
 -- the holder's when the key is held (nothing is stored for that job).
 local now = now_ms()
 local prefix = ARGV[1]
--- Windows that ended, a few per call: the hash does not grow with keys nobody pushes.
-local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 20)
-if #old > 0 then
-  redis.call('HDEL', KEYS[6], unpack(old))
-  redis.call('ZREM', KEYS[7], unpack(old))
-end
 local ids, ready, later = {}, {}, {}
-local pushed = 0
+local pushed, sweep = 0, false
 for i = 2, #ARGV, 6 do
   local ukey, ufor = ARGV[i + 4], ARGV[i + 5]
-  local holder = nil
+  local holder, window = nil, nil
   if ukey ~= '' then
     holder = redis.call('HGET', KEYS[6], ukey)
     if holder then
-      local untl = number(redis.call('ZSCORE', KEYS[7], ukey))
-      if untl then
-        if untl <= now then holder = nil end
+      window = number(redis.call('ZSCORE', KEYS[7], ukey))
+      if window then
+        if window <= now then holder = nil end
       elseif redis.pcall('HGET', prefix .. 'j:' .. holder, 'uk') ~= ukey
           or redis.call('ZSCORE', KEYS[5], holder) then
         -- Gone, finished or failed without freeing it (a damaged record): free.
@@ -32,17 +26,23 @@ for i = 2, #ARGV, 6 do
   if holder then
     ids[#ids + 1] = holder
   else
-    local id = string.format('%012d', redis.call('INCR', KEYS[1]))
+    local number_ = redis.call('INCR', KEYS[1])
+    local id = string.format('%012d', number_)
     local key = prefix .. 'j:' .. id
     local pri, delay = ARGV[i + 2], tonumber(ARGV[i + 3])
-    redis.call('HSET', key, 'p', ARGV[i], 'ttr', ARGV[i + 1], 'pri', pri, 'pushed', now)
+    if ukey ~= '' and ufor == '' then
+      redis.call('HSET', key, 'p', ARGV[i], 'ttr', ARGV[i + 1], 'pri', pri, 'pushed', now,
+                 'uk', ukey)
+      -- A window that ended still had its entry: the key is the job's now.
+      if window then redis.call('ZREM', KEYS[7], ukey) end
+    else
+      redis.call('HSET', key, 'p', ARGV[i], 'ttr', ARGV[i + 1], 'pri', pri, 'pushed', now)
+    end
     if ukey ~= '' then
       redis.call('HSET', KEYS[6], ukey, id)
       if ufor ~= '' then
         redis.call('ZADD', KEYS[7], now + tonumber(ufor), ukey)
-      else
-        redis.call('ZREM', KEYS[7], ukey)
-        redis.call('HSET', key, 'uk', ukey)
+        sweep = sweep or number_ % 16 == 0
       end
     end
     if delay > 0 then
@@ -59,4 +59,13 @@ end
 if #ready > 0 then redis.call('ZADD', KEYS[2], unpack(ready)) end
 if #later > 0 then redis.call('ZADD', KEYS[3], unpack(later)) end
 notify(KEYS[4], pushed)
+if sweep then
+  -- Windows that ended, a few now and then: the hash does not grow with keys nobody
+  -- pushes again.
+  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 64)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[6], unpack(old))
+    redis.call('ZREM', KEYS[7], unpack(old))
+  end
+end
 return ids
