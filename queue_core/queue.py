@@ -44,6 +44,7 @@ from .logfields import job_extra
 from .model import WorkerInfo
 from .records import usable_ttr
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
+from .schedules import parse_catch_up, parse_schedules
 from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
 from .store import Store
 from .tracing import check_setting, check_traceparent
@@ -136,7 +137,9 @@ class Queue:
                  imports: Iterable[str] = (),
                  isolate: bool | str = False, concurrency: int = 1,
                  async_concurrency: int = bounds.ASYNC_CONCURRENCY,
-                 heartbeat: float = DEFAULT_PERIOD, tracing: bool = False) -> None:
+                 heartbeat: float = DEFAULT_PERIOD, tracing: bool = False,
+                 schedules: Iterable[Mapping[str, Any]] | None = None,
+                 catch_up: str | Mapping[str, int] = "none") -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -163,6 +166,10 @@ class Queue:
         if isinstance(imports, str):
             imports = [imports]
         self.imports = list(imports)
+        self.schedules = parse_schedules(schedules)
+        """Periodic schedules, run by ``queue-core scheduler`` or ``listen --scheduler``
+        (scheduler.py)."""
+        self.catch_up = parse_catch_up(catch_up)
         self._limits = RetryLimits(self.attempts, self.age_limit)
         self._events = EventHub()
         self._job_backoffs: dict[type, BackoffFn | None] = {}
