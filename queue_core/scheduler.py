@@ -121,9 +121,12 @@ class Scheduler:
         # Firings at or before the boundary are missed ones: from before this scheduler
         # started, or found due more than GRACE late (the process stalled, the host slept).
         boundary = max(self.started, now - timedelta(seconds=GRACE))
+        first = next(schedule.after(last))
+        if first > now:
+            return  # the common look: nothing due
         kept: list[datetime] = []
         dropped = False
-        if last < boundary:
+        if first <= boundary:
             for fire in schedule.before(boundary):
                 if fire <= last:
                     break

@@ -91,7 +91,12 @@ class Schedule:
             from cronsim import CronSim
             zone = _zone(self.timezone)
             for fire in CronSim(str(self.cron), moment.astimezone(zone)):
-                yield fire.astimezone(UTC)
+                found = fire.astimezone(UTC)
+                # From the second pass of an hour that autumn repeats, cronsim gives the
+                # firing of the first pass, which is already past: skipped, so that a
+                # time repeated fires once.
+                if found > moment:
+                    yield found
 
     def before(self, moment: datetime) -> Iterator[datetime]:
         """The fire times at or before ``moment``, newest first."""
@@ -108,7 +113,9 @@ class Schedule:
             # seconds, so the next whole second includes ``moment`` itself.
             start = moment.replace(microsecond=0) + timedelta(seconds=1)
             for fire in CronSim(str(self.cron), start.astimezone(zone), reverse=True):
-                yield fire.astimezone(UTC)
+                found = fire.astimezone(UTC)
+                if found <= moment:  # (an hour autumn repeats, as in ``after``)
+                    yield found
 
     def nth_after(self, fire: datetime, count: int) -> datetime:
         """The ``count``-th fire time after ``fire`` (``fire`` itself for 0)."""
