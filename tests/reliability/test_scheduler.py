@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from queue_core import JobStatus, create_queue
-from tests.support.procs import kill_group, queue_core, stop
+from tests.support.jobs import read_lines
+from tests.support.procs import kill_group, queue_core, stop, wait_for
 
 pytestmark = [pytest.mark.needs("unique", "multiprocess", "!runs_at_push"),
               pytest.mark.worker_modes("c1")]
@@ -61,3 +62,20 @@ def test_three_schedulers_push_each_firing_of_ten_seconds_once(
             assert all(queue.status(job_id) is JobStatus.WAITING for job_id in stored)
     finally:
         queue.close()
+
+
+@pytest.mark.slow
+@pytest.mark.drivers("file", "redis")
+@pytest.mark.parametrize("pool", [[], ["--workers", "2"]], ids=["worker", "supervisor"])
+def test_listen_with_a_scheduler_runs_the_firings_it_pushes(
+        queue_settings, journal: str, pool: list[str]) -> None:
+    settings = queue_settings(schedules=[{
+        "name": "tick", "job": "tests.support.jobs.Record",
+        "args": {"journal": journal, "tag": "tick"}, "every": 1}])
+    process = queue_core(settings, "listen", "--timeout", "0.2", "--scheduler", *pool)
+    try:
+        wait_for(lambda: read_lines(journal).count("tick") >= 3, 30, "three firings run")
+        code, _, err = stop(process)
+    finally:
+        kill_group(process)
+    assert code == 0, err
