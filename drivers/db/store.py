@@ -195,6 +195,16 @@ class DbDriver(Store):
                         continue
                 except self._sa_errors():
                     pass
+                if table.name == self.unique_table:
+                    # Added after the first release: a database user allowed to use the
+                    # queue's tables but not to create one must not lose the queue over
+                    # it. Only unique pushes need it, and they say so.
+                    logger.warning("db %s: cannot create the table %s, which holds unique "
+                                   "keys (%s); pushes with a unique key will fail until "
+                                   "'queue-core db init' creates it", self.describe(),
+                                   table.name, first_line(exc))
+                    self._unique_exists = False
+                    continue
                 raise DriverError(f"db {self.describe()}: cannot create the table "
                                   f"{table.name}: {first_line(exc)}") from exc
 
@@ -204,7 +214,7 @@ class DbDriver(Store):
         Without it, remove, clear and settles leave it alone, and a unique push says so."""
         if self._unique_exists is None:
             self._ensure_table()
-            if self._create_table:
+            if self._create_table and self._unique_exists is None:
                 self._unique_exists = True
             else:
                 from sqlalchemy import inspect
@@ -214,6 +224,18 @@ class DbDriver(Store):
                 except self._sa_errors() as exc:
                     raise DriverError(f"db {self.describe()}: {first_line(exc)}") from exc
         return self._unique_exists
+
+    def _unique_table_made_since(self) -> bool:
+        """Whether the table of unique keys, missing before, exists now (``db init`` ran
+        while this process was up)."""
+        from sqlalchemy import inspect
+        try:
+            found = bool(inspect(self.engine).has_table(self.unique_table))
+        except self._sa_errors() as exc:
+            raise DriverError(f"db {self.describe()}: {first_line(exc)}") from exc
+        if found:
+            self._unique_exists = True
+        return found
 
     def _sa_errors(self) -> tuple[type[BaseException], ...]:
         import sqlalchemy
@@ -332,7 +354,7 @@ class DbDriver(Store):
         """Jobs with unique keys, one by one in one transaction: a key whose holder lives
         gives the holder's id, a free one is taken by the new job. A transaction that
         loses the key to a concurrent push is tried again (see unique.py)."""
-        if not self.has_unique_table():
+        if not self.has_unique_table() and not self._unique_table_made_since():
             raise DriverError(
                 f"db {self.describe()}: the table {self.unique_table}, which holds unique "
                 "keys, does not exist; run 'queue-core db init' (or apply 'db init --sql') "
