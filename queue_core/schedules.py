@@ -10,7 +10,8 @@ starts, after the worker's imports; nothing read from a store ever names one.
 Cron expressions are read by cronsim (the ``schedules`` extra), imported only when a
 schedule has one: a small, pure-Python library written for Healthchecks.io that computes
 firings across DST changes the way Debian's cron does (a local time skipped in spring
-fires at the first minute after it; one repeated in autumn fires once). Time zones come from zoneinfo (the ``tzdata`` package where the system has none).
+fires at the first minute after it; one repeated in autumn fires once). Time zones come
+from zoneinfo (the ``tzdata`` package where the system has none).
 """
 
 from __future__ import annotations
