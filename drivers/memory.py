@@ -50,6 +50,8 @@ class _Job:
     token: int = 0
     """Which reservation may settle the job: a new one, or a lease that ran out, changes it."""
     lost: bool = False
+    unique_key: str | None = None
+    """The key this job holds for its life (not a ``unique_for`` window's)."""
 
 
 class _Jobs:
@@ -68,6 +70,26 @@ class _Jobs:
             JobStatus.DONE: OrderedDict(), JobStatus.FAILED: OrderedDict()}
         """The ids of kept DONE and FAILED jobs, oldest finish first, with their finish
         times: retention trims from the front."""
+        self.unique: dict[str, tuple[str, float | None]] = {}
+        """Unique keys held: key -> (job id, end of its unique_for window or None while
+        the job lives)."""
+
+    def holder(self, key: str, now: float) -> str | None:
+        """The id of the job holding ``key``, or None when the key is free."""
+        held = self.unique.get(key)
+        if held is None:
+            return None
+        job_id, until = held
+        if (job_id in self.jobs) if until is None else until > now:
+            return job_id
+        del self.unique[key]
+        return None
+
+    def unhold(self, job: _Job) -> None:
+        """Free the key ``job`` holds for its life (it finished, failed or went)."""
+        key = job.unique_key
+        if key is not None and self.unique.get(key, ("", None))[0] == job.info.id:
+            del self.unique[key]
 
     def keep(self, job: _Job, status: JobStatus, now: float, retention: Retention) -> None:
         """Keep a finished job, then drop the oldest kept beyond ``retention``."""
@@ -88,7 +110,10 @@ class _Jobs:
         """Drop a job, kept or not."""
         for kept in self.kept.values():
             kept.pop(job_id, None)
-        return self.jobs.pop(job_id, None)
+        job = self.jobs.pop(job_id, None)
+        if job is not None:
+            self.unhold(job)
+        return job
 
     def put(self, job: _Job, status: JobStatus, ready_at: float) -> None:
         job.token += 1
@@ -140,7 +165,7 @@ class MemoryDriver(Store):
         failed_store=True, last_error=True, keep_completed=True, retention=True,
         manual_retry=True, remove=True,
         clear=True, info=True, listing=frozenset(JobStatus), reset_attempts=True,
-        bulk_push=True, multiprocess=False, heartbeats=True, waiting_age=True)
+        bulk_push=True, multiprocess=False, heartbeats=True, waiting_age=True, unique=True)
 
     def __init__(self, name: str = "", *, channel: str = "queue", lease_grace: float = 1.0) -> None:
         super().__init__(channel=channel)
@@ -172,11 +197,21 @@ class MemoryDriver(Store):
         now, ids = time.time(), []
         with self._jobs.changed:
             for r in requests:
+                if r.unique_key is not None:
+                    held = self._jobs.holder(r.unique_key, now)
+                    if held is not None:
+                        ids.append(held)
+                        continue
                 job_id = str(next(self._jobs.ids))
                 info = JobInfo(job_id, JobStatus.WAITING, priority=(
                     DEFAULT_PRIORITY if r.priority is None else r.priority), ttr=r.ttr,
                     pushed_at=now, payload=bytes(r.payload))
                 self._jobs.jobs[job_id] = job = _Job(info)
+                if r.unique_key is not None:
+                    self._jobs.unique[r.unique_key] = (
+                        job_id, None if r.unique_for is None else now + r.unique_for)
+                    if r.unique_for is None:
+                        job.unique_key = r.unique_key
                 self._jobs.put(job, JobStatus.DELAYED if r.delay > 0 else JobStatus.WAITING,
                                now + r.delay)
                 ids.append(job_id)
@@ -219,6 +254,7 @@ class MemoryDriver(Store):
     def clear(self) -> None:
         with self._jobs.changed:
             self._jobs.jobs.clear()
+            self._jobs.unique.clear()
             for kept in self._jobs.kept.values():
                 kept.clear()
 
@@ -306,7 +342,9 @@ class _MemoryConsumer(Consumer):
                                   now + s.delay)
                 elif not s.keep:
                     del self.jobs.jobs[job.info.id]
+                    self.jobs.unhold(job)
                 else:
+                    self.jobs.unhold(job)
                     job.info.result, job.info.error, job.info.finished_at = s.result, s.error, now
                     if s.verdict is Verdict.ACK:
                         self.jobs.keep(job, JobStatus.DONE, now, self.store.retention_done)

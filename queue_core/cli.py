@@ -116,7 +116,7 @@ def _number(minimum: float, integer: bool = False) -> Callable[[str], float]:
 
 
 CORE_COMMANDS = ("listen", "run", "info", "status", "failed", "retry", "remove", "clear",
-                 "push", "exec", "dashboard", "workers")
+                 "push", "exec", "dashboard", "workers", "scheduler")
 
 
 def _names_a_core_command(argv: Sequence[str]) -> bool:
@@ -155,7 +155,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         help="the address the metrics endpoint listens on (default "
                              "127.0.0.1: this machine only)")
     listen.add_argument("--metrics-files", action="store_true", help=argparse.SUPPRESS)
+    listen.add_argument("--scheduler", action="store_true",
+                        help="also push the firings of the queue's schedules, from a thread "
+                             "(with --workers, of the supervisor); any number of schedulers "
+                             "may run at once")
     listen.set_defaults(handler=cmd_listen)
+
+    scheduler = commands.add_parser(
+        "scheduler", help="push the firings of the queue's schedules until stopped by a "
+                          "signal (any number may run at once)")
+    scheduler.set_defaults(handler=cmd_scheduler)
 
     run = commands.add_parser("run", help="process every job that is ready, then exit")
     _worker_options(run)
@@ -378,7 +387,44 @@ def _stop_signals_while_exiting(owner: _Stoppable, args: argparse.Namespace) -> 
                 signal.signal(signum, handler)
 
 
+@contextmanager
+def _scheduler_beside(queue: Queue, wanted: bool) -> Iterator[None]:
+    """``listen --scheduler``: the queue's schedules pushed from a thread meanwhile."""
+    if not wanted:
+        yield
+        return
+    from .scheduler import Scheduler
+    scheduler = Scheduler(queue)
+    scheduler.start()
+    try:
+        yield
+    finally:
+        scheduler.stop()
+
+
+def cmd_scheduler(queue: Queue, args: argparse.Namespace) -> int:
+    from .scheduler import Scheduler
+    from .worker import STOP_SIGNALS
+    scheduler = Scheduler(queue)
+    if threading.current_thread() is not threading.main_thread():
+        scheduler.run()
+        return 0
+    previous = {signum: signal.signal(signum, lambda signum, frame: scheduler.stop(None))
+                for signum in STOP_SIGNALS}
+    try:
+        scheduler.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
 def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
+    with _scheduler_beside(queue, args.scheduler):
+        return _listen(queue, args)
+
+
+def _listen(queue: Queue, args: argparse.Namespace) -> int:
     if args.metrics_host is not None and args.metrics_port is None:
         raise UsageError("--metrics-host needs --metrics-port")
     if args.metrics_port is not None and args.metrics_port > 65535:
@@ -407,7 +453,7 @@ def cmd_listen(queue: Queue, args: argparse.Namespace) -> int:
                 "the %s driver stores no heartbeats: a hung worker is not replaced "
                 "(one that exits is)", queue.driver.name)
         if args.metrics_port is None:
-            if store is None:
+            if store is None and not args.scheduler:
                 queue.close()
             supervisor = Supervisor(command, int(args.workers), store=store, heartbeat=period)
             with _stop_signals_while_exiting(supervisor, args):

@@ -30,10 +30,13 @@ class Job(ABC):
       keep old payloads working after moving or renaming the class.
     - ``backoff``: the delay before a retry (a number, a :class:`~queue_core.Backoff`, a
       settings dict or a callable), replacing the queue's ``backoff``.
+    - ``unique_for``: with a key from ``get_unique_key``, hold it this many seconds from
+      the push instead of for the job's life (docs/flow.md, "Unique jobs").
     """
 
     job_name: ClassVar[str]
     backoff: ClassVar[Any] = None
+    unique_for: ClassVar[float | None] = None
     _abstract_job: ClassVar[bool] = True
 
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
@@ -48,6 +51,12 @@ class Job(ABC):
     @abstractmethod
     def execute(self, queue: Queue) -> Any:
         """Do the work. Raising fails the attempt; the return value reaches ``after_exec``."""
+
+    def get_unique_key(self) -> str | None:
+        """The key that makes this job unique when ``push`` names none (None: not unique).
+        While a job with the same key is waiting, delayed or running, a push of another
+        returns that job's id and stores nothing."""
+        return None
 
 
 class RetryableJob(Job, abstract=True):

@@ -101,6 +101,10 @@ class Capabilities:
     waiting_age: bool = False
     """``oldest_waiting`` tells when the job waiting longest was pushed (the metrics'
     oldest-waiting gauge and ``info``)."""
+    unique: bool = False
+    """``push(unique_key=...)``: a push whose key a waiting, delayed or running job holds
+    (or that a ``unique_for`` window holds) stores nothing and returns that job's id,
+    decided atomically by the back end (queue_core/unique.py)."""
     uncounted: frozenset[JobStatus] = frozenset()
     """Statuses ``info`` cannot count on this back end; it leaves them out rather than
     report a number it does not know (AMQP cannot count the messages workers hold)."""
@@ -204,6 +208,12 @@ class PushRequest(NamedTuple):
     ttr: float
     delay: float = 0.0
     priority: int | None = None
+    unique_key: str | None = None
+    """A push while a job holding this key is waiting, delayed or running stores nothing
+    and gives that job's id (only on a driver that declares ``unique``)."""
+    unique_for: float | None = None
+    """With ``unique_key``: the key is held this many seconds from the push, whatever
+    becomes of the job, instead of for the job's life."""
 
 
 @dataclass

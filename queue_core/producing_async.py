@@ -117,9 +117,10 @@ def producer(queue: Queue) -> AsyncProducer:
 
 
 async def apush(queue: Queue, job: Job, delay: float, priority: int | None,
-                ttr: float | None, attempts: Any, backoff: Any) -> str | None:
+                ttr: float | None, attempts: Any, backoff: Any,
+                unique: tuple[str | None, float | None] = (None, None)) -> str | None:
     """Queue.push for a coroutine; see Queue.apush."""
-    prepared = queue._prepare(job, delay, priority, ttr, attempts, backoff)
+    prepared = queue._prepare(job, delay, priority, ttr, attempts, backoff, unique)
     if prepared is None:
         return None
     request, event = prepared
@@ -128,17 +129,20 @@ async def apush(queue: Queue, job: Job, delay: float, priority: int | None,
 
 
 async def apush_many(queue: Queue, jobs: Iterable[Job], delay: float, priority: int | None,
-                     ttr: float | None, attempts: Any, backoff: Any) -> list[str | None]:
+                     ttr: float | None, attempts: Any, backoff: Any,
+                     unique_for: float | None = None) -> list[str | None]:
     """Queue.push_many for a coroutine; see Queue.apush_many. The checks and events are
     those of push_many, in the same order."""
     if not (queue.has_handlers(events.BEFORE_PUSH) or queue.has_handlers(events.AFTER_PUSH)):
-        requests = await _plain_requests(queue, jobs, delay, priority, ttr, attempts, backoff)
+        requests = await _plain_requests(queue, jobs, delay, priority, ttr, attempts, backoff,
+                                         unique_for)
         if not requests:
             return []
         return list(await _submit(queue, requests, [None] * len(requests), alone=True))
     prepared: list[tuple[PushRequest, PushEvent | None] | None] = []
     for job in jobs:
-        prepared.append(queue._prepare(job, delay, priority, ttr, attempts, backoff))
+        prepared.append(queue._prepare(job, delay, priority, ttr, attempts, backoff,
+                                       (None, unique_for), many=True))
         if len(prepared) % PREPARE_STEP == 0:
             await asyncio.sleep(0)
     wanted = [p for p in prepared if p is not None]
@@ -149,7 +153,7 @@ async def apush_many(queue: Queue, jobs: Iterable[Job], delay: float, priority: 
 
 async def _plain_requests(queue: Queue, jobs: Iterable[Job], delay: float,
                           priority: int | None, ttr: float | None, attempts: Any,
-                          backoff: Any) -> list[PushRequest]:
+                          backoff: Any, unique_for: float | None = None) -> list[PushRequest]:
     """The requests Queue._push_many_plain builds, with the same checks in the same order
     (a queue without push handlers checks the shared arguments once)."""
     delay = queue._check_delay(delay)
@@ -161,7 +165,8 @@ async def _plain_requests(queue: Queue, jobs: Iterable[Job], delay: float,
     requests = []
     for job in listed:
         requests.append(PushRequest(dumps(job, meta), queue._job_ttr(job, fixed_ttr), delay,
-                                    priority))
+                                    priority, *queue.unique_of(job, None, unique_for,
+                                                               many=True)))
         if len(requests) % PREPARE_STEP == 0:
             await asyncio.sleep(0)
     if queue.driver.payload_limit() is not None:
@@ -246,7 +251,7 @@ def _send(queue: Queue, batch: list[_Call]) -> list[list[str] | BaseException]:
     outcomes: list[list[str] | BaseException] = []
     for call in batch:
         try:
-            if call.alone:
+            if call.alone or call.requests[0].unique_key is not None:
                 outcomes.append(driver.push_many(call.requests))
             else:
                 r = call.requests[0]

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import bounds, events, producing_async, retention
+from . import bounds, events, producing_async, retention, unique
 from .consuming import Consumption
 from .driver import Capabilities, ErrorInfo, JobInfo, JobStatus, Message, PushRequest
 from .errors import (
@@ -44,6 +44,7 @@ from .logfields import job_extra
 from .model import WorkerInfo
 from .records import usable_ttr
 from .retry import Backoff, BackoffFn, RetryLimits, backoff_to_meta, evaluate_backoff
+from .schedules import parse_catch_up, parse_schedules
 from .serializers import JsonSerializer, Meta, PickleSerializer, Serializer
 from .store import Store
 from .tracing import check_setting, check_traceparent
@@ -136,7 +137,9 @@ class Queue:
                  imports: Iterable[str] = (),
                  isolate: bool | str = False, concurrency: int = 1,
                  async_concurrency: int = bounds.ASYNC_CONCURRENCY,
-                 heartbeat: float = DEFAULT_PERIOD, tracing: bool = False) -> None:
+                 heartbeat: float = DEFAULT_PERIOD, tracing: bool = False,
+                 schedules: Iterable[Mapping[str, Any]] | None = None,
+                 catch_up: str | Mapping[str, int] = "none") -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -163,6 +166,10 @@ class Queue:
         if isinstance(imports, str):
             imports = [imports]
         self.imports = list(imports)
+        self.schedules = parse_schedules(schedules)
+        """Periodic schedules, run by ``queue-core scheduler`` or ``listen --scheduler``
+        (scheduler.py)."""
+        self.catch_up = parse_catch_up(catch_up)
         self._limits = RetryLimits(self.attempts, self.age_limit)
         self._events = EventHub()
         self._job_backoffs: dict[type, BackoffFn | None] = {}
@@ -243,23 +250,34 @@ class Queue:
 
     def push(self, job: Job, delay: float = 0, priority: int | None = None,
              ttr: float | None = None, *, attempts: int | None = _UNSET,
-             backoff: Any = None) -> str | None:
-        """Queue a job; returns its id, or None when a before_push handler cancelled it."""
+             backoff: Any = None, unique_key: str | None = None,
+             unique_for: float | None = None) -> str | None:
+        """Queue a job; returns its id, or None when a before_push handler cancelled it.
+
+        With ``unique_key`` (or a key from the job's ``get_unique_key()``), a push while a
+        job holding the key is waiting, delayed or running stores nothing and returns that
+        job's id; with ``unique_for`` the key is held that many seconds from the push
+        instead (docs/flow.md, "Unique jobs")."""
+        keyed = (unique_key, unique_for)
         if self._tracing is not None:
             with self._tracing.sending(1) as span:
-                job_id = self._push(job, delay, priority, ttr, attempts, backoff)
+                job_id = self._push(job, delay, priority, ttr, attempts, backoff, keyed)
                 self._tracing.sent(span, job_id)
                 return job_id
-        return self._push(job, delay, priority, ttr, attempts, backoff)
+        return self._push(job, delay, priority, ttr, attempts, backoff, keyed)
 
     def _push(self, job: Job, delay: float, priority: int | None, ttr: float | None,
-              attempts: int | None, backoff: Any) -> str | None:
-        prepared = self._prepare(job, delay, priority, ttr, attempts, backoff)
+              attempts: int | None, backoff: Any,
+              keyed: tuple[str | None, float | None] = (None, None)) -> str | None:
+        prepared = self._prepare(job, delay, priority, ttr, attempts, backoff, keyed)
         if prepared is None:
             return None
         request, event = prepared
-        job_id = self.driver.push(request.payload, ttr=request.ttr, delay=request.delay,
-                                  priority=request.priority)
+        if request.unique_key is None:
+            job_id = self.driver.push(request.payload, ttr=request.ttr, delay=request.delay,
+                                      priority=request.priority)
+        else:
+            job_id = self.driver.push_many([request])[0]
         self._after_push(event, job_id)
         if self.driver.capabilities.runs_at_push:
             self._run_at_push()
@@ -267,20 +285,31 @@ class Queue:
 
     def push_many(self, jobs: Iterable[Job], delay: float = 0, priority: int | None = None,
                   ttr: float | None = None, *, attempts: int | None = _UNSET,
-                  backoff: Any = None) -> list[str | None]:
+                  backoff: Any = None, unique_for: float | None = None) -> list[str | None]:
         """Queue several jobs, in one round trip where the driver allows. Every job is
-        encoded before anything is written. A cancelled job's place holds None."""
+        encoded before anything is written. A cancelled job's place holds None.
+
+        Each job's unique key comes from its ``get_unique_key()`` (one key for every job
+        would store only the first); ``unique_for`` applies to each job that has one. A
+        job whose key is held, by an earlier job of the same call too, gets the id of
+        the job that holds it."""
+        if unique_for is not None:
+            unique.check_for(unique_for)
         if self._tracing is not None:
             listed = list(jobs)
             with self._tracing.sending(len(listed)):
-                return self._push_many(listed, delay, priority, ttr, attempts, backoff)
-        return self._push_many(jobs, delay, priority, ttr, attempts, backoff)
+                return self._push_many(listed, delay, priority, ttr, attempts, backoff,
+                                       unique_for)
+        return self._push_many(jobs, delay, priority, ttr, attempts, backoff, unique_for)
 
     def _push_many(self, jobs: Iterable[Job], delay: float, priority: int | None,
-                   ttr: float | None, attempts: int | None, backoff: Any) -> list[str | None]:
+                   ttr: float | None, attempts: int | None, backoff: Any,
+                   unique_for: float | None = None) -> list[str | None]:
         if not (self._events.has(events.BEFORE_PUSH) or self._events.has(events.AFTER_PUSH)):
-            return self._push_many_plain(jobs, delay, priority, ttr, attempts, backoff)
-        prepared = [self._prepare(job, delay, priority, ttr, attempts, backoff) for job in jobs]
+            return self._push_many_plain(jobs, delay, priority, ttr, attempts, backoff,
+                                         unique_for)
+        prepared = [self._prepare(job, delay, priority, ttr, attempts, backoff,
+                                  (None, unique_for), many=True) for job in jobs]
         wanted = [p for p in prepared if p is not None]
         ids = iter(self.driver.push_many([request for request, _ in wanted]) if wanted else [])
         result: list[str | None] = []
@@ -297,7 +326,7 @@ class Queue:
 
     def _push_many_plain(self, jobs: Iterable[Job], delay: float, priority: int | None,
                          ttr: float | None, attempts: int | None,
-                         backoff: Any) -> list[str | None]:
+                         backoff: Any, unique_for: float | None = None) -> list[str | None]:
         """push_many without push handlers: the arguments are the same for every job, so
         they are checked once."""
         delay = self._check_delay(delay)
@@ -306,7 +335,8 @@ class Queue:
         meta = self._push_meta(attempts, backoff)
         dumps = self.serializer.dumps
         listed = list(jobs)
-        requests = [PushRequest(dumps(job, meta), self._job_ttr(job, fixed_ttr), delay, priority)
+        requests = [PushRequest(dumps(job, meta), self._job_ttr(job, fixed_ttr), delay, priority,
+                                *self.unique_of(job, None, unique_for, many=True))
                     for job in listed]
         if self.driver.payload_limit() is not None:
             for job, request in zip(listed, requests, strict=True):
@@ -322,29 +352,34 @@ class Queue:
 
     async def apush(self, job: Job, delay: float = 0, priority: int | None = None,
                     ttr: float | None = None, *, attempts: int | None = _UNSET,
-                    backoff: Any = None) -> str | None:
+                    backoff: Any = None, unique_key: str | None = None,
+                    unique_for: float | None = None) -> str | None:
         """``push`` for asyncio code: the same arguments, checks, events, ids and errors,
         without blocking the event loop. Concurrent calls of one loop share round trips."""
+        keyed = (unique_key, unique_for)
         if self._tracing is not None:
             with self._tracing.sending(1) as span:
                 job_id = await producing_async.apush(self, job, delay, priority, ttr, attempts,
-                                                     backoff)
+                                                     backoff, keyed)
                 self._tracing.sent(span, job_id)
                 return job_id
-        return await producing_async.apush(self, job, delay, priority, ttr, attempts, backoff)
+        return await producing_async.apush(self, job, delay, priority, ttr, attempts, backoff,
+                                           keyed)
 
     async def apush_many(self, jobs: Iterable[Job], delay: float = 0,
                          priority: int | None = None, ttr: float | None = None, *,
-                         attempts: int | None = _UNSET, backoff: Any = None
-                         ) -> list[str | None]:
+                         attempts: int | None = _UNSET, backoff: Any = None,
+                         unique_for: float | None = None) -> list[str | None]:
         """``push_many`` for asyncio code, as ``apush`` is ``push``."""
+        if unique_for is not None:
+            unique.check_for(unique_for)
         if self._tracing is not None:
             listed = list(jobs)
             with self._tracing.sending(len(listed)):
                 return await producing_async.apush_many(self, listed, delay, priority, ttr,
-                                                        attempts, backoff)
+                                                        attempts, backoff, unique_for)
         return await producing_async.apush_many(self, jobs, delay, priority, ttr, attempts,
-                                                backoff)
+                                                backoff, unique_for)
 
     async def astatus(self, job_id: str) -> JobStatus:
         """``status`` for asyncio code: the lookup runs in a thread."""
@@ -388,8 +423,26 @@ class Queue:
                 raise InvalidArgumentError(str(exc)) from None
         return meta
 
+    def unique_of(self, job: Job, key: str | None, unique_for: float | None, *,
+                  many: bool = False) -> tuple[str | None, float | None]:
+        """The unique key and window of one push (unique.resolve), refused on a driver
+        that does not declare ``unique``."""
+        found, window = unique.resolve(job, key, unique_for)
+        if found is None:
+            if unique_for is not None and not many:
+                raise InvalidArgumentError(
+                    "unique_for needs a unique key: give unique_key, or a job whose "
+                    "get_unique_key() returns one")
+            return None, None
+        if not self.driver.capabilities.unique:
+            raise NotSupportedError(f"the {self.driver.name} driver does not support unique "
+                                    f"jobs (unique_key={found!r})")
+        return found, window
+
     def _prepare(self, job: Job, delay: float, priority: int | None, ttr: float | None,
-                 attempts: int | None, backoff: Any) -> tuple[PushRequest, PushEvent | None] | None:
+                 attempts: int | None, backoff: Any,
+                 unique_args: tuple[str | None, float | None] = (None, None), *,
+                 many: bool = False) -> tuple[PushRequest, PushEvent | None] | None:
         resolved_ttr = self._job_ttr(job, None if ttr is None else self._check_ttr(ttr, "ttr"))
         event: PushEvent | None = None
         if self._events.has(events.BEFORE_PUSH) or self._events.has(events.AFTER_PUSH):
@@ -403,9 +456,11 @@ class Queue:
             delay, priority = event.delay, event.priority
         delay = self._check_delay(delay)
         priority = self._check_priority(priority)
+        # After before_push: a handler may change the job, and so its key.
+        key, window = self.unique_of(job, *unique_args, many=many)
         payload = self._check_size(self.serializer.dumps(job, self._push_meta(attempts, backoff)),
                                    job)
-        return PushRequest(payload, resolved_ttr, delay, priority), event
+        return PushRequest(payload, resolved_ttr, delay, priority, key, window), event
 
     def _after_push(self, event: PushEvent | None, job_id: str) -> None:
         if event is not None:

@@ -43,6 +43,7 @@ from .consumer import DbConsumer
 from .engine import first_line, make_engine, supported_dialect
 from .options import DBAPI_URL_OPTIONS, OPTIONS
 from .sql import Sql, build_table, ddl
+from .unique import UniqueSql, build_unique_table, unique_table_name
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ as hex; a client that escapes it instead needs at most as much)."""
 _STATUSES = {status.value: status for status in JobStatus}
 PURGE_EVERY = 10
 """Beats of one process between two deletes of the records of workers long gone."""
+UNIQUE_TRIES = 8
+"""Transactions a push with unique keys tries: one loses to a concurrent push of the same
+key (a conflict on the key, a deadlock on MySQL) and is tried again, finding the holder."""
+UNIQUE_PURGE_EVERY = 200
+"""Unique pushes of one process between two deletes of the keys no longer held."""
 
 
 @documented(OPTIONS)
@@ -74,7 +80,7 @@ class DbDriver(Store):
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True, manual_retry=True, remove=True, clear=True,
         info=True, listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        heartbeats=True, waiting_age=True)
+        heartbeats=True, waiting_age=True, unique=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
@@ -107,11 +113,18 @@ class DbDriver(Store):
         self.dialect = supported_dialect(self.engine)
         dbapi: Any = self.engine.dialect.dbapi
         self._errors: tuple[type[BaseException], ...] = (dbapi.Error, OSError)
+        self._dbapi = dbapi
         self.sql = Sql(self.dialect, table, dbapi.paramstyle)
         self.workers_table = workers_table_name(table)
         """Heartbeat records (drivers/db/beats.py), created with the queue table."""
         self._beat_sql = BeatSql(Sql(self.dialect, self.workers_table, dbapi.paramstyle))
         self._beats = 0
+        self.unique_table = unique_table_name(table)
+        """Unique keys (drivers/db/unique.py), created with the queue table."""
+        self._unique_sql = UniqueSql(Sql(self.dialect, self.unique_table, dbapi.paramstyle),
+                                     table)
+        self._unique_pushes = 0
+        self._unique_exists: bool | None = None
         self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
             getattr(self.engine.dialect, "insert_returning", False))
         self._mysql = self.dialect in ("mysql", "mariadb")
@@ -164,12 +177,14 @@ class DbDriver(Store):
         """The statements that create the table and its indexes on this database, and the
         table of worker heartbeats."""
         return (ddl(build_table(self.table), self.engine.dialect)
-                + ddl(build_workers_table(self.workers_table), self.engine.dialect))
+                + ddl(build_workers_table(self.workers_table), self.engine.dialect)
+                + ddl(build_unique_table(self.unique_table), self.engine.dialect))
 
     def create_table(self) -> None:
         """Create the table and its indexes unless they exist (what ``db init`` does), and
         the table of worker heartbeats."""
-        for table in (build_table(self.table), build_workers_table(self.workers_table)):
+        for table in (build_table(self.table), build_workers_table(self.workers_table),
+                      build_unique_table(self.unique_table)):
             try:
                 table.metadata.create_all(self.engine, checkfirst=True)
             except self._sa_errors() as exc:
@@ -180,8 +195,47 @@ class DbDriver(Store):
                         continue
                 except self._sa_errors():
                     pass
+                if table.name == self.unique_table:
+                    # Added after the first release: a database user allowed to use the
+                    # queue's tables but not to create one must not lose the queue over
+                    # it. Only unique pushes need it, and they say so.
+                    logger.warning("db %s: cannot create the table %s, which holds unique "
+                                   "keys (%s); pushes with a unique key will fail until "
+                                   "'queue-core db init' creates it", self.describe(),
+                                   table.name, first_line(exc))
+                    self._unique_exists = False
+                    continue
                 raise DriverError(f"db {self.describe()}: cannot create the table "
                                   f"{table.name}: {first_line(exc)}") from exc
+
+    def has_unique_table(self) -> bool:
+        """Whether the table of unique keys exists (made with the queue table; a table
+        created by hand from an older version's DDL lacks it until ``db init`` runs).
+        Without it, remove, clear and settles leave it alone, and a unique push says so."""
+        if self._unique_exists is None:
+            self._ensure_table()
+            if self._create_table and self._unique_exists is None:
+                self._unique_exists = True
+            else:
+                from sqlalchemy import inspect
+                try:
+                    self._unique_exists = bool(inspect(self.engine).has_table(
+                        self.unique_table))
+                except self._sa_errors() as exc:
+                    raise DriverError(f"db {self.describe()}: {first_line(exc)}") from exc
+        return self._unique_exists
+
+    def _unique_table_made_since(self) -> bool:
+        """Whether the table of unique keys, missing before, exists now (``db init`` ran
+        while this process was up)."""
+        from sqlalchemy import inspect
+        try:
+            found = bool(inspect(self.engine).has_table(self.unique_table))
+        except self._sa_errors() as exc:
+            raise DriverError(f"db {self.describe()}: {first_line(exc)}") from exc
+        if found:
+            self._unique_exists = True
+        return found
 
     def _sa_errors(self) -> tuple[type[BaseException], ...]:
         import sqlalchemy
@@ -276,6 +330,8 @@ class DbDriver(Store):
         ids: list[str] = []
         if not requests:
             return ids
+        if any(r.unique_key is not None for r in requests):
+            return self._push_unique(requests)
         if self._mysql:
             chunks = self._packet_chunks(requests)
         else:
@@ -293,6 +349,55 @@ class DbDriver(Store):
             self._notify(cursor)
         self.ring()
         return ids
+
+    def _push_unique(self, requests: Sequence[PushRequest]) -> list[str]:
+        """Jobs with unique keys, one by one in one transaction: a key whose holder lives
+        gives the holder's id, a free one is taken by the new job. A transaction that
+        loses the key to a concurrent push is tried again (see unique.py)."""
+        if not self.has_unique_table() and not self._unique_table_made_since():
+            raise DriverError(
+                f"db {self.describe()}: the table {self.unique_table}, which holds unique "
+                "keys, does not exist; run 'queue-core db init' (or apply 'db init --sql') "
+                "to create it; nothing was queued")
+        usql = self._unique_sql
+        insert = self.sql.insert(1, self._insert_returning)
+        self._unique_pushes += 1
+        purge = self._unique_pushes % UNIQUE_PURGE_EVERY == 1
+        for turn in range(UNIQUE_TRIES):
+            try:
+                with self._transaction() as cursor:
+                    ids: list[str] = []
+                    for r in requests:
+                        params = {"c": self.channel, "k": r.unique_key}
+                        if r.unique_key is not None:
+                            cursor.execute(usql.free, params)
+                            cursor.execute(usql.holder, params)
+                            row = cursor.fetchone()
+                            if row is not None:
+                                ids.append(str(row[0]))
+                                continue
+                        cursor.execute(insert, self._insert_params([r]))
+                        job_id = self._inserted_ids(cursor, 1)[0]
+                        ids.append(job_id)
+                        if r.unique_key is None:
+                            continue
+                        if r.unique_for is None:
+                            cursor.execute(usql.take, {**params, "id": int(job_id)})
+                        else:
+                            cursor.execute(usql.take_for, {**params, "id": int(job_id),
+                                                           "w": float(r.unique_for)})
+                    if purge:
+                        cursor.execute(usql.purge, {"c": self.channel})
+                    self._notify(cursor)
+                self.ring()
+                return ids
+            except DriverError as exc:
+                lost = isinstance(exc.__cause__, (self._dbapi.IntegrityError,
+                                                  self._dbapi.OperationalError))
+                if not lost or turn == UNIQUE_TRIES - 1:
+                    raise
+                time.sleep(0.001 * (turn + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _insert_params(self, chunk: Sequence[PushRequest]) -> dict[str, Any]:
         params: dict[str, Any] = {"c": self.channel}
@@ -492,16 +597,26 @@ class DbDriver(Store):
         number = _job_number(job_id)
         if number is None:
             return False
-        return self._read(self.sql.remove, {"id": number, "c": self.channel},
-                          lambda cursor: bool(cursor.rowcount > 0))
+        keys = self.has_unique_table()
+        with self._transaction() as cursor:
+            cursor.execute(self.sql.remove, {"id": number, "c": self.channel})
+            found = bool(cursor.rowcount > 0)
+            if found and keys:
+                cursor.execute(self._unique_sql.unhold, {"id": number, "c": self.channel})
+            return found
 
     def clear(self) -> None:
-        self._read(self.sql.clear, {"c": self.channel}, lambda cursor: None)
+        keys = self.has_unique_table()
+        with self._transaction() as cursor:
+            cursor.execute(self.sql.clear, {"c": self.channel})
+            if keys:
+                cursor.execute(self._unique_sql.clear, {"c": self.channel})
 
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
         number = _job_number(job_id)
         if number is None:
             raise JobNotFoundError(f"no job {job_id!r} in {self.describe()}")
+        keys = self.has_unique_table()
         with self._transaction() as cursor:
             cursor.execute(self.sql.lock_one, {"id": number, "c": self.channel})
             row = cursor.fetchone()
@@ -513,6 +628,9 @@ class DbDriver(Store):
                 stored = found or (f"stored with the status {raw!r}, which queue-core "
                                    "does not know")
                 raise JobNotInStateError(f"job {job_id} is {stored}, not {state}")
+            if keys:
+                # Its key was freed when it finished: the retried job does not take it back.
+                cursor.execute(self._unique_sql.unhold, {"id": number, "c": self.channel})
             cursor.execute(self.sql.requeue, {"id": number, "reset": int(reset_attempts)})
             self._notify(cursor)
         self.ring()

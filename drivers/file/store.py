@@ -66,6 +66,7 @@ from .layout import (
 )
 from .records import NS, Target, encode, parse
 from .segments import Appender, Files
+from .unique import UniqueKeys
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class FileDriver(Store):
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True,
-        waiting_age=True)
+        waiting_age=True, unique=True)
     transient_errors = (OSError,)
     """Storage failures (disk full, permissions) of a consumer; the store's own calls
     wrap them (``_os_errors``)."""
@@ -155,6 +156,14 @@ class FileDriver(Store):
         self._doorbell = Doorbell(self.root / "wake", mode=self.mode)
         """Rung by pushes and retries; each consumer waits on its own."""
         self._beats = 0
+        try:
+            self._unique = UniqueKeys(self.root, self.mode, self._dir_mode, self._state_of)
+        except OSError as exc:
+            raise DriverError(f"cannot create the file queue at {self.root}: {exc}") from exc
+
+    def _state_of(self, job_id: str) -> str | None:
+        found = self._files.locate(job_id)
+        return None if found is None else found[0]
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> FileDriver:
@@ -189,13 +198,43 @@ class FileDriver(Store):
 
     @_os_errors
     def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
+        if any(r.unique_key is not None for r in requests):
+            return self._push_unique(requests)
         return self._push_all([(r.payload, r.ttr, r.delay, r.priority) for r in requests])
 
-    def _push_all(self, items: list[tuple[bytes, float, float, int | None]]) -> list[str]:
+    def _push_unique(self, requests: Sequence[PushRequest]) -> list[str]:
+        """Under the unique lock: a held key gives its holder's id; a free one is taken by
+        the new job's id (its key file first, then the job; see unique.py)."""
+        ids: list[str] = []
+        fresh: list[tuple[bytes, float, float, int | None]] = []
+        fresh_ids: list[str] = []
+        taken: dict[str, str] = {}
+        """Keys taken by this call: their jobs are not stored yet, so not live."""
+        with self._unique.lock():
+            for r in requests:
+                if r.unique_key is not None:
+                    held = taken.get(r.unique_key) or self._unique.holder(r.unique_key)
+                    if held is not None:
+                        ids.append(held)
+                        continue
+                job_id = self._new_id(DEFAULT_PRIORITY if r.priority is None else r.priority)
+                if r.unique_key is not None:
+                    self._unique.take(r.unique_key, job_id, r.unique_for)
+                    taken[r.unique_key] = job_id
+                fresh.append((r.payload, r.ttr, r.delay, r.priority))
+                fresh_ids.append(job_id)
+                ids.append(job_id)
+            if fresh:
+                self._push_all(fresh, fresh_ids)
+        return ids
+
+    def _push_all(self, items: list[tuple[bytes, float, float, int | None]],
+                  given: list[str] | None = None) -> list[str]:
         now = time.time()
         ids, records = [], []
-        for payload, ttr, _, priority in items:
-            job_id = self._new_id(DEFAULT_PRIORITY if priority is None else priority)
+        for index, (payload, ttr, _, priority) in enumerate(items):
+            job_id = given[index] if given is not None else self._new_id(
+                DEFAULT_PRIORITY if priority is None else priority)
             ids.append(job_id)
             records.append(encode({"id": job_id, "ttr": ttr, "pushed_at": now}, payload))
         # One write for the whole batch; a crash before the markers exist leaves records no
@@ -354,6 +393,7 @@ class FileDriver(Store):
                         cleared += 1
             if not cleared:
                 break
+        self._unique.clear()
 
     @_os_errors
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
@@ -384,6 +424,7 @@ class FileDriver(Store):
             self._files.bury_record(job_id, new_target)
             raise JobNotFoundError(f"job {job_id} was removed during the retry")
         self._files.bury_record(job_id, target)
+        self._unique.unhold(job_id)
         try:
             os.rename(path, self._files.path("new", job_id))
         except FileNotFoundError:

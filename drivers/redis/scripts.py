@@ -47,6 +47,8 @@ RESERVED = "r"  # sorted set: fetched or running ids, score = lease end (ms)
 DONE = "done"  # sorted set: kept completed ids, score = finish time (ms)
 FAILED = "f"  # sorted set: kept failed ids, score = finish time (ms)
 NOTIFY = "n"  # list: a token per push, for idle workers blocked on BLPOP
+UNIQUE = "u"  # hash: unique key -> id of the job holding it
+UNIQUE_WINDOWS = "ut"  # sorted set: unique key -> end of its unique_for window (ms)
 JOB = "j:"  # hash key prefix: a job's hash is ``P j:<id>``
 SET_KEYS = (WAITING, DELAYED, RESERVED, DONE, FAILED)
 """The sorted sets, one per state, in the order the scripts take them as KEYS."""
@@ -62,8 +64,9 @@ FINISHED = "fin"  # finish time of a kept done or failed job (ms)
 ERROR = "err"  # the latest error, as ErrorInfo JSON
 RESULT = "res"  # the result of a kept done job
 TOKEN = "tok"  # the token of the reservation that holds the job
+UNIQUE_KEY = "uk"  # the unique key the job holds for its life (not a window's)
 FIELDS = (PAYLOAD, TTR, PRIORITY, PUSHED, ATTEMPTS, RUNNING, STARTED, FINISHED, ERROR, RESULT,
-          TOKEN)
+          TOKEN, UNIQUE_KEY)
 """Every field of a job's hash."""
 
 # -- the Lua sources -----------------------------------------------------------------
@@ -94,6 +97,7 @@ def _assemble(*names: str) -> str:
 
 
 PUSH = _assemble("prelude", "push")
+PUSH_UNIQUE = _assemble("prelude", "push_unique")
 RESERVE = _assemble("prelude", "damage", "reserve")
 FINISH_START = _assemble("prelude", "trim", "finish_start")
 RELEASE = _assemble("prelude", "release")
@@ -152,6 +156,23 @@ class PushArgs(NamedTuple):
         return args
 
 
+PUSH_UNIQUE_KEYS = (ID_COUNTER, WAITING, DELAYED, NOTIFY, FAILED, UNIQUE, UNIQUE_WINDOWS)
+
+
+class PushUniqueArgs(NamedTuple):
+    """ARGV: prefix, then (payload, ttr, priority, delay_ms, unique key or '', unique_for
+    in ms or '') per job. Returns one id per job: a held key gives its holder's id."""
+
+    prefix: str
+    jobs: Sequence[tuple[bytes, JobSettings, str, str]]
+
+    def to_args(self) -> list[Any]:
+        args: list[Any] = [self.prefix]
+        for payload, settings, key, window in self.jobs:
+            args += [payload, *settings.to_args(), key, window]
+        return args
+
+
 RESERVE_KEYS = (WAITING, DELAYED, RESERVED, FAILED)
 
 
@@ -176,7 +197,7 @@ class ReserveArgs(NamedTuple):
 # The token checks of the scripts below use pcall: a job key that is not a hash reads as
 # not ours, and RESERVE fails the job when its lease ends.
 
-FINISH_START_KEYS = (RESERVED, DONE)
+FINISH_START_KEYS = (RESERVED, DONE, UNIQUE)
 
 
 class Ack(NamedTuple):
@@ -242,7 +263,7 @@ class ReleaseArgs(NamedTuple):
                 _flag(self.given_back)]
 
 
-FAIL_KEYS = (RESERVED, FAILED)
+FAIL_KEYS = (RESERVED, FAILED, UNIQUE)
 
 
 class FailArgs(NamedTuple):
@@ -268,7 +289,7 @@ def retention_args(retention: Retention) -> tuple[str, str]:
     return count, age
 
 
-REMOVE_KEYS = SET_KEYS
+REMOVE_KEYS = (*SET_KEYS, UNIQUE)
 
 
 class RemoveArgs(NamedTuple):
@@ -298,7 +319,6 @@ class RetryArgs(NamedTuple):
         return [self.prefix, self.job_id, self.state, _flag(self.reset_attempts)]
 
 
-CLEAR_KEYS = (*SET_KEYS, NOTIFY)
 OLDEST_KEYS = (WAITING, DELAYED)
 
 
@@ -309,6 +329,9 @@ class OldestArgs(NamedTuple):
 
     def to_args(self) -> list[Any]:
         return [self.prefix]
+
+
+CLEAR_KEYS = (*SET_KEYS, NOTIFY, UNIQUE, UNIQUE_WINDOWS)
 
 
 class ClearArgs(NamedTuple):

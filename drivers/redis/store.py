@@ -113,7 +113,7 @@ class RedisDriver(Store):
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        max_payload=MAX_BULK, heartbeats=True, waiting_age=True)
+        max_payload=MAX_BULK, heartbeats=True, waiting_age=True, unique=True)
 
     payload_limit_setting = "Redis's proto-max-bulk-len"
 
@@ -152,13 +152,15 @@ class RedisDriver(Store):
         # Only Sentinel can name a new master behind a connection that still works.
         self._stale = self._connector.stale if self._connector.kind == "sentinel" else None
         self._keys = {name: prefix + name
-                      for name in (lua.ID_COUNTER, *lua.SET_KEYS, lua.NOTIFY)}
+                      for name in (lua.ID_COUNTER, *lua.SET_KEYS, lua.NOTIFY, lua.UNIQUE,
+                                   lua.UNIQUE_WINDOWS)}
 
         def script(source: str, key_names: tuple[str, ...]) -> Script:
             return Script(source, keys=tuple(self._keys[name] for name in key_names))
 
         self._scripts = {
             "push": script(lua.PUSH, lua.PUSH_KEYS),
+            "push_unique": script(lua.PUSH_UNIQUE, lua.PUSH_UNIQUE_KEYS),
             "reserve": script(lua.RESERVE, lua.RESERVE_KEYS),
             "finish_start": script(lua.FINISH_START, lua.FINISH_START_KEYS),
             "release": script(lua.RELEASE, lua.RELEASE_KEYS),
@@ -340,11 +342,24 @@ class RedisDriver(Store):
         """Chunks of 1,000 jobs, one script call each, all sent before any reply is read:
         Redis runs one chunk while the next is being packed."""
         chunks = [requests[start:start + 1000] for start in range(0, len(requests), 1000)]
+        if any(r.unique_key is not None for r in requests):
+            return self._push_unique(chunks)
         lasts = self._run_scripts("push", [self._push_args(chunk) for chunk in chunks])
         ids: list[str] = []
         for chunk, last in zip(chunks, lasts, strict=True):
             ids += [f"{number:012d}" for number in range(int(last) - len(chunk) + 1,
                                                          int(last) + 1)]
+        return ids
+
+    def _push_unique(self, chunks: Sequence[Sequence[PushRequest]]) -> list[str]:
+        """PUSH_UNIQUE: each key checked and taken in the script that stores the job."""
+        calls = [lua.PushUniqueArgs(self.prefix, [
+            (r.payload, _settings(r), r.unique_key or "",
+             "" if r.unique_for is None else str(max(1, round(r.unique_for * 1000))))
+            for r in chunk]) for chunk in chunks]
+        ids: list[str] = []
+        for reply in self._run_scripts("push_unique", calls):
+            ids += [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in reply]
         return ids
 
     # -- lookups and admin -----------------------------------------------------------

@@ -52,6 +52,7 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
         "listing": lambda: queue.failed(),
         "reset_attempts": lambda: queue.retry("1", reset_attempts=True),
         "heartbeats": lambda: queue.workers(),
+        "unique": lambda: queue.push(Record(journal, "x"), unique_key="k"),
     }
     with pytest.raises(NotSupportedError, match=match):
         calls[lacking]()

@@ -483,3 +483,37 @@ def test_a_worker_keeps_its_ack_back_for_the_next_fetch(db: Callable[..., Queue]
     consumption.ack(message)
     consumption.close()
     assert queue.driver.status(str(second)) is None
+
+
+def test_tables_made_before_unique_jobs_keep_working_and_gain_the_unique_table(
+        tmp_path: Path) -> None:
+    """A queue table and workers table made by an earlier version (no unique table):
+    with create_table=false everything but a unique push works, and that push says what
+    to run; with create_table (the default) the unique table is added, nothing altered."""
+    import sqlite3
+
+    from queue_core.drivers.db import DbDriver
+    path = tmp_path / "q.db"
+    DbDriver(f"sqlite:///{path}").create_table()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE queue_unique")
+    journal = str(tmp_path / "j")
+    old = create_queue(f"sqlite:///{path}?create_table=false")
+    kept = old.push(Record(journal, "a"))
+    assert old.run() == 1 and read_lines(journal) == ["a"]
+    gone = old.push(Record(journal, "b"))
+    assert old.remove(str(gone)) is True
+    old.clear()
+    with pytest.raises(DriverError, match="queue_unique.*queue-core db init.*nothing was queued"):
+        old.push(Record(journal, "c"), unique_key="k")
+    assert kept is not None
+    new = create_queue(f"sqlite:///{path}")
+    new.driver.create_table()  # type: ignore[attr-defined]  (what 'db init' does)
+    # The queue that found no table finds it now, without a restart.
+    assert old.push(Record(journal, "c"), unique_key="k2") is not None
+    first = new.push(Record(journal, "d"), unique_key="k")
+    assert new.push(Record(journal, "e"), unique_key="k") == first
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM queue_unique").fetchone() == (2,)
+    new.close()
+    old.close()

@@ -126,10 +126,11 @@ def test_stored_names_keep_their_spelling_and_the_scripts_use_only_those_named()
     # Stored data of earlier versions uses these names: renaming one loses those jobs.
     assert (lua.ID_COUNTER, lua.JOB, lua.NOTIFY, lua.SET_KEYS) == (
         "id", "j:", "n", ("w", "d", "r", "done", "f"))
+    assert (lua.UNIQUE, lua.UNIQUE_WINDOWS) == ("u", "ut")
     assert lua.FIELDS == ("p", "ttr", "pri", "pushed", "att", "run", "st", "fin", "err",
-                          "res", "tok")
-    sources = [lua.PUSH, lua.RESERVE, lua.FINISH_START, lua.RELEASE, lua.FAIL, lua.REMOVE,
-               lua.RETRY, lua.CLEAR]
+                          "res", "tok", "uk")
+    sources = [lua.PUSH, lua.PUSH_UNIQUE, lua.RESERVE, lua.FINISH_START, lua.RELEASE,
+               lua.FAIL, lua.REMOVE, lua.RETRY, lua.CLEAR]
     used = set()
     for source in sources:
         for args in re.findall(r"redis\.p?call\('(?:HSET|HGET|HMGET|HDEL)',([^\n]*)", source):
@@ -139,7 +140,7 @@ def test_stored_names_keep_their_spelling_and_the_scripts_use_only_those_named()
     driver = RedisDriver(NOWHERE, channel="mail", warn_persistence=False)
     assert driver._key("000000000001") == "qc:{mail}:j:000000000001"
     assert set(driver._keys.values()) == {f"qc:{{mail}}:{name}" for name in (
-        "id", "w", "d", "r", "done", "f", "n")}
+        "id", "w", "d", "r", "done", "f", "n", "u", "ut")}
 
 
 def test_every_lua_file_is_loaded_and_every_script_has_its_own_file() -> None:

@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from queue_core import Backoff, Job, RetryableJob
 
@@ -419,3 +419,20 @@ class Hog(Job):
         _HELD.append(bytearray(self.mb * 1_000_000))
         pause(self.seconds)
         append(self.journal, f"{self.tag} {os.getpid()}")
+
+
+@dataclass
+class UniqueRecord(Record):
+    """A Record unique by its ``key`` field (``get_unique_key``); none when empty."""
+
+    key: str = ""
+
+    def get_unique_key(self) -> str | None:
+        return self.key or None
+
+
+@dataclass
+class WindowRecord(UniqueRecord):
+    """A UniqueRecord whose key is held for a minute from its push (class unique_for)."""
+
+    unique_for: ClassVar[float | None] = 60.0

@@ -1,3 +1,5 @@
+-- Every unique key of the channel goes with its jobs, windows included (KEYS[7], [8]).
+redis.call('DEL', KEYS[7], KEYS[8])
 local left = 0
 for i = 1, 5 do
   local ids = redis.call('ZRANGE', KEYS[i], 0, 999)

@@ -4,9 +4,10 @@ local acked, started = 0, 0
 if ARGV[3] ~= '' then
   local key = prefix .. 'j:' .. ARGV[3]
   if redis.pcall('HGET', key, 'tok') == ARGV[4] and redis.call('ZREM', KEYS[1], ARGV[3]) == 1 then
+    unhold(KEYS[3], key, ARGV[3])
     if ARGV[5] == '1' then
       redis.call('HSET', key, 'fin', now, 'res', ARGV[6], 'run', 0)
-      redis.call('HDEL', key, 'tok', 'err')
+      redis.call('HDEL', key, 'tok', 'err', 'uk')
       redis.call('ZADD', KEYS[2], now, ARGV[3])
       trim_kept(KEYS[2], prefix, now, ARGV[10], ARGV[11])
     else

@@ -18,3 +18,9 @@ local function number(raw)
   if n and n == n and n ~= math.huge and n ~= -math.huge then return n end
   return nil
 end
+-- Free the unique key job ``id`` holds for its life, if it still holds it (KEYS[held] is
+-- the unique hash). Called in the step that ends the job.
+local function unhold(held, key, id)
+  local uk = redis.call('HGET', key, 'uk')
+  if uk and redis.call('HGET', held, uk) == id then redis.call('HDEL', held, uk) end
+end
