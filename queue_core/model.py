@@ -93,6 +93,9 @@ class Capabilities:
     """Workers can store heartbeat records (``Store.beat``, ``workers``,
     ``forget_worker``): the ``workers`` command lists them and ``listen --workers``
     replaces a worker that stopped beating."""
+    rate_limit: bool = False
+    """The queue's ``rate``, ``bucket_size`` and ``max_concurrent`` (and a job type's) hold
+    across every worker and host: the driver keeps the buckets and slots (``Store.limiter``)."""
     uncounted: frozenset[JobStatus] = frozenset()
     """Statuses ``info`` cannot count on this back end; it leaves them out rather than
     report a number it does not know (AMQP cannot count the messages workers hold)."""
@@ -187,6 +190,12 @@ class Message:
     decoded: Any = field(default=None, repr=False, compare=False)
     """The job and its settings, or the SerializationError, when the core decoded the
     payload while the message waited for a slot."""
+    admitted: bool = field(default=False, repr=False, compare=False)
+    """The rate limits let it begin: it holds their tokens (set by the core)."""
+    held_slots: list[tuple[str, str]] | None = field(default=None, repr=False, compare=False)
+    """The ``max_concurrent`` slots it holds while it runs, (limit name, token) pairs."""
+    held_since: float = field(default=0.0, repr=False, compare=False)
+    """time.monotonic() when a limit first held it back (0: never)."""
 
 
 class PushRequest(NamedTuple):

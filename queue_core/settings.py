@@ -44,7 +44,7 @@ SCHEMES: dict[str, str] = {
 
 QUEUE_KEYS = ("ttr", "attempts", "backoff", "age_limit", "serializer", "keep_completed",
               "keep_failed", "imports", "isolate", "concurrency", "async_concurrency",
-              "heartbeat", "tracing")
+              "heartbeat", "tracing", "rate", "bucket_size", "max_concurrent")
 SETTING_KEYS = ("driver", "channel", "events", *QUEUE_KEYS)
 
 

@@ -26,6 +26,7 @@ from .options import Option, url_and_options
 
 if TYPE_CHECKING:
     from .consumer import Consumer
+    from .limits import Limiter
 
 
 class Store(ABC):
@@ -111,6 +112,13 @@ class Store(ABC):
         Raises JobNotFoundError for an unknown id, JobNotInStateError when the job is not
         in ``state``."""
         raise NotSupportedError(f"the {self.name} driver cannot retry finished jobs")
+
+    # -- rate limits (Capabilities.rate_limit) -----------------------------------------
+
+    def limiter(self) -> Limiter:
+        """The buckets and slots of rate limits, shared by every worker of the channel on
+        every host (queue_core.limits.Limiter). Called once per worker."""
+        raise NotSupportedError(f"the {self.name} driver does not support rate limits")
 
     # -- worker heartbeats (Capabilities.heartbeats) -----------------------------------
 
