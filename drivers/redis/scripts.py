@@ -36,6 +36,7 @@ from importlib.resources import files
 from string import Template
 from typing import Any, NamedTuple, Protocol
 
+from queue_core.limits import SLOT_POLL, Limit, Want
 from queue_core.model import DEFAULT_PRIORITY, KEEP_ALL, UNREADABLE, Retention
 
 # The stored names, short because every job carries them. Stored data of earlier versions
@@ -71,7 +72,7 @@ FIELDS = (PAYLOAD, TTR, PRIORITY, PUSHED, ATTEMPTS, RUNNING, STARTED, FINISHED, 
 TRIM_BATCH = 200
 """The most kept jobs one settle's script drops for retention (trim.lua)."""
 _VALUES = {"DEFAULT_PRIORITY": str(DEFAULT_PRIORITY), "UNREADABLE": UNREADABLE,
-           "TRIM_BATCH": str(TRIM_BATCH)}
+           "TRIM_BATCH": str(TRIM_BATCH), "SLOT_POLL_MS": str(int(SLOT_POLL * 1000))}
 """The Python values the Lua files take, written ``$NAME`` there."""
 LOADED: dict[str, str] = {}
 """Every file read from ``lua/``, by name without ``.lua``, with its values filled in."""
@@ -99,6 +100,8 @@ FAIL = _assemble("prelude", "trim", "fail")
 REMOVE = _assemble("remove")
 RETRY = _assemble("prelude", "retry")
 CLEAR = _assemble("clear")
+LIMIT = _assemble("prelude", "limit")
+UNLIMIT = _assemble("unlimit")
 
 # -- each script's keys and arguments ------------------------------------------------
 
@@ -306,6 +309,44 @@ class ClearArgs(NamedTuple):
 
     def to_args(self) -> list[Any]:
         return [self.prefix]
+
+
+LIMIT_KEYS = (WAITING,)
+"""Only to route the call to the channel's node: the buckets (``P lim:<name>``) and slots
+(``P slot:<name>``) share the channel's hash tag."""
+
+
+class LimitArgs(NamedTuple):
+    """Take tokens and slots for each want, all or nothing per want (limit.lua)."""
+
+    prefix: str
+    limits: Sequence[Limit]
+    wants: Sequence[Want]
+
+    def to_args(self) -> list[Any]:
+        args: list[Any] = [self.prefix, len(self.limits)]
+        for limit in self.limits:
+            args += [limit.name, "" if limit.rate is None else repr(limit.rate),
+                     limit.bucket_size,
+                     "" if limit.max_concurrent is None else limit.max_concurrent]
+        args.append(len(self.wants))
+        for want in self.wants:
+            args += [want.slot, int(want.lease * 1000), len(want.limits),
+                     *[index + 1 for index in want.limits]]
+        return args
+
+
+UNLIMIT_KEYS = LIMIT_KEYS
+
+
+class UnlimitArgs(NamedTuple):
+    """Free max_concurrent slots (unlimit.lua)."""
+
+    prefix: str
+    slots: Sequence[tuple[str, str]]
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, *[part for pair in self.slots for part in pair]]
 
 
 class WaitArgs(NamedTuple):
