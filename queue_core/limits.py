@@ -174,13 +174,13 @@ def take_tokens(buckets: Mapping[str, Bucket], limits: Sequence[Limit], wants: S
     for limit in limits:
         bucket = buckets[limit.name]
         if limit.rate is not None:
-            if bucket.tokens < 0 or now < bucket.at:
-                # New, or a clock that went back: start full rather than stall.
-                bucket.tokens = float(limit.bucket_size)
-            else:
+            if bucket.tokens < 0:
+                bucket.tokens = float(limit.bucket_size)  # a new bucket starts full
+            elif now > bucket.at:
+                # (A clock behind the last call's refills nothing: never a burst.)
                 bucket.tokens = min(float(limit.bucket_size),
                                     bucket.tokens + (now - bucket.at) * limit.rate)
-            bucket.at = now
+            bucket.at = max(bucket.at, now)
         if bucket.slots:
             for token in [t for t, end in bucket.slots.items() if end <= now]:
                 del bucket.slots[token]

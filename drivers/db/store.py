@@ -22,6 +22,7 @@ from queue_core.errors import (
     JobNotFoundError,
     JobNotInStateError,
 )
+from queue_core.limits import Limiter
 from queue_core.model import (
     DEFAULT_PRIORITY,
     UNREADABLE,
@@ -40,6 +41,7 @@ from ..local_wakeup import Doorbell, doorbell_beside, doorbell_on_host
 from . import cli
 from .beats import BeatSql, build_workers_table, workers_table_name
 from .consumer import DbConsumer
+from .limits import DbLimiter, LimitSql, build_limits_table, limits_table_name
 from .engine import first_line, make_engine, supported_dialect
 from .options import DBAPI_URL_OPTIONS, OPTIONS
 from .sql import Sql, build_table, ddl
@@ -74,7 +76,7 @@ class DbDriver(Store):
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True, manual_retry=True, remove=True, clear=True,
         info=True, listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        heartbeats=True)
+        heartbeats=True, rate_limit=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
@@ -112,6 +114,9 @@ class DbDriver(Store):
         """Heartbeat records (drivers/db/beats.py), created with the queue table."""
         self._beat_sql = BeatSql(Sql(self.dialect, self.workers_table, dbapi.paramstyle))
         self._beats = 0
+        self.limits_table = limits_table_name(table)
+        """Rate limits' states (drivers/db/limits.py), created with the queue table."""
+        self._limit_sql = LimitSql(Sql(self.dialect, self.limits_table, dbapi.paramstyle))
         self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
             getattr(self.engine.dialect, "insert_returning", False))
         self._mysql = self.dialect in ("mysql", "mariadb")
@@ -141,6 +146,9 @@ class DbDriver(Store):
     def open_consumer(self) -> Consumer:
         return DbConsumer(self)
 
+    def limiter(self) -> Limiter:
+        return DbLimiter(self, self._limit_sql)
+
     def doorbell(self) -> Doorbell | None:
         """A new doorbell of this table and channel: next to an SQLite file, or on this
         host for MySQL (which has no LISTEN; workers on other hosts poll)."""
@@ -164,12 +172,14 @@ class DbDriver(Store):
         """The statements that create the table and its indexes on this database, and the
         table of worker heartbeats."""
         return (ddl(build_table(self.table), self.engine.dialect)
-                + ddl(build_workers_table(self.workers_table), self.engine.dialect))
+                + ddl(build_workers_table(self.workers_table), self.engine.dialect)
+                + ddl(build_limits_table(self.limits_table), self.engine.dialect))
 
     def create_table(self) -> None:
         """Create the table and its indexes unless they exist (what ``db init`` does), and
         the table of worker heartbeats."""
-        for table in (build_table(self.table), build_workers_table(self.workers_table)):
+        for table in (build_table(self.table), build_workers_table(self.workers_table),
+                      build_limits_table(self.limits_table)):
             try:
                 table.metadata.create_all(self.engine, checkfirst=True)
             except self._sa_errors() as exc:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from queue_core import beats
 from queue_core.consumer import Consumer
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.limits import Limiter
 from queue_core.model import (
     DEFAULT_PRIORITY,
     UNREADABLE,
@@ -51,6 +52,7 @@ from queue_core.store import Store
 
 from ..local_wakeup import Doorbell
 from .consumer import FileConsumer
+from . import limits
 from .layout import (
     DEFAULT_MODE,
     DIRS,
@@ -122,7 +124,8 @@ class FileDriver(Store):
         attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
-        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True)
+        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True,
+        rate_limit=limits.AVAILABLE)
     transient_errors = (OSError,)
     """Storage failures (disk full, permissions) of a consumer; the store's own calls
     wrap them (``_os_errors``)."""
@@ -171,6 +174,9 @@ class FileDriver(Store):
 
     def open_consumer(self) -> Consumer:
         return FileConsumer(self)
+
+    def limiter(self) -> Limiter:
+        return limits.FileLimiter(self.root, self.mode, self.fsync)
 
     # -- push ------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ for i = 1, tonumber(ARGV[2]) do
   if lim.rate then
     local state = redis.call('HMGET', lim.bucket, 't', 'a')
     local t, a = number(state[1]), number(state[2])
-    if not t or not a or now < a then
-      t = lim.burst  -- new, expired or a clock gone back: full rather than stalled
-    else
+    if not t or not a then
+      t = lim.burst  -- new or expired: a bucket left alone is full
+    elseif now > a then
       t = math.min(lim.burst, t + (now - a) * lim.rate / 1000)
     end
     lim.tokens = t
