@@ -154,7 +154,9 @@ class Bucket:
         no slots held): a damaged row loosens a limit for a moment, never stops a queue."""
         if not isinstance(data, Mapping):
             return cls()
-        tokens, at, slots = data.get("tokens"), data.get("at"), data.get("slots")
+        tokens: Any = data.get("tokens")
+        at: Any = data.get("at")
+        slots: Any = data.get("slots")
         if not _finite(tokens) or not _finite(at):
             return cls()
         held = {str(k): float(v) for k, v in slots.items() if _finite(v)} if isinstance(

@@ -41,8 +41,8 @@ from ..local_wakeup import Doorbell, doorbell_beside, doorbell_on_host
 from . import cli
 from .beats import BeatSql, build_workers_table, workers_table_name
 from .consumer import DbConsumer
-from .limits import DbLimiter, LimitSql, build_limits_table, limits_table_name
 from .engine import first_line, make_engine, supported_dialect
+from .limits import DbLimiter, LimitSql, build_limits_table, limits_table_name
 from .options import DBAPI_URL_OPTIONS, OPTIONS
 from .sql import Sql, build_table, ddl
 

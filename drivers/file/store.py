@@ -51,8 +51,8 @@ from queue_core.records import as_time
 from queue_core.store import Store
 
 from ..local_wakeup import Doorbell
-from .consumer import FileConsumer
 from . import limits
+from .consumer import FileConsumer
 from .layout import (
     DEFAULT_MODE,
     DIRS,
