@@ -40,6 +40,8 @@ most this many seconds: those wait in the worker until slots free."""
 SLOT_WAIT = 0.05
 """Seconds a worker that may not wait (``run``) sleeps when limits hold its jobs back."""
 WAIT_MAX = 1.0
+EARLY = 0.9
+"""The share of the time until the next token a held worker sleeps before asking again."""
 """Longest sleep while limits hold jobs back."""
 _AVERAGE_KEEP = 0.8
 """Weight of the past in the running average of job durations."""
@@ -72,8 +74,9 @@ class Consumption:
         self.throttled = False
         """The last ``next`` or ``next_many`` came back empty because limits held back
         the jobs at hand (there are jobs: ``run`` goes on)."""
-        self._holding = False
-        """Limits held jobs back at the last ask: fetch one at a time meanwhile."""
+        self._refused_at = -HOLD_MAX
+        """time.monotonic() when limits last held a job back: for HOLD_MAX seconds after,
+        jobs are fetched one at a time (a batch would wait here past its fetch lease)."""
 
     # -- taking jobs -----------------------------------------------------------------
 
@@ -172,8 +175,8 @@ class Consumption:
             asked = pending[:room - ready] if throttle.slots else pending
             wait = self._call(throttle.admit, asked)
             refused = [message for message in asked if not message.admitted]
-            self._holding = bool(refused)
             if refused:
+                self._refused_at = time.monotonic()
                 self._hold(refused)
         batch: list[Message] = []
         rest: deque[Message] = deque()
@@ -188,19 +191,22 @@ class Consumption:
             self.throttled = True
             if self._kept:
                 self.flush()  # the runs that ended are not left unreported while it waits
-            time.sleep(max(0.001, min(wait or SLOT_WAIT, timeout or SLOT_WAIT, WAIT_MAX)))
+            # A little before the next token is due: the worker that asks first gets it,
+            # and a bucket that waits full for a late asker loses that time for good.
+            time.sleep(max(0.001, min(wait * EARLY if wait else SLOT_WAIT,
+                                      timeout or SLOT_WAIT, WAIT_MAX)))
         return batch
+
+    def _holding(self) -> bool:
+        """Whether limits held jobs back lately (then jobs are fetched one at a time)."""
+        return (self.throttle is not None
+                and time.monotonic() - self._refused_at < HOLD_MAX)
 
     def _hold(self, refused: list[Message]) -> None:
         """Jobs the limits hold back wait here; those waiting past HOLD_MAX go back to the
         queue uncharged (they were never begun), for any worker to take later."""
         now = time.monotonic()
-        stale = []
-        for message in refused:
-            if not message.held_since:
-                message.held_since = now
-            elif now - message.held_since > HOLD_MAX:
-                stale.append(message)
+        stale = [message for message in refused if now - message.held_since > HOLD_MAX]
         if stale:
             for message in stale:
                 self._fetched.remove(message)
@@ -241,6 +247,10 @@ class Consumption:
             self._raise(exc)
         for message in got:
             message.owner = self
+        if self.throttle is not None:
+            now = time.monotonic()
+            for message in got:
+                message.held_since = now
         self._fetched.extend(got)
         return bool(got)
 
@@ -250,7 +260,7 @@ class Consumption:
         end; returns them. Only for jobs short enough that they wait little (here, where
         no other worker can run them), on a driver that fetches ahead, and only when none
         is at hand; it does not wait for jobs to come."""
-        if (self._fetched or self._one_at_a_time or self._holding or self._job_time is None
+        if (self._fetched or self._one_at_a_time or self._holding() or self._job_time is None
                 or self._job_time > AHEAD_JOB_MAX):
             return []
         self._fill(min(slots, self.consumer.prefetch), 0.0)
@@ -266,7 +276,7 @@ class Consumption:
         return bool(self._fetched)
 
     def _fetch_size(self, room: int) -> int:
-        return 1 if self._one_at_a_time or self._holding else max(self._batch_size(),
+        return 1 if self._one_at_a_time or self._holding() else max(self._batch_size(),
                                                  min(room, self.consumer.prefetch))
 
     def _batch_size(self) -> int:

@@ -195,7 +195,7 @@ class Message:
     held_slots: list[tuple[str, str]] | None = field(default=None, repr=False, compare=False)
     """The ``max_concurrent`` slots it holds while it runs, (limit name, token) pairs."""
     held_since: float = field(default=0.0, repr=False, compare=False)
-    """time.monotonic() when a limit first held it back (0: never)."""
+    """time.monotonic() of its fetch, where rate limits may hold it back (0: none)."""
 
 
 class PushRequest(NamedTuple):

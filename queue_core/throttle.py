@@ -18,7 +18,7 @@ from typing import Any
 from .limits import Limit, Limiter, Want, job_limit
 from .model import Message
 
-HOLD_MAX = 2.0
+HOLD_MAX = 1.0
 """Seconds a fetched job may wait for a token or slot before it goes back to the queue
 (uncharged), so that it does not sit in one worker while others could take it."""
 UNKNOWN = ()
