@@ -193,8 +193,9 @@ class Consumption:
                 self.flush()  # the runs that ended are not left unreported while it waits
             # A little before the next token is due: the worker that asks first gets it,
             # and a bucket that waits full for a late asker loses that time for good.
-            time.sleep(max(0.001, min(wait * EARLY if wait else SLOT_WAIT,
-                                      timeout or SLOT_WAIT, WAIT_MAX)))
+            pause = min(wait * EARLY if wait else SLOT_WAIT, timeout or SLOT_WAIT, WAIT_MAX)
+            if pause >= 0.001:  # (a token due sooner is asked for at once)
+                time.sleep(pause)
         return batch
 
     def _holding(self) -> bool:
