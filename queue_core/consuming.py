@@ -40,6 +40,9 @@ most this many seconds: those wait in the worker until slots free."""
 SLOT_WAIT = 0.05
 """Seconds a worker that may not wait (``run``) sleeps when limits hold its jobs back."""
 WAIT_MAX = 1.0
+SHORT_WAIT = 0.01
+"""A limit that holds jobs back for less than this (a high rate's next token) does not
+make the worker fetch one job at a time."""
 EARLY = 0.9
 """The share of the time until the next token a held worker sleeps before asking again."""
 """Longest sleep while limits hold jobs back."""
@@ -176,7 +179,8 @@ class Consumption:
             wait = self._call(throttle.admit, asked)
             refused = [message for message in asked if not message.admitted]
             if refused:
-                self._refused_at = time.monotonic()
+                if wait >= SHORT_WAIT:
+                    self._refused_at = time.monotonic()
                 self._hold(refused)
         batch: list[Message] = []
         rest: deque[Message] = deque()

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -216,8 +218,6 @@ class LocalLimiter(Limiter):
     """Buckets in this process (the memory driver): a lock makes each call atomic."""
 
     def __init__(self) -> None:
-        import threading
-        import time
         self._lock = threading.Lock()
         self._clock = time.monotonic
         self._buckets: dict[str, Bucket] = {}
