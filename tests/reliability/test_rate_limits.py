@@ -155,3 +155,33 @@ def _max_concurrent_two(queue_settings: Callable[..., dict[str, Any]], journal: 
     assert time.monotonic() - started >= count / 2 * 0.2
     attempts = _attempts(exec_log)
     assert len(attempts) == count and set(attempts) == {1}, attempts
+
+
+@pytest.mark.worker_modes("c1", "threads8")
+@pytest.mark.needs("status", "attempt_count")
+def test_a_worker_waiting_for_tokens_stops_at_once_and_charges_nothing(
+        make_queue, queue_settings, journal: str, tmp_path: Path) -> None:
+    from tests.support.limited_jobs import Stamp
+    settings = queue_settings(imports=IMPORTS, rate="1/h", bucket_size=1)
+    queue = make_queue(imports=IMPORTS, rate="1/h", bucket_size=1)
+    ids = queue.push_many([Stamp(journal, f"j{i}") for i in range(3)])
+    exec_log = tmp_path / "exec.log"
+    worker = queue_core(settings, "listen", "--timeout", "0.5", exec_log=exec_log)
+    try:
+        wait_for(lambda: len(_times(journal, "end")) == 1, 30, "the one job a token allows")
+        time.sleep(1.5)  # held past HOLD_MAX: given back and fetched again meanwhile
+        asked = time.monotonic()
+        code, _, err = stop(worker)
+        took = time.monotonic() - asked
+    finally:
+        kill_group(worker)
+    assert code == 0, err
+    assert took < 2.0, took
+    assert len(_times(journal, "start")) == 1
+    assert _attempts(exec_log) == [1]
+    ran = next(tag for tag in _times(journal, "start"))
+    waiting = [job_id for index, job_id in enumerate(ids) if f"j{index}" != ran]
+    for job_id in waiting:
+        assert job_id is not None
+        info = queue.get(job_id)
+        assert info.status.value == "waiting" and info.attempt == 0, info
