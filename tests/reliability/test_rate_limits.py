@@ -185,3 +185,39 @@ def test_a_worker_waiting_for_tokens_stops_at_once_and_charges_nothing(
         assert job_id is not None
         info = queue.get(job_id)
         assert info.status.value == "waiting" and info.attempt == 0, info
+
+
+@pytest.mark.slow
+@pytest.mark.worker_modes("c1")
+@pytest.mark.needs("retry", "ttr_lease")
+def test_the_slot_of_a_worker_killed_mid_job_frees_with_its_lease(
+        queue_settings, journal: str, tmp_path: Path) -> None:
+    from tests.support.jobs import Hold
+    from tests.support.limited_jobs import Stamp
+    hold = tmp_path / "hold"
+    hold.touch()
+    held = str(tmp_path / "held.txt")
+    settings = queue_settings(imports=IMPORTS, max_concurrent=1, ttr=3, attempts=3)
+    queue = create_queue(settings)
+    try:
+        queue.push(Hold(held, "held", str(hold)))
+        queue.push(Stamp(journal, "after"))
+    finally:
+        queue.close()
+    first = queue_core(settings, "listen", "--timeout", "0.2")
+    try:
+        wait_for(lambda: "start held" in read_lines(held), 30, "the held job running")
+        kill_group(first)  # SIGKILL: its slot is never freed by it
+    finally:
+        kill_group(first)
+    hold.unlink()
+    second = queue_core(settings, "listen", "--timeout", "0.2")
+    try:
+        # The slot goes when its lease (the job's ttr plus lease_grace) ends, and the
+        # killed run comes back as the job's own lease ends: both jobs run.
+        wait_for(lambda: "after" in _times(journal, "end") and "end held" in read_lines(held),
+                 30, "both jobs done")
+        code, _, err = stop(second)
+    finally:
+        kill_group(second)
+    assert code == 0, err
