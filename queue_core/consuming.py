@@ -40,12 +40,12 @@ most this many seconds: those wait in the worker until slots free."""
 SLOT_WAIT = 0.05
 """Seconds a worker that may not wait (``run``) sleeps when limits hold its jobs back."""
 WAIT_MAX = 1.0
+"""Longest sleep while limits hold jobs back."""
 SHORT_WAIT = 0.01
 """A limit that holds jobs back for less than this (a high rate's next token) does not
 make the worker fetch one job at a time."""
 EARLY = 0.9
 """The share of the time until the next token a held worker sleeps before asking again."""
-"""Longest sleep while limits hold jobs back."""
 _AVERAGE_KEEP = 0.8
 """Weight of the past in the running average of job durations."""
 
