@@ -16,6 +16,8 @@ as one more contender, and ``--worker-args "ARGS"`` one with any other listen ar
 (a flag being measured); each is compared with the same worker without them, round by
 round, or with the worker given ``--base-args "ARGS"``: ``--metrics --base-args
 '--heartbeat 0'`` compares metrics and heartbeats (on by default) with both off.
+``--rate-limit RATE`` (with ``--bucket-size N``) adds one whose queue settings set that
+rate limit, compared the same way: ``--rate-limit 1000000/s`` prices the limiter itself.
 """
 
 from __future__ import annotations
@@ -118,6 +120,11 @@ def _then(first: Any, second: Any) -> Any:
     return both
 
 
+def plain_args(contender: Contender) -> tuple[str, ...]:
+    """The worker arguments of the contender flavours are compared with."""
+    return tuple(getattr(contender, "worker_args", ()))
+
+
 def median_line(label: str, values: list[float], unit: str = "jobs/s") -> str:
     runs = ", ".join(f"{v:,.0f}" for v in values)
     return f"  {label:<30} {statistics.median(values):>12,.0f} {unit}   (runs: {runs})"
@@ -155,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-args", action="append", default=[], metavar="ARGS",
                         help="also measure queue-core's worker with these extra listen "
                              "arguments, e.g. --worker-args='--heartbeat 5' (repeatable)")
+    parser.add_argument("--rate-limit", metavar="RATE",
+                        help="also measure queue-core with this queue rate limit set "
+                             "(settings 'rate', e.g. 1000000/s) and print its ratio to the "
+                             "worker without it")
+    parser.add_argument("--bucket-size", type=int, default=None, metavar="N",
+                        help="the 'bucket_size' of --rate-limit (default: the queue's, 5)")
     args = parser.parse_args(argv)
     target = found[args.driver]
 
@@ -188,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
                           else " ".join(extra)])
         contenders.append(QueueCore(target.settings(workdir), label,
                                     worker_args=(*variant, *extra)))
+        flavours[label] = plain.name
+    if args.rate_limit:
+        limited = {**target.settings(workdir), "rate": args.rate_limit}
+        label = " ".join(["queue-core", *variant, f"+rate {args.rate_limit}"])
+        if args.bucket_size is not None:
+            limited["bucket_size"] = args.bucket_size
+            label += f" bucket {args.bucket_size}"
+        contenders.append(QueueCore(limited, label, worker_args=plain_args(plain)))
         flavours[label] = plain.name
     for number, code in enumerate(args.code):
         other_dir = os.path.join(workdir, f"code{number}")

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from queue_core.beats import decode, encode, forget_after, read_records
 from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import JobNotFoundError, JobNotInStateError
+from queue_core.limits import Limiter, LocalLimiter
 from queue_core.model import (
     DEFAULT_PRIORITY,
     Capabilities,
@@ -66,6 +67,8 @@ class _Jobs:
         """Delayed jobs by ready_at, and reserved ones by the end of their lease."""
         self.seq = itertools.count(1)
         self.ids = itertools.count(1)
+        self.limiter = LocalLimiter()
+        """The rate limits' buckets of the queues sharing these jobs."""
         self.kept: dict[JobStatus, OrderedDict[str, float]] = {
             JobStatus.DONE: OrderedDict(), JobStatus.FAILED: OrderedDict()}
         """The ids of kept DONE and FAILED jobs, oldest finish first, with their finish
@@ -165,7 +168,8 @@ class MemoryDriver(Store):
         failed_store=True, last_error=True, keep_completed=True, retention=True,
         manual_retry=True, remove=True,
         clear=True, info=True, listing=frozenset(JobStatus), reset_attempts=True,
-        bulk_push=True, multiprocess=False, heartbeats=True, waiting_age=True, unique=True)
+        bulk_push=True, multiprocess=False, heartbeats=True, waiting_age=True, unique=True,
+        rate_limit=True)
 
     def __init__(self, name: str = "", *, channel: str = "queue", lease_grace: float = 1.0) -> None:
         super().__init__(channel=channel)
@@ -188,6 +192,9 @@ class MemoryDriver(Store):
 
     def open_consumer(self) -> Consumer:
         return _MemoryConsumer(self)
+
+    def limiter(self) -> Limiter:
+        return self._jobs.limiter
 
     def push(self, payload: bytes, *, ttr: float, delay: float = 0.0,
              priority: int | None = None) -> str:
@@ -328,6 +335,18 @@ class _MemoryConsumer(Consumer):
         self.jobs.put(job, JobStatus.RESERVED, now + self.store.lease_seconds(info.ttr or 0))
         return Message(info.id, info.payload, info.attempt, info.ttr or 0, info.priority,
                        info.pushed_at, redelivered=lost, handle=job.token)
+
+    def give_back(self, messages: Sequence[Message]) -> None:
+        """Back to waiting as they were before the fetch: the attempt it counted goes."""
+        now = time.time()
+        with self.jobs.changed:
+            for message in messages:
+                job = self.jobs.live(message.id, message.handle)  # type: ignore[arg-type]
+                if job is None:
+                    continue  # its lease ran out: another reservation's now
+                job.info.attempt = max(0, job.info.attempt - 1)
+                job.lost = message.redelivered
+                self.jobs.put(job, JobStatus.WAITING, now)
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
         now = time.time()

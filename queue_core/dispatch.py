@@ -235,7 +235,7 @@ class Dispatcher:
                 if messages:
                     self._start(messages)
                 elif until_empty:
-                    if not self.running:
+                    if not self.running and not worker._consuming().throttled:
                         break
                     self._settle(finished.take(BUSY_WAIT))
             worker._loop_event()

@@ -32,11 +32,17 @@ class Job(ABC):
       settings dict or a callable), replacing the queue's ``backoff``.
     - ``unique_for``: with a key from ``get_unique_key``, hold it this many seconds from
       the push instead of for the job's life (docs/flow.md, "Unique jobs").
+    - ``rate`` ("20/s", "100/m", "5000/h" or jobs per second), ``bucket_size`` and
+      ``max_concurrent``: rate limits of this job type, on top of the queue's, held across
+      every worker (docs/flow.md).
     """
 
     job_name: ClassVar[str]
     backoff: ClassVar[Any] = None
     unique_for: ClassVar[float | None] = None
+    rate: ClassVar[str | float | None] = None
+    bucket_size: ClassVar[int | None] = None
+    max_concurrent: ClassVar[int | None] = None
     _abstract_job: ClassVar[bool] = True
 
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
@@ -102,3 +108,7 @@ def lookup(name: str) -> type[Job] | None:
 
 def registered_names() -> list[str]:
     return sorted(_registry)
+
+
+def registered_types() -> list[type[Job]]:
+    return list(_registry.values())

@@ -105,6 +105,9 @@ class Capabilities:
     """``push(unique_key=...)``: a push whose key a waiting, delayed or running job holds
     (or that a ``unique_for`` window holds) stores nothing and returns that job's id,
     decided atomically by the back end (queue_core/unique.py)."""
+    rate_limit: bool = False
+    """The queue's ``rate``, ``bucket_size`` and ``max_concurrent`` (and a job type's) hold
+    across every worker and host: the driver keeps the buckets and slots (``Store.limiter``)."""
     uncounted: frozenset[JobStatus] = frozenset()
     """Statuses ``info`` cannot count on this back end; it leaves them out rather than
     report a number it does not know (AMQP cannot count the messages workers hold)."""
@@ -199,6 +202,12 @@ class Message:
     decoded: Any = field(default=None, repr=False, compare=False)
     """The job and its settings, or the SerializationError, when the core decoded the
     payload while the message waited for a slot."""
+    admitted: bool = field(default=False, repr=False, compare=False)
+    """The rate limits let it begin: it holds their tokens (set by the core)."""
+    held_slots: list[tuple[str, str]] | None = field(default=None, repr=False, compare=False)
+    """The ``max_concurrent`` slots it holds while it runs, (limit name, token) pairs."""
+    held_since: float = field(default=0.0, repr=False, compare=False)
+    """time.monotonic() of its fetch, where rate limits may hold it back (0: none)."""
 
 
 class PushRequest(NamedTuple):

@@ -39,7 +39,8 @@ from .errors import (
 from .events import EventHub, ExecEvent, PushEvent, RetryEvent
 from .heartbeat import DEFAULT_PERIOD, check_period
 from .isolation import parse_mode
-from .job import Job, RetryableJob
+from .job import Job, RetryableJob, registered_types
+from .limits import Limit, job_limit, parse_limit
 from .logfields import job_extra
 from .model import WorkerInfo
 from .records import usable_ttr
@@ -139,7 +140,9 @@ class Queue:
                  async_concurrency: int = bounds.ASYNC_CONCURRENCY,
                  heartbeat: float = DEFAULT_PERIOD, tracing: bool = False,
                  schedules: Iterable[Mapping[str, Any]] | None = None,
-                 catch_up: str | Mapping[str, int] = "none") -> None:
+                 catch_up: str | Mapping[str, int] = "none",
+                 rate: str | float | None = None, bucket_size: int | None = None,
+                 max_concurrent: int | None = None) -> None:
         if isinstance(driver, str):
             from .settings import driver_from_url
             driver = driver_from_url(driver)
@@ -171,6 +174,9 @@ class Queue:
         (scheduler.py)."""
         self.catch_up = parse_catch_up(catch_up)
         self._limits = RetryLimits(self.attempts, self.age_limit)
+        self.limit: Limit | None = parse_limit("queue", rate, bucket_size, max_concurrent)
+        """The queue's rate limits (``rate``, ``bucket_size``, ``max_concurrent``)."""
+        self._unlimited_types: set[type] = set()
         self._events = EventHub()
         self._job_backoffs: dict[type, BackoffFn | None] = {}
         self._sync_worker: Worker | None = None
@@ -231,6 +237,10 @@ class Queue:
                     f"the {self.driver.name} driver does not support {key}.max_age "
                     f"{limits.max_age:g} s: it keeps jobs for at most {longest:g} s")
         self.driver.set_retention(done=self.retention_completed, failed=self.retention_failed)
+        if self.limit is not None and not caps.rate_limit:
+            raise NotSupportedError(
+                f"the {self.driver.name} driver does not support rate limits "
+                f"({_describe_limit(self.limit)}): it cannot hold them across workers")
 
     # -- events ----------------------------------------------------------------------
 
@@ -396,6 +406,8 @@ class Queue:
         if not isinstance(job, Job):
             raise InvalidArgumentError(
                 f"push() takes a Job instance, got {type(job).__qualname__}")
+        if type(job) not in self._unlimited_types:
+            self._check_job_limit(type(job))
         if ttr is not None:
             return ttr
         if isinstance(job, RetryableJob):
@@ -403,6 +415,17 @@ class Queue:
             if job_ttr is not None:
                 return self._check_ttr(job_ttr, f"{type(job).__qualname__}.get_ttr()")
         return self.ttr
+
+    def _check_job_limit(self, kind: type) -> None:
+        """A job type's rate limits are refused at push where the driver cannot hold them
+        (and checked: ConfigError naming the class)."""
+        limit = job_limit(kind)
+        if limit is not None and not self.driver.capabilities.rate_limit:
+            raise NotSupportedError(
+                f"the {self.driver.name} driver does not support rate limits "
+                f"({kind.__qualname__}: {_describe_limit(limit)}): it cannot hold them "
+                "across workers")
+        self._unlimited_types.add(kind)
 
     def _push_meta(self, attempts: int | None, backoff: Any) -> dict[str, Any]:
         """Per-push settings that travel inside the payload."""
@@ -619,8 +642,30 @@ class Queue:
         return job_extra(self.driver.channel, job_id, job, attempt)
 
     def consume(self) -> Consumption:
-        """A consumer for one worker, wrapped with the core's consumer machinery."""
-        return Consumption(self.driver, self.driver.open_consumer())
+        """A consumer for one worker, wrapped with the core's consumer machinery (and the
+        rate limits' gate, where the queue or a registered job type sets limits)."""
+        consumption = Consumption(self.driver, self.driver.open_consumer())
+        if self.driver.capabilities.rate_limit:
+            limited = [kind for kind in registered_types() if job_limit(kind) is not None]
+            if self.limit is not None or limited:
+                from .throttle import Throttle
+                throttle = Throttle(self.driver.limiter(), self.limit, self._decode_held,
+                                    lambda message: self.driver.lease_seconds(
+                                        self._ttr_of(message)))
+                throttle.watch_types(limited)
+                consumption.throttle = throttle
+        return consumption
+
+    def _decode_held(self, message: Message) -> Any:
+        """``message.decoded`` for a fetched job the limits look at (its type's limits),
+        kept for ``prepare`` as the worker's decode_ahead keeps it."""
+        try:
+            message.decoded = self.decode(message.payload)
+        except SerializationError as exc:
+            message.decoded = exc
+        except Exception:  # noqa: BLE001 - a serializer's own fault, met again in prepare
+            return None
+        return message.decoded
 
     def settler(self, message: Message) -> Consumption:
         """The consumption that settles ``message``: the one that fetched it, or for a
@@ -901,3 +946,11 @@ class Queue:
     def __repr__(self) -> str:
         return f"<Queue {self.driver.describe()} ttr={self.ttr:g} attempts={self.attempts}>"
 
+
+def _describe_limit(limit: Limit) -> str:
+    parts = []
+    if limit.rate is not None:
+        parts.append(f"rate={limit.rate:g}/s, bucket_size={limit.bucket_size}")
+    if limit.max_concurrent is not None:
+        parts.append(f"max_concurrent={limit.max_concurrent}")
+    return ", ".join(parts)

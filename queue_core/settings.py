@@ -44,7 +44,8 @@ SCHEMES: dict[str, str] = {
 
 QUEUE_KEYS = ("ttr", "attempts", "backoff", "age_limit", "serializer", "keep_completed",
               "keep_failed", "imports", "isolate", "concurrency", "async_concurrency",
-              "heartbeat", "tracing", "schedules", "catch_up")
+              "heartbeat", "tracing", "schedules", "catch_up", "rate", "bucket_size",
+              "max_concurrent")
 SETTING_KEYS = ("driver", "channel", "events", *QUEUE_KEYS)
 
 

@@ -26,6 +26,7 @@ from .options import Option, url_and_options
 
 if TYPE_CHECKING:
     from .consumer import Consumer
+    from .limits import Limiter
 
 
 class Store(ABC):
@@ -116,6 +117,12 @@ class Store(ABC):
         """The push time (``time.time()``) of the WAITING job pushed first, or None when
         no job waits (Capabilities.waiting_age)."""
         raise NotSupportedError(f"the {self.name} driver cannot tell the oldest waiting job")
+    # -- rate limits (Capabilities.rate_limit) -----------------------------------------
+
+    def limiter(self) -> Limiter:
+        """The buckets and slots of rate limits, shared by every worker of the channel on
+        every host (queue_core.limits.Limiter). Called once per worker."""
+        raise NotSupportedError(f"the {self.name} driver does not support rate limits")
 
     # -- worker heartbeats (Capabilities.heartbeats) -----------------------------------
 

@@ -220,8 +220,11 @@ class Worker:
                 return self.processed - before
             beside = self._async_beside
             while not self._should_stop():
-                message = self._consuming().next(0)
+                consumption = self._consuming()
+                message = consumption.next(0)
                 if message is None:
+                    if consumption.throttled:
+                        continue  # ready jobs wait for the rate limits: not done yet
                     break
                 handed = self._take(message, beside)
                 if handed is not None:

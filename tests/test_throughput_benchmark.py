@@ -80,3 +80,14 @@ def test_flavours_are_compared_with_the_base_args_worker(tmp_path: Path) -> None
     stdout, figures = flavours_run(tmp_path, "--base-args=--heartbeat 0")
     assert figures["queue-core --heartbeat 0"]["process"] > 0
     assert re.search(r"queue-core \+metrics +/ queue-core --heartbeat 0 ", stdout)
+
+
+@pytest.mark.slow
+def test_a_rate_limit_is_measured_beside_the_worker_without_it(tmp_path: Path) -> None:
+    result = run_throughput(tmp_path, "--rate-limit", "1000000/s", "--bucket-size", "500")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    limited = figures["queue-core +rate 1000000/s bucket 500"]
+    assert limited["process"] > 0
+    assert "process_ratio_to queue-core" in limited
+    assert re.search(r"queue-core \+rate 1000000/s bucket 500 +/ queue-core ", result.stdout)

@@ -12,7 +12,7 @@ BACKLOG = True
 
 
 def settings(workdir: str) -> dict[str, Any]:
-    return {"driver": f"{SERVER}/10", "channel": "bench"}
+    return {"driver": f"{SERVER}/10", "channel": os.environ.get("BENCH_CHANNEL", "bench")}
 
 
 def peers(workdir: str, workers: int = 1) -> list[Contender]:

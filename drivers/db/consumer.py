@@ -369,6 +369,16 @@ class DbConsumer(Consumer):
             self.store._notify(cursor)
         return readied
 
+    def give_back(self, messages: Sequence[Message]) -> None:
+        """Fetched and never begun (held back by a rate limit, or the worker stops): back
+        to waiting with the attempt their take counted undone."""
+        with self.store._transaction(self._connection()) as cursor:
+            for message in messages:
+                cursor.execute(self.sql.give_back, {"aid": int(message.id),
+                                                    "aatt": message.handle})
+            self.store._notify(cursor)
+        self.store.ring()
+
     def _trim_due(self) -> None:
         """Retention's trim, when due, after the settle committed: on the connection only
         while it is usable, so that a trim never stands between a reserve and its job."""

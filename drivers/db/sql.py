@@ -249,6 +249,14 @@ class Sql:
                       "AND status = 'reserved' AND attempt = :aatt")
 
     @cached_property
+    def give_back(self) -> str:
+        """A reserved row back to waiting as it was before its take: uncharged."""
+        return self.q("UPDATE {t} SET status = 'waiting', ready_at = {now}, "
+                      "attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END, "
+                      "running = CASE WHEN running > 0 THEN running - 1 ELSE 0 END "
+                      "WHERE id = :aid AND status = 'reserved' AND attempt = :aatt")
+
+    @cached_property
     def fail(self) -> str:
         return self.q("UPDATE {t} SET status = 'failed', finished_at = {now}, "
                       "ready_at = {now}, error = :error, running = 0 WHERE id = :aid "

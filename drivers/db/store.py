@@ -22,6 +22,7 @@ from queue_core.errors import (
     JobNotFoundError,
     JobNotInStateError,
 )
+from queue_core.limits import Limiter
 from queue_core.model import (
     DEFAULT_PRIORITY,
     UNREADABLE,
@@ -41,6 +42,7 @@ from . import cli
 from .beats import BeatSql, build_workers_table, workers_table_name
 from .consumer import DbConsumer
 from .engine import first_line, make_engine, supported_dialect
+from .limits import DbLimiter, LimitSql, build_limits_table, limits_table_name
 from .options import DBAPI_URL_OPTIONS, OPTIONS
 from .sql import Sql, build_table, ddl
 from .unique import UniqueSql, build_unique_table, unique_table_name
@@ -80,7 +82,7 @@ class DbDriver(Store):
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True, manual_retry=True, remove=True, clear=True,
         info=True, listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        heartbeats=True, waiting_age=True, unique=True)
+        heartbeats=True, waiting_age=True, unique=True, rate_limit=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
@@ -125,6 +127,9 @@ class DbDriver(Store):
                                      table)
         self._unique_pushes = 0
         self._unique_exists: bool | None = None
+        self.limits_table = limits_table_name(table)
+        """Rate limits' states (drivers/db/limits.py), created with the queue table."""
+        self._limit_sql = LimitSql(Sql(self.dialect, self.limits_table, dbapi.paramstyle))
         self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
             getattr(self.engine.dialect, "insert_returning", False))
         self._mysql = self.dialect in ("mysql", "mariadb")
@@ -154,6 +159,9 @@ class DbDriver(Store):
     def open_consumer(self) -> Consumer:
         return DbConsumer(self)
 
+    def limiter(self) -> Limiter:
+        return DbLimiter(self, self._limit_sql)
+
     def doorbell(self) -> Doorbell | None:
         """A new doorbell of this table and channel: next to an SQLite file, or on this
         host for MySQL (which has no LISTEN; workers on other hosts poll)."""
@@ -178,13 +186,15 @@ class DbDriver(Store):
         table of worker heartbeats."""
         return (ddl(build_table(self.table), self.engine.dialect)
                 + ddl(build_workers_table(self.workers_table), self.engine.dialect)
-                + ddl(build_unique_table(self.unique_table), self.engine.dialect))
+                + ddl(build_unique_table(self.unique_table), self.engine.dialect)
+                + ddl(build_limits_table(self.limits_table), self.engine.dialect))
 
     def create_table(self) -> None:
         """Create the table and its indexes unless they exist (what ``db init`` does), and
         the table of worker heartbeats."""
         for table in (build_table(self.table), build_workers_table(self.workers_table),
-                      build_unique_table(self.unique_table)):
+                      build_unique_table(self.unique_table),
+                      build_limits_table(self.limits_table)):
             try:
                 table.metadata.create_all(self.engine, checkfirst=True)
             except self._sa_errors() as exc:

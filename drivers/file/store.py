@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from queue_core import beats
 from queue_core.consumer import Consumer
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.limits import Limiter
 from queue_core.model import (
     DEFAULT_PRIORITY,
     UNREADABLE,
@@ -50,6 +51,7 @@ from queue_core.records import as_time
 from queue_core.store import Store
 
 from ..local_wakeup import Doorbell
+from . import limits
 from .consumer import FileConsumer
 from .layout import (
     DEFAULT_MODE,
@@ -124,7 +126,7 @@ class FileDriver(Store):
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True,
-        waiting_age=True, unique=True)
+        waiting_age=True, unique=True, rate_limit=limits.AVAILABLE)
     transient_errors = (OSError,)
     """Storage failures (disk full, permissions) of a consumer; the store's own calls
     wrap them (``_os_errors``)."""
@@ -181,6 +183,9 @@ class FileDriver(Store):
 
     def open_consumer(self) -> Consumer:
         return FileConsumer(self)
+
+    def limiter(self) -> Limiter:
+        return limits.FileLimiter(self.root, self.mode, self.fsync)
 
     # -- push ------------------------------------------------------------------------
 

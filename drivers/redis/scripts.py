@@ -36,6 +36,7 @@ from importlib.resources import files
 from string import Template
 from typing import Any, NamedTuple, Protocol
 
+from queue_core.limits import SLOT_POLL, Limit, Want
 from queue_core.model import DEFAULT_PRIORITY, KEEP_ALL, UNREADABLE, Retention
 
 # The stored names, short because every job carries them. Stored data of earlier versions
@@ -76,7 +77,8 @@ TRIM_BATCH = 200
 OLDEST_CLASSES = 100
 """The most priorities (and due delayed jobs) oldest.lua looks at."""
 _VALUES = {"DEFAULT_PRIORITY": str(DEFAULT_PRIORITY), "UNREADABLE": UNREADABLE,
-           "TRIM_BATCH": str(TRIM_BATCH), "OLDEST_CLASSES": str(OLDEST_CLASSES)}
+           "TRIM_BATCH": str(TRIM_BATCH), "OLDEST_CLASSES": str(OLDEST_CLASSES),
+           "SLOT_POLL_MS": str(int(SLOT_POLL * 1000))}
 """The Python values the Lua files take, written ``$NAME`` there."""
 LOADED: dict[str, str] = {}
 """Every file read from ``lua/``, by name without ``.lua``, with its values filled in."""
@@ -106,6 +108,8 @@ REMOVE = _assemble("remove")
 RETRY = _assemble("prelude", "retry")
 CLEAR = _assemble("clear")
 OLDEST = _assemble("prelude", "oldest")
+LIMIT = _assemble("prelude", "limit")
+UNLIMIT = _assemble("unlimit")
 
 # -- each script's keys and arguments ------------------------------------------------
 
@@ -342,6 +346,44 @@ class ClearArgs(NamedTuple):
 
     def to_args(self) -> list[Any]:
         return [self.prefix]
+
+
+LIMIT_KEYS = (WAITING,)
+"""Only to route the call to the channel's node: the buckets (``P lim:<name>``) and slots
+(``P slot:<name>``) share the channel's hash tag."""
+
+
+class LimitArgs(NamedTuple):
+    """Take tokens and slots for each want, all or nothing per want (limit.lua)."""
+
+    prefix: str
+    limits: Sequence[Limit]
+    wants: Sequence[Want]
+
+    def to_args(self) -> list[Any]:
+        args: list[Any] = [self.prefix, len(self.limits)]
+        for limit in self.limits:
+            args += [limit.name, "" if limit.rate is None else repr(limit.rate),
+                     limit.bucket_size,
+                     "" if limit.max_concurrent is None else limit.max_concurrent]
+        args.append(len(self.wants))
+        for want in self.wants:
+            args += [want.slot, int(want.lease * 1000), len(want.limits),
+                     *[index + 1 for index in want.limits]]
+        return args
+
+
+UNLIMIT_KEYS = LIMIT_KEYS
+
+
+class UnlimitArgs(NamedTuple):
+    """Free max_concurrent slots (unlimit.lua)."""
+
+    prefix: str
+    slots: Sequence[tuple[str, str]]
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, *[part for pair in self.slots for part in pair]]
 
 
 class WaitArgs(NamedTuple):

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from queue_core import beats
 from queue_core.consumer import Consumer
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
+from queue_core.limits import Limit, Limiter, Want
 from queue_core.model import (
     DEFAULT_PRIORITY,
     Capabilities,
@@ -113,7 +114,7 @@ class RedisDriver(Store):
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        max_payload=MAX_BULK, heartbeats=True, waiting_age=True, unique=True)
+        max_payload=MAX_BULK, heartbeats=True, waiting_age=True, unique=True, rate_limit=True)
 
     payload_limit_setting = "Redis's proto-max-bulk-len"
 
@@ -169,6 +170,8 @@ class RedisDriver(Store):
             "clear": script(lua.CLEAR, lua.CLEAR_KEYS),
             "retry": script(lua.RETRY, lua.RETRY_KEYS),
             "oldest": script(lua.OLDEST, lua.OLDEST_KEYS),
+            "limit": script(lua.LIMIT, lua.LIMIT_KEYS),
+            "unlimit": script(lua.UNLIMIT, lua.UNLIMIT_KEYS),
         }
         for prepared in self._scripts.values():
             prepared.prepare()
@@ -196,6 +199,9 @@ class RedisDriver(Store):
 
     def open_consumer(self) -> Consumer:
         return RedisConsumer(self)
+
+    def limiter(self) -> Limiter:
+        return RedisLimiter(self)
 
     # -- push ------------------------------------------------------------------------
 
@@ -553,3 +559,23 @@ def _info(job_id: str, status: JobStatus, fields: dict[bytes, bytes]) -> JobInfo
         error=ErrorInfo.from_json(fields.get(lua.ERROR.encode())),
         result=fields.get(lua.RESULT.encode()),
         payload=payload if isinstance(payload, bytes) else b"")
+
+
+class RedisLimiter(Limiter):
+    """The rate limits' buckets and slots in the channel's keys, each call one script."""
+
+    def __init__(self, store: RedisDriver) -> None:
+        self._store = store
+
+    def acquire(self, limits: Sequence[Limit], wants: Sequence[Want]) -> tuple[list[bool], float]:
+        grants, wait = self._store._run_script(
+            "limit", lua.LimitArgs(self._store.prefix, limits, wants))
+        granted = [flag == ord("1") for flag in bytes(grants)]
+        if len(granted) != len(wants):
+            raise DriverError(f"redis {self._store.describe()}: the limit script answered "
+                              f"{len(granted)} grants for {len(wants)} jobs")
+        seconds = float(wait) / 1000
+        return granted, (0.0 if seconds < 0 else seconds)
+
+    def release(self, slots: Sequence[tuple[str, str]]) -> None:
+        self._store._run_script("unlimit", lua.UnlimitArgs(self._store.prefix, slots))

@@ -33,6 +33,18 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
         with pytest.raises(NotSupportedError, match=match + " limits on kept jobs"):
             create_queue(queue_settings(keep_failed=100))
         return
+    if lacking == "rate_limit":
+        from tests.support.limited_jobs import CrowdedStamp, MeteredStamp
+        for settings in ({"rate": "5/s"}, {"rate": 3, "bucket_size": 1},
+                         {"max_concurrent": 2}):
+            with pytest.raises(NotSupportedError, match=match + " rate limits"):
+                create_queue(queue_settings(**settings))
+        queue = make_queue()
+        for job in (MeteredStamp(journal, "x"), CrowdedStamp(journal, "y")):
+            with pytest.raises(NotSupportedError,
+                               match=f"{match} rate limits \\({type(job).__qualname__}"):
+                queue.push(job)
+        return
     if lacking == "keep_completed":
         with pytest.raises(NotSupportedError, match=match + " keeping completed"):
             create_queue(queue_settings(keep_completed=True))
