@@ -6,11 +6,13 @@ when it is used.
 
 from .consumer import Consumer
 from .driver import Capabilities, Driver, ErrorInfo, JobInfo, JobStatus, Message
+from .model import Progress
 from .errors import (
     ConfigError,
     DamagedJobError,
     DriverError,
     InvalidArgumentError,
+    JobCancelledError,
     JobNotFoundError,
     JobNotInStateError,
     JobTimeoutError,
@@ -31,9 +33,10 @@ from .worker import Worker
 __all__ = [
     "Backoff", "Capabilities", "ConfigError", "Consumer", "DamagedJobError", "Driver",
     "DriverError",
-    "ErrorInfo", "ExecEvent", "InvalidArgumentError", "Job", "JobInfo", "JobNotFoundError",
+    "ErrorInfo", "ExecEvent", "InvalidArgumentError", "Job", "JobCancelledError", "JobInfo",
+    "JobNotFoundError",
     "JobNotInStateError", "JobStatus", "JobTimeoutError", "JsonSerializer", "Message",
-    "NotSupportedError", "PickleSerializer", "PushEvent", "Queue", "QueueError", "RetryEvent",
+    "NotSupportedError", "PickleSerializer", "Progress", "PushEvent", "Queue", "QueueError", "RetryEvent",
     "RetryableJob", "SerializationError", "Serializer", "Store", "Worker", "WorkerEvent",
     "WorkerLostError", "create_queue",
 ]

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import bounds, events, host
+from . import bounds, control, events, host
 from .consuming import Consumption
 from .dispatch import Dispatcher, Runners, stuck_message
 from .driver import Message
@@ -150,6 +150,8 @@ class Worker:
         """Seconds between heartbeats while ``listen`` runs (0: none); see heartbeat.py."""
         self._activity: Activity | None = None
         self._beating: Heartbeat | None = None
+        self._cancel_watch: control.CancelWatch | None = None
+        """Looks up the cancel marks of long runs (control.py), where the driver has them."""
         self.app = app or os.environ.get("QUEUE_APP")
         supervisor = os.environ.get(SUPERVISOR_ENV, "")
         self.supervisor_pid = int(supervisor) if supervisor.isdigit() else None
@@ -405,10 +407,16 @@ class Worker:
                     self.stop(event.exit_code)
             if beating:
                 self._start_heartbeat()
+            if self.queue.driver.capabilities.cancel:
+                self._cancel_watch = control.CancelWatch(self.queue.driver)
+                self._cancel_watch.start()
             yield
         finally:
             self._active -= 1
             self._stop_heartbeat()
+            watch, self._cancel_watch = self._cancel_watch, None
+            if watch is not None:
+                watch.stop()
             runners, self._runners = self._runners, None
             if runners is not None:
                 runners.close()
@@ -619,7 +627,11 @@ class Worker:
         if run.abandoned:
             logger.error(stuck_message(run), extra=run.log_extra(queue))
             return
-        if run.stopped and run.error is not None:
+        if run.control is not None and run.control.cancelled:
+            error = run.control.cancelled_error()
+            error.__cause__ = run.error
+            queue.handle_error(message, run.job, run.meta, error)
+        elif run.stopped and run.error is not None:
             error: BaseException = self._stopped_error(message.id)
             error.__cause__ = run.error
             queue.handle_error(message, run.job, run.meta, error)
@@ -641,9 +653,18 @@ class Worker:
         ttr = message.ttr
         if self.isolate:
             children = self._child_pool()
-            outcome = children.run(children.take(), message.id, message.payload, ttr,
-                                   message.began)
-            if outcome.ok:
+            child = children.take()
+            run_control = control.begin(job, message.id, queue.driver)
+            run_control.on_cancel = lambda: children.cancel(child, message.id)
+            try:
+                outcome = children.run(child, message.id, message.payload, ttr, message.began)
+            finally:
+                control.end(job, run_control)
+            if run_control.cancelled:
+                error = run_control.cancelled_error()
+                error.__cause__ = outcome.error
+                queue.handle_error(message, job, meta, error)
+            elif outcome.ok:
                 queue.handle_success(message, job, outcome.result, event)
             else:
                 assert outcome.error is not None
@@ -657,15 +678,27 @@ class Worker:
             if ended is not None:
                 self.conclude(ended)
             return None
+        # A job in this thread is told of a cancel, never interrupted (see control.py).
+        run_control = control.begin(job, message.id, queue.driver)
         try:
-            result = self._execute(job, ttr)
+            try:
+                result = self._execute(job, ttr)
+            finally:
+                control.end(job, run_control)
         except KeyboardInterrupt:
             # Ctrl-C outside a signal-handling worker: give the job back, then stop.
             if queue.capabilities.retry:
                 queue.report(queue.settler(message).release, message, delay=0.0, error=None)
             raise
         except (Exception, SystemExit) as error:
+            if run_control.cancelled:
+                cancelled = run_control.cancelled_error()
+                cancelled.__cause__ = error
+                error = cancelled
             queue.handle_error(message, job, meta, error)
+            return None
+        if run_control.cancelled:
+            queue.handle_error(message, job, meta, run_control.cancelled_error())
             return None
         queue.handle_success(message, job, result, event)
         return None
