@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from queue_core import beats
+from queue_core import beats, progress
 from queue_core.consumer import Consumer
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
 from queue_core.model import (
@@ -30,6 +30,7 @@ from queue_core.model import (
     ErrorInfo,
     JobInfo,
     JobStatus,
+    Progress,
     PushRequest,
     WorkerInfo,
 )
@@ -64,6 +65,7 @@ from .layout import (
     unlink,
     write_all,
 )
+from .marks import PROGRESS, Marks
 from .records import NS, Target, encode, parse
 from .segments import Appender, Files
 
@@ -122,7 +124,8 @@ class FileDriver(Store):
         attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
-        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True)
+        listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True,
+        cancel=True, progress=True)
     transient_errors = (OSError,)
     """Storage failures (disk full, permissions) of a consumer; the store's own calls
     wrap them (``_os_errors``)."""
@@ -154,6 +157,7 @@ class FileDriver(Store):
         self._doorbell = Doorbell(self.root / "wake", mode=self.mode)
         """Rung by pushes and retries; each consumer waits on its own."""
         self._beats = 0
+        self._marks = Marks(self.root, self.mode, self._dir_mode, self.fsync)
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> FileDriver:
@@ -265,6 +269,7 @@ class FileDriver(Store):
             except (TypeError, ValueError):
                 info.error = info.error or ErrorInfo(UNREADABLE, "the stored result is damaged")
         info.payload = record.payload
+        info.progress = progress.decode(self._marks.read(job_id, PROGRESS), job_id)
         return info
 
     @_os_errors
@@ -310,6 +315,7 @@ class FileDriver(Store):
             if found is None:
                 return False
             if self._remove_marker(job_id, found[1]):
+                self._marks.forget(job_id)
                 return True
         return False
 
@@ -345,6 +351,7 @@ class FileDriver(Store):
                         cleared += 1
             if not cleared:
                 break
+        self._marks.forget_all()
 
     @_os_errors
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
@@ -375,6 +382,7 @@ class FileDriver(Store):
             self._files.bury_record(job_id, new_target)
             raise JobNotFoundError(f"job {job_id} was removed during the retry")
         self._files.bury_record(job_id, target)
+        self._marks.forget(job_id)  # before it can run again: its new progress stays
         try:
             os.rename(path, self._files.path("new", job_id))
         except FileNotFoundError:
@@ -382,11 +390,69 @@ class FileDriver(Store):
         self._files.sync_dir("new")
         self._doorbell.ring()
 
-    @_os_errors
     def _collect(self, now_ns: int) -> None:
-        """Delete what no job needs any more (``Files.collect``); consumers do it between
-        claims."""
+        """Delete what no job needs any more (``Files.collect``, and marks of jobs that
+        are gone); consumers do it between claims."""
         self._files.collect(now_ns, self._appender.current())
+
+        def finished(job_id: str) -> bool:
+            found = self._files.locate(job_id)
+            return found is not None and found[0] in ("done", "failed")
+        self._marks.purge(lambda job_id: self._files.locate(job_id) is not None, finished)
+
+    # -- cancellation and progress: marks/ (marks.py) ----------------------------------
+
+    @_os_errors
+    def cancel(self, job_id: str, *, error: ErrorInfo, keep: bool = True) -> str | None:
+        for _ in range(3):
+            found = self._files.locate(job_id)
+            if found is None:
+                return None
+            state, path = found
+            if state == "reserved":
+                self._marks.mark_cancel(job_id)
+                return "marked"
+            if state in ("done", "failed"):
+                return None
+            # Claimed as a worker claims it, by a rename into reserved/: of a worker and a
+            # cancel racing, exactly one wins. Should this process die before the job is
+            # failed, its lease brings it back to waiting.
+            claimed = self._files.path("reserved", f"{job_id}~{time.time_ns()}")
+            try:
+                os.rename(path, claimed)
+            except FileNotFoundError:
+                continue  # claimed or moved meanwhile: look again
+            if not keep:
+                self._remove_marker(job_id, claimed)
+                self._marks.forget(job_id)
+                return "failed"
+            try:
+                target = Target.parse(os.readlink(claimed))
+                record = parse(self._read(job_id, target))
+            except (OSError, ValueError) as exc:
+                raise DriverError(f"job {job_id} cannot be cancelled: its record cannot be "
+                                  f"read ({exc}); its lease brings it back to waiting") from exc
+            meta = {**record.meta, "finished_at": time.time(), "error": error.as_dict()}
+            new_target = self._files.write_record_file(job_id, encode(
+                meta, record.payload, record.attempt, False, record.started_ns))
+            if not self._files.repoint(claimed, new_target):
+                self._files.bury_record(job_id, new_target)
+                return None  # removed meanwhile
+            self._files.bury_record(job_id, target)
+            os.rename(claimed, self._files.path("failed", job_id))
+            self._files.sync_dir("failed")
+            return "failed"
+        return None
+
+    @_os_errors
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        return self._marks.cancelled(job_ids)
+
+    @_os_errors
+    def set_progress(self, job_id: str, value: Progress) -> None:
+        if not ID_RE.match(str(job_id)):
+            return
+        self._marks.write(job_id, PROGRESS, progress.encode(value).encode("utf-8"))
 
     # -- heartbeats: workers/<worker id>.json, one file per worker --------------------
 

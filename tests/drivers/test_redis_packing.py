@@ -127,9 +127,9 @@ def test_stored_names_keep_their_spelling_and_the_scripts_use_only_those_named()
     assert (lua.ID_COUNTER, lua.JOB, lua.NOTIFY, lua.SET_KEYS) == (
         "id", "j:", "n", ("w", "d", "r", "done", "f"))
     assert lua.FIELDS == ("p", "ttr", "pri", "pushed", "att", "run", "st", "fin", "err",
-                          "res", "tok")
+                          "res", "tok", "cx", "pg")
     sources = [lua.PUSH, lua.RESERVE, lua.FINISH_START, lua.RELEASE, lua.FAIL, lua.REMOVE,
-               lua.RETRY, lua.CLEAR]
+               lua.RETRY, lua.CLEAR, lua.CANCEL_JOB, lua.SET_PROGRESS]
     used = set()
     for source in sources:
         for args in re.findall(r"redis\.p?call\('(?:HSET|HGET|HMGET|HDEL)',([^\n]*)", source):
