@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any
 
 from .errors import InvalidArgumentError
@@ -19,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE = 1000
 """Characters of a progress message that are kept; a longer one is cut with an ellipsis."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Characters a message read back loses (shown as '?'): it is printed on terminals."""
 MAX_STORED = 8 * MAX_MESSAGE
 """Bytes of a stored progress record read back at most (JSON escapes can grow a message)."""
 
@@ -66,7 +69,7 @@ def decode(raw: object, job_id: str = "?") -> Progress | None:
         at = data.get("at", 0.0)
         if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
             raise ValueError(f"its time is {at!r}")
-        return Progress(fraction, message, float(at))
+        return Progress(fraction, _CONTROL.sub("?", message), float(at))
     except (ValueError, TypeError, RecursionError, InvalidArgumentError) as exc:
         logger.warning("job %s: its stored progress is unreadable and is ignored (%s)",
                        job_id, exc)
