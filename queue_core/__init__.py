@@ -6,7 +6,6 @@ when it is used.
 
 from .consumer import Consumer
 from .driver import Capabilities, Driver, ErrorInfo, JobInfo, JobStatus, Message
-from .model import Progress
 from .errors import (
     ConfigError,
     DamagedJobError,
@@ -23,6 +22,7 @@ from .errors import (
 )
 from .events import ExecEvent, PushEvent, RetryEvent, WorkerEvent
 from .job import Job, RetryableJob
+from .model import Progress
 from .queue import Queue
 from .retry import Backoff
 from .serializers import JsonSerializer, PickleSerializer, Serializer
@@ -36,9 +36,9 @@ __all__ = [
     "ErrorInfo", "ExecEvent", "InvalidArgumentError", "Job", "JobCancelledError", "JobInfo",
     "JobNotFoundError",
     "JobNotInStateError", "JobStatus", "JobTimeoutError", "JsonSerializer", "Message",
-    "NotSupportedError", "PickleSerializer", "Progress", "PushEvent", "Queue", "QueueError", "RetryEvent",
-    "RetryableJob", "SerializationError", "Serializer", "Store", "Worker", "WorkerEvent",
-    "WorkerLostError", "create_queue",
+    "NotSupportedError", "PickleSerializer", "Progress", "PushEvent", "Queue", "QueueError",
+    "RetryEvent", "RetryableJob", "SerializationError", "Serializer", "Store", "Worker",
+    "WorkerEvent", "WorkerLostError", "create_queue",
 ]
 
 __version__ = "0.1.0"

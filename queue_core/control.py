@@ -2,9 +2,10 @@
 and how a cancel reaches a run: a ``RunControl`` per run, and ``CancelWatch``, the thread
 that asks the back end which of the runs in hand were cancelled.
 
-``queue.cancel`` from any process leaves a mark in the store. A worker's watch thread
-reads the marks of its runs that have gone on for ``POLL_AFTER`` seconds, in one batched
-call every ``POLL_EVERY`` seconds; short jobs are never looked up, so the no-op path pays
+``queue.cancel`` from any process leaves a mark in the store. The process's watch thread
+(one, started by the first worker, for every worker and store of the process) reads the
+marks of the runs that have gone on for ``POLL_AFTER`` seconds, in one batched call per
+store every ``POLL_EVERY`` seconds; short jobs are never looked up, so the no-op path pays
 only for registering each run. A run found cancelled is stopped the way its kind allows
 (``RunControl.on_cancel``: its task cancelled, its child killed; a thread job is only
 told, through ``cancelled()``), and its outcome, whatever it is, becomes a
@@ -17,6 +18,7 @@ written by a timer, and the last one always before the run's outcome (``finish``
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -152,16 +154,17 @@ def forget_all() -> None:
 
 
 class CancelWatch:
-    """The thread that looks up the cancel marks of the runs of one store."""
+    """The thread that looks up the cancel marks of the runs in hand: of one store, or of
+    every store (``store=None``, the process's watch)."""
 
-    def __init__(self, store: Store, every: float = POLL_EVERY,
+    def __init__(self, store: Store | None = None, every: float = POLL_EVERY,
                  after: float = POLL_AFTER) -> None:
         self.store = store
         self.every = every
         self.after = after
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failing = False
+        self._failing: set[int] = set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="queue-core cancel watch",
@@ -179,26 +182,51 @@ class CancelWatch:
             self.tick()
 
     def tick(self) -> int:
-        """One look; the number of runs found cancelled."""
+        """One look (a call per store with runs due); the number of runs found cancelled."""
         now = time.monotonic()
-        due = [c for c in _runs.copy().values()
-               if c.store is self.store and not c.cancelled and now - c.began >= self.after]
-        if not due:
-            return 0
+        by_store: dict[int, list[RunControl]] = {}
+        for control in _runs.copy().values():
+            if (not control.cancelled and now - control.began >= self.after
+                    and control.store.capabilities.cancel
+                    and (self.store is None or control.store is self.store)):
+                by_store.setdefault(id(control.store), []).append(control)
+        return sum(self._look(due) for due in by_store.values())
+
+    def _look(self, due: list[RunControl]) -> int:
+        store = due[0].store
         try:
-            found = self.store.cancel_requested([c.job_id for c in due])
+            found = store.cancel_requested([c.job_id for c in due])
         except Exception as exc:  # noqa: BLE001 - the next look tries again
-            if not self._failing:
-                self._failing = True
-                logger.warning("cannot look up cancelled jobs in %s: %s",
-                               self.store.describe(), exc)
+            if id(store) not in self._failing:
+                self._failing.add(id(store))
+                logger.warning("cannot look up cancelled jobs in %s: %s", store.describe(),
+                               exc)
             return 0
-        if self._failing:
-            self._failing = False
-            logger.warning("cancelled jobs can be looked up in %s again", self.store.describe())
+        if id(store) in self._failing:
+            self._failing.discard(id(store))
+            logger.warning("cancelled jobs can be looked up in %s again", store.describe())
         count = 0
         for control in due:
             if control.job_id in found:
                 control.cancel()
                 count += 1
         return count
+
+
+_watch: tuple[int, CancelWatch] | None = None
+_watch_lock = threading.Lock()
+
+
+def watch_runs() -> None:
+    """Start the process's watch, once (a worker calls it as it starts). One thread for
+    every worker and store of the process, for its life: it wakes every ``POLL_EVERY``
+    seconds and asks a store only about runs that went on for ``POLL_AFTER``."""
+    global _watch
+    pid = os.getpid()
+    if _watch is not None and _watch[0] == pid:
+        return
+    with _watch_lock:
+        if _watch is None or _watch[0] != pid:  # a forked child has no thread of its own
+            made = CancelWatch()
+            made.start()
+            _watch = (pid, made)

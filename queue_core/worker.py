@@ -150,8 +150,6 @@ class Worker:
         """Seconds between heartbeats while ``listen`` runs (0: none); see heartbeat.py."""
         self._activity: Activity | None = None
         self._beating: Heartbeat | None = None
-        self._cancel_watch: control.CancelWatch | None = None
-        """Looks up the cancel marks of long runs (control.py), where the driver has them."""
         self.app = app or os.environ.get("QUEUE_APP")
         supervisor = os.environ.get(SUPERVISOR_ENV, "")
         self.supervisor_pid = int(supervisor) if supervisor.isdigit() else None
@@ -408,15 +406,11 @@ class Worker:
             if beating:
                 self._start_heartbeat()
             if self.queue.driver.capabilities.cancel:
-                self._cancel_watch = control.CancelWatch(self.queue.driver)
-                self._cancel_watch.start()
+                control.watch_runs()
             yield
         finally:
             self._active -= 1
             self._stop_heartbeat()
-            watch, self._cancel_watch = self._cancel_watch, None
-            if watch is not None:
-                watch.stop()
             runners, self._runners = self._runners, None
             if runners is not None:
                 runners.close()
@@ -627,12 +621,13 @@ class Worker:
         if run.abandoned:
             logger.error(stuck_message(run), extra=run.log_extra(queue))
             return
+        error: BaseException
         if run.control is not None and run.control.cancelled:
             error = run.control.cancelled_error()
             error.__cause__ = run.error
             queue.handle_error(message, run.job, run.meta, error)
         elif run.stopped and run.error is not None:
-            error: BaseException = self._stopped_error(message.id)
+            error = self._stopped_error(message.id)
             error.__cause__ = run.error
             queue.handle_error(message, run.job, run.meta, error)
         elif run.expired:

@@ -41,9 +41,9 @@ from queue_core.store import Store
 from ..local_wakeup import Doorbell, doorbell_beside, doorbell_on_host
 from . import cli
 from .beats import BeatSql, build_workers_table, workers_table_name
-from .marks import MarkSql, build_marks_table, marks_table_name
 from .consumer import DbConsumer
 from .engine import first_line, make_engine, supported_dialect
+from .marks import MarkSql, build_marks_table, marks_table_name
 from .options import DBAPI_URL_OPTIONS, OPTIONS
 from .sql import Sql, build_table, ddl
 
@@ -600,7 +600,7 @@ class DbDriver(Store):
                           lambda cursor: cursor.fetchall())
         found = set()
         for number, raw in rows:
-            job_id = numbers.get(as_int(number))  # type: ignore[arg-type]
+            job_id = numbers.get(as_int(number))
             if job_id is not None and progress.cancel_mark(raw, job_id):
                 found.add(job_id)
         return found

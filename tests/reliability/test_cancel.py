@@ -131,6 +131,7 @@ def test_an_isolated_job_is_killed_within_a_second(queue_settings, journal: str,
     check_cancelled(queue, job_id, took)
     assert count(journal, "end isolated") == 0
     assert count(journal, "start isolated") == 1
+    assert queue.status(after) is JobStatus.DONE  # the worker went on with a new child
 
 
 @pytest.mark.worker_modes("c1", "threads8")

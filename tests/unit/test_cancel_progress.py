@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from queue_core.drivers.memory import MemoryDriver
+from queue_core.drivers.sync import SyncDriver
 
 from queue_core import (
     InvalidArgumentError,
@@ -24,8 +26,6 @@ from queue_core import (
     control,
 )
 from queue_core import progress as codec
-from queue_core.drivers.memory import MemoryDriver
-from queue_core.drivers.sync import SyncDriver
 
 
 class Quiet(Job):
