@@ -41,22 +41,23 @@ PROGRESS_EVERY = 0.5
 
 
 class RunControl:
-    """One run's link to its worker: the cancel flag and the progress writes."""
+    """One run's link to its worker: the cancel flag and the progress writes.
 
-    __slots__ = ("job_id", "store", "began", "cancelled", "on_cancel", "_lock", "_pending",
-                 "_written_at", "_timer")
+    Made for every run: what most runs never use is a class default, so that making one
+    sets three attributes."""
+
+    cancelled = False
+    on_cancel: Callable[[], None] | None = None
+    """How to stop the run at once (set by its runner); None: the job is only told."""
+    _lock: threading.Lock | None = None
+    _pending: Progress | None = None
+    _written_at = 0.0
+    _timer: threading.Timer | None = None
 
     def __init__(self, job_id: str, store: Store) -> None:
         self.job_id = job_id
         self.store = store
         self.began = time.monotonic()
-        self.cancelled = False
-        self.on_cancel: Callable[[], None] | None = None
-        """How to stop the run at once (set by its runner); None: the job is only told."""
-        self._lock: threading.Lock | None = None
-        self._pending: Progress | None = None
-        self._written_at = 0.0
-        self._timer: threading.Timer | None = None
 
     def cancel(self) -> None:
         """Called by the watch when the store says the job was cancelled."""
@@ -139,9 +140,9 @@ def begin(job: object, job_id: str, store: Store) -> RunControl:
 
 def end(job: object, control: RunControl) -> None:
     """Forget the run and write its last progress (before its outcome is stored)."""
-    if _runs.get(id(job)) is control:
-        del _runs[id(job)]
-    control.finish()
+    _runs.pop(id(job), None)  # one job object is never in two runs at once
+    if control._lock is not None:
+        control.finish()
 
 
 def of(job: object) -> RunControl | None:
