@@ -83,13 +83,17 @@ class Marks:
         for name in names:
             unlink(str(self.folder / name))
 
-    def purge(self, exists: Callable[[str], bool], finished: Callable[[str], bool]) -> None:
+    def purge(self, owner: Callable[[], Callable[[str], str | None]]) -> None:
         """Delete marks of jobs that are gone, cancel marks of finished jobs (a kept job
-        keeps its last progress), and old temporary files."""
+        keeps its last progress), and old temporary files. ``owner()`` makes the lookup
+        of a job's state (None: gone), only when there are marks to look at."""
         try:
             names = os.listdir(self.folder)
         except FileNotFoundError:
             return
+        if not names:
+            return
+        state_of = owner()
         old = time.time() - PURGE_AGE
         for name in names:
             path = str(self.folder / name)
@@ -101,5 +105,7 @@ class Marks:
                 continue
             if not ID_RE.match(job_id) or kind not in ("cancel", "progress"):
                 unlink(path)  # a leftover temporary file (".<id>...tmp") or junk
-            elif not exists(job_id) or (kind == "cancel" and finished(job_id)):
+                continue
+            state = state_of(job_id)
+            if state is None or (kind == "cancel" and state in ("done", "failed")):
                 unlink(path)

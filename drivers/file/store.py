@@ -394,11 +394,22 @@ class FileDriver(Store):
         """Delete what no job needs any more (``Files.collect``, and marks of jobs that
         are gone); consumers do it between claims."""
         self._files.collect(now_ns, self._appender.current())
+        self._marks.purge(self._mark_owner)
 
-        def finished(job_id: str) -> bool:
-            found = self._files.locate(job_id)
-            return found is not None and found[0] in ("done", "failed")
-        self._marks.purge(lambda job_id: self._files.locate(job_id) is not None, finished)
+    def _mark_owner(self) -> Callable[[str], str | None]:
+        """A lookup of the state of a job that has marks (None: gone), for one purge: the
+        reserved markers are listed once, the other states are one lstat each."""
+        files = self._files
+        reserved = {name.partition("~")[0] for name in os.listdir(files.dirs["reserved"])}
+
+        def state(job_id: str) -> str | None:
+            if job_id in reserved:
+                return "reserved"
+            for name in ("new", "waiting", "delayed", "done", "failed"):
+                if os.path.lexists(files.path(name, job_id)):
+                    return name
+            return None
+        return state
 
     # -- cancellation and progress: marks/ (marks.py) ----------------------------------
 
