@@ -118,12 +118,9 @@ class JobLoop:
         def interrupt(_run: Run) -> None:
             loop.call_soon_threadsafe(task.cancel)
 
-        def cancel() -> None:
-            loop.call_soon_threadsafe(task.cancel)
-
         run.interrupt = interrupt
         run.control = control.begin(run.job, run.message.id, self._queue.driver)
-        run.control.on_cancel = cancel
+        run.control.on_cancel = lambda: interrupt(run)
         with self._watch.lock:
             self._watch.watch(run)
         task.add_done_callback(lambda done: self._end(run, done))

@@ -136,7 +136,7 @@ def test_an_isolated_job_is_killed_within_a_second(queue_settings, journal: str,
 
 @pytest.mark.worker_modes("c1", "threads8")
 @pytest.mark.needs("progress")
-@pytest.mark.parametrize("isolate", [None, "exec"])
+@pytest.mark.parametrize("isolate", [None, "fork", "exec"])
 def test_progress_shows_in_get_and_the_status_command_while_it_runs(
         queue_settings, journal: str, tmp_path: Path, isolate: str | None) -> None:
     settings = queue_settings()
