@@ -490,10 +490,9 @@ def test_a_table_made_before_the_marks_table_gains_it_untouched(tmp_path: Path,
     """The migration for cancellation and progress: the marks table is created beside a
     queue table made by an earlier version (whose rows and columns stay as they were); with
     create_table=False it is left to 'db init', and the queue works meanwhile."""
-    from sqlalchemy import create_engine, inspect
-
     from queue_core.drivers.db.beats import build_workers_table
     from queue_core.drivers.db.sql import build_table
+    from sqlalchemy import create_engine, inspect
     url = f"sqlite:///{tmp_path}/old.db"
     engine = create_engine(url)
     for table in (build_table("queue"), build_workers_table("queue_workers")):

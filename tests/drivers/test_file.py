@@ -254,8 +254,9 @@ def test_a_record_with_a_damaged_length_does_not_stall_the_collector(tmp_path: P
 
 
 def test_marks_of_jobs_that_are_gone_are_purged(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from queue_core import ErrorInfo, Progress
     from queue_core.drivers.file import marks as file_marks
+
+    from queue_core import ErrorInfo, Progress
     queue = create_queue({"driver": f"file://{tmp_path}/q", "imports": ["tests.support.jobs"],
                           "keep_failed": True})
     driver = queue.driver
