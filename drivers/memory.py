@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from queue_core import progress
 from queue_core.beats import decode, encode, forget_after, read_records
 from queue_core.consumer import Consumer, Settlement, Verdict
 from queue_core.errors import JobNotFoundError, JobNotInStateError
@@ -25,9 +26,11 @@ from queue_core.limits import Limiter, LocalLimiter
 from queue_core.model import (
     DEFAULT_PRIORITY,
     Capabilities,
+    ErrorInfo,
     JobInfo,
     JobStatus,
     Message,
+    Progress,
     PushRequest,
     Retention,
     WorkerInfo,
@@ -53,6 +56,10 @@ class _Job:
     lost: bool = False
     unique_key: str | None = None
     """The key this job holds for its life (not a ``unique_for`` window's)."""
+    cancel_mark: float = 0.0
+    """When ``cancel`` asked its running worker to stop it (0: never)."""
+    progress: str = ""
+    """Its latest progress, in the stored form (queue_core.progress)."""
 
 
 class _Jobs:
@@ -169,7 +176,7 @@ class MemoryDriver(Store):
         manual_retry=True, remove=True,
         clear=True, info=True, listing=frozenset(JobStatus), reset_attempts=True,
         bulk_push=True, multiprocess=False, heartbeats=True, waiting_age=True, unique=True,
-        rate_limit=True)
+        rate_limit=True, cancel=True, progress=True)
 
     def __init__(self, name: str = "", *, channel: str = "queue", lease_grace: float = 1.0) -> None:
         super().__init__(channel=channel)
@@ -230,7 +237,8 @@ class MemoryDriver(Store):
             self._jobs.due(time.time())
             jobs = self._jobs.jobs
             found = jobs.values() if job_id is None else filter(None, [jobs.get(job_id)])
-            return [replace(job.info) for job in found]
+            return [replace(job.info, progress=progress.decode(job.progress, job.info.id)
+                            if job.progress else None) for job in found]
 
     def status(self, job_id: str) -> JobStatus | None:
         return next((info.status for info in self._look(job_id)), None)
@@ -276,7 +284,42 @@ class MemoryDriver(Store):
             info = job.info
             info.error = info.result = info.started_at = info.finished_at = None
             info.attempt = 0 if reset_attempts else info.attempt
+            job.cancel_mark, job.progress = 0.0, ""
             self._jobs.put(job, JobStatus.WAITING, time.time())
+
+    def cancel(self, job_id: str, *, error: ErrorInfo, keep: bool = True) -> str | None:
+        now = time.time()
+        with self._jobs.changed:
+            self._jobs.due(now)
+            job = self._jobs.jobs.get(job_id)
+            if job is None:
+                return None
+            status = job.info.status
+            if status is JobStatus.RESERVED:
+                job.cancel_mark = job.cancel_mark or now
+                return "marked"
+            if status not in (JobStatus.WAITING, JobStatus.DELAYED):
+                return None
+            self._jobs.unhold(job)
+            if keep:
+                job.info.error, job.info.finished_at = error, now
+                self._jobs.keep(job, JobStatus.FAILED, now, self.retention_failed)
+            else:
+                self._jobs.forget(job_id)
+            return "failed"
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        with self._jobs.changed:
+            jobs = self._jobs.jobs
+            return {job_id for job_id in job_ids
+                    if (job := jobs.get(job_id)) is not None and job.cancel_mark
+                    and job.info.status is JobStatus.RESERVED}
+
+    def set_progress(self, job_id: str, value: Progress) -> None:
+        with self._jobs.changed:
+            job = self._jobs.jobs.get(job_id)
+            if job is not None:
+                job.progress = progress.encode(value)
 
     # -- heartbeats: encoded as the other drivers store them, so the same checks apply --
 

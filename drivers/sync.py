@@ -27,7 +27,7 @@ class SyncDriver(MemoryDriver):
         retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True,
-        runs_at_push=True, multiprocess=False)
+        runs_at_push=True, multiprocess=False, progress=True)
 
     def __init__(self, *, channel: str = "queue") -> None:
         check_options(self.name, self.options, {"channel": channel})

@@ -11,6 +11,7 @@ from .errors import (
     DamagedJobError,
     DriverError,
     InvalidArgumentError,
+    JobCancelledError,
     JobNotFoundError,
     JobNotInStateError,
     JobTimeoutError,
@@ -21,6 +22,7 @@ from .errors import (
 )
 from .events import ExecEvent, PushEvent, RetryEvent, WorkerEvent
 from .job import Job, RetryableJob
+from .model import Progress
 from .queue import Queue
 from .retry import Backoff
 from .serializers import JsonSerializer, PickleSerializer, Serializer
@@ -31,11 +33,12 @@ from .worker import Worker
 __all__ = [
     "Backoff", "Capabilities", "ConfigError", "Consumer", "DamagedJobError", "Driver",
     "DriverError",
-    "ErrorInfo", "ExecEvent", "InvalidArgumentError", "Job", "JobInfo", "JobNotFoundError",
+    "ErrorInfo", "ExecEvent", "InvalidArgumentError", "Job", "JobCancelledError", "JobInfo",
+    "JobNotFoundError",
     "JobNotInStateError", "JobStatus", "JobTimeoutError", "JsonSerializer", "Message",
-    "NotSupportedError", "PickleSerializer", "PushEvent", "Queue", "QueueError", "RetryEvent",
-    "RetryableJob", "SerializationError", "Serializer", "Store", "Worker", "WorkerEvent",
-    "WorkerLostError", "create_queue",
+    "NotSupportedError", "PickleSerializer", "Progress", "PushEvent", "Queue", "QueueError",
+    "RetryEvent", "RetryableJob", "SerializationError", "Serializer", "Store", "Worker",
+    "WorkerEvent", "WorkerLostError", "create_queue",
 ]
 
 __version__ = "0.1.0"

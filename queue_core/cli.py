@@ -115,8 +115,8 @@ def _number(minimum: float, integer: bool = False) -> Callable[[str], float]:
     return parse
 
 
-CORE_COMMANDS = ("listen", "run", "info", "status", "failed", "retry", "remove", "clear",
-                 "push", "exec", "dashboard", "workers", "scheduler")
+CORE_COMMANDS = ("listen", "run", "info", "status", "failed", "retry", "remove", "cancel",
+                 "clear", "push", "exec", "dashboard", "workers", "scheduler")
 
 
 def _names_a_core_command(argv: Sequence[str]) -> bool:
@@ -179,7 +179,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     workers.add_argument("--json", action="store_true", help="print JSON")
     workers.set_defaults(handler=cmd_workers)
 
-    status = commands.add_parser("status", help="the status and details of one job")
+    status = commands.add_parser("status", help="the status and details of one job, its "
+                                 "progress included (where the driver stores it)")
     status.add_argument("id")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
@@ -201,6 +202,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", help="delete one job")
     remove.add_argument("id")
     remove.set_defaults(handler=cmd_remove)
+
+    cancel = commands.add_parser(
+        "cancel", help="cancel one job: a waiting or delayed one never runs, a running one "
+                       "is stopped by its worker; either ends FAILED with JobCancelledError, "
+                       "never retried")
+    cancel.add_argument("id")
+    cancel.set_defaults(handler=cmd_cancel)
 
     clear = commands.add_parser("clear", help="delete every job of the queue")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -321,7 +329,10 @@ def _info_dict(info: JobInfo) -> dict[str, Any]:
             "pushed_at": info.pushed_at, "started_at": info.started_at,
             "finished_at": info.finished_at, "ready_at": info.ready_at,
             "error": None if info.error is None else info.error.as_dict(),
-            "result": info.result if _jsonable(info.result) else repr(info.result)}
+            "result": info.result if _jsonable(info.result) else repr(info.result),
+            "progress": None if info.progress is None else {
+                "fraction": info.progress.fraction, "message": info.progress.message,
+                "at": info.progress.at}}
 
 
 def _jsonable(value: Any) -> bool:
@@ -594,6 +605,11 @@ def cmd_status(queue: Queue, args: argparse.Namespace) -> int:
     print(f"finished:  {_when(info.finished_at)}")
     if info.ready_at:
         print(f"ready at:  {_when(info.ready_at)}")
+    if info.progress is not None:
+        shown = f"{info.progress.fraction * 100:.1f}%"
+        if info.progress.message:
+            shown += f" {info.progress.message}"
+        print(f"progress:  {shown} (at {_when(info.progress.at)})")
     if info.error is not None:
         print(f"error:     {info.error}")
     if info.result is not None:
@@ -644,6 +660,13 @@ def cmd_remove(queue: Queue, args: argparse.Namespace) -> int:
     if not queue.remove(args.id):
         raise CommandFailed(f"no job {args.id}")
     print(f"job {args.id} removed")
+    return EXIT_OK
+
+
+def cmd_cancel(queue: Queue, args: argparse.Namespace) -> int:
+    if not queue.cancel(args.id):
+        raise CommandFailed(f"no job {args.id} waiting, delayed or running")
+    print(f"job {args.id} cancelled")
     return EXIT_OK
 
 

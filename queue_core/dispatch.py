@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from . import control
 from .errors import NotSupportedError
 from .inflight import STUCK_GRACE, Finished, Run, TtrWatch
 from .job_loop import JobLoop, is_async
@@ -140,12 +141,16 @@ class Runners:
     def _run_isolated(self, run: Run, children: ChildPool, child: Any) -> None:
         # The child is killed at the job's ttr: the watch has nothing to do here.
         run.started = time.monotonic()
+        run.control = control.begin(run.job, run.message.id, self._queue.driver)
+        run.control.on_cancel = lambda: children.cancel(child, run.message.id)
         try:
             outcome = children.run(child, run.message.id, run.message.payload, run.ttr,
                                    run.message.began)
             run.result, run.error, run.info = outcome.result, outcome.error, outcome.info
         except BaseException as error:  # noqa: BLE001 - a broken pipe is this job's end
             run.error = error
+        finally:
+            control.end(run.job, run.control)
         self.finished.put(run)
 
     def interrupt(self, runs: set[Run]) -> None:

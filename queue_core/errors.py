@@ -36,6 +36,10 @@ class JobTimeoutError(QueueError):
     """A run exceeded its ttr and was interrupted."""
 
 
+class JobCancelledError(QueueError):
+    """The job was cancelled (``queue.cancel``): it failed for good, never retried."""
+
+
 class WorkerLostError(QueueError):
     """The process running an attempt vanished (killed, crashed) before reporting back."""
 

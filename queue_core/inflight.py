@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .model import ErrorInfo, Message
 
 if TYPE_CHECKING:
+    from .control import RunControl
     from .events import ExecEvent
     from .job import Job
     from .queue import Queue
@@ -57,6 +58,8 @@ class Run:
     """How the watch interrupts it (set by its runner)."""
     deadline: float = 0.0
     thread_id: int = 0
+    control: RunControl | None = field(default=None, repr=False)
+    """The run's cancel flag and progress writes (control.py), set by its runner."""
     """The thread running it (a pool thread, or the event loop's)."""
 
     def log_extra(self, queue: Queue) -> dict[str, Any]:

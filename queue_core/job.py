@@ -11,7 +11,9 @@ import logging
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from . import control
 from .errors import ConfigError
+from .progress import check as check_progress
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -63,6 +65,24 @@ class Job(ABC):
         While a job with the same key is waiting, delayed or running, a push of another
         returns that job's id and stores nothing."""
         return None
+    def cancelled(self) -> bool:
+        """Whether ``queue.cancel`` was called for the run going on (seen within about
+        half a second). A job running in a thread is never interrupted for a cancel: it
+        calls this in its loop and returns (or raises) when True; whatever it ends with,
+        the run ends FAILED with JobCancelledError. False outside a worker's run."""
+        found = control.of(self)
+        return found is not None and found.cancelled
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the run is: ``fraction`` in [0, 1] and a short ``message``
+        (cut at 1,000 characters). Stored by the driver (at most a write every half
+        second; the last value always before the outcome) and shown by ``queue.get(id)``
+        and ``queue-core status ID``. Checked even outside a worker's run, where it is
+        not stored; NotSupportedError on a driver without ``progress``."""
+        value, text = check_progress(fraction, message)
+        found = control.of(self)
+        if found is not None:
+            found.progress(value, text)
 
 
 class RetryableJob(Job, abstract=True):

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import control
 from .errors import JobTimeoutError, WorkerLostError
 from .host import memory_mb
 from .isolation import (
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_TO_CHILD = struct.Struct(">I")
+_TO_CHILD = struct.Struct(">IH")
+"""Payload size, job id size; the id, then the payload, follow."""
 _FROM_CHILD = struct.Struct(">IB")
 RETIRING = 1
 READY = 2
@@ -67,21 +69,29 @@ def serve(queue: Queue, jobs_fd: int, reports_fd: int,
     ``reports_fd``, until the worker closes ``jobs_fd`` or the child uses ``max_memory``
     MB. Exits at once (code 70) if its worker dies."""
     _watch_parent(os.getppid())
+    control.forget_all()
     _write_all(reports_fd, _FROM_CHILD.pack(0, READY))
     while True:
         payload = _read_exactly(jobs_fd, _TO_CHILD.size)
         if payload is None:
             return
-        (size,) = _TO_CHILD.unpack(payload)
+        size, name_size = _TO_CHILD.unpack(payload)
+        name = _read_exactly(jobs_fd, name_size) if name_size else b""
         payload = _read_exactly(jobs_fd, size) if size else b""
-        if payload is None:
+        if payload is None or name is None:
             return
         try:
             job, _ = queue.decode(payload)
         except Exception as exc:  # noqa: BLE001 - a bad payload is this job's error
             report = encode_outcome(False, exc, str(exc))
         else:
-            report = run_and_encode(queue, job)
+            # Progress is written from here; a cancel kills this process (the worker's
+            # watch sees the mark), so cancelled() stays False in a child.
+            run_control = control.begin(job, name.decode("utf-8", "replace"), queue.driver)
+            try:
+                report = run_and_encode(queue, job)
+            finally:
+                control.end(job, run_control)
         retiring = max_memory is not None and (memory_mb() or 0.0) >= max_memory
         _write_all(reports_fd, _FROM_CHILD.pack(len(report), RETIRING if retiring else 0)
                    + report)
@@ -131,6 +141,8 @@ class _Child:
         self.reports_fd = reports_fd
         self.process = process
         self.jobs = 0
+        self.running: str | None = None
+        """The id of the job it runs now (None: idle); changed under the pool's lock."""
         self.ready = False
         self.status: int | None = None
         """The exit status once reaped (os.waitpid form for fork, returncode for exec)."""
@@ -149,10 +161,11 @@ class _Child:
             self.status = status
         return not done
 
-    def send(self, payload: bytes) -> bool:
+    def send(self, job_id: str, payload: bytes) -> bool:
         """False if the child is gone (its end of the pipe closed)."""
+        name = job_id.encode("utf-8")[:1000]
         try:
-            _write_all(self.jobs_fd, _TO_CHILD.pack(len(payload)) + payload)
+            _write_all(self.jobs_fd, _TO_CHILD.pack(len(payload), len(name)) + name + payload)
             return True
         except (BrokenPipeError, OSError):
             return False
@@ -341,11 +354,15 @@ class ChildPool:
                     f"had started ({time.monotonic() - waited:.3g}s); its child process was "
                     "killed"))
         deadline = min(time.monotonic() + ttr, latest)
-        if not child.send(payload):
+        with self._lock:
+            child.running = job_id
+        if not child.send(job_id, payload):
             how = self._discard(child, replace=True)
             return Outcome(False, error=WorkerLostError(
                 f"the child process for job {job_id} {how} before it took the job"))
         report, retiring, timed_out = child.report(deadline)
+        with self._lock:
+            child.running = None
         if timed_out:
             child.kill()
             self._discard(child, replace=True)
@@ -369,6 +386,13 @@ class ChildPool:
         except Exception as exc:
             return Outcome(False, error=WorkerLostError(
                 f"job {job_id}: its child process sent an unreadable report ({exc})"))
+
+    def cancel(self, child: _Child, job_id: str) -> None:
+        """Kill ``child`` if it still runs ``job_id`` (a cancelled job): never a child
+        that has finished it and may run another job by now."""
+        with self._lock:
+            if child.running == job_id:
+                child.kill()
 
     def kill_busy(self) -> None:
         """Kill every child running a job (the worker is told to stop at once); each of

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from . import control
 from .inflight import STUCK_GRACE, Finished, Run, TtrWatch
 
 if TYPE_CHECKING:
@@ -118,11 +119,15 @@ class JobLoop:
             loop.call_soon_threadsafe(task.cancel)
 
         run.interrupt = interrupt
+        run.control = control.begin(run.job, run.message.id, self._queue.driver)
+        run.control.on_cancel = lambda: interrupt(run)
         with self._watch.lock:
             self._watch.watch(run)
         task.add_done_callback(lambda done: self._end(run, done))
 
     def _end(self, run: Run, task: asyncio.Task[Any]) -> None:
+        if run.control is not None:
+            control.end(run.job, run.control)
         with self._watch.lock:
             self._watch.forget(run)
         if run.abandoned:

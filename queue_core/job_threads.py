@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from . import control
 from .errors import JobTimeoutError
 from .inflight import Finished, Run, TtrWatch
 from .watchdog import _raise_in
@@ -86,6 +87,8 @@ class JobThreads:
     def _execute(self, run: Run, me: int) -> None:
         run.thread_id = me
         run.interrupt = _interrupt
+        # Told only, never interrupted for a cancel: see control.py and docs/flow.md.
+        run.control = control.begin(run.job, run.message.id, self._queue.driver)
         try:
             try:
                 with self._watch.lock:
@@ -104,6 +107,8 @@ class JobThreads:
             run.error = error
 
     def _end(self, run: Run, me: int) -> None:
+        if run.control is not None:
+            control.end(run.job, run.control)
         with self._watch.lock:
             self._watch.forget(run)
             if run.expired or run.stopped:

@@ -108,6 +108,11 @@ class Capabilities:
     rate_limit: bool = False
     """The queue's ``rate``, ``bucket_size`` and ``max_concurrent`` (and a job type's) hold
     across every worker and host: the driver keeps the buckets and slots (``Store.limiter``)."""
+    cancel: bool = False
+    """``queue.cancel(id)``: a waiting or delayed job fails at once without running; a
+    running one is marked, and the worker running it stops it (docs/flow.md)."""
+    progress: bool = False
+    """A running job's ``self.progress(fraction, message)`` is stored and shown by ``get``."""
     uncounted: frozenset[JobStatus] = frozenset()
     """Statuses ``info`` cannot count on this back end; it leaves them out rather than
     report a number it does not know (AMQP cannot count the messages workers hold)."""
@@ -242,6 +247,18 @@ class JobInfo:
     result: Any = None
     job_name: str | None = None
     payload: bytes = field(default=b"", repr=False)
+    progress: Progress | None = None
+    """The latest ``self.progress(...)`` the job reported, if any (Capabilities.progress)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a job says it is: ``fraction`` in [0, 1], a short ``message``, and ``at``,
+    the wall-clock time (time.time()) the job reported it. See queue_core/progress.py."""
+
+    fraction: float
+    message: str = ""
+    at: float = 0.0
 
 
 STALE_PERIODS = 3

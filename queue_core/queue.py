@@ -30,6 +30,7 @@ from .errors import (
     DamagedJobError,
     DriverError,
     InvalidArgumentError,
+    JobCancelledError,
     JobNotFoundError,
     JobNotInStateError,
     NotSupportedError,
@@ -582,7 +583,9 @@ class Queue:
         error was raised elsewhere (an isolated child's traceback)."""
         attempt = message.attempt if attempt is None else attempt
         may_not_have_started = lost and message.may_not_have_started
-        retry = (self.driver.capabilities.retry if may_not_have_started
+        cancelled = isinstance(error, JobCancelledError)
+        retry = (False if cancelled
+                 else self.driver.capabilities.retry if may_not_have_started
                  else self.can_retry(job, meta, attempt, error, message.pushed_at, message.id))
         delay = 0.0
         note = ""
@@ -606,7 +609,7 @@ class Queue:
                               duration=time.monotonic() - began if began and not lost else None,
                               lost=lost)
             self._events.trigger(events.AFTER_ERROR, event)
-            retry = bool(event.retry)
+            retry = bool(event.retry) and not cancelled
             if retry and not lost:
                 delay = min(self._handler_delay(event.delay, delay), longest)
                 if delay < 0:
@@ -891,6 +894,22 @@ class Queue:
                     else:
                         on_skip(job_id, exc)
         return sent, skipped
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job: a waiting or delayed one never runs, and ends FAILED with
+        JobCancelledError (kept as ``keep_failed`` says); a running one is stopped by its
+        worker within about a second and ends the same way. Never retried. False when the
+        job is unknown or already finished."""
+        self._require("cancel", "cancelling jobs")
+        job_id = str(job_id)
+        error = JobCancelledError(f"job {job_id} was cancelled before it ran")
+        outcome = self.driver.cancel(job_id, error=error_info(error),
+                                     keep=bool(self.keep_failed))
+        if outcome is not None:
+            logger.info("job %s cancelled (%s)", job_id,
+                        "it was running" if outcome == "marked" else "it had not run",
+                        extra=self.log_extra(job_id))
+        return outcome is not None
 
     def remove(self, job_id: str) -> bool:
         self._require("remove", "removing jobs")

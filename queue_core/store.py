@@ -15,8 +15,10 @@ from .errors import NotSupportedError
 from .model import (
     KEEP_ALL,
     Capabilities,
+    ErrorInfo,
     JobInfo,
     JobStatus,
+    Progress,
     PushRequest,
     Retention,
     WorkerInfo,
@@ -117,12 +119,35 @@ class Store(ABC):
         """The push time (``time.time()``) of the WAITING job pushed first, or None when
         no job waits (Capabilities.waiting_age)."""
         raise NotSupportedError(f"the {self.name} driver cannot tell the oldest waiting job")
+
     # -- rate limits (Capabilities.rate_limit) -----------------------------------------
 
     def limiter(self) -> Limiter:
         """The buckets and slots of rate limits, shared by every worker of the channel on
         every host (queue_core.limits.Limiter). Called once per worker."""
         raise NotSupportedError(f"the {self.name} driver does not support rate limits")
+
+    # -- cancellation and progress (Capabilities.cancel, Capabilities.progress) ---------
+
+    def cancel(self, job_id: str, *, error: ErrorInfo, keep: bool = True) -> str | None:
+        """Cancel a job, atomically with respect to its reservation: a WAITING or DELAYED
+        one is failed now with ``error`` (kept as FAILED when ``keep``, its attempt count
+        untouched) and ``"failed"`` is returned; a RESERVED one gets a cancel mark, which
+        its worker looks up (``cancel_requested``), and ``"marked"`` is returned; None for
+        an unknown or finished job. A mark outlives a release (the job is not run again
+        past its first poll) and goes with the job's end, removal or manual retry. A
+        failed job's unique key is freed, as when a run fails for good."""
+        raise NotSupportedError(f"the {self.name} driver does not support cancelling jobs")
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of ``job_ids`` (running in the caller's worker) carry a cancel mark: one
+        batched call, read through ``progress.cancel_mark``."""
+        raise NotSupportedError(f"the {self.name} driver does not support cancelling jobs")
+
+    def set_progress(self, job_id: str, progress: Progress) -> None:
+        """Store a running job's progress (``progress.encode``) in place of the previous
+        one; nothing for a job that is gone. ``get`` reads it back (``progress.decode``)."""
+        raise NotSupportedError(f"the {self.name} driver does not support job progress")
 
     # -- worker heartbeats (Capabilities.heartbeats) -----------------------------------
 

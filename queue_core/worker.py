@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import bounds, events, host
+from . import bounds, control, events, host
 from .consuming import Consumption
 from .dispatch import Dispatcher, Runners, stuck_message
 from .driver import Message
@@ -410,6 +410,8 @@ class Worker:
                     self.stop(event.exit_code)
             if beating:
                 self._start_heartbeat()
+            if self.queue.driver.capabilities.cancel:
+                control.watch_runs()
             yield
         finally:
             self._active -= 1
@@ -624,8 +626,13 @@ class Worker:
         if run.abandoned:
             logger.error(stuck_message(run), extra=run.log_extra(queue))
             return
-        if run.stopped and run.error is not None:
-            error: BaseException = self._stopped_error(message.id)
+        error: BaseException
+        if run.control is not None and run.control.cancelled:
+            error = run.control.cancelled_error()
+            error.__cause__ = run.error
+            queue.handle_error(message, run.job, run.meta, error)
+        elif run.stopped and run.error is not None:
+            error = self._stopped_error(message.id)
             error.__cause__ = run.error
             queue.handle_error(message, run.job, run.meta, error)
         elif run.expired:
@@ -646,9 +653,18 @@ class Worker:
         ttr = message.ttr
         if self.isolate:
             children = self._child_pool()
-            outcome = children.run(children.take(), message.id, message.payload, ttr,
-                                   message.began)
-            if outcome.ok:
+            child = children.take()
+            run_control = control.begin(job, message.id, queue.driver)
+            run_control.on_cancel = lambda: children.cancel(child, message.id)
+            try:
+                outcome = children.run(child, message.id, message.payload, ttr, message.began)
+            finally:
+                control.end(job, run_control)
+            if run_control.cancelled:
+                error = run_control.cancelled_error()
+                error.__cause__ = outcome.error
+                queue.handle_error(message, job, meta, error)
+            elif outcome.ok:
                 queue.handle_success(message, job, outcome.result, event)
             else:
                 assert outcome.error is not None
@@ -662,15 +678,27 @@ class Worker:
             if ended is not None:
                 self.conclude(ended)
             return None
+        # A job in this thread is told of a cancel, never interrupted (see control.py).
+        run_control = control.begin(job, message.id, queue.driver)
         try:
-            result = self._execute(job, ttr)
+            try:
+                result = self._execute(job, ttr)
+            finally:
+                control.end(job, run_control)
         except KeyboardInterrupt:
             # Ctrl-C outside a signal-handling worker: give the job back, then stop.
             if queue.capabilities.retry:
                 queue.report(queue.settler(message).release, message, delay=0.0, error=None)
             raise
         except (Exception, SystemExit) as error:
+            if run_control.cancelled:
+                cancelled = run_control.cancelled_error()
+                cancelled.__cause__ = error
+                error = cancelled
             queue.handle_error(message, job, meta, error)
+            return None
+        if run_control.cancelled:
+            queue.handle_error(message, job, meta, run_control.cancelled_error())
             return None
         queue.handle_success(message, job, result, event)
         return None

@@ -156,7 +156,7 @@ def _server_turn(request: pytest.FixtureRequest) -> Iterator[None]:
 
 REFUSALS = ("delay", "priority", "retry", "keep_completed", "status", "manual_retry", "remove",
             "clear", "info", "listing", "reset_attempts", "multiprocess", "heartbeats",
-            "retention", "unique", "rate_limit")
+            "retention", "unique", "rate_limit", "cancel", "progress")
 """Capabilities whose absence the core must refuse with NotSupportedError."""
 
 

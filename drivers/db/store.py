@@ -4,6 +4,7 @@ on a pooled connection, and the table created on first use. Each worker opens a 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from queue_core import beats
+from queue_core import beats, progress
 from queue_core.consumer import Consumer
 from queue_core.errors import (
     ConfigError,
@@ -30,6 +31,7 @@ from queue_core.model import (
     ErrorInfo,
     JobInfo,
     JobStatus,
+    Progress,
     PushRequest,
     WorkerInfo,
 )
@@ -43,6 +45,7 @@ from .beats import BeatSql, build_workers_table, workers_table_name
 from .consumer import DbConsumer
 from .engine import first_line, make_engine, supported_dialect
 from .limits import DbLimiter, LimitSql, build_limits_table, limits_table_name
+from .marks import MarkSql, build_marks_table, marks_table_name
 from .options import DBAPI_URL_OPTIONS, OPTIONS
 from .sql import Sql, build_table, ddl
 from .unique import UniqueSql, build_unique_table, unique_table_name
@@ -59,6 +62,8 @@ PACKET_ROW = 512
 as hex; a client that escapes it instead needs at most as much)."""
 _STATUSES = {status.value: status for status in JobStatus}
 PURGE_EVERY = 10
+MARKS_PURGE_EVERY = 100
+"""Mark writes of one process between two purges of the marks of jobs that are gone."""
 """Beats of one process between two deletes of the records of workers long gone."""
 UNIQUE_TRIES = 8
 """Transactions a push with unique keys tries: one loses to a concurrent push of the same
@@ -82,7 +87,7 @@ class DbDriver(Store):
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True, manual_retry=True, remove=True, clear=True,
         info=True, listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        heartbeats=True, waiting_age=True, unique=True, rate_limit=True)
+        heartbeats=True, waiting_age=True, unique=True, rate_limit=True, cancel=True, progress=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
@@ -130,6 +135,12 @@ class DbDriver(Store):
         self.limits_table = limits_table_name(table)
         """Rate limits' states (drivers/db/limits.py), created with the queue table."""
         self._limit_sql = LimitSql(Sql(self.dialect, self.limits_table, dbapi.paramstyle))
+        self.marks_table = marks_table_name(table)
+        """Cancel marks and progress (drivers/db/marks.py), created with the queue table."""
+        self._mark_sql = MarkSql(Sql(self.dialect, self.marks_table, dbapi.paramstyle),
+                                 self.sql)
+        self._marks_there: bool | None = None
+        self._marks = 0
         self._insert_returning = self.dialect in ("postgresql", "sqlite") or bool(
             getattr(self.engine.dialect, "insert_returning", False))
         self._mysql = self.dialect in ("mysql", "mariadb")
@@ -187,14 +198,18 @@ class DbDriver(Store):
         return (ddl(build_table(self.table), self.engine.dialect)
                 + ddl(build_workers_table(self.workers_table), self.engine.dialect)
                 + ddl(build_unique_table(self.unique_table), self.engine.dialect)
-                + ddl(build_limits_table(self.limits_table), self.engine.dialect))
+                + ddl(build_limits_table(self.limits_table), self.engine.dialect)
+                + ddl(build_marks_table(self.marks_table), self.engine.dialect))
 
     def create_table(self) -> None:
         """Create the table and its indexes unless they exist (what ``db init`` does), and
-        the table of worker heartbeats."""
+        the tables beside it: worker heartbeats, unique keys, rate limits and job marks
+        (each one missing is created, so a queue made by an earlier version gains them,
+        its own table untouched)."""
         for table in (build_table(self.table), build_workers_table(self.workers_table),
                       build_unique_table(self.unique_table),
-                      build_limits_table(self.limits_table)):
+                      build_limits_table(self.limits_table),
+                      build_marks_table(self.marks_table)):
             try:
                 table.metadata.create_all(self.engine, checkfirst=True)
             except self._sa_errors() as exc:
@@ -529,7 +544,15 @@ class DbDriver(Store):
 
     def get(self, job_id: str) -> JobInfo | None:
         row = self._row(self.sql.get, job_id)
-        return None if row is None else self._info(row)
+        if row is None:
+            return None
+        info = self._info(row)
+        if self._marks_ready():
+            mark = self._read(self._mark_sql.get, {"id": int(row[0])},
+                              lambda cursor: cursor.fetchone())
+            if mark is not None:
+                info.progress = progress.decode(mark[1], info.id)
+        return info
 
     def oldest_waiting(self) -> float | None:
         row = self._read(self.sql.oldest_waiting, {"c": self.channel},
@@ -613,7 +636,9 @@ class DbDriver(Store):
             found = bool(cursor.rowcount > 0)
             if found and keys:
                 cursor.execute(self._unique_sql.unhold, {"id": number, "c": self.channel})
-            return found
+        if found and self._marks_ready():
+            self._read(self._mark_sql.forget, {"id": number}, lambda cursor: None)
+        return found
 
     def clear(self) -> None:
         keys = self.has_unique_table()
@@ -621,6 +646,8 @@ class DbDriver(Store):
             cursor.execute(self.sql.clear, {"c": self.channel})
             if keys:
                 cursor.execute(self._unique_sql.clear, {"c": self.channel})
+        if self._marks_ready():
+            self._read(self._mark_sql.clear, {"c": self.channel}, lambda cursor: None)
 
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
         number = _job_number(job_id)
@@ -642,8 +669,97 @@ class DbDriver(Store):
                 # Its key was freed when it finished: the retried job does not take it back.
                 cursor.execute(self._unique_sql.unhold, {"id": number, "c": self.channel})
             cursor.execute(self.sql.requeue, {"id": number, "reset": int(reset_attempts)})
+            if self._marks_ready():
+                cursor.execute(self._mark_sql.forget, {"id": number})
             self._notify(cursor)
         self.ring()
+
+    # -- cancellation and progress: the marks table (marks.py) ---------------------------
+
+    def _marks_ready(self) -> bool:
+        """Whether the marks table exists: made by ``create_table`` (at first use unless
+        ``create_table=False``, or by ``queue-core db init``). Without it, lookups show no
+        progress and ``cancel`` says how to make it."""
+        if self._marks_there is None:
+            self._ensure_table()
+            if self._create_table:
+                self._marks_there = True
+            else:
+                from sqlalchemy import inspect
+                try:
+                    there = bool(inspect(self.engine).has_table(self.marks_table))
+                except self._sa_errors() as exc:
+                    raise DriverError(f"db {self.describe()}: {first_line(exc)}") from exc
+                if not there:
+                    logger.warning("%s: the table %s is missing (create_table=False): job "
+                                   "progress and cancellation are off until 'queue-core db "
+                                   "init' creates it", self.describe(), self.marks_table)
+                self._marks_there = there
+        return self._marks_there
+
+    def _need_marks(self) -> None:
+        if not self._marks_ready():
+            raise DriverError(f"db {self.describe()}: the table {self.marks_table} is "
+                              "missing; 'queue-core db init' creates it")
+
+    def cancel(self, job_id: str, *, error: ErrorInfo, keep: bool = True) -> str | None:
+        number = _job_number(job_id)
+        if number is None:
+            return None
+        self._need_marks()
+        params = {"id": number, "c": self.channel}
+        moved = self._mark_sql.fail_waiting if keep else self._mark_sql.delete_waiting
+        for _ in range(3):
+            with self._transaction() as cursor:
+                cursor.execute(moved, {**params, "error": json.dumps(error.as_dict())})
+                if cursor.rowcount > 0:
+                    return "failed"
+                # Locked, so that its worker cannot settle it between the look and the mark.
+                cursor.execute(self.sql.lock_one, params)
+                row = cursor.fetchone()
+                status = None if row is None else self._status(row[0])
+                if status is JobStatus.RESERVED:
+                    cursor.execute(self._mark_sql.mark_cancel, {"id": number})
+                    if cursor.rowcount == 0:
+                        cursor.execute(self._mark_sql.insert_cancel, params)
+                    self._purge_marks(cursor)
+                    return "marked"
+            if status not in (JobStatus.WAITING, JobStatus.DELAYED):
+                return None
+            # Back to waiting between the two statements (its lease ended): again.
+        return None
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        numbers = {number: job_id for job_id in job_ids
+                   if (number := _job_number(job_id)) is not None}
+        if not numbers or not self._marks_ready():
+            return set()
+        rows = self._read(self._mark_sql.cancelled(len(numbers)),
+                          {f"i{i}": number for i, number in enumerate(numbers)},
+                          lambda cursor: cursor.fetchall())
+        found = set()
+        for number, raw in rows:
+            job_id = numbers.get(as_int(number))
+            if job_id is not None and progress.cancel_mark(raw, job_id):
+                found.add(job_id)
+        return found
+
+    def set_progress(self, job_id: str, value: Progress) -> None:
+        number = _job_number(job_id)
+        if number is None or not self._marks_ready():
+            return
+        params = {"id": number, "c": self.channel, "p": progress.encode(value)}
+        with self._transaction() as cursor:
+            cursor.execute(self._mark_sql.set_progress, params)
+            if cursor.rowcount == 0:
+                cursor.execute(self._mark_sql.insert_progress, params)
+            self._purge_marks(cursor)
+
+    def _purge_marks(self, cursor: Any) -> None:
+        """Now and then, delete the marks of jobs that are gone (deleted when done)."""
+        self._marks += 1
+        if self._marks % MARKS_PURGE_EVERY == 1:
+            cursor.execute(self._mark_sql.purge, {"c": self.channel})
 
     # -- heartbeats: a row per worker in the heartbeat table ------------------------------
 

@@ -259,7 +259,7 @@ class FileConsumer(Consumer):
                 max(WAITING_RESCAN_EVERY, SCAN_COST_FACTOR * cost) * NS)
         if now_ns >= self._next_gc:
             started = time.monotonic()
-            self._files.collect(now_ns, self.store._appender.current())
+            self.store._collect(now_ns)
             cost = time.monotonic() - started
             self._next_gc = now_ns + int(max(SEGMENT_GC_EVERY, SCAN_COST_FACTOR * cost) * NS)
 

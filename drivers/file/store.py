@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from queue_core import beats
+from queue_core import beats, progress
 from queue_core.consumer import Consumer
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
 from queue_core.limits import Limiter
@@ -31,6 +31,7 @@ from queue_core.model import (
     ErrorInfo,
     JobInfo,
     JobStatus,
+    Progress,
     PushRequest,
     WorkerInfo,
 )
@@ -66,6 +67,7 @@ from .layout import (
     unlink,
     write_all,
 )
+from .marks import PROGRESS, Marks
 from .records import NS, Target, encode, parse
 from .segments import Appender, Files
 from .unique import UniqueKeys
@@ -126,7 +128,7 @@ class FileDriver(Store):
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True, heartbeats=True,
-        waiting_age=True, unique=True, rate_limit=limits.AVAILABLE)
+        waiting_age=True, unique=True, rate_limit=limits.AVAILABLE, cancel=True, progress=True)
     transient_errors = (OSError,)
     """Storage failures (disk full, permissions) of a consumer; the store's own calls
     wrap them (``_os_errors``)."""
@@ -162,6 +164,7 @@ class FileDriver(Store):
             self._unique = UniqueKeys(self.root, self.mode, self._dir_mode, self._state_of)
         except OSError as exc:
             raise DriverError(f"cannot create the file queue at {self.root}: {exc}") from exc
+        self._marks = Marks(self.root, self.mode, self._dir_mode, self.fsync)
 
     def _state_of(self, job_id: str) -> str | None:
         found = self._files.locate(job_id)
@@ -310,6 +313,7 @@ class FileDriver(Store):
             except (TypeError, ValueError):
                 info.error = info.error or ErrorInfo(UNREADABLE, "the stored result is damaged")
         info.payload = record.payload
+        info.progress = progress.decode(self._marks.read(job_id, PROGRESS), job_id)
         return info
 
     @_os_errors
@@ -363,6 +367,7 @@ class FileDriver(Store):
             if found is None:
                 return False
             if self._remove_marker(job_id, found[1]):
+                self._marks.forget(job_id)
                 return True
         return False
 
@@ -399,6 +404,7 @@ class FileDriver(Store):
             if not cleared:
                 break
         self._unique.clear()
+        self._marks.forget_all()
 
     @_os_errors
     def retry(self, job_id: str, *, state: JobStatus, reset_attempts: bool = False) -> None:
@@ -430,6 +436,7 @@ class FileDriver(Store):
             raise JobNotFoundError(f"job {job_id} was removed during the retry")
         self._files.bury_record(job_id, target)
         self._unique.unhold(job_id)
+        self._marks.forget(job_id)  # before it can run again: its new progress stays
         try:
             os.rename(path, self._files.path("new", job_id))
         except FileNotFoundError:
@@ -437,11 +444,80 @@ class FileDriver(Store):
         self._files.sync_dir("new")
         self._doorbell.ring()
 
-    @_os_errors
     def _collect(self, now_ns: int) -> None:
-        """Delete what no job needs any more (``Files.collect``); consumers do it between
-        claims."""
+        """Delete what no job needs any more (``Files.collect``, and marks of jobs that
+        are gone); consumers do it between claims."""
         self._files.collect(now_ns, self._appender.current())
+        self._marks.purge(self._mark_owner)
+
+    def _mark_owner(self) -> Callable[[str], str | None]:
+        """A lookup of the state of a job that has marks (None: gone), for one purge: the
+        reserved markers are listed once, the other states are one lstat each."""
+        files = self._files
+        reserved = {name.partition("~")[0] for name in os.listdir(files.dirs["reserved"])}
+
+        def state(job_id: str) -> str | None:
+            if job_id in reserved:
+                return "reserved"
+            for name in ("new", "waiting", "delayed", "done", "failed"):
+                if os.path.lexists(files.path(name, job_id)):
+                    return name
+            return None
+        return state
+
+    # -- cancellation and progress: marks/ (marks.py) ----------------------------------
+
+    @_os_errors
+    def cancel(self, job_id: str, *, error: ErrorInfo, keep: bool = True) -> str | None:
+        for _ in range(3):
+            found = self._files.locate(job_id)
+            if found is None:
+                return None
+            state, path = found
+            if state == "reserved":
+                self._marks.mark_cancel(job_id)
+                return "marked"
+            if state in ("done", "failed"):
+                return None
+            # Claimed as a worker claims it, by a rename into reserved/: of a worker and a
+            # cancel racing, exactly one wins. Should this process die before the job is
+            # failed, its lease brings it back to waiting.
+            claimed = self._files.path("reserved", f"{job_id}~{time.time_ns()}")
+            try:
+                os.rename(path, claimed)
+            except FileNotFoundError:
+                continue  # claimed or moved meanwhile: look again
+            if not keep:
+                self._remove_marker(job_id, claimed)
+                self._marks.forget(job_id)
+                return "failed"
+            try:
+                target = Target.parse(os.readlink(claimed))
+                record = parse(self._read(job_id, target))
+            except (OSError, ValueError) as exc:
+                raise DriverError(f"job {job_id} cannot be cancelled: its record cannot be "
+                                  f"read ({exc}); its lease brings it back to waiting") from exc
+            meta = {**record.meta, "finished_at": time.time(), "error": error.as_dict()}
+            new_target = self._files.write_record_file(job_id, encode(
+                meta, record.payload, record.attempt, False, record.started_ns))
+            if not self._files.repoint(claimed, new_target):
+                self._files.bury_record(job_id, new_target)
+                return None  # removed meanwhile
+            self._files.bury_record(job_id, target)
+            os.rename(claimed, self._files.path("failed", job_id))
+            self._files.sync_dir("failed")
+            return "failed"
+        return None
+
+    @_os_errors
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        return self._marks.cancelled(job_ids)
+
+    @_os_errors
+    def set_progress(self, job_id: str, value: Progress) -> None:
+        if not ID_RE.match(str(job_id)):
+            return
+        self._marks.write(job_id, PROGRESS, progress.encode(value).encode("utf-8"))
 
     # -- heartbeats: workers/<worker id>.json, one file per worker --------------------
 

@@ -8,7 +8,8 @@ one slot; each key and field name is a constant below):
 - ``P id``        counter for job ids
 - ``P j:<id>``    hash: p payload, ttr, pri, pushed, att (runs started; missing: 0), run
                   (1 while a run is going on; missing: 0), st started, fin finished, err,
-                  res, tok token of the reservation; a job's state is the set it is in
+                  res, tok token of the reservation, cx cancel mark (ms), pg progress
+                  (JSON); a job's state is the set it is in
 - ``P w``         sorted set of waiting ids, score = priority; ids are zero-padded, so equal
                   priorities come out in push order
 - ``P d``         delayed ids, score = ready time (ms)
@@ -66,8 +67,10 @@ ERROR = "err"  # the latest error, as ErrorInfo JSON
 RESULT = "res"  # the result of a kept done job
 TOKEN = "tok"  # the token of the reservation that holds the job
 UNIQUE_KEY = "uk"  # the unique key the job holds for its life (not a window's)
+CANCEL = "cx"  # when cancel asked the job's worker to stop it (ms); missing: never
+PROGRESS = "pg"  # the job's latest progress (queue_core.progress's stored form)
 FIELDS = (PAYLOAD, TTR, PRIORITY, PUSHED, ATTEMPTS, RUNNING, STARTED, FINISHED, ERROR, RESULT,
-          TOKEN, UNIQUE_KEY)
+          TOKEN, UNIQUE_KEY, CANCEL, PROGRESS)
 """Every field of a job's hash."""
 
 # -- the Lua sources -----------------------------------------------------------------
@@ -110,6 +113,8 @@ CLEAR = _assemble("clear")
 OLDEST = _assemble("prelude", "oldest")
 LIMIT = _assemble("prelude", "limit")
 UNLIMIT = _assemble("unlimit")
+CANCEL_JOB = _assemble("prelude", "trim", "cancel")
+SET_PROGRESS = _assemble("progress")
 
 # -- each script's keys and arguments ------------------------------------------------
 
@@ -333,6 +338,40 @@ class OldestArgs(NamedTuple):
 
     def to_args(self) -> list[Any]:
         return [self.prefix]
+
+
+
+CANCEL_KEYS = (WAITING, DELAYED, RESERVED, FAILED, UNIQUE)
+
+
+class CancelArgs(NamedTuple):
+    """ARGV: prefix, id, keep ('1'/'0'), error json, the retention of kept failed jobs.
+    Returns 1 (failed before it ran), 2 (running: marked) or 0."""
+
+    prefix: str
+    job_id: str
+    keep: bool
+    error: str
+    retention: tuple[str, str] = ("", "")
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, self.job_id, _flag(self.keep), self.error, *self.retention]
+
+
+PROGRESS_KEYS = (RESERVED,)
+
+
+class ProgressArgs(NamedTuple):
+    """ARGV: prefix, id, the progress as stored. Returns 1, or 0 if the job is not
+    reserved (nothing written)."""
+
+    prefix: str
+    job_id: str
+    progress: str
+
+    def to_args(self) -> list[Any]:
+        return [self.prefix, self.job_id, self.progress]
+
 
 
 CLEAR_KEYS = (*SET_KEYS, NOTIFY, UNIQUE, UNIQUE_WINDOWS)

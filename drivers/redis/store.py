@@ -8,6 +8,7 @@ layout and connect.py for how the server that holds the channel is found.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from queue_core import beats
+from queue_core import beats, progress
 from queue_core.consumer import Consumer
 from queue_core.errors import ConfigError, DriverError, JobNotFoundError, JobNotInStateError
 from queue_core.limits import Limit, Limiter, Want
@@ -25,6 +26,7 @@ from queue_core.model import (
     ErrorInfo,
     JobInfo,
     JobStatus,
+    Progress,
     PushRequest,
     WorkerInfo,
 )
@@ -114,7 +116,8 @@ class RedisDriver(Store):
         keep_completed=True, retention=True,
         manual_retry=True, remove=True, clear=True, info=True,
         listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        max_payload=MAX_BULK, heartbeats=True, waiting_age=True, unique=True, rate_limit=True)
+        max_payload=MAX_BULK, heartbeats=True, waiting_age=True, unique=True, rate_limit=True,
+        cancel=True, progress=True)
 
     payload_limit_setting = "Redis's proto-max-bulk-len"
 
@@ -172,6 +175,8 @@ class RedisDriver(Store):
             "oldest": script(lua.OLDEST, lua.OLDEST_KEYS),
             "limit": script(lua.LIMIT, lua.LIMIT_KEYS),
             "unlimit": script(lua.UNLIMIT, lua.UNLIMIT_KEYS),
+            "cancel": script(lua.CANCEL_JOB, lua.CANCEL_KEYS),
+            "progress": script(lua.SET_PROGRESS, lua.PROGRESS_KEYS),
         }
         for prepared in self._scripts.values():
             prepared.prepare()
@@ -460,6 +465,26 @@ class RedisDriver(Store):
         if isinstance(reply, bytes):
             raise JobNotInStateError(f"job {job_id} is {reply.decode()}, not {state}")
 
+    def cancel(self, job_id: str, *, error: ErrorInfo, keep: bool = True) -> str | None:
+        reply = self._run_script("cancel", lua.CancelArgs(
+            self.prefix, job_id, keep, json.dumps(error.as_dict()),
+            lua.retention_args(self.retention_failed)))
+        return {1: "failed", 2: "marked"}.get(reply)
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        def marks(r: Any) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.hget(self._key(job_id), lua.CANCEL)
+            return pipe.execute()  # type: ignore[no-any-return]
+        found = self._admin(marks)
+        return {job_id for job_id, raw in zip(job_ids, found, strict=True)
+                if progress.cancel_mark(raw, job_id)}
+
+    def set_progress(self, job_id: str, value: Progress) -> None:
+        self._run_script("progress", lua.ProgressArgs(self.prefix, job_id,
+                                                      progress.encode(value)))
+
     # -- heartbeats: a hash of records and a sorted set of their expiry times -----------
 
     def beat(self, record: WorkerInfo) -> None:
@@ -558,7 +583,8 @@ def _info(job_id: str, status: JobStatus, fields: dict[bytes, bytes]) -> JobInfo
         pushed_at=ms(lua.PUSHED), started_at=ms(lua.STARTED), finished_at=ms(lua.FINISHED),
         error=ErrorInfo.from_json(fields.get(lua.ERROR.encode())),
         result=fields.get(lua.RESULT.encode()),
-        payload=payload if isinstance(payload, bytes) else b"")
+        payload=payload if isinstance(payload, bytes) else b"",
+        progress=progress.decode(fields.get(lua.PROGRESS.encode()), job_id))
 
 
 class RedisLimiter(Limiter):

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 FLASHES = {
     "retried": "Job sent back to waiting.",
     "removed": "Job removed.",
+    "cancelled": "Job cancelled.",
     "cleared": "Queue cleared.",
     "retried-all": "Every failed job was sent back to waiting.",
 }
@@ -45,6 +46,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/q/(?P<queue>[^/]+)/job/(?P<id>[^/]+)$"), "job_detail"),
     ("POST", re.compile(r"^/q/(?P<queue>[^/]+)/job/(?P<id>[^/]+)/retry$"), "retry"),
     ("POST", re.compile(r"^/q/(?P<queue>[^/]+)/job/(?P<id>[^/]+)/remove$"), "remove"),
+    ("POST", re.compile(r"^/q/(?P<queue>[^/]+)/job/(?P<id>[^/]+)/cancel$"), "cancel"),
     ("POST", re.compile(r"^/q/(?P<queue>[^/]+)/retry-failed$"), "retry_failed"),
     ("POST", re.compile(r"^/q/(?P<queue>[^/]+)/clear$"), "clear"),
 ]
@@ -232,6 +234,16 @@ class Dashboard:
             logger.info("dashboard: job %s of %s removed", job_id, name)
             return request.url() + "?flash=removed"
         return self._action(request, params, f"Delete job {job_id}?", act)
+
+    def cancel(self, request: Request, params: dict[str, str]) -> Response:
+        name, job_id = params["queue"], params["id"]
+
+        def act(queue: Queue) -> str:
+            if not queue.cancel(job_id):
+                raise JobNotInStateError(f"job {job_id} is not waiting, delayed or running")
+            logger.info("dashboard: job %s of %s cancelled", job_id, name)
+            return request.url("q", name, "job", job_id) + "?flash=cancelled"
+        return self._action(request, params, f"Cancel job {job_id}?", act)
 
     def retry_failed(self, request: Request, params: dict[str, str]) -> Response:
         name = params["queue"]

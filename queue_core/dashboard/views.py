@@ -189,9 +189,11 @@ def job_detail(ctx: Context, name: str, queue: Queue, info: JobInfo) -> Safe:
               ("finished", when(info.finished_at))]
     if info.ready_at:
         fields.append(("ready at", when(info.ready_at)))
-    progress = getattr(info, "progress", None)
-    if progress is not None:
-        fields.append(("progress", progress))
+    if info.progress is not None:
+        shown = f"{info.progress.fraction * 100:.1f}%"
+        if info.progress.message:
+            shown += f" {info.progress.message}"
+        fields.append(("progress", f"{shown} (at {when(info.progress.at)})"))
     table = join(render('<tr><th>{k}</th><td id="field-{slug}">{v}</td></tr>', k=key,
                         slug=key.replace(" ", "-"), v="-" if value is None else value)
                  for key, value in fields)
@@ -210,6 +212,10 @@ def job_detail(ctx: Context, name: str, queue: Queue, info: JobInfo) -> Safe:
             and (info.status is JobStatus.FAILED or queue.capabilities.keep_completed):
         actions.append(action_form(ctx, ctx.request.url("q", name, "job", info.id, "retry"),
                                    "Retry", f"Send job {info.id} back to waiting?"))
+    if queue.capabilities.cancel and info.status in (
+            JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED):
+        actions.append(action_form(ctx, ctx.request.url("q", name, "job", info.id, "cancel"),
+                                   "Cancel", f"Cancel job {info.id}?", "danger"))
     if queue.capabilities.remove:
         actions.append(action_form(ctx, ctx.request.url("q", name, "job", info.id, "remove"),
                                    "Remove", f"Delete job {info.id}?", "danger"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queue_core import NotSupportedError, Queue, create_queue
+from queue_core import NotSupportedError, Queue, control, create_queue
 from tests.support.jobs import Record
 
 
@@ -65,6 +65,10 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
         "reset_attempts": lambda: queue.retry("1", reset_attempts=True),
         "heartbeats": lambda: queue.workers(),
         "unique": lambda: queue.push(Record(journal, "x"), unique_key="k"),
+        "cancel": lambda: queue.cancel("1"),
+        # What Job.progress calls inside a worker's run (tests/contract/test_progress.py
+        # runs a real job where the driver has progress).
+        "progress": lambda: control.RunControl("1", queue.driver).progress(0.5, ""),
     }
     with pytest.raises(NotSupportedError, match=match):
         calls[lacking]()

@@ -517,3 +517,43 @@ def test_tables_made_before_unique_jobs_keep_working_and_gain_the_unique_table(
         assert conn.execute("SELECT count(*) FROM queue_unique").fetchone() == (2,)
     new.close()
     old.close()
+def test_a_table_made_before_the_marks_table_gains_it_untouched(tmp_path: Path,
+                                                                journal: str) -> None:
+    """The migration for cancellation and progress: the marks table is created beside a
+    queue table made by an earlier version (whose rows and columns stay as they were); with
+    create_table=False it is left to 'db init', and the queue works meanwhile."""
+    from queue_core.drivers.db.beats import build_workers_table
+    from queue_core.drivers.db.sql import build_table
+    from sqlalchemy import create_engine, inspect
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = create_engine(url)
+    for table in (build_table("queue"), build_workers_table("queue_workers")):
+        table.metadata.create_all(engine)  # what an earlier version made
+    columns = [c["name"] for c in inspect(engine).get_columns("queue")]
+    engine.dispose()
+
+    unmanaged = create_queue({"driver": f"{url}?create_table=false",
+                              "imports": ["tests.support.jobs"]})
+    old_job = unmanaged.push(Record(journal, "old"))
+    assert unmanaged.get(old_job).progress is None  # no marks table: no progress, no error
+    with pytest.raises(DriverError, match="queue_marks is missing; 'queue-core db init'"):
+        unmanaged.cancel(old_job)
+    unmanaged.run()
+    assert read_lines(journal) == ["old"]
+    unmanaged.close()
+
+    queue = create_queue({"driver": url, "imports": ["tests.support.jobs"]})
+    job_id = queue.push(Record(journal, "new"))
+    assert queue.cancel(job_id) is True  # the marks table is made at first use
+    engine = create_engine(url)
+    assert inspect(engine).has_table("queue_marks")
+    assert [c["name"] for c in inspect(engine).get_columns("queue")] == columns
+    engine.dispose()
+    assert queue.get(job_id).error.type == "queue_core.errors.JobCancelledError"
+    assert main(["--app", url, "db", "init"]) == 0  # again: nothing to do
+
+
+def test_db_init_prints_the_marks_table(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path}/q.db?table=jobs&create_table=false"
+    assert main(["--app", url, "db", "init", "--sql"]) == 0
+    assert "CREATE TABLE jobs_marks" in capsys.readouterr().out

@@ -251,3 +251,32 @@ def test_a_record_with_a_damaged_length_does_not_stall_the_collector(tmp_path: P
     collector.join(10)
     assert not collector.is_alive()
     driver.close()
+
+
+def test_marks_of_jobs_that_are_gone_are_purged(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from queue_core.drivers.file import marks as file_marks
+
+    from queue_core import ErrorInfo, Progress
+    queue = create_queue({"driver": f"file://{tmp_path}/q", "imports": ["tests.support.jobs"],
+                          "keep_failed": True})
+    driver = queue.driver
+    assert isinstance(driver, FileDriver)
+    gone = queue.push(Record(str(tmp_path / "j"), "gone"))
+    kept = queue.push(Record(str(tmp_path / "j"), "kept"))
+    waiting = queue.push(Record(str(tmp_path / "j"), "waiting"))
+    for job_id in (gone, kept, waiting):
+        driver._marks.write(job_id, file_marks.PROGRESS, b'{"f": 0.5}')
+        driver._marks.write(job_id, file_marks.CANCEL, b"1")
+    (driver.root / "marks" / ".leftover.tmp").write_bytes(b"x")
+    assert driver.remove(gone)
+    driver._marks.write(gone, file_marks.PROGRESS, b'{"f": 0.5}')  # a late write
+    assert driver.cancel(kept, error=ErrorInfo("E", "m")) == "failed"
+    driver._marks.write(kept, file_marks.PROGRESS, b'{"f": 0.5}')
+    driver._marks.write(kept, file_marks.CANCEL, b"1")
+    driver._collect(time.time_ns())  # too young to purge
+    assert len(os.listdir(driver.root / "marks")) == 6
+    monkeypatch.setattr(file_marks, "PURGE_AGE", -1.0)
+    driver._collect(time.time_ns())
+    assert sorted(os.listdir(driver.root / "marks")) == sorted(
+        [f"{kept}.progress", f"{waiting}.progress", f"{waiting}.cancel"])
+    assert queue.get(kept).progress == Progress(0.5, "", 0.0)

@@ -436,3 +436,81 @@ class WindowRecord(UniqueRecord):
     """A UniqueRecord whose key is held for a minute from its push (class unique_for)."""
 
     unique_for: ClassVar[float | None] = 60.0
+class Cancellable(Job):
+    """Writes 'start <tag>', then checks ``self.cancelled()`` every 20 ms for ``seconds``:
+    writes 'noticed <tag>' and returns when told, or 'end <tag>' when the time is up."""
+
+    journal: str
+    tag: str
+    seconds: float = 30.0
+
+    def execute(self, queue: Any) -> str:
+        append(self.journal, f"start {self.tag}")
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            if self.cancelled():
+                append(self.journal, f"noticed {self.tag}")
+                return "noticed"
+            time.sleep(0.02)
+        append(self.journal, f"end {self.tag}")
+        return self.tag
+
+
+@dataclass
+class AsyncCancellable(Job):
+    """An async job: writes 'start <tag>', then sleeps ``seconds`` on the event loop;
+    writes 'cancelled <tag>' if its task is cancelled, 'end <tag>' if not."""
+
+    journal: str
+    tag: str
+    seconds: float = 30.0
+
+    async def execute(self, queue: Any) -> str:
+        append(self.journal, f"start {self.tag}")
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            append(self.journal, f"cancelled {self.tag}")
+            raise
+        append(self.journal, f"end {self.tag}")
+        return self.tag
+
+
+@dataclass
+class Progressing(Job):
+    """Reports ``steps`` progress values (i / steps, 'step i'), one every ``every`` seconds,
+    writing 'start <tag>' first and 'end <tag>' last; with ``hold``, waits while that file
+    exists after the last step (at most a minute)."""
+
+    journal: str
+    tag: str
+    steps: int = 10
+    every: float = 0.0
+    hold: str = ""
+
+    def execute(self, queue: Any) -> str:
+        append(self.journal, f"start {self.tag}")
+        for step in range(1, self.steps + 1):
+            self.progress(step / self.steps, f"step {step}")
+            if self.every:
+                time.sleep(self.every)
+        end = time.monotonic() + 60
+        while self.hold and os.path.exists(self.hold) and time.monotonic() < end:
+            time.sleep(0.02)
+        append(self.journal, f"end {self.tag}")
+        return self.tag
+
+
+@dataclass
+class AsyncProgressing(Job):
+    """An async job that reports 0.25 then 0.75 ('async') and returns."""
+
+    journal: str
+    tag: str
+
+    async def execute(self, queue: Any) -> str:
+        self.progress(0.25, "async")
+        await asyncio.sleep(0.01)
+        self.progress(0.75, "async")
+        append(self.journal, f"end {self.tag}")
+        return self.tag

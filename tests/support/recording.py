@@ -124,9 +124,9 @@ class SurprisingDriver(RecordingDriver):
     capabilities = Capabilities(delay=True, ttr_lease=True, retry=True, attempt_count=True,
                                 failed_store=True, status=True, info=True,
                                 listing=frozenset(JobStatus),
-                                manual_retry=True, remove=True, clear=True)
+                                manual_retry=True, remove=True, clear=True, cancel=True)
 
     def _surprise(self, *args: Any, **kwargs: Any) -> Any:
         raise KeyError("an answer nothing expected")
 
-    status = get = info = jobs = remove = clear = retry = _surprise  # type: ignore[assignment]
+    status = get = info = jobs = remove = clear = retry = cancel = _surprise  # type: ignore[assignment]

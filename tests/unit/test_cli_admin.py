@@ -157,6 +157,37 @@ def test_remove(settings, queue, journal) -> None:  # type: ignore[no-untyped-de
     assert_usage_error(cli("remove", settings=settings), "the following arguments are required")
 
 
+def test_cancel(settings, queue, journal) -> None:  # type: ignore[no-untyped-def]
+    job_id = queue.push(Record(journal, "a"))
+    result = cli("cancel", job_id, settings=settings)
+    assert result.returncode == 0 and result.stdout.strip() == f"job {job_id} cancelled"
+    assert queue.status(job_id) is JobStatus.FAILED
+    assert queue.get(job_id).error.type == "queue_core.errors.JobCancelledError"
+    shown = cli("status", job_id, settings=settings)
+    assert "JobCancelledError" in shown.stdout
+    # Already finished, or unknown: nothing to cancel, as remove says of a missing job.
+    assert_failure(cli("cancel", job_id, settings=settings),
+                   f"no job {job_id} waiting, delayed or running")
+    assert_failure(cli("cancel", "0" * 32, settings=settings), "waiting, delayed or running")
+    assert_usage_error(cli("cancel", settings=settings), "the following arguments are required")
+
+
+def test_cancel_where_the_driver_cannot(journal) -> None:  # type: ignore[no-untyped-def]
+    # As for every feature a driver lacks: a usage error (exit 2), one sentence.
+    result = cli("cancel", "1", settings={"driver": "sync://"})
+    assert_usage_error(result, "the sync driver does not support cancelling jobs")
+
+
+def test_status_shows_progress(settings, queue, journal) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.jobs import Progressing
+    job_id = queue.push(Progressing(journal, "p", steps=4))
+    queue.run()
+    result = cli("status", job_id, settings=settings)
+    assert "progress:  100.0% step 4 (at " in result.stdout, result.stdout
+    data = json.loads(cli("status", job_id, "--json", settings=settings).stdout)
+    assert data["progress"]["fraction"] == 1.0 and data["progress"]["message"] == "step 4"
+
+
 def test_clear_asks_first(settings, queue, journal) -> None:  # type: ignore[no-untyped-def]
     for index in range(3):
         queue.push(Record(journal, f"r{index}"))
@@ -293,7 +324,7 @@ SURPRISING = {"driver": {"class": "tests.support.recording:SurprisingDriver"}}
 
 
 @pytest.mark.parametrize("command", [["info"], ["status", "1"], ["failed"], ["remove", "1"],
-                                     ["clear", "--yes"], ["retry", "1"],
+                                     ["cancel", "1"], ["clear", "--yes"], ["retry", "1"],
                                      ["retry", "--all-failed"]])
 def test_an_unexpected_error_is_one_sentence_and_exit_1(command: list[str]) -> None:
     result = cli(*command, settings=SURPRISING)

@@ -152,6 +152,26 @@ def test_remove_retry_all_and_clear(queue: Queue, tmp_path: Path) -> None:
     assert sum(queue.info().values()) == 0
 
 
+def test_cancel_and_progress_on_the_job_page(queue: Queue, tmp_path: Path) -> None:
+    from tests.support.jobs import Progressing
+    job_id = queue.push(Record(str(tmp_path / "journal"), "later"), delay=3600)
+    client = Client(Dashboard(queue))
+    page = client.get(f"/q/main/job/{job_id}")
+    assert f"/q/main/job/{job_id}/cancel" in page.text
+    done = client.post(f"/q/main/job/{job_id}/cancel", {"csrf": page.csrf(), "confirmed": "1"})
+    assert done.status == 303 and done.headers["Location"].endswith("?flash=cancelled")
+    assert queue.status(job_id) is JobStatus.FAILED
+    page = client.get(done.headers["Location"])
+    assert "Job cancelled." in page.text and "JobCancelledError" in page.text
+    assert f"/q/main/job/{job_id}/cancel" not in page.text  # finished: nothing to cancel
+    again = client.post(f"/q/main/job/{job_id}/cancel", {"csrf": page.csrf(), "confirmed": "1"})
+    assert again.status == 409
+    shown = queue.push(Progressing(str(tmp_path / "journal"), "p", steps=4))
+    queue.run()
+    page = client.get(f"/q/main/job/{shown}")
+    assert 'id="field-progress">100.0% step 4 (at ' in page.text
+
+
 def test_read_only_hides_and_refuses_actions(queue: Queue, tmp_path: Path) -> None:
     job_id = failed_job(queue, tmp_path)
     client = Client(Dashboard(queue, read_only=True))

@@ -12,7 +12,7 @@ if not redis.call('ZSCORE', KEYS[source], ARGV[2]) then
   return 'unknown'
 end
 redis.call('ZREM', KEYS[source], ARGV[2])
-redis.call('HDEL', key, 'err', 'res', 'fin', 'st', 'tok')
+redis.call('HDEL', key, 'err', 'res', 'fin', 'st', 'tok', 'cx', 'pg')
 redis.call('HSET', key, 'run', 0)
 if ARGV[4] == '1' then redis.call('HSET', key, 'att', 0) end
 -- A priority that is not a number queues the job anyway; RESERVE then fails it again.
