@@ -65,6 +65,7 @@ class Job(ABC):
         While a job with the same key is waiting, delayed or running, a push of another
         returns that job's id and stores nothing."""
         return None
+
     def cancelled(self) -> bool:
         """Whether ``queue.cancel`` was called for the run going on (seen within about
         half a second). A job running in a thread is never interrupted for a cancel: it

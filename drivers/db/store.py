@@ -709,10 +709,15 @@ class DbDriver(Store):
         self._need_marks()
         params = {"id": number, "c": self.channel}
         moved = self._mark_sql.fail_waiting if keep else self._mark_sql.delete_waiting
+        keys = self.has_unique_table()
         for _ in range(3):
             with self._transaction() as cursor:
                 cursor.execute(moved, {**params, "error": json.dumps(error.as_dict())})
                 if cursor.rowcount > 0:
+                    if keys:
+                        # Failed for good: its key goes with it, in the same transaction
+                        # (SQLite may give its id to the next row: see drivers/db/unique.py).
+                        cursor.execute(self._unique_sql.unhold, params)
                     return "failed"
                 # Locked, so that its worker cannot settle it between the look and the mark.
                 cursor.execute(self.sql.lock_one, params)

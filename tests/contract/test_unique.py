@@ -230,3 +230,19 @@ def test_bad_unique_arguments_are_refused(queue: Queue, journal: str,
 def test_a_bad_key_from_the_hook_names_the_hook(queue: Queue, journal: str) -> None:
     with pytest.raises(InvalidArgumentError, match=r"UniqueRecord.get_unique_key\(\)"):
         queue.push(UniqueRecord(journal, "x", key="y" * 300))
+
+
+@pytest.mark.needs("cancel", "!runs_at_push")
+@pytest.mark.parametrize("keep_failed", [True, False])
+def test_cancelling_a_waiting_job_frees_its_key(make_queue, journal: str,
+                                                keep_failed: bool) -> None:
+    queue = make_queue(keep_failed=keep_failed)
+    first = queue.push(Record(journal, "a"), unique_key="k", delay=60)
+    assert first is not None and queue.cancel(first)
+    # A job without a key may be given the cancelled job's id (SQLite reuses the id of a
+    # deleted last row): it must not be taken for the key's holder.
+    queue.push(Record(journal, "plain"))
+    again = queue.push(Record(journal, "b"), unique_key="k")
+    assert again is not None
+    _pushed_anew(queue, journal, "b")
+    assert sorted(read_lines(journal)) == ["b", "plain"]

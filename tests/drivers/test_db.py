@@ -517,6 +517,8 @@ def test_tables_made_before_unique_jobs_keep_working_and_gain_the_unique_table(
         assert conn.execute("SELECT count(*) FROM queue_unique").fetchone() == (2,)
     new.close()
     old.close()
+
+
 def test_a_table_made_before_the_marks_table_gains_it_untouched(tmp_path: Path,
                                                                 journal: str) -> None:
     """The migration for cancellation and progress: the marks table is created beside a

@@ -436,6 +436,9 @@ class WindowRecord(UniqueRecord):
     """A UniqueRecord whose key is held for a minute from its push (class unique_for)."""
 
     unique_for: ClassVar[float | None] = 60.0
+
+
+@dataclass
 class Cancellable(Job):
     """Writes 'start <tag>', then checks ``self.cancelled()`` every 20 ms for ``seconds``:
     writes 'noticed <tag>' and returns when told, or 'end <tag>' when the time is up."""
