@@ -2,7 +2,8 @@
 driver's limiter keeps.
 
 ``rate`` ("20/s", "100/m", "5000/h", "2/d", or a number of jobs per second) fills a token
-bucket of ``bucket_size`` tokens (the burst; App Engine's default is 5); a job begins only
+bucket of ``bucket_size`` tokens (the burst; by default a fifth of a second's rate, from 5
+to 500, see ``default_bucket_size``); a job begins only
 with a token. ``max_concurrent`` bounds the jobs running at once: each holds a slot,
 leased like the job itself so that a worker killed mid-job does not keep its slot. The
 same three are class attributes of a job type. The core decides which job may begin
@@ -26,7 +27,9 @@ from typing import Any, NamedTuple
 from .errors import ConfigError
 
 DEFAULT_BUCKET_SIZE = 5
-"""App Engine's default ``bucket_size`` when a queue sets ``rate`` alone."""
+"""The smallest default ``bucket_size`` (App Engine queue.yaml's default)."""
+DEFAULT_BURST_MAX = 500
+"""The largest default ``bucket_size`` (Cloud Tasks' largest burst)."""
 MAX_BUCKET_SIZE = 1_000_000
 MAX_RATE = 1e9
 """Jobs per second; above it a rate is no limit worth a round trip anyway."""
@@ -98,7 +101,18 @@ def parse_limit(name: str, rate: Any, bucket_size: Any, max_concurrent: Any,
                           key=f"{prefix}bucket_size")
     if per_second is None and concurrent is None:
         return None
-    return Limit(name, per_second, DEFAULT_BUCKET_SIZE if burst is None else burst, concurrent)
+    return Limit(name, per_second, default_bucket_size(per_second) if burst is None else burst,
+                 concurrent)
+
+
+def default_bucket_size(per_second: float | None) -> int:
+    """The burst of a rate given without ``bucket_size``: a fifth of a second's rate, at
+    least App Engine's 5 and at most 500. Cloud Tasks, App Engine queues' successor, also
+    picks the burst from the rate: a fixed 5 would make a high rate cost one call to the
+    back end per 5 jobs, while bounding nothing a rate that high means to bound."""
+    if per_second is None:
+        return DEFAULT_BUCKET_SIZE
+    return min(DEFAULT_BURST_MAX, max(DEFAULT_BUCKET_SIZE, math.ceil(per_second / 5)))
 
 
 def job_limit(kind: type) -> Limit | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import zlib
@@ -51,6 +52,16 @@ from .sql import Sql, build_table, ddl
 from .unique import UniqueSql, build_unique_table, unique_table_name
 
 logger = logging.getLogger(__name__)
+
+_SQLITE_FORK_GUARD = threading.RLock()
+"""Held by every SQLite transaction of this process, and by a fork while it happens: a
+child forked while another thread is inside a transaction inherits SQLite's in-process
+lock records of that connection, which it never releases, so its own writes stay
+'database is locked' (an isolated job's progress, written from a forked child)."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_SQLITE_FORK_GUARD.acquire,
+                        after_in_parent=_SQLITE_FORK_GUARD.release,
+                        after_in_child=_SQLITE_FORK_GUARD.release)
 
 T = TypeVar("T")
 INSERT_CHUNK = 500
@@ -290,6 +301,13 @@ class DbDriver(Store):
         the end, rolled back on error; a broken connection is thrown away. With
         ``one_statement`` on a connection that autocommits, the statement is the
         transaction: no BEGIN, no COMMIT."""
+        if self.dialect == "sqlite":
+            with _SQLITE_FORK_GUARD:
+                yield from self._transaction_on(conn, one_statement)
+        else:
+            yield from self._transaction_on(conn, one_statement)
+
+    def _transaction_on(self, conn: Any | None, one_statement: bool) -> Iterator[Any]:
         own = conn is None
         if conn is None:
             conn = self._checkout()

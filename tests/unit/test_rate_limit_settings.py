@@ -61,6 +61,11 @@ def test_the_settings_as_given() -> None:
     assert queue.limit == Limit("queue", 20.0, 1, 3)
     alone = create_queue({"driver": "memory://", "rate": "5/m"})
     assert alone.limit is not None and alone.limit.bucket_size == DEFAULT_BUCKET_SIZE == 5
+    # Without bucket_size the burst is a fifth of a second's rate, from 5 to 500.
+    for rate, burst in (("20/s", 5), ("26/s", 6), ("100/s", 20), ("1000/s", 200),
+                        ("1000000/s", 500), (2500.0, 500)):
+        limit = create_queue({"driver": "memory://", "rate": rate}).limit
+        assert limit is not None and limit.bucket_size == burst, (rate, limit)
     assert create_queue({"driver": "memory://"}).limit is None
     assert parse_limit("x", None, None, 2) == Limit("x", None, DEFAULT_BUCKET_SIZE, 2)
 
