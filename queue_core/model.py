@@ -111,6 +111,10 @@ class Capabilities:
     cancel: bool = False
     """``queue.cancel(id)``: a waiting or delayed job fails at once without running; a
     running one is marked, and the worker running it stops it (docs/flow.md)."""
+    transactional_push: bool = False
+    """``push(job, connection=...)`` writes the job with the caller's own database connection,
+    in the caller's transaction: a rollback leaves no job, a commit makes it visible to
+    workers (``Store.push_in``)."""
     progress: bool = False
     """A running job's ``self.progress(fraction, message)`` is stored and shown by ``get``."""
     uncounted: frozenset[JobStatus] = frozenset()

@@ -262,29 +262,41 @@ class Queue:
     def push(self, job: Job, delay: float = 0, priority: int | None = None,
              ttr: float | None = None, *, attempts: int | None = _UNSET,
              backoff: Any = None, unique_key: str | None = None,
-             unique_for: float | None = None) -> str | None:
+             unique_for: float | None = None, connection: Any = None) -> str | None:
         """Queue a job; returns its id, or None when a before_push handler cancelled it.
 
         With ``unique_key`` (or a key from the job's ``get_unique_key()``), a push while a
         job holding the key is waiting, delayed or running stores nothing and returns that
         job's id; with ``unique_for`` the key is held that many seconds from the push
-        instead (docs/flow.md, "Unique jobs")."""
+        instead (docs/flow.md, "Unique jobs").
+
+        With ``connection`` (the db driver: an SQLAlchemy ``Connection`` or ``Session``, or
+        a DB-API connection, to the queue's own database), the job is written in that
+        connection's transaction: a rollback leaves no job, and workers see it once the
+        caller commits (docs/transactions.md)."""
         keyed = (unique_key, unique_for)
         if self._tracing is not None:
             with self._tracing.sending(1) as span:
-                job_id = self._push(job, delay, priority, ttr, attempts, backoff, keyed)
+                job_id = self._push(job, delay, priority, ttr, attempts, backoff, keyed,
+                                    connection)
                 self._tracing.sent(span, job_id)
                 return job_id
-        return self._push(job, delay, priority, ttr, attempts, backoff, keyed)
+        return self._push(job, delay, priority, ttr, attempts, backoff, keyed, connection)
 
     def _push(self, job: Job, delay: float, priority: int | None, ttr: float | None,
               attempts: int | None, backoff: Any,
-              keyed: tuple[str | None, float | None] = (None, None)) -> str | None:
+              keyed: tuple[str | None, float | None] = (None, None),
+              connection: Any = None) -> str | None:
+        if connection is not None:
+            self._check_connection_push(keyed[0] is not None)
         prepared = self._prepare(job, delay, priority, ttr, attempts, backoff, keyed)
         if prepared is None:
             return None
         request, event = prepared
-        if request.unique_key is None:
+        if connection is not None:
+            self._check_connection_push(request.unique_key is not None)
+            job_id = self.driver.push_in(connection, [request])[0]
+        elif request.unique_key is None:
             job_id = self.driver.push(request.payload, ttr=request.ttr, delay=request.delay,
                                       priority=request.priority)
         else:
@@ -296,33 +308,39 @@ class Queue:
 
     def push_many(self, jobs: Iterable[Job], delay: float = 0, priority: int | None = None,
                   ttr: float | None = None, *, attempts: int | None = _UNSET,
-                  backoff: Any = None, unique_for: float | None = None) -> list[str | None]:
+                  backoff: Any = None, unique_for: float | None = None,
+                  connection: Any = None) -> list[str | None]:
         """Queue several jobs, in one round trip where the driver allows. Every job is
         encoded before anything is written. A cancelled job's place holds None.
 
         Each job's unique key comes from its ``get_unique_key()`` (one key for every job
         would store only the first); ``unique_for`` applies to each job that has one. A
         job whose key is held, by an earlier job of the same call too, gets the id of
-        the job that holds it."""
+        the job that holds it. ``connection`` is as for ``push``."""
         if unique_for is not None:
             unique.check_for(unique_for)
+        if connection is not None:
+            self._check_connection_push(unique_for is not None)
         if self._tracing is not None:
             listed = list(jobs)
             with self._tracing.sending(len(listed)):
                 return self._push_many(listed, delay, priority, ttr, attempts, backoff,
-                                       unique_for)
-        return self._push_many(jobs, delay, priority, ttr, attempts, backoff, unique_for)
+                                       unique_for, connection)
+        return self._push_many(jobs, delay, priority, ttr, attempts, backoff, unique_for,
+                               connection)
 
     def _push_many(self, jobs: Iterable[Job], delay: float, priority: int | None,
                    ttr: float | None, attempts: int | None, backoff: Any,
-                   unique_for: float | None = None) -> list[str | None]:
+                   unique_for: float | None = None,
+                   connection: Any = None) -> list[str | None]:
         if not (self._events.has(events.BEFORE_PUSH) or self._events.has(events.AFTER_PUSH)):
             return self._push_many_plain(jobs, delay, priority, ttr, attempts, backoff,
-                                         unique_for)
+                                         unique_for, connection)
         prepared = [self._prepare(job, delay, priority, ttr, attempts, backoff,
                                   (None, unique_for), many=True) for job in jobs]
         wanted = [p for p in prepared if p is not None]
-        ids = iter(self.driver.push_many([request for request, _ in wanted]) if wanted else [])
+        ids = iter(self._store_many([request for request, _ in wanted], connection)
+                   if wanted else [])
         result: list[str | None] = []
         for item in prepared:
             if item is None:
@@ -337,7 +355,8 @@ class Queue:
 
     def _push_many_plain(self, jobs: Iterable[Job], delay: float, priority: int | None,
                          ttr: float | None, attempts: int | None,
-                         backoff: Any, unique_for: float | None = None) -> list[str | None]:
+                         backoff: Any, unique_for: float | None = None,
+                         connection: Any = None) -> list[str | None]:
         """push_many without push handlers: the arguments are the same for every job, so
         they are checked once."""
         delay = self._check_delay(delay)
@@ -354,10 +373,27 @@ class Queue:
                 self._check_size(request.payload, job)
         if not requests:
             return []
-        ids: list[str | None] = list(self.driver.push_many(requests))
+        ids: list[str | None] = list(self._store_many(requests, connection))
         if self.driver.capabilities.runs_at_push:
             self._run_at_push()
         return ids
+
+    def _store_many(self, requests: list[PushRequest], connection: Any) -> list[str]:
+        if connection is None:
+            return self.driver.push_many(requests)
+        self._check_connection_push(any(r.unique_key is not None for r in requests))
+        return self.driver.push_in(connection, requests)
+
+    def _check_connection_push(self, keyed: bool) -> None:
+        self._require("transactional_push", "push(connection=...): writing a job in the "
+                      "caller's transaction")
+        if keyed:
+            # A key taken by a concurrent push makes the write fail, and that would abort
+            # the caller's whole transaction; a keyed push retries in a transaction of its
+            # own instead.
+            raise NotSupportedError("a job with a unique key cannot be pushed in the "
+                                    "caller's transaction (push(connection=...)); push it "
+                                    "without connection=, or after the commit")
 
     # -- push and look up from asyncio code (producing_async.py) ---------------------
 

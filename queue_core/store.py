@@ -87,6 +87,11 @@ class Store(ABC):
         return [self.push(r.payload, ttr=r.ttr, delay=r.delay, priority=r.priority)
                 for r in requests]
 
+    def push_in(self, connection: Any, requests: Sequence[PushRequest]) -> list[str]:
+        """Store jobs with the caller's ``connection``, inside the caller's transaction
+        (only on a driver that declares ``transactional_push``)."""
+        raise NotSupportedError(f"the {self.name} driver cannot push in a caller's transaction")
+
     # -- queries and admin -----------------------------------------------------------
 
     def status(self, job_id: str) -> JobStatus | None:

@@ -1,0 +1,1 @@
+"""Flask integration (extra ``flask``): ``QueueCore(app)`` and ``flask queue ...``."""

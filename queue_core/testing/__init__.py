@@ -1,0 +1,1 @@
+"""Testing helpers for applications that use queue-core, and its pytest plugin."""
