@@ -47,44 +47,28 @@ def push_in_transaction(job: Job, queue: str | Queue = DEFAULT, using: str | Non
                         **push_kwargs: Any) -> str | None:
     """Write ``job`` in the current transaction of the Django database ``using`` (default:
     the queue's ``database``): a rollback leaves no job, a commit makes it visible to the
-    workers at once. Outside a transaction it is an ordinary push. The queue must be on
-    the db driver, on that same database."""
-    from django.db import connections, transaction
+    workers at once. Outside a transaction it is written in Django's autocommit. The
+    queue must be on the db driver, on that same database."""
+    from django.db import connections
 
     target = _queue(queue)
-    alias = _alias_for(queue, using)
-    wrapper = connections[alias]
-    if not wrapper.in_atomic_block:
-        return target.push(job, **push_kwargs)
-    wrapper.ensure_connection()
-    job_id = target.push(job, connection=wrapper.connection, **push_kwargs)
-    ring = getattr(target.driver, "ring", None)
-    if ring is not None:
-        # Idle workers on this host wait on a doorbell (SQLite, MySQL): ring it once the
-        # row can be seen. PostgreSQL's NOTIFY is sent at the commit by itself.
-        transaction.on_commit(ring, using=alias, robust=True)
-    return job_id
+    # Django's connection itself, not its DB-API one: the db driver then also wakes the
+    # idle workers of this host (SQLite, MySQL) once Django commits.
+    return target.push(job, connection=connections[_alias_for(queue, using)], **push_kwargs)
 
 
 def _alias_for(queue: str | Queue, using: str | None) -> str:
-    """The Django database to write through: the queue's own ``database``, or ``using``
-    when it has the same connection settings."""
-    from .databases import driver_settings
-
+    """The Django database to write through: ``using``, else the queue's ``database``.
+    (The db driver refuses a connection to another database than its own.)"""
+    if using is not None:
+        return using
     database = None if isinstance(queue, Queue) else queues.config(queue).database
     if database is None:
-        if using is None:
-            raise ConfigError(f"push_in_transaction: queue {queue!r} is not on a Django "
-                              "database: set 'database' in its QUEUE_CORE settings (or pass "
-                              "using= naming the alias of the database its driver uses)",
-                              key="database")
-        return using
-    if using is not None and using != database and (
-            driver_settings(using)["url"] != driver_settings(database)["url"]):
-        raise ConfigError(f"push_in_transaction: queue {queue!r} stores its jobs in Django "
-                          f"database {database!r}, not {using!r}: a transaction of {using!r} "
-                          "cannot hold its job", key="database")
-    return using or database
+        raise ConfigError(f"push_in_transaction: queue {queue!r} is not on a Django "
+                          "database: set 'database' in its QUEUE_CORE settings, or pass "
+                          "using= naming the alias of the database its driver uses",
+                          key="database")
+    return database
 
 
 def push(job: Job, queue: str = DEFAULT, using: str | None = None,
