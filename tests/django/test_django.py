@@ -86,6 +86,7 @@ def manage(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow  # five Django processes start one after another
 def test_views_push_in_atomic_blocks_and_manage_py_workers_run_what_committed(
         project: Path) -> None:
     migrated = manage(project, "migrate")
@@ -114,3 +115,12 @@ def test_views_push_in_atomic_blocks_and_manage_py_workers_run_what_committed(
     # ones were never pushed (a leaked one would be done, failed or waiting here).
     assert counts == {"waiting": "0", "delayed": "0", "reserved": "0", "done": "2",
                       "failed": "0"}, info.stdout
+
+
+def test_manage_py_queue_names_an_unknown_queue_and_the_known_ones(tmp_path: Path) -> None:
+    copy = tmp_path / "project"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("db.sqlite3*", "__pycache__"))
+    (copy / "test_settings.py").write_text("from mysite.settings import *  # noqa: F403\n")
+    result = manage(copy, "queue", "--queue", "mail", "info")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no queue named 'mail' in settings.QUEUE_CORE (queues: 'default')" in result.stderr

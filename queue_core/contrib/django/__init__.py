@@ -1,7 +1,8 @@
 """Django integration (extra ``django``): queues from ``settings.QUEUE_CORE``, ``manage.py
 queue ...``, pushes on commit and in the caller's transaction, and a ``django.tasks``
 backend. Names load on first use, so that importing this package needs no configured
-Django project."""
+Django project. (The registry lives in ``.registry``: a submodule named ``queues`` would
+shadow the ``queues`` object once imported.)"""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "queues": ".queues",
-    "get_queue": ".queues",
+    "queues": ".registry",
+    "get_queue": ".registry",
     "push": ".transactions",
     "push_on_commit": ".transactions",
     "push_in_transaction": ".transactions",

@@ -29,7 +29,7 @@ class QueueCoreConfig(AppConfig):  # type: ignore[misc]
 def create_tables(sender: Any = None, using: str = "default", **kwargs: Any) -> None:
     """Create the tables of every queue whose ``database`` is ``using`` (nothing happens
     to tables that exist)."""
-    from .queues import queues
+    from .registry import queues
     for name, config in queues.configs().items():
         if config.database != using:
             continue
@@ -45,5 +45,5 @@ def create_tables(sender: Any = None, using: str = "default", **kwargs: Any) -> 
 
 def _settings_changed(setting: str = "", **kwargs: Any) -> None:
     if setting == "QUEUE_CORE":
-        from .queues import queues
+        from .registry import queues
         queues.reset()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ... import cli
-from .queues import DEFAULT
+from .registry import DEFAULT
 from .targets import target
 
 DJANGO_OPTIONS = {"--settings": True, "--pythonpath": True, "--traceback": False,

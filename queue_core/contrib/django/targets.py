@@ -14,7 +14,7 @@ from typing import Any
 from ...errors import ConfigError
 from ...events import AFTER_ERROR, AFTER_EXEC, BEFORE_EXEC
 from ...queue import Queue
-from .queues import DEFAULT, queues
+from .registry import DEFAULT, queues
 
 
 def target(name: str = DEFAULT) -> str:

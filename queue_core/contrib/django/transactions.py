@@ -16,7 +16,7 @@ from typing import Any
 from ...errors import ConfigError
 from ...job import Job
 from ...queue import Queue
-from .queues import DEFAULT, queues
+from .registry import DEFAULT, queues
 
 
 def _queue(queue: str | Queue) -> Queue:
