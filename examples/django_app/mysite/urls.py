@@ -1,7 +1,6 @@
 """The shop's two URLs."""
 
 from django.urls import path
-
 from shop import views
 
 urlpatterns = [
