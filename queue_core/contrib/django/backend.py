@@ -235,6 +235,8 @@ class QueueCoreBackend(BaseTaskBackend):  # type: ignore[misc]
         """Django's priority (-100..100, higher first) as queue-core's (lower first)."""
         priority = int(task.priority)
         caps = queue.capabilities
+        if caps.runs_at_push:
+            return None  # the sync driver runs each task inside enqueue: none waits
         if not caps.priority:
             if priority == DEFAULT_TASK_PRIORITY:
                 return None
