@@ -11,7 +11,10 @@ from typing import Any
 _EXPORTS = {
     "queues": ".queues",
     "get_queue": ".queues",
+    "push": ".transactions",
     "push_on_commit": ".transactions",
+    "push_in_transaction": ".transactions",
+    "worker_queue": ".targets",
     "QueueCoreBackend": ".backend",
 }
 

@@ -1,0 +1,1 @@
+"""A tiny shop: orders, and a job that confirms each one."""

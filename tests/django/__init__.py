@@ -1,0 +1,1 @@
+"""The Django integration, driven through a real project (examples/django_app)."""
