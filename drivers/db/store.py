@@ -41,7 +41,7 @@ from queue_core.records import as_bytes, as_int, as_time
 from queue_core.store import Store
 
 from ..local_wakeup import Doorbell, doorbell_beside, doorbell_on_host
-from . import cli
+from . import cli, outbox
 from .beats import BeatSql, build_workers_table, workers_table_name
 from .consumer import DbConsumer
 from .engine import first_line, make_engine, supported_dialect
@@ -98,7 +98,8 @@ class DbDriver(Store):
         retry=True, attempt_count=True, status=True, failed_store=True, last_error=True,
         keep_completed=True, retention=True, manual_retry=True, remove=True, clear=True,
         info=True, listing=frozenset(JobStatus), reset_attempts=True, bulk_push=True,
-        heartbeats=True, waiting_age=True, unique=True, rate_limit=True, cancel=True, progress=True)
+        heartbeats=True, waiting_age=True, unique=True, rate_limit=True, cancel=True, progress=True,
+        transactional_push=True)
 
     def __init__(self, url_or_engine: Any = "sqlite:///queue.db", *, channel: str = "queue",
                  table: str = "queue", create_table: bool = True, lease_grace: float = 1.0,
@@ -167,6 +168,8 @@ class DbDriver(Store):
         # database file, which pushes, releases and retries ring once committed. The
         # store's own only rings; each consumer binds one to wait on.
         self._doorbell = self.doorbell()
+        self._caller_sql: dict[str, Sql] = {}
+        """The statements in the parameter style of a caller's connection (push_in)."""
 
     @classmethod
     def from_url(cls, url: str, **given: Any) -> DbDriver:
@@ -206,21 +209,20 @@ class DbDriver(Store):
     def ddl(self) -> list[str]:
         """The statements that create the table and its indexes on this database, and the
         table of worker heartbeats."""
-        return (ddl(build_table(self.table), self.engine.dialect)
-                + ddl(build_workers_table(self.workers_table), self.engine.dialect)
-                + ddl(build_unique_table(self.unique_table), self.engine.dialect)
-                + ddl(build_limits_table(self.limits_table), self.engine.dialect)
-                + ddl(build_marks_table(self.marks_table), self.engine.dialect))
+        return [statement for table in self._tables()
+                for statement in ddl(table, self.engine.dialect)]
+
+    def _tables(self) -> list[Any]:
+        return [build_table(self.table), build_workers_table(self.workers_table),
+                build_unique_table(self.unique_table), build_limits_table(self.limits_table),
+                build_marks_table(self.marks_table)]
 
     def create_table(self) -> None:
         """Create the table and its indexes unless they exist (what ``db init`` does), and
         the tables beside it: worker heartbeats, unique keys, rate limits and job marks
         (each one missing is created, so a queue made by an earlier version gains them,
         its own table untouched)."""
-        for table in (build_table(self.table), build_workers_table(self.workers_table),
-                      build_unique_table(self.unique_table),
-                      build_limits_table(self.limits_table),
-                      build_marks_table(self.marks_table)):
+        for table in self._tables():
             try:
                 table.metadata.create_all(self.engine, checkfirst=True)
             except self._sa_errors() as exc:
@@ -392,6 +394,76 @@ class DbDriver(Store):
             self._notify(cursor)
         self.ring()
         return ids
+
+    def push_in(self, connection: Any, requests: Sequence[PushRequest]) -> list[str]:
+        """The rows written with the caller's ``connection``, in its transaction
+        (outbox.py): nothing is committed or rolled back here. On PostgreSQL the NOTIFY
+        that wakes workers goes in the same transaction, so it is delivered at the
+        caller's commit; elsewhere idle workers on this host are woken after the commit
+        where the connection tells it (an SQLAlchemy Session, Django), and find the jobs at
+        their next poll otherwise."""
+        caller = outbox.adapt(connection)
+        if _family_of(caller.dialect) != _family_of(self.dialect):
+            raise InvalidArgumentError(
+                f"push(connection=...): the connection speaks {caller.dialect}, but the queue's "
+                f"table is on {self.dialect} ({self.describe()}); nothing was queued")
+        ours = outbox.url_where(self.engine.url)
+        if caller.where is not None and not outbox.same_place(caller.where, ours):
+            raise InvalidArgumentError(
+                f"push(connection=...): the connection reaches database {caller.where[1]!r} "
+                f"at {caller.where[0] or 'a local file'}, not the queue's {ours[1]!r} "
+                f"({self.describe()}); a job written there would never run, so nothing was "
+                "queued")
+        if not requests:
+            return []
+        self._ensure_table_beside(caller)
+        sql = self._sql_for(caller.paramstyle)
+        chunks = self._packet_chunks(requests) if self._mysql else [
+            requests[start:start + INSERT_CHUNK]
+            for start in range(0, len(requests), INSERT_CHUNK)]
+        ids: list[str] = []
+        try:
+            for chunk in chunks:
+                cursor = caller.execute(sql.insert(len(chunk), self._insert_returning),
+                                        self._insert_params(chunk))
+                ids += self._inserted_ids(cursor, len(chunk))
+            if self.dialect == "postgresql":
+                caller.execute(sql.q("SELECT pg_notify(:n, '')"), {"n": self.notify_channel})
+        except self._sa_errors() as exc:
+            raise DriverError(f"db {self.describe()}: a push in the caller's transaction: "
+                              f"{first_line(exc)}") from exc
+        if caller.on_commit is not None and self._doorbell is not None:
+            caller.on_commit(self.ring)
+        return ids
+
+    def _sql_for(self, paramstyle: str) -> Sql:
+        if paramstyle == self.sql.paramstyle:
+            return self.sql
+        found = self._caller_sql.get(paramstyle)
+        if found is None:
+            found = self._caller_sql[paramstyle] = Sql(self.dialect, self.table, paramstyle)
+        return found
+
+    def _ensure_table_beside(self, caller: outbox.CallerConnection) -> None:
+        """The table made before the caller's transaction writes to it. On SQLite it is
+        looked for through the caller's connection first: creating it through another
+        connection waits for the caller's write lock, which the caller holds until it
+        commits."""
+        if self._table_ready or not self._create_table:
+            return
+        if self.dialect != "sqlite":
+            self._ensure_table()
+            return
+        cursor = caller.execute("SELECT name FROM sqlite_master WHERE type = 'table'", {})
+        there = {name for (name,) in cursor.fetchall()}
+        missing = [table for table in self._tables() if table.name not in there]
+        for table in missing:
+            # In the caller's transaction: a rollback takes the tables away with the jobs,
+            # and the next push makes them again.
+            for statement in ddl(table, self.engine.dialect):
+                caller.execute(statement, {})
+        if not missing:
+            self._table_ready = True
 
     def _push_unique(self, requests: Sequence[PushRequest]) -> list[str]:
         """Jobs with unique keys, one by one in one transaction: a key whose holder lives
@@ -821,6 +893,10 @@ class DbDriver(Store):
         if self._doorbell is not None:
             self._doorbell.close()
         self.engine.dispose()
+
+
+def _family_of(dialect: str) -> str:
+    return "mysql" if dialect == "mariadb" else dialect
 
 
 def _notify_name(table: str, channel: str) -> str:
