@@ -8,7 +8,7 @@ from typing import Any
 
 from queue_core import RetryableJob
 
-from .settings import REPORTS
+from .settings import reports_dir
 
 
 @dataclass
@@ -17,8 +17,8 @@ class BuildReport(RetryableJob):
     rows: int
 
     def execute(self, queue: Any) -> str:
-        os.makedirs(REPORTS, exist_ok=True)
-        path = os.path.join(REPORTS, f"{self.name}.txt")
+        os.makedirs(reports_dir(), exist_ok=True)
+        path = os.path.join(reports_dir(), f"{self.name}.txt")
         with open(path, "w") as report:
             report.writelines(f"row {n}\n" for n in range(self.rows))
         return path

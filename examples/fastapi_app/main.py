@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field
 from queue_core import JobNotFoundError, Queue, create_queue
 
 from .jobs import BuildReport
-from .settings import QUEUE
+from .settings import queue_settings
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.queue = create_queue(QUEUE)
+    app.state.queue = create_queue(queue_settings())
     try:
         yield
     finally:
