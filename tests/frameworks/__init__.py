@@ -1,0 +1,1 @@
+"""The framework integrations, driven through each framework's own test client and CLI."""
