@@ -146,6 +146,7 @@ def assert_pushed(queue: Queue, job_type: type[J], *, count: int | None = None,
                   **fields: Any) -> J:
     """Assert that ``queue`` holds a pushed ``job_type`` whose attributes equal ``fields``
     (exactly ``count`` such jobs, if given); returns the first one."""
+    __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     found = entries(queue)
     matches = [e for e in _of(found, job_type) if not _mismatch(e.job, fields)]
     if matches and (count is None or len(matches) == count):
@@ -160,6 +161,7 @@ def assert_pushed(queue: Queue, job_type: type[J], *, count: int | None = None,
 
 def assert_nothing_pushed(queue: Queue, job_type: type[Job] | None = None) -> None:
     """Assert that ``queue`` holds no job (of ``job_type``), in any status."""
+    __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     found = _of(entries(queue), job_type)
     if found:
         raise AssertionError(f"expected no pushed {_wanted(job_type, {})} in {queue!r}, "
@@ -193,6 +195,7 @@ def assert_failed(queue: Queue, job_type: type[Job] | None = None, *,
     """Assert that ``queue`` keeps a FAILED ``job_type`` (with attributes equal to
     ``fields``) whose error is of type ``error`` (a class, or its name) and whose message
     matches the regular expression ``match``; returns the first such job."""
+    __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     failed = _of(entries(queue, [JobStatus.FAILED]), job_type)
     name = None if error is None else _error_name(error)
     for entry in failed:

@@ -154,6 +154,7 @@ def drain(queue: Queue, *, backoff: BackoffMode = "skip", max_runs: int = 100,
     ready (a job that retries forever), or when "real" runs out of time. ``worker_options``
     go to the worker (``queue.run``); ttr is enforced as a worker does, with SIGALRM in the
     main thread (``enforce_ttr=False`` turns that off)."""
+    __tracebackhide__ = True  # pytest shows the test's line, not drain's
     if backoff not in BACKOFF_MODES:
         raise InvalidArgumentError(f"drain(backoff=) is one of {', '.join(BACKOFF_MODES)}, "
                                    f"got {backoff!r}")
@@ -183,6 +184,7 @@ def drain(queue: Queue, *, backoff: BackoffMode = "skip", max_runs: int = 100,
 
 def _loop(queue: Queue, backoff: str, max_runs: int, timeout: float,
           worker_options: dict[str, Any], result: DrainResult) -> None:
+    __tracebackhide__ = True
     deadline = time.monotonic() + timeout
     processed = rounds = 0
     while True:
