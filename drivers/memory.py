@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from queue_core import progress
 from queue_core.beats import decode, encode, forget_after, read_records
 from queue_core.consumer import Consumer, Settlement, Verdict
-from queue_core.errors import JobNotFoundError, JobNotInStateError
+from queue_core.errors import InvalidArgumentError, JobNotFoundError, JobNotInStateError
 from queue_core.limits import Limiter, LocalLimiter
 from queue_core.model import (
     DEFAULT_PRIORITY,
@@ -83,6 +84,12 @@ class _Jobs:
         self.unique: dict[str, tuple[str, float | None]] = {}
         """Unique keys held: key -> (job id, end of its unique_for window or None while
         the job lives)."""
+        self.ahead = 0.0
+        """Seconds this store's clock runs ahead of time.time(): tests move it forward
+        (MemoryDriver.advance) to bring delayed jobs and retries due without waiting."""
+
+    def now(self) -> float:
+        return time.time() + self.ahead
 
     def holder(self, key: str, now: float) -> str | None:
         """The id of the job holding ``key``, or None when the key is free."""
@@ -200,6 +207,21 @@ class MemoryDriver(Store):
     def open_consumer(self) -> Consumer:
         return _MemoryConsumer(self)
 
+    def now(self) -> float:
+        """This store's clock: time.time(), plus what ``advance`` added."""
+        return self._jobs.now()
+
+    def advance(self, seconds: float) -> None:
+        """Move this store's clock ``seconds`` forward, for tests (queue_core.testing.drain):
+        delayed jobs, retries and lapsed leases come due as if the time had passed. Only the
+        store's own times move; the core's age_limit still counts real seconds."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+                0 <= seconds < math.inf):
+            raise InvalidArgumentError(f"advance takes seconds >= 0, got {seconds!r}")
+        with self._jobs.changed:
+            self._jobs.ahead += seconds
+            self._jobs.changed.notify_all()
+
     def limiter(self) -> Limiter:
         return self._jobs.limiter
 
@@ -208,7 +230,7 @@ class MemoryDriver(Store):
         return self.push_many([PushRequest(payload, ttr, delay, priority)])[0]
 
     def push_many(self, requests: Sequence[PushRequest]) -> list[str]:
-        now, ids = time.time(), []
+        now, ids = self._jobs.now(), []
         with self._jobs.changed:
             for r in requests:
                 if r.unique_key is not None:
@@ -234,7 +256,7 @@ class MemoryDriver(Store):
     def _look(self, job_id: str | None = None) -> list[JobInfo]:
         """Copies of the jobs (of one id), as they are now."""
         with self._jobs.changed:
-            self._jobs.due(time.time())
+            self._jobs.due(self._jobs.now())
             jobs = self._jobs.jobs
             found = jobs.values() if job_id is None else filter(None, [jobs.get(job_id)])
             return [replace(job.info, progress=progress.decode(job.progress, job.info.id)
@@ -254,7 +276,7 @@ class MemoryDriver(Store):
 
     def oldest_waiting(self) -> float | None:
         with self._jobs.changed:
-            self._jobs.due(time.time())
+            self._jobs.due(self._jobs.now())
             return min((job.info.pushed_at for job in self._jobs.jobs.values()
                         if job.info.status is JobStatus.WAITING
                         and job.info.pushed_at is not None), default=None)
@@ -285,10 +307,10 @@ class MemoryDriver(Store):
             info.error = info.result = info.started_at = info.finished_at = None
             info.attempt = 0 if reset_attempts else info.attempt
             job.cancel_mark, job.progress = 0.0, ""
-            self._jobs.put(job, JobStatus.WAITING, time.time())
+            self._jobs.put(job, JobStatus.WAITING, self._jobs.now())
 
     def cancel(self, job_id: str, *, error: ErrorInfo, keep: bool = True) -> str | None:
-        now = time.time()
+        now = self._jobs.now()
         with self._jobs.changed:
             self._jobs.due(now)
             job = self._jobs.jobs.get(job_id)
@@ -359,7 +381,7 @@ class _MemoryConsumer(Consumer):
         taken: list[Message] = []
         with self.jobs.changed:
             while True:
-                now = time.time()
+                now = self.jobs.now()
                 wake = self.jobs.due(now)
                 while self.jobs.ready and len(taken) < max_n:
                     _, _, job_id, token = heapq.heappop(self.jobs.ready)
@@ -381,7 +403,7 @@ class _MemoryConsumer(Consumer):
 
     def give_back(self, messages: Sequence[Message]) -> None:
         """Back to waiting as they were before the fetch: the attempt it counted goes."""
-        now = time.time()
+        now = self.jobs.now()
         with self.jobs.changed:
             for message in messages:
                 job = self.jobs.live(message.id, message.handle)  # type: ignore[arg-type]
@@ -392,7 +414,7 @@ class _MemoryConsumer(Consumer):
                 self.jobs.put(job, JobStatus.WAITING, now)
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
-        now = time.time()
+        now = self.jobs.now()
         with self.jobs.changed:
             for s in settlements:
                 job = self.jobs.live(s.message.id, s.message.handle)  # type: ignore[arg-type]
