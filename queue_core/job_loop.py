@@ -9,6 +9,7 @@ and the blocked one is left to its thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import threading
@@ -76,7 +77,10 @@ class JobLoop:
             finally:
                 loop.close()
 
-        self._thread = threading.Thread(target=serve, name="queue-core event loop", daemon=True)
+        # Tasks copy the loop thread's context variables, and the loop thread the worker's
+        # (see job_threads.py).
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(serve,),
+                                        name="queue-core event loop", daemon=True)
         self._thread.start()
         started.wait()
         self._loop = loop

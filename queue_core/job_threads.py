@@ -8,6 +8,7 @@ return, drops the outcome and exits.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import queue as stdqueue
@@ -49,8 +50,11 @@ class JobThreads:
 
     def _start_thread(self) -> None:
         self._count += 1
-        thread = threading.Thread(target=self._serve, name=f"queue-core job {self._count}",
-                                  daemon=True)
+        # A copy of the worker's context variables: what a framework set up for the whole
+        # worker (Flask's app context, pushed when its worker loads the app) is there in
+        # every job thread, as it is in the worker's own thread.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(self._serve,),
+                                  name=f"queue-core job {self._count}", daemon=True)
         thread.start()
         assert thread.ident is not None
         self._threads[thread.ident] = thread

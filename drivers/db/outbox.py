@@ -1,7 +1,8 @@
 """Pushes in the caller's transaction (the outbox pattern): the DB driver writes the job
 rows with the caller's own connection, so they commit or roll back with the caller's work.
 
-The caller gives an SQLAlchemy ``Session`` or ``Connection``, a DB-API connection, or a
+The caller gives an SQLAlchemy ``Session`` (or ``scoped_session``) or ``Connection``, a
+DB-API connection, or a
 Django connection (``django.db.connection``, recognised by shape: nothing here imports
 Django). Whatever it is, it must reach the queue's own database: a push to any other would
 be lost with no error, so where the connection tells which database it reaches, a
@@ -48,8 +49,11 @@ class CallerConnection:
 def adapt(connection: Any) -> CallerConnection:
     """``connection`` as a CallerConnection; InvalidArgumentError for anything else."""
     from sqlalchemy.engine import Connection
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session, scoped_session
 
+    if isinstance(connection, scoped_session):
+        # (Flask-SQLAlchemy's db.session: the session of the current scope.)
+        connection = connection()
     if isinstance(connection, Session):
         return _of_sqlalchemy(connection.connection(), _session_hook(connection))
     if isinstance(connection, Connection):

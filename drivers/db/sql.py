@@ -74,6 +74,10 @@ def build_table(name: str) -> Any:
         Column("error", text),
         Column("result", blob),
         Column("payload", blob, nullable=False),
+        # Ids never come back on SQLite either: without AUTOINCREMENT a new row takes the
+        # highest id plus one, so once the newest job is deleted, the next push would get
+        # its id, and a status looked up by the old id would show the new job.
+        sqlite_autoincrement=True,
     )
     Index(f"ix_{name}_next", table.c.channel, table.c.status, table.c.priority, table.c.id)
     Index(f"ix_{name}_due", table.c.channel, table.c.status, table.c.ready_at)

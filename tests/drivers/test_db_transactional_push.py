@@ -128,6 +128,28 @@ def test_a_push_on_a_dbapi_connection_is_in_its_transaction(
     assert read_lines(journal) == ["kept"]
 
 
+def test_a_scoped_session_pushes_in_its_current_session(tmp_path: Path, journal: str) -> None:
+    import sqlalchemy
+    from sqlalchemy.orm import scoped_session, sessionmaker
+    queue = create_queue({"driver": f"sqlite:///{tmp_path}/queue.db",
+                          "imports": ["tests.support.jobs"]})
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/queue.db")
+    session = scoped_session(sessionmaker(engine))
+    try:
+        lost = queue.push(Record(journal, "lost"), connection=session)
+        session.rollback()
+        assert _gone(queue, lost)
+        kept = queue.push(Record(journal, "kept"), connection=session)
+        session.commit()
+        assert queue.status(str(kept)) is JobStatus.WAITING
+        assert queue.run() == 1
+        assert read_lines(journal) == ["kept"]
+    finally:
+        session.remove()
+        engine.dispose()
+        queue.close()
+
+
 def test_a_connection_to_another_database_is_refused(tmp_path: Path, journal: str) -> None:
     import sqlalchemy
     queue = create_queue({"driver": f"sqlite:///{tmp_path}/queue.db",

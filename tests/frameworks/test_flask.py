@@ -48,10 +48,11 @@ def test_a_view_pushes_in_its_transaction_and_flask_queue_listen_runs_it(app: Fl
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
         str(ROOT), os.environ.get("PYTHONPATH")]))}
-    # Two worker processes under a supervisor: each loads the app from --app anew.
+    # Two worker processes under a supervisor: each loads the app from --app anew, and
+    # runs jobs in threads, which find the app context the worker pushed.
     worker = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "examples.flask_app", "queue", "listen",
-         "--workers", "2", "--timeout", "0.5"],
+         "--workers", "2", "--concurrency", "2", "--timeout", "0.5"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     try:

@@ -80,9 +80,15 @@ def read_config(name: Any, value: Any) -> QueueConfig:
     return QueueConfig(name, settings, database, **flags)
 
 
+TASKS_WORKER = "queue_core.contrib.django.tasks_worker"
+OUR_BACKENDS = ("queue_core.contrib.django.QueueCoreBackend",
+                "queue_core.contrib.django.backend.QueueCoreBackend")
+
+
 def discover_job_modules() -> list[str]:
     """``<app>.jobs`` of every installed app that has one (found, not imported: the
-    worker imports them at start)."""
+    worker imports them at start), and the django.tasks worker module when ``TASKS``
+    uses queue-core's backend."""
     from django.apps import apps
 
     if not apps.apps_ready:
@@ -98,4 +104,18 @@ def discover_job_modules() -> list[str]:
             spec = None
         if spec is not None:
             found.append(module)
+    if _tasks_use_queue_core():
+        # Registers the django.tasks job type and imports the apps' tasks modules, the
+        # only tasks a payload may name.
+        found.append(TASKS_WORKER)
     return found
+
+
+def _tasks_use_queue_core() -> bool:
+    from django.conf import settings
+
+    backends = getattr(settings, "TASKS", None)
+    if not isinstance(backends, Mapping):
+        return False
+    return any(isinstance(entry, Mapping) and entry.get("BACKEND") in OUR_BACKENDS
+               for entry in backends.values())

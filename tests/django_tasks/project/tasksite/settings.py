@@ -11,7 +11,8 @@ USE_TZ = True
 INSTALLED_APPS = ["queue_core.contrib.django", "django_tasks", "tasksapp"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 _QUEUE = json.loads(os.environ["QUEUE_TEST_SETTINGS"])
-QUEUE_CORE = {"default": {**_QUEUE, "imports": ["queue_core.contrib.django.tasks_worker"]}}
+# No "imports": a TASKS backend of queue-core's makes the queue's worker import the tasks.
+QUEUE_CORE = {"default": _QUEUE}
 _OPTIONS = {
     "QUEUE": {"QUEUE": "default"},
     "SETTINGS": {"SETTINGS": _QUEUE},
