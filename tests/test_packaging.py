@@ -29,3 +29,17 @@ def test_the_wheel_installs_only_queue_core(tmp_path: Path) -> None:
                  for p in (ROOT / "queue_core" / "dashboard").rglob("*")
                  if p.is_file() and "__pycache__" not in p.parts}
     assert dashboard <= set(names), f"not in the wheel: {sorted(dashboard - set(names))}"
+    core = {f"queue_core/{p.relative_to(ROOT / 'queue_core').as_posix()}"
+            for p in (ROOT / "queue_core").rglob("*.py") if "__pycache__" not in p.parts}
+    assert core <= set(names), f"not in the wheel: {sorted(core - set(names))}"
+    # `pip install queue-core` alone pulls nothing: every requirement is an extra's.
+    metadata = zipfile.ZipFile(wheel).read(next(
+        name for name in names if name.endswith(".dist-info/METADATA"))).decode()
+    required = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert required and all("extra ==" in line for line in required), required
+    for framework in ("django", "flask", "fastapi"):
+        assert any(line.lower().startswith(f"requires-dist: {framework}")
+                   or f"requires-dist: {framework}" in line.lower() for line in required)
+    entry_points = zipfile.ZipFile(wheel).read(next(
+        name for name in names if name.endswith(".dist-info/entry_points.txt"))).decode()
+    assert "[pytest11]\nqueue_core = queue_core.testing.plugin" in entry_points
