@@ -27,6 +27,8 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all,dev]'
-# Two test processes (a test that takes its server down waits for the other's tests of
-# that server: see _server_turn in tests/conftest.py); -n 0 as an argument runs one.
-exec .venv/bin/python -m pytest -n 2 "$@"
+# Three test processes on two cores: most tests wait on worker processes and servers rather
+# than compute, and a third process fills that time (a test that takes its server down waits
+# for the others' tests of that server: see _server_turn in tests/conftest.py); -n 0 as an
+# argument runs one.
+exec .venv/bin/python -m pytest -n 3 "$@"

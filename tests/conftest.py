@@ -129,7 +129,7 @@ def _server_group(item: pytest.Item) -> str | None:
 
 SHARED_SERVERS = ("amqp",)
 """Back ends a test may take down for everyone (RabbitMQ's stop_app): with several test
-processes (scripts/test.sh runs two), a test marked ``takes_server_down`` waits until no
+processes (scripts/test.sh runs three), a test marked ``takes_server_down`` waits until no
 other test uses that back end, and the others wait while it runs."""
 ALONE_SERVERS = ("mysql",)
 """Back ends whose tests run one at a time across the test processes. Every MySQL test
@@ -156,7 +156,7 @@ def _server_turn(request: pytest.FixtureRequest) -> Iterator[None]:
 
 REFUSALS = ("delay", "priority", "retry", "keep_completed", "status", "manual_retry", "remove",
             "clear", "info", "listing", "reset_attempts", "multiprocess", "heartbeats",
-            "retention", "unique", "rate_limit", "cancel", "progress")
+            "retention", "unique", "rate_limit", "cancel", "progress", "transactional_push")
 """Capabilities whose absence the core must refuse with NotSupportedError."""
 
 

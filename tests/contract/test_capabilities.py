@@ -69,6 +69,8 @@ def test_a_missing_capability_is_refused(make_queue, queue_settings, driver_spec
         # What Job.progress calls inside a worker's run (tests/contract/test_progress.py
         # runs a real job where the driver has progress).
         "progress": lambda: control.RunControl("1", queue.driver).progress(0.5, ""),
+        # (Refused before the connection is looked at.)
+        "transactional_push": lambda: queue.push(Record(journal, "x"), connection=object()),
     }
     with pytest.raises(NotSupportedError, match=match):
         calls[lacking]()

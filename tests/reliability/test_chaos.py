@@ -257,6 +257,9 @@ class Operators(threading.Thread):
             self.command(*pick)
 
 
+# One worker mode: the operators race the store through the CLI, which no worker mode
+# changes; the test above kills workers in every mode.
+@pytest.mark.worker_modes("c1")
 def test_sigkill_chaos_with_operators_at_the_cli(queue_settings, driver_spec: DriverSpec,
                                                  tmp_path: Path) -> None:
     settings = queue_settings(ttr=TTR, attempts=5)
