@@ -126,10 +126,11 @@ def _names_a_core_command(argv: Sequence[str]) -> bool:
     return any(word in CORE_COMMANDS for word in words[:2])
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None, *,
+                 prog: str = "queue-core") -> argparse.ArgumentParser:
     """The parser; ``argv`` given and naming a core command, the drivers' commands are
     left out (finding them imports every driver module: ``exec`` runs once per job)."""
-    parser = _Parser(prog="queue-core", description="Run and inspect a queue-core queue.",
+    parser = _Parser(prog=prog, description="Run and inspect a queue-core queue.",
                      epilog="Exit codes: 0 done, 1 could not do it, 2 bad arguments or "
                             "settings, 130 interrupted.")
     _global_options(parser, after_command=False)
@@ -723,29 +724,31 @@ def cmd_exec(queue: Queue, args: argparse.Namespace) -> int:
 Handler = Callable[[Queue, argparse.Namespace], int]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(sys.argv[1:] if argv is None else argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "queue-core") -> int:
+    """The command; ``prog`` names it in help and errors (``manage.py queue`` and ``flask
+    queue`` run it under their own names)."""
+    parser = build_parser(sys.argv[1:] if argv is None else argv, prog=prog)
     try:
         args = parse_arguments(parser, argv)
         args.program = argv is None
         if args.command is None:
-            raise UsageError("no command given; try 'queue-core --help'")
+            raise UsageError(f"no command given; try '{prog} --help'")
         _configure_logging(args.verbose)
         queue = load_queue(args.app)
     except (UsageError, ConfigError, NotSupportedError) as exc:
-        print(f"queue-core: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except QueueError as exc:
-        print(f"queue-core: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     handler: Handler = args.handler
     try:
         return handler(queue, args)
     except (UsageError, ConfigError, InvalidArgumentError, NotSupportedError) as exc:
-        print(f"queue-core: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (CommandFailed, QueueError) as exc:
-        print(f"queue-core: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -755,7 +758,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker = args.command in ("listen", "run")
         logging.getLogger(__name__).log(logging.ERROR if worker else logging.DEBUG,
                                         "%s failed", args.command, exc_info=True)
-        print(f"queue-core: error: {args.command} failed: {type(exc).__name__}: {exc}"
+        print(f"{prog}: error: {args.command} failed: {type(exc).__name__}: {exc}"
               + ("" if worker else " (-vvv shows the traceback)"), file=sys.stderr)
         return EXIT_FAILED
     finally:

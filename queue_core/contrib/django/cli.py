@@ -28,7 +28,7 @@ def run(argv: Sequence[str]) -> int:
         print(f"manage.py queue: error: {exc}", file=sys.stderr)
         return cli.EXIT_USAGE
     _children_find_the_project()
-    return cli.main(["--app", target(name), *rest])
+    return cli.main(["--app", target(name), *rest], prog="manage.py queue")
 
 
 def split_arguments(argv: Sequence[str]) -> tuple[str, list[str]]:

@@ -97,7 +97,7 @@ def _pass_through(name: str, help_text: str) -> click.Command:
                                    f"{', '.join(queues)})")
         info = ctx.ensure_object(ScriptInfo)
         with _environment({APP_ENV: info.app_import_path or "", QUEUE_ENV: queue_name}):
-            code = core_cli.main(["--app", WORKER_TARGET, name, *rest])
+            code = core_cli.main(["--app", WORKER_TARGET, name, *rest], prog="flask queue")
         ctx.exit(code)
 
     return command
