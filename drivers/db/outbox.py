@@ -63,7 +63,7 @@ def adapt(connection: Any) -> CallerConnection:
     if _is_django_connection(connection):
         connection.ensure_connection()
         return _of_dbapi(connection.connection, _django_hook(connection))
-    if callable(getattr(connection, "cursor", None)) and _family(connection) is not None:
+    if callable(getattr(connection, "cursor", None)) and _dbapi_module(connection) is not None:
         return _of_dbapi(connection, None)
     raise InvalidArgumentError(
         f"push(connection=...) takes an SQLAlchemy Session or Connection, a DB-API "
@@ -76,21 +76,14 @@ def _is_django_connection(connection: Any) -> bool:
                for name in ("ensure_connection", "on_commit", "vendor", "settings_dict"))
 
 
-def _family(raw: Any) -> str | None:
-    for klass in type(raw).__mro__:
-        family = FAMILIES.get(klass.__module__.split(".")[0])
-        if family is not None:
-            return family
-    return None
-
-
-def _module_of(raw: Any) -> Any:
+def _dbapi_module(raw: Any) -> Any:
+    """The DB-API module (of FAMILIES) that ``raw``'s class comes from, or None."""
     import sys
     for klass in type(raw).__mro__:
         top = klass.__module__.split(".")[0]
         if top in FAMILIES:
             return sys.modules[top]
-    raise AssertionError("unreachable: _family found none")  # pragma: no cover
+    return None
 
 
 def _of_sqlalchemy(connection: Any, on_commit: Callable[[Callable[[], None]], None] | None,
@@ -107,12 +100,12 @@ def _of_sqlalchemy(connection: Any, on_commit: Callable[[Callable[[], None]], No
 
 def _of_dbapi(raw: Any, on_commit: Callable[[Callable[[], None]], None] | None,
               ) -> CallerConnection:
-    family = _family(raw)
-    if family is None:
+    module = _dbapi_module(raw)
+    if module is None:
         raise InvalidArgumentError(
             f"push(connection=...): a DB-API connection of {type(raw).__module__} is not one "
             f"the db driver speaks ({', '.join(FAMILIES)})")
-    paramstyle = _module_of(raw).paramstyle
+    family, paramstyle = FAMILIES[module.__name__], module.paramstyle
 
     def execute(statement: str, params: dict[str, Any]) -> Any:
         cursor = raw.cursor()

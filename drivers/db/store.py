@@ -377,11 +377,7 @@ class DbDriver(Store):
             return ids
         if any(r.unique_key is not None for r in requests):
             return self._push_unique(requests)
-        if self._mysql:
-            chunks = self._packet_chunks(requests)
-        else:
-            chunks = [requests[start:start + INSERT_CHUNK]
-                      for start in range(0, len(requests), INSERT_CHUNK)]
+        chunks = self._chunks(requests)
         if len(chunks) == 1 and self.dialect != "sqlite":
             ids = self._insert_alone(chunks[0])
             self.ring()
@@ -418,9 +414,7 @@ class DbDriver(Store):
             return []
         self._ensure_table_beside(caller)
         sql = self._sql_for(caller.paramstyle)
-        chunks = self._packet_chunks(requests) if self._mysql else [
-            requests[start:start + INSERT_CHUNK]
-            for start in range(0, len(requests), INSERT_CHUNK)]
+        chunks = self._chunks(requests)
         ids: list[str] = []
         try:
             for chunk in chunks:
@@ -570,6 +564,14 @@ class DbDriver(Store):
                                    lambda cursor: cursor.fetchone())
             self._max_packet = int(packet)
         return self._max_packet
+
+    def _chunks(self, requests: Sequence[PushRequest]) -> list[Sequence[PushRequest]]:
+        """``requests`` in the INSERTs that write them: within max_allowed_packet on MySQL,
+        INSERT_CHUNK rows elsewhere."""
+        if self._mysql:
+            return self._packet_chunks(requests)
+        return [requests[start:start + INSERT_CHUNK]
+                for start in range(0, len(requests), INSERT_CHUNK)]
 
     def _packet_chunks(self, requests: Sequence[PushRequest]) -> list[Sequence[PushRequest]]:
         """MySQL: push_many's rows in INSERTs that each fit in max_allowed_packet, planned
