@@ -102,3 +102,22 @@ def _check(out: Any, mark: Path) -> None:
         assert "is not registered in this worker" in stranger["error"]
         assert "not registered in this process" in stranger["get_result"]
     assert not mark.exists(), "the worker imported a module because a payload named it"
+
+
+def test_a_stored_attempt_count_out_of_bounds_reads_as_the_largest_count(tmp_path: Path) -> None:
+    """Django counts a result's attempts as the length of a list: a damaged record's
+    attempt count (2**31 - 1) must not become a list that long."""
+    script = (
+        "import django; django.setup()\n"
+        "from queue_core.bounds import MAX_ATTEMPTS\n"
+        "from queue_core.contrib.django.tasks_results import result_from_info\n"
+        "from queue_core.model import JobInfo, JobStatus\n"
+        "from tasksapp.tasks import flaky\n"
+        "info = JobInfo('7', JobStatus.FAILED, attempt=2**31 - 1)\n"
+        "result = result_from_info(flaky, '7', info, [], {}, 'default')\n"
+        "print(result.attempts == MAX_ATTEMPTS, result.status)\n")
+    settings = {"driver": f"file://{tmp_path}/queue"}
+    done = subprocess.run([sys.executable, "-c", script], env=_env(settings, tmp_path / "m"),
+                          cwd=PROJECT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "FAILED"], done.stdout

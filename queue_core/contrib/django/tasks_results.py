@@ -13,6 +13,7 @@ import sys
 from inspect import isclass
 from typing import Any
 
+from ...bounds import MAX_ATTEMPTS
 from ...model import JobInfo, JobStatus
 from .tasks_compat import TaskError, TaskResult, TaskResultStatus
 
@@ -87,7 +88,10 @@ def result_from_info(task: Any, result_id: str, info: JobInfo, args: list[Any],
     """The TaskResult of ``task`` that the job record ``info`` describes."""
     status = STATUSES.get(info.status, TaskResultStatus.READY)
     error = error_of(info)
-    attempts = info.attempt if type(info.attempt) is int and info.attempt > 0 else 0
+    # The count comes from a stored record: Django counts attempts as the length of a
+    # list, so an absurd count (a damaged row's 2**31) must not become a list that size.
+    attempts = min(info.attempt, MAX_ATTEMPTS) if type(info.attempt) is int \
+        and info.attempt > 0 else 0
     started = _when(info.started_at)
     finished = status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
     result = TaskResult(
