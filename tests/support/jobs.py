@@ -408,7 +408,8 @@ _HELD: list[bytearray] = []
 
 @dataclass
 class Hog(Job):
-    """Writes '<tag> <pid>' and keeps ``mb`` MB in its process for good (a leak)."""
+    """Writes '<tag> <pid> <time it ended>' and keeps ``mb`` MB in its process for good
+    (a leak)."""
 
     journal: str
     tag: str
@@ -418,7 +419,7 @@ class Hog(Job):
     def execute(self, queue: Any) -> None:
         _HELD.append(bytearray(self.mb * 1_000_000))
         pause(self.seconds)
-        append(self.journal, f"{self.tag} {os.getpid()}")
+        append(self.journal, f"{self.tag} {os.getpid()} {time.time():.3f}")
 
 
 @dataclass
