@@ -57,10 +57,30 @@ def make_engine(url: str, options: dict[str, Any]) -> Any:
             # We issue BEGIN IMMEDIATE ourselves; pysqlite's own BEGIN would be deferred.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
     return engine
+
+
+WAL_TRIES = 100
+"""Attempts, 0.1 s apart, to switch a new SQLite connection to WAL."""
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Switch to WAL. The switch needs the database to itself and does not wait for a busy
+    one: a process opening a new database file while another creates its tables (a
+    worker and a producer starting together) gets 'database is locked' at once, so the
+    switch is tried again for a while."""
+    import sqlite3
+    for attempt in range(WAL_TRIES):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_TRIES - 1:
+                raise
+            time.sleep(0.1)
 
 
 def _ping_after_idle(engine: Any) -> None:
